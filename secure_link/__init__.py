@@ -1,0 +1,3 @@
+"""Secure Link: a self-hosted backend for private, ephemeral 1:1 chat."""
+
+__version__ = "0.1.0"

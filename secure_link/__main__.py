@@ -1,0 +1,5 @@
+"""`python -m secure_link` is the `secure-link` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,86 @@
+"""Account flows: register, log in, log out, profile, and a user's sessions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import auth, chat
+from .auth import User
+from .errors import AppError, invalid, rate_limited
+from .payload import take
+from .services import Services
+
+
+async def register(services: Services, body: Any, address: str, user_agent: str) -> tuple[dict, str]:
+    """Create an account and its first session; every broken rule is named in `fields`."""
+    values = take(body, {"username": str, "phrase": str}, {"display_name": str})
+    username = auth.fold_username(values["username"])
+    fields: dict[str, str] = {}
+    if problem := auth.username_problem(username):
+        fields["username"] = problem
+    if problem := auth.phrase_problem(values["phrase"], username):
+        fields["phrase"] = problem
+    display_name, problem = auth.clean_display_name(values["display_name"] or username)
+    if problem:
+        fields["display_name"] = problem
+    if fields:
+        raise invalid(fields)
+    if wait := services.register_limiter.hit(address):
+        raise rate_limited(wait, "Too many registrations from this address; try again later.")
+    phrase_hash = await auth.hash_phrase(services, values["phrase"])
+    row = await services.db.fetchrow("insert_user", username, display_name, phrase_hash)
+    if row is None:
+        raise AppError(409, "username_taken", "That username is taken.", fields={"username": "is taken"})
+    token, _ = await auth.open_session(services, row["id"], user_agent, address)
+    return auth.user_json(row), token
+
+
+async def login(services: Services, body: Any, address: str, user_agent: str) -> tuple[dict, str]:
+    """Check the phrase; unknown users and wrong phrases get the same answer in the same time."""
+    values = take(body, {"username": str, "phrase": str})
+    username = auth.fold_username(values["username"])[:64]
+    await auth.check_login_allowed(services, username, address)
+    row = await services.db.fetchrow("find_user_credentials", username)
+    ok = await auth.phrase_matches(services, values["phrase"], row["phrase_hash"] if row else None)
+    await auth.record_login(services, username, address, succeeded=ok)
+    if not ok or row is None:
+        raise AppError(401, "invalid_credentials", "Unknown username or wrong phrase.")
+    token, _ = await auth.open_session(services, row["id"], user_agent, address)
+    return auth.user_json(row), token
+
+
+async def logout(services: Services, user: User) -> dict[str, int]:
+    """Revoke this session and clear every conversation the user is in."""
+    await revoke_session(services, user, user.session_id)
+    return await chat.clear_conversations(services, user)
+
+
+async def update_profile(services: Services, user: User, body: Any) -> dict:
+    """Change what others see: for now the display name (the avatar goes through uploads)."""
+    values = take(body, {"display_name": str})
+    display_name, problem = auth.clean_display_name(values["display_name"])
+    if problem:
+        raise invalid({"display_name": problem})
+    return auth.user_json(await services.db.fetchrow("update_display_name", user.id, display_name))
+
+
+async def list_sessions(services: Services, user: User) -> list[dict]:
+    """The user's live sessions, newest use first, marking the one asking."""
+    rows = await services.db.fetch("list_sessions", user.id)
+    return [{
+        "id": row["id"],
+        "created_at": auth.rfc3339(row["created_at"]),
+        "last_used_at": auth.rfc3339(row["last_used_at"]),
+        "expires_at": auth.rfc3339(row["expires_at"]),
+        "user_agent": row["user_agent"],
+        "address": row["address"],
+        "current": row["id"] == user.session_id,
+    } for row in rows]
+
+
+async def revoke_session(services: Services, user: User, session_id: int) -> None:
+    """End one of the user's sessions; its sockets, on any worker, close with 4401."""
+    deleted = await services.db.fetchval("delete_session", session_id, user.id)
+    if deleted is None:
+        raise AppError(404, "not_found", "No such session.")
+    await chat.publish(services, chat.session_channel(session_id), chat.encode_event({"type": "revoked"}))

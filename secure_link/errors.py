@@ -1,0 +1,75 @@
+"""One error shape for HTTP and WebSocket, and the contract's close codes.
+
+Anything raised as `AppError` reaches the client as
+`{"error": {"code", "message", "fields"?}}` (HTTP) or as an `error` frame
+(WebSocket); `error_body()` is the only place that shape is built.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+# WebSocket close codes (docs/api.md lists what each means to a client).
+CLOSE_NORMAL = 1000
+CLOSE_POLICY = 1008          # refused origin, auth timeout
+CLOSE_TOO_BIG = 1009         # frame over WS_MAX_FRAME_BYTES
+CLOSE_RESTARTING = 1012      # graceful shutdown: reconnect and sync
+CLOSE_TRY_AGAIN = 1013       # send queue full: reconnect and sync
+CLOSE_UNAUTHENTICATED = 4401 # bad, expired or revoked session
+CLOSE_RATE_LIMITED = 4429    # kept sending past the rate limit
+
+
+class AppError(Exception):
+    """A refusal the client can act on: HTTP status, stable code, human message."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        fields: dict[str, str] | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.fields = fields
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the refusal needs: Retry-After in whole seconds, at least 1."""
+        if self.retry_after is None:
+            return {}
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}
+
+
+def error_body(code: str, message: str, fields: dict[str, str] | None = None) -> dict[str, Any]:
+    """The JSON body of every HTTP error."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        error["fields"] = fields
+    return {"error": error}
+
+
+def error_frame(error: AppError, client_id: str | None = None) -> dict[str, Any]:
+    """The WebSocket form of the same error; the socket stays open."""
+    frame: dict[str, Any] = {"type": "error", "code": error.code, "message": error.message}
+    if error.fields:
+        frame["fields"] = error.fields
+    if client_id is not None:
+        frame["client_id"] = client_id
+    if error.retry_after is not None:
+        frame["retry_after_ms"] = max(1, math.ceil(error.retry_after * 1000))
+    return frame
+
+
+def invalid(fields: dict[str, str], message: str = "Some fields are invalid.") -> AppError:
+    """A 422 naming each bad field."""
+    return AppError(422, "invalid_input", message, fields=fields)
+
+
+def rate_limited(retry_after_s: float, message: str = "Too many requests; slow down.") -> AppError:
+    """A 429 that tells the client when to try again."""
+    return AppError(429, "rate_limited", message, retry_after=retry_after_s)

@@ -1,0 +1,224 @@
+"""Fan-out of chat events to every worker's sockets (replaces encode/broadcaster).
+
+Same shape as broadcaster (`publish(channel, message)`, `subscribe(channel)`),
+without the failures measured in it: a subscription is LISTENed/SUBSCRIBEd
+before `__aenter__` returns (its Redis backend lost the first messages), queues
+are bounded (a slow socket is dropped with `SubscriptionOverflow`, not buffered
+forever), and after any reconnect every subscriber receives `GAP` instead of
+hanging silently, so its client re-syncs from the database. Transports are
+chosen by URL scheme; the cross-worker ones live in `fanout_backends`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from types import TracebackType
+from typing import Protocol
+
+from secure_link.fanout_backends import GAP, Deliver, Gap, PostgresBackend, RedisBackend
+
+__all__ = ["GAP", "Fanout", "Gap", "Subscription", "SubscriptionClosed", "SubscriptionOverflow"]
+
+
+class Backend(Protocol):
+    """What `Fanout` needs from a transport; `listen` returns once the channel is subscribed."""
+
+    name: str
+
+    async def connect(self) -> None: ...
+    async def disconnect(self) -> None: ...
+    async def listen(self, channel: str) -> None: ...
+    async def unlisten(self, channel: str) -> None: ...
+    async def publish(self, channel: str, message: str) -> None: ...
+
+
+class MemoryBackend:
+    """One process only: publish hands the message straight to local subscribers."""
+
+    name = "memory"
+
+    def __init__(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+
+    async def connect(self) -> None:
+        """Nothing to open."""
+
+    async def disconnect(self) -> None:
+        """Nothing to close."""
+
+    async def listen(self, channel: str) -> None:
+        """Every local channel is always 'subscribed'."""
+
+    async def unlisten(self, channel: str) -> None:
+        """See `listen`."""
+
+    async def publish(self, channel: str, message: str) -> None:
+        """Deliver synchronously: there is no wire to cross."""
+        self._deliver(channel, message)
+
+
+class SubscriptionOverflow(Exception):
+    """The subscriber fell `queue_size` items behind and was dropped: close the socket or re-sync."""
+
+
+class SubscriptionClosed(Exception):
+    """`get()` after `Fanout.disconnect()` (shutdown); `async for` simply ends instead."""
+
+
+class Subscription:
+    """One bounded queue fed by one or more channels; use `async with`, then `get()` or `async for`."""
+
+    def __init__(self, fanout: Fanout, channels: tuple[str, ...], queue_size: int) -> None:
+        self.channels = channels
+        self._fanout = fanout
+        self._queue_size = queue_size
+        self._items: deque[str | Gap] = deque()
+        self._wakeup = asyncio.Event()
+        self._ended: type[Exception] | None = None
+        self._entered = False
+
+    async def __aenter__(self) -> Subscription:
+        """Return only once every channel is subscribed: a later publish is received."""
+        if self._entered:
+            raise RuntimeError("a Subscription can be entered once")
+        self._entered = True
+        await self._fanout._attach(self)
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        """Unsubscribe; the last local subscriber of a channel stops listening to it."""
+        await self._fanout._detach(self)
+
+    async def get(self) -> str | Gap:
+        """The next message or `GAP`; raises once the queue overflowed or the Fanout closed."""
+        while True:
+            if self._ended is SubscriptionOverflow:
+                raise SubscriptionOverflow(f"more than {self._queue_size} items queued on {self.channels}")
+            if self._ended is not None:
+                raise self._ended("the Fanout was disconnected")
+            if self._items:
+                return self._items.popleft()
+            self._wakeup.clear()
+            await self._wakeup.wait()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> str | Gap:
+        """Like `get()`, but a shutdown ends the loop instead of raising."""
+        try:
+            return await self.get()
+        except SubscriptionClosed:
+            raise StopAsyncIteration from None
+
+    def _put(self, item: str | Gap) -> None:
+        """Called by Fanout; never blocks, so a slow consumer cannot stall publishers or peers."""
+        if self._ended is not None:
+            return
+        if len(self._items) >= self._queue_size:
+            self._end(SubscriptionOverflow)
+            return
+        self._items.append(item)
+        self._wakeup.set()
+
+    def _end(self, reason: type[Exception]) -> None:
+        if self._ended is None:
+            self._ended = reason
+            self._items.clear()
+            self._wakeup.set()
+
+
+class Fanout:
+    """Publish to channels and subscribe to them, across workers when the URL says so."""
+
+    def __init__(self, url: str, *, queue_size: int = 256, probe_interval: float = 5.0) -> None:
+        if queue_size < 1 or probe_interval <= 0:
+            raise ValueError("queue_size and probe_interval must be positive")
+        self._backend = _backend_for(url, self._deliver, probe_interval)
+        self._queue_size = queue_size
+        self._subscribers: dict[str, set[Subscription]] = {}
+        self._lock = asyncio.Lock()  # first-subscribe/last-unsubscribe decisions, one at a time
+
+    @property
+    def backend_name(self) -> str:
+        """'memory', 'postgres' or 'redis', for logs and the health endpoint."""
+        return self._backend.name
+
+    async def connect(self) -> None:
+        """Open the transport; raises if it is unreachable, so start-up fails loudly."""
+        await self._backend.connect()
+
+    async def disconnect(self) -> None:
+        """End every open subscription, stop background tasks, close every connection."""
+        for subscription in self._all_subscriptions():
+            subscription._end(SubscriptionClosed)
+        self._subscribers.clear()
+        await self._backend.disconnect()
+
+    async def publish(self, channel: str, message: str) -> None:
+        """Send an already-serialised message; every local subscriber gets the same str."""
+        if not isinstance(message, str):
+            raise TypeError(f"publish() takes a str (serialise once), not {type(message).__name__}")
+        await self._backend.publish(channel, message)
+
+    def subscribe(self, channel: str) -> Subscription:
+        """A subscription to one channel (an async context manager)."""
+        return self.subscribe_many([channel])
+
+    def subscribe_many(self, channels: list[str]) -> Subscription:
+        """One queue fed by several channels, e.g. a socket's user and session channels."""
+        unique = tuple(dict.fromkeys(channels))
+        if not unique:
+            raise ValueError("subscribe to at least one channel")
+        return Subscription(self, unique, self._queue_size)
+
+    async def _attach(self, subscription: Subscription) -> None:
+        async with self._lock:
+            added: list[str] = []
+            try:
+                for channel in subscription.channels:
+                    subscribers = self._subscribers.setdefault(channel, set())
+                    subscribers.add(subscription)
+                    added.append(channel)
+                    if len(subscribers) == 1:
+                        await self._backend.listen(channel)
+            except BaseException:  # cancelled mid-LISTEN: leave the counts as they were
+                await self._remove(subscription, added)
+                raise
+
+    async def _detach(self, subscription: Subscription) -> None:
+        async with self._lock:
+            await self._remove(subscription, list(subscription.channels))
+
+    async def _remove(self, subscription: Subscription, channels: list[str]) -> None:
+        for channel in channels:
+            subscribers = self._subscribers.get(channel)
+            if subscribers is None or subscription not in subscribers:
+                continue  # already gone, e.g. after disconnect()
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self._subscribers[channel]
+                await self._backend.unlisten(channel)
+
+    def _deliver(self, channel: str | None, item: str | Gap) -> None:
+        """Called by the backend; `None` addresses every local subscriber (a GAP)."""
+        targets = self._all_subscriptions() if channel is None else self._subscribers.get(channel, ())
+        for subscription in targets:
+            subscription._put(item)
+
+    def _all_subscriptions(self) -> set[Subscription]:
+        return set().union(*self._subscribers.values())
+
+
+def _backend_for(url: str, deliver: Deliver, probe_interval: float) -> Backend:
+    """Pick the transport from the URL scheme."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme == "memory":
+        return MemoryBackend(deliver)
+    if scheme in ("postgres", "postgresql"):
+        return PostgresBackend(url, deliver, probe_interval)
+    if scheme in ("redis", "rediss"):
+        return RedisBackend(url, deliver, probe_interval)
+    raise ValueError(f"unsupported fan-out URL scheme {scheme!r}: use memory://, postgres:// or redis://")

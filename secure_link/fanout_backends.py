@@ -1,0 +1,443 @@
+"""Cross-worker transports behind `secure_link.fanout.Fanout`: PostgreSQL LISTEN/NOTIFY, Redis pub/sub.
+
+A backend (the `Backend` protocol in fanout.py) only moves strings between
+workers. It calls `deliver(channel, message)` for every message it receives and
+`deliver(None, GAP)` after a reconnect, when messages may have been lost;
+`Fanout` owns the subscribers and their bounded queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import re
+from typing import Awaitable, Callable
+
+import asyncpg
+import redis.asyncio as redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from secure_link.db import load_queries
+
+log = logging.getLogger("secure_link.fanout")
+
+LISTEN_NAME = "secure_link_fanout_listen"  # application_name / client name of the listening connection
+INLINE, SPILLED = "=", "@"  # first character of a NOTIFY payload; '@' is also written in fanout.sql
+_NOTIFY_MAX_BYTES = 7999  # PostgreSQL rejects payloads of 8,000 bytes or more
+_INBOX_SIZE = 10_000
+_TIMEOUT = 5.0  # connecting, and any one command: a silent server must not hang us
+_PG_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_REDIS_ERRORS = (OSError, TimeoutError, RedisError)
+_SAFE_CHANNEL = re.compile(r"[a-z0-9_]{1,50}")
+
+
+class Gap:
+    """Marker yielded to subscribers when messages may have been lost: re-sync from the database."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "GAP"
+
+
+GAP = Gap()
+Deliver = Callable[[str | None, str | Gap], None]
+
+
+async def stop_task(task: asyncio.Task[None] | None) -> None:
+    """Cancel and wait, without swallowing a cancellation aimed at the caller.
+
+    Cancels again while the task lives: a single cancel can be lost (Python 3.11's
+    `wait_for` drops it when the inner future finishes at the same moment, and a
+    driver may turn it into a connection error), and then disconnect() would hang.
+    """
+    while task is not None and not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+    if task is not None and not task.cancelled():
+        task.exception()  # mark it retrieved: whoever watched the task has logged why it ended
+
+
+async def retry_with_backoff(attempt: Callable[[], Awaitable[None]], what: str,
+                             errors: tuple[type[BaseException], ...]) -> int:
+    """Call `attempt` until it succeeds, 0.1 s doubling to 5 s apart; returns the failures."""
+    delay, failures = 0.1, 0
+    while True:
+        try:
+            await attempt()
+            return failures
+        except errors as exc:
+            failures += 1
+            log.warning("fanout: %s reconnect failed (%r); retrying in %.1f s", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def pg_channel(channel: str) -> str:
+    """A PostgreSQL identifier for any channel string; the two prefixes never collide."""
+    if _SAFE_CHANNEL.fullmatch(channel):
+        return "slc_" + channel
+    return "slh_" + hashlib.sha256(channel.encode("utf-8")).hexdigest()[:32]
+
+
+def fits_notify(payload: str) -> bool:
+    """UTF-8 needs at most 4 bytes a character, so short strings skip the encode."""
+    return len(payload) * 4 <= _NOTIFY_MAX_BYTES or len(payload.encode("utf-8")) <= _NOTIFY_MAX_BYTES
+
+
+class PostgresBackend:
+    """LISTEN on one dedicated connection, publish through a small pool.
+
+    A shared connection makes concurrent publishes fail ("another operation is
+    in progress"), as broadcaster's does. The LISTEN connection is watched
+    (termination listener + periodic probe) because asyncpg does not notice an
+    idle connection dying; every command on it has a timeout, so a silent
+    server cannot hold the lock forever. Notifications pass through one ordered
+    inbox so a spilled message is never overtaken by a later small one.
+    """
+
+    name = "postgres"
+
+    def __init__(self, url: str, deliver: Deliver, probe_interval: float) -> None:
+        self._url, self._deliver, self._probe_interval = url, deliver, probe_interval
+        self._idents: dict[str, str] = {}  # identifier LISTENed -> channel
+        self._lock = asyncio.Lock()  # one command at a time on the LISTEN connection
+        self._lost = asyncio.Event()
+        self._inbox: asyncio.Queue[tuple[str, str] | Gap] = asyncio.Queue(_INBOX_SIZE)
+        self._conn: asyncpg.Connection | None = None
+        self._pool: asyncpg.Pool | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._sql: dict[str, str] = {}
+        self._pruned_at = -math.inf
+
+    async def connect(self) -> None:
+        """Open pool and LISTEN connection now, so a bad URL fails at start-up."""
+        self._sql = {name: q.sql for name, q in load_queries().items() if name.startswith("fanout_")}
+        self._pool = await asyncpg.create_pool(self._url, min_size=1, max_size=4,
+                                               timeout=_TIMEOUT, command_timeout=_TIMEOUT)
+        try:
+            await self._open()
+        except BaseException:
+            await self._pool.close()
+            raise
+        self._tasks = [asyncio.create_task(self._supervise(), name="fanout-pg-supervisor"),
+                       asyncio.create_task(self._pump(), name="fanout-pg-pump")]
+
+    async def disconnect(self) -> None:
+        """Stop the tasks, then close the LISTEN connection and the pool."""
+        for task in self._tasks:
+            await stop_task(task)
+        self._tasks = []
+        async with self._lock:
+            self._drop()
+            self._idents.clear()  # Fanout forgets its subscribers too; a later connect() starts clean
+        if self._pool is not None:
+            try:
+                await asyncio.wait_for(self._pool.close(), _TIMEOUT)
+            except _PG_ERRORS:
+                self._pool.terminate()
+
+    async def listen(self, channel: str) -> None:
+        """LISTEN before returning; if the connection is down, the reconnect LISTENs and sends GAP."""
+        ident = pg_channel(channel)
+        async with self._lock:
+            self._idents[ident] = channel
+            if self._conn is not None:  # add_listener quotes the identifier
+                await self._command(f"LISTEN {ident}", self._conn.add_listener(ident, self._on_notify))
+
+    async def unlisten(self, channel: str) -> None:
+        """UNLISTEN; a dead connection has forgotten the channel anyway."""
+        ident = pg_channel(channel)
+        async with self._lock:
+            self._idents.pop(ident, None)
+            if self._conn is not None:
+                await self._command(f"UNLISTEN {ident}", self._conn.remove_listener(ident, self._on_notify))
+
+    async def publish(self, channel: str, message: str) -> None:
+        """NOTIFY the message inline, or park it in `fanout_spill` when it is too large."""
+        assert self._pool is not None, "connect() first"
+        envelope = INLINE + message
+        if fits_notify(envelope):
+            await self._pool.execute(self._sql["fanout_notify"], pg_channel(channel), envelope)
+            return
+        await self._pool.execute(self._sql["fanout_spill_notify"], pg_channel(channel), message)
+        now = asyncio.get_running_loop().time()
+        if now - self._pruned_at > 60:
+            self._pruned_at = now
+            await self._pool.execute(self._sql["fanout_prune_spill"])
+
+    async def _command(self, what: str, operation: Awaitable[object]) -> None:
+        """One command on the LISTEN connection; a failure hands it to the supervisor."""
+        try:
+            await asyncio.wait_for(operation, _TIMEOUT)
+        except _PG_ERRORS as exc:
+            log.warning("fanout: %s failed (%r)", what, exc)
+            self._lost.set()
+
+    async def _open(self) -> None:
+        """A fresh LISTEN connection that already LISTENs on every channel."""
+        async with self._lock:
+            conn = await asyncpg.connect(self._url, timeout=_TIMEOUT, command_timeout=_TIMEOUT,
+                                         server_settings={"application_name": LISTEN_NAME})
+            try:
+                conn.add_termination_listener(self._on_terminated)
+                for ident in self._idents:
+                    await conn.add_listener(ident, self._on_notify)  # command_timeout bounds it
+            except BaseException:
+                conn.terminate()
+                raise
+            self._conn = conn
+            self._lost.clear()
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.terminate()  # nothing to flush on a LISTEN connection, and it may be silent
+
+    def _on_terminated(self, conn: asyncpg.Connection) -> None:
+        if conn is self._conn:
+            self._lost.set()
+
+    def _on_notify(self, conn: asyncpg.Connection, pid: int, ident: str, payload: str) -> None:
+        channel = self._idents.get(ident)
+        if channel is not None:
+            self._enqueue((channel, payload))
+
+    def _enqueue(self, item: tuple[str, str] | Gap) -> None:
+        try:
+            self._inbox.put_nowait(item)
+        except asyncio.QueueFull:
+            log.warning("fanout: postgres inbox full; dropping a notification")
+            self._deliver(None, GAP)
+
+    async def _supervise(self) -> None:
+        """Forever: wait for the connection to die, reconnect, re-LISTEN, then signal GAP."""
+        while True:
+            reason = await self._watch()
+            log.warning("fanout: postgres LISTEN connection lost (%s); reconnecting", reason)
+            async with self._lock:
+                self._drop()
+            failures = await retry_with_backoff(self._open, "postgres LISTEN", _PG_ERRORS)
+            log.warning("fanout: postgres LISTEN restored after %d failed attempt(s); %d channel(s)",
+                        failures, len(self._idents))
+            self._enqueue(GAP)
+
+    async def _watch(self) -> str:
+        """Return why the LISTEN connection is no longer usable."""
+        while True:
+            try:
+                await asyncio.wait_for(self._lost.wait(), self._probe_interval)
+                return "terminated or a command failed"
+            except TimeoutError:
+                pass
+            async with self._lock:
+                if self._conn is not None:
+                    probe = self._conn.fetchval(self._sql["fanout_probe"], timeout=self._probe_interval)
+                    await self._command("probe", probe)
+
+    async def _pump(self) -> None:
+        """Deliver notifications in arrival order, fetching spilled messages on the way."""
+        while True:
+            item = await self._inbox.get()
+            if isinstance(item, Gap):
+                self._deliver(None, GAP)
+            else:
+                self._deliver(item[0], await self._unwrap(item[1]))
+
+    async def _unwrap(self, payload: str) -> str | Gap:
+        if payload.startswith(INLINE):
+            return payload[1:]
+        message = None
+        if payload.startswith(SPILLED) and payload[1:].isdigit() and self._pool is not None:
+            try:
+                message = await self._pool.fetchval(self._sql["fanout_fetch_spill"], int(payload[1:]))
+            except _PG_ERRORS as exc:
+                log.warning("fanout: could not fetch spilled message %s (%r)", payload, exc)
+        if message is None:
+            log.warning("fanout: unreadable notification %.40r; sending GAP", payload)
+            return GAP
+        return message
+
+
+class RedisBackend:
+    """redis-py pub/sub on its own client, supervised: redis-py alone re-subscribes silently.
+
+    SUBSCRIBE is confirmed (the reader sees the server's 'subscribe' reply)
+    before `listen` returns; broadcaster returns before that and loses the
+    first messages. A PING every `probe_interval` catches a silent connection.
+    """
+
+    name = "redis"
+
+    def __init__(self, url: str, deliver: Deliver, probe_interval: float) -> None:
+        self._url, self._deliver, self._probe_interval = url, deliver, probe_interval
+        self._channels: set[str] = set()
+        self._lock = asyncio.Lock()  # one writer at a time on the pub/sub connection
+        self._confirmations: dict[str, list[asyncio.Future[bool]]] = {}
+        self._publisher: redis.Redis | None = None
+        self._subscriber: redis.Redis | None = None
+        self._pubsub: PubSub | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._last_seen = 0.0
+
+    async def connect(self) -> None:
+        """Open the pub/sub connection now, so a bad URL fails at start-up."""
+        self._publisher = redis.Redis.from_pool(redis.BlockingConnectionPool.from_url(
+            self._url, max_connections=8, timeout=_TIMEOUT, retry=Retry(ExponentialBackoff(cap=1.0), 2)))
+        self._subscriber = redis.Redis.from_url(self._url, client_name=LISTEN_NAME,
+                                                retry=Retry(NoBackoff(), 0))
+        try:
+            await self._open()
+        except BaseException:
+            await self._close_clients()
+            raise
+        self._supervisor = asyncio.create_task(self._supervise(), name="fanout-redis-supervisor")
+
+    async def disconnect(self) -> None:
+        """Stop the supervisor and reader, close both clients."""
+        await stop_task(self._supervisor)
+        self._supervisor = None
+        async with self._lock:
+            await self._close()
+            self._channels.clear()
+        await self._close_clients()
+
+    async def listen(self, channel: str) -> None:
+        """SUBSCRIBE and wait for the confirmation; on failure the reconnect sends GAP."""
+        async with self._lock:
+            self._channels.add(channel)
+            if self._pubsub is not None and not await self._subscribe(self._pubsub, [channel]):
+                self._kill_reader()
+
+    async def unlisten(self, channel: str) -> None:
+        """UNSUBSCRIBE without waiting: a late message for it finds no subscriber."""
+        async with self._lock:
+            self._channels.discard(channel)
+            if self._pubsub is not None:
+                try:
+                    await asyncio.wait_for(self._pubsub.unsubscribe(channel), _TIMEOUT)
+                except _REDIS_ERRORS:
+                    self._kill_reader()
+
+    async def publish(self, channel: str, message: str) -> None:
+        """PUBLISH through a separate client (its pool reconnects on its own)."""
+        assert self._publisher is not None, "connect() first"
+        await self._publisher.publish(channel, message)
+
+    async def _open(self) -> None:
+        """A fresh pub/sub connection with a running reader, subscribed to every channel."""
+        assert self._subscriber is not None
+        async with self._lock:
+            pubsub = self._subscriber.pubsub()
+            self._pubsub = pubsub
+            try:
+                await pubsub.connect()
+                self._last_seen = asyncio.get_running_loop().time()
+                self._reader = asyncio.create_task(self._read(pubsub), name="fanout-redis-reader")
+                if self._channels and not await self._subscribe(pubsub, sorted(self._channels)):
+                    raise RedisConnectionError("SUBSCRIBE was not confirmed")
+            except BaseException:
+                await self._close()
+                raise
+
+    async def _close(self) -> None:
+        await stop_task(self._reader)
+        self._reader = None
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            try:
+                await pubsub.aclose()
+            except _REDIS_ERRORS:
+                pass  # the connection is being thrown away
+
+    async def _close_clients(self) -> None:
+        for client in (self._publisher, self._subscriber):
+            if client is not None:
+                await client.aclose()
+        self._publisher = self._subscriber = None
+
+    def _kill_reader(self) -> None:
+        """Hand a broken connection to the supervisor, which reconnects and sends GAP."""
+        if self._reader is not None:
+            self._reader.cancel()
+
+    async def _subscribe(self, pubsub: PubSub, channels: list[str]) -> bool:
+        """SUBSCRIBE and wait until the reader has seen every confirmation."""
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in channels]
+        for channel, future in zip(channels, futures):
+            self._confirmations.setdefault(channel, []).append(future)
+        try:
+            await asyncio.wait_for(pubsub.subscribe(*channels), _TIMEOUT)
+            return all(await asyncio.wait_for(asyncio.gather(*futures), _TIMEOUT))
+        except _REDIS_ERRORS as exc:
+            log.warning("fanout: redis SUBSCRIBE failed (%r)", exc)
+            return False
+        finally:
+            for channel, future in zip(channels, futures):
+                waiting = self._confirmations[channel]
+                waiting.remove(future)
+                if not waiting:
+                    del self._confirmations[channel]
+
+    async def _read(self, pubsub: PubSub) -> None:
+        """Read until the connection fails; every reply, PONG included, proves it alive."""
+        try:
+            while True:
+                message = await pubsub.get_message(timeout=None)
+                self._last_seen = asyncio.get_running_loop().time()
+                if message is not None:
+                    self._dispatch(message)
+        finally:
+            for waiting in self._confirmations.values():
+                for future in waiting:
+                    if not future.done():
+                        future.set_result(False)
+
+    def _dispatch(self, message: dict[str, object]) -> None:
+        kind, channel, data = message["type"], message["channel"], message["data"]
+        if not isinstance(channel, bytes):
+            return  # a PONG
+        name = channel.decode("utf-8", "replace")
+        if kind == "message" and isinstance(data, bytes):
+            self._deliver(name, data.decode("utf-8", "replace"))
+        elif kind == "subscribe":
+            for future in self._confirmations.get(name, ()):
+                if not future.done():
+                    future.set_result(True)
+
+    async def _supervise(self) -> None:
+        """Forever: wait for the connection to fail, reconnect, re-subscribe, then signal GAP."""
+        while True:
+            reason = await self._watch()
+            log.warning("fanout: redis pub/sub connection lost (%s); reconnecting", reason)
+            async with self._lock:
+                await self._close()
+            failures = await retry_with_backoff(self._open, "redis pub/sub", _REDIS_ERRORS)
+            log.warning("fanout: redis pub/sub restored after %d failed attempt(s); %d channel(s)",
+                        failures, len(self._channels))
+            self._deliver(None, GAP)
+
+    async def _watch(self) -> str:
+        """Return why the pub/sub connection is no longer usable."""
+        loop = asyncio.get_running_loop()
+        while True:
+            assert self._reader is not None and self._pubsub is not None
+            done, _ = await asyncio.wait({self._reader}, timeout=self._probe_interval)
+            if done:
+                reader = done.pop()
+                return "reader stopped" if reader.cancelled() else f"{reader.exception()!r}"
+            if loop.time() - self._last_seen > 2 * self._probe_interval:
+                return "no reply to PING"
+            try:
+                async with self._lock:
+                    await asyncio.wait_for(self._pubsub.ping(), self._probe_interval)
+            except _REDIS_ERRORS as exc:
+                return f"PING failed: {exc!r}"

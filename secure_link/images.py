@@ -1,0 +1,134 @@
+"""Pillow work on uploaded images: decode fully, re-encode clean, thumbnail, avatar crop.
+
+Only decode + re-encode stops polyglots (a `GIF89a/*...*/=alert(1)` file passes
+every magic-byte sniffer): what is served is always a fresh image written by
+Pillow from pixels alone, never the uploaded bytes, so EXIF (GPS included),
+comments, ICC profiles and anything appended after the image are gone.
+Animated images keep their first frame only (docs/media.md). These functions
+block for up to ~150 ms on a large photo: call them in a thread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from .errors import AppError
+
+THUMBNAIL_PX = 320
+AVATAR_PX = 512
+_RESAMPLE = Image.Resampling.LANCZOS
+
+
+@dataclasses.dataclass(frozen=True)
+class Output:
+    """How a decoded image is written back: Pillow format, MIME type, extension, options."""
+
+    format: str
+    content_type: str
+    extension: str
+    options: tuple[tuple[str, object], ...] = ()
+
+
+# A GIF is served as a PNG of its first frame: lossless, and honest about not moving.
+OUTPUTS = {
+    "PNG": Output("PNG", "image/png", ".png"),
+    "GIF": Output("PNG", "image/png", ".png"),
+    "JPEG": Output("JPEG", "image/jpeg", ".jpg", (("quality", 85),)),
+    "WEBP": Output("WEBP", "image/webp", ".webp", (("quality", 85),)),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Rendition:
+    """What was written: the served image and its thumbnail."""
+
+    content_type: str
+    width: int
+    height: int
+    path: Path
+    thumbnail_path: Path
+
+
+def invalid_image(reason: str = "The image could not be decoded.") -> AppError:
+    """422 for bytes that claim to be an image but do not decode cleanly."""
+    return AppError(422, "invalid_image", reason, fields={"file": "is not a valid image"})
+
+
+def render(source: Path, decoder: str, stem: Path, avatar: bool, max_pixels: int) -> Rendition:
+    """Decode `source` and write `stem`+ext and `stem`.thumb+ext; refuse bombs and broken files."""
+    output = OUTPUTS[decoder]
+    # The filter is the same for every call, so threads interleaving here can
+    # at worst leave "error" in place, which is what every call wants anyway.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with _decode(source, decoder, max_pixels) as image:
+            clean = _fresh(image, output.format)
+        if avatar:
+            side = min(AVATAR_PX, *clean.size)
+            clean = ImageOps.fit(clean, (side, side), _RESAMPLE)  # a new image: no metadata either
+        width, height = clean.size
+        path = stem.with_name(stem.name + output.extension)
+        thumbnail_path = stem.with_name(stem.name + ".thumb" + output.extension)
+        clean.save(path, output.format, **dict(output.options))
+        clean.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX), _RESAMPLE)
+        clean.save(thumbnail_path, output.format, **dict(output.options))
+    return Rendition(output.content_type, width, height, path, thumbnail_path)
+
+
+def _decode(source: Path, decoder: str, max_pixels: int) -> Image.Image:
+    """Open with one allowed decoder, check the size before decoding, decode fully, apply EXIF rotation."""
+    try:
+        image = Image.open(source, formats=[decoder])
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise _too_large(max_pixels) from None
+    except Exception:  # any failure to parse untrusted bytes means "not an image"
+        raise invalid_image() from None
+    try:
+        _check_size(image, max_pixels)
+        image.load()  # a full decode: verify() passes a JPEG cut in half
+        ImageOps.exif_transpose(image, in_place=True)
+    except AppError:
+        image.close()
+        raise
+    except Exception:
+        image.close()
+        raise invalid_image("The image is truncated or corrupt.") from None
+    return image
+
+
+def _check_size(image: Image.Image, max_pixels: int) -> None:
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise invalid_image("The image has no pixels.")
+    if width * height > max_pixels:
+        raise _too_large(max_pixels)
+
+
+def _too_large(max_pixels: int) -> AppError:
+    return AppError(422, "image_too_large", f"The image is over {max_pixels} pixels.",
+                    fields={"file": "has too many pixels"})
+
+
+def _fresh(image: Image.Image, output_format: str) -> Image.Image:
+    """Pixels only, in a mode the output format takes: no info, EXIF, comment or ICC is carried."""
+    mode = _mode_for(image, output_format)
+    if image.mode != mode:
+        image = image.convert(mode)
+    fresh = Image.new(mode, image.size)
+    fresh.paste(image)
+    return fresh
+
+
+def _mode_for(image: Image.Image, output_format: str) -> str:
+    if output_format == "JPEG":
+        return "L" if image.mode in ("1", "L") else "RGB"
+    if image.mode in ("L", "LA", "RGB", "RGBA"):
+        return image.mode
+    if image.mode == "1":
+        return "L"
+    return "RGBA" if image.has_transparency_data or "A" in image.mode else "RGB"

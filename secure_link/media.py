@@ -1,0 +1,274 @@
+"""Files: upload, store, serve only to those allowed, delete, and collect what is left over.
+
+An upload streams to a temp file (uploads.py), is recognised from its bytes,
+re-encoded if it is an image (images.py), moved into place under MEDIA_ROOT
+as `ab/cd/<id>.<ext>`, and only then recorded, so a crash leaves at worst an
+unreferenced file, which `collect_garbage` removes. Every refused fetch is the
+same 404, so a file's existence is never revealed (docs/media.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+import secrets
+import stat
+import string
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator, Mapping
+from urllib.parse import quote
+
+import anyio.to_thread
+from starlette.responses import FileResponse, Response
+
+from . import images, uploads
+from .auth import User
+from .config import Settings
+from .db import Database
+from .errors import AppError, invalid
+from .services import Services
+
+PURPOSES = ("attachment", "avatar")
+CACHE_CONTROL = "private, max-age=600"
+ORPHAN_AGE_S = 3600           # leftovers of a crash; an upload in progress touches its file far more often
+SWEEP_SLICE_S = 10            # the disk sweep covers 1/64 of MEDIA_ROOT per slice of time
+_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_ID_CHARS = string.ascii_letters + string.digits + "-_"
+
+
+def media_url(file_id: str) -> str:
+    """Files are addressed by their random id, never by a path or the user's file name."""
+    return f"/media/{file_id}"
+
+
+def file_json(row: Any, prefix: str = "") -> dict[str, Any] | None:
+    """The contract's File object from a row (columns optionally prefixed, e.g. `file_`)."""
+    file_id = row[prefix + "id"]
+    if file_id is None:
+        return None
+    return {
+        "id": file_id,
+        "url": media_url(file_id),
+        "name": row[prefix + "name"],
+        "content_type": row[prefix + "content_type"],
+        "size": row[prefix + "size"],
+        "width": row[prefix + "width"],
+        "height": row[prefix + "height"],
+        "thumbnail_url": media_url(file_id) + "/thumbnail" if row[prefix + "thumbnail_path"] else None,
+    }
+
+
+# ---- upload ---------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Stored:
+    """A file in its final place, described as it is served."""
+
+    path: Path
+    thumbnail_path: Path | None
+    name: str
+    content_type: str
+    size: int
+    width: int | None
+    height: int | None
+    sha256: str
+
+
+async def upload(services: Services, user: User, headers: Mapping[str, str],
+                 stream: AsyncIterator[bytes]) -> dict[str, Any]:
+    """Receive, check, store and record one upload; the answer describes what will be served."""
+    settings: Settings = services.settings
+    file_id = secrets.token_urlsafe(16)
+    stem = settings.media_root / file_id[:2] / file_id[2:4] / file_id
+    received = await uploads.receive(headers, stream, stem.with_name(file_id + ".part"),
+                                     settings.max_upload_bytes)
+    try:
+        purpose = _checked_purpose(received)
+        stored = await _store(settings, received, stem, purpose)
+        row, replaced = await _record(services, user, file_id, purpose, stored)
+    except BaseException:
+        _discard(stem)  # not awaited: it must run even when the request is cancelled
+        raise
+    finally:
+        received.path.unlink(missing_ok=True)
+    unlink_files(services, replaced)
+    return file_json(row)  # type: ignore[return-value]
+
+
+def _checked_purpose(received: uploads.Received) -> str:
+    """422 naming every bad field, then 422 `empty_file`."""
+    fields: dict[str, str] = {}
+    purpose = received.fields.get("purpose", "attachment")
+    if not received.has_file:
+        fields["file"] = "is required"
+    if purpose not in PURPOSES:
+        fields["purpose"] = "must be attachment or avatar"
+    if fields:
+        raise invalid(fields)
+    if received.size == 0:
+        raise AppError(422, "empty_file", "The file is empty.", fields={"file": "is empty"})
+    return purpose
+
+
+async def _store(settings: Settings, received: uploads.Received, stem: Path, purpose: str) -> Stored:
+    """Images are re-encoded from pixels; other allowed types are moved into place as received."""
+    kind = await anyio.to_thread.run_sync(uploads.sniff, received.path)
+    if kind is None or kind.content_type not in settings.allowed_upload_types:
+        raise AppError(415, "unsupported_file_type", "This type of file is not accepted.",
+                       fields={"file": "is not an allowed type"})
+    if kind.image is None:
+        if purpose == "avatar":
+            raise AppError(415, "unsupported_file_type", "An avatar must be a PNG, JPEG, GIF or WebP image.",
+                           fields={"file": "is not an image"})
+        path = stem.with_name(stem.name + kind.extensions[0])
+        await anyio.to_thread.run_sync(os.replace, received.path, path)
+        return Stored(path, None, uploads.clean_name(received.filename, kind.content_type),
+                      kind.content_type, received.size, None, None, received.sha256)
+    image = await anyio.to_thread.run_sync(images.render, received.path, kind.image, stem,
+                                           purpose == "avatar", settings.max_image_pixels)
+    size, digest = await anyio.to_thread.run_sync(_size_and_sha256, image.path)
+    return Stored(image.path, image.thumbnail_path, uploads.clean_name(received.filename, image.content_type),
+                  image.content_type, size, image.width, image.height, digest)
+
+
+async def _record(services: Services, user: User, file_id: str, purpose: str,
+                  stored: Stored) -> tuple[Any, list[Any]]:
+    """Insert the row; an avatar also replaces the user's previous one (returned, to unlink)."""
+    root = services.settings.media_root
+    thumbnail = stored.thumbnail_path.relative_to(root).as_posix() if stored.thumbnail_path else None
+    args = (file_id, user.id, purpose, stored.path.relative_to(root).as_posix(), thumbnail, stored.name,
+            stored.content_type, stored.size, stored.width, stored.height, stored.sha256)
+    if purpose != "avatar":
+        return await services.db.fetchrow("insert_file", *args), []
+    async with services.db.transaction() as conn:
+        row = await services.db.fetchrow("insert_file", *args, conn=conn)
+        previous = await services.db.fetchval("replace_avatar", user.id, file_id, conn=conn)
+        replaced = await delete_files(services, [previous] if previous else [], conn=conn)
+    return row, replaced
+
+
+def _size_and_sha256(path: Path) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(1024 * 1024):
+            digest.update(chunk)
+    return path.stat().st_size, digest.hexdigest()
+
+
+def _discard(stem: Path) -> None:
+    """Remove whatever a failed upload left: its temp file and any output written so far."""
+    for path in stem.parent.glob(stem.name + ".*"):
+        path.unlink(missing_ok=True)
+
+
+# ---- serving --------------------------------------------------------------
+
+def not_found() -> AppError:
+    """The one answer for a missing file and a file the viewer may not see."""
+    return AppError(404, "not_found", "Nothing here.")
+
+
+async def serve(services: Services, viewer: User | None, file_id: str, *, thumbnail: bool,
+                if_none_match: str | None) -> Response:
+    """The file (or its thumbnail) with safe headers, 304 if unchanged; 404 for everyone else."""
+    if viewer is None or not _ID.match(file_id):
+        raise not_found()
+    row = await services.db.fetchrow("find_visible_file", file_id, viewer.id)
+    relative = None if row is None else row["thumbnail_path"] if thumbnail else row["path"]
+    if relative is None:
+        raise not_found()
+    headers = _headers(row, thumbnail)
+    if _etag_matches(if_none_match, headers["ETag"]):
+        return Response(status_code=304, headers=headers)
+    prefix = services.settings.media_accel_prefix
+    if prefix:
+        headers["X-Accel-Redirect"] = f"{prefix.rstrip('/')}/{relative}"
+        return Response(headers=headers, media_type=row["content_type"])
+    path = services.settings.media_root / relative
+    try:
+        found = await anyio.to_thread.run_sync(os.stat, path)
+    except FileNotFoundError:
+        raise not_found() from None
+    return FileResponse(path, headers=headers, media_type=row["content_type"], stat_result=found)
+
+
+def _headers(row: Any, thumbnail: bool) -> dict[str, str]:
+    """Only re-encoded images are shown inline; anything else is a download, never sniffed."""
+    disposition = "inline" if row["content_type"].startswith("image/") else "attachment"
+    return {
+        "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(row['name'], safe='')}",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+        "Cache-Control": CACHE_CONTROL,
+        "ETag": f'"{row["sha256"]}{".thumb" if thumbnail else ""}"',
+    }
+
+
+def _etag_matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in tags or etag in tags
+
+
+# ---- deletion and garbage -------------------------------------------------
+
+async def delete_files(services: Any, file_ids: list[str], conn: Any = None) -> list[Any]:
+    """Delete file rows (inside the caller's transaction); returns what to unlink after commit."""
+    if not file_ids:
+        return []
+    return await services.db.fetch("delete_files_by_ids", file_ids, conn=conn)
+
+
+def unlink_files(services: Any, rows: list[Any]) -> None:
+    """Remove deleted files from disk; a crash before this leaves unreferenced bytes, never served."""
+    _unlink_rows(services.settings.media_root, rows)
+
+
+def _unlink_rows(root: Path, rows: list[Any]) -> None:
+    for row in rows:
+        for relative in (row["path"], row["thumbnail_path"]):
+            if relative:
+                (root / relative).unlink(missing_ok=True)
+
+
+async def collect_garbage(db: Database, settings: Settings, whole_disk: bool = False) -> dict[str, int]:
+    """Drop abandoned uploads older than UPLOAD_GC_AGE, then sweep files no row names.
+
+    Housekeeping calls this every round and sweeps one 64th of MEDIA_ROOT, by
+    the clock; `secure-link media gc` sweeps all of it.
+    """
+    rows = await db.fetch("delete_stale_uploads", float(settings.upload_gc_age))
+    await anyio.to_thread.run_sync(_unlink_rows, settings.media_root, rows)
+    first = "*" if whole_disk else _ID_CHARS[int(time.time() // SWEEP_SLICE_S) % len(_ID_CHARS)]
+    orphans = await _sweep_disk(db, settings.media_root, f"{first}?/??/*")
+    return {"uploads": len(rows), "orphans": orphans}
+
+
+async def _sweep_disk(db: Database, root: Path, pattern: str) -> int:
+    """Unlink files under `root` older than ORPHAN_AGE_S that no row names (crash leftovers)."""
+    old = await anyio.to_thread.run_sync(_old_files, root, pattern, time.time() - ORPHAN_AGE_S)
+    ids = sorted({path.name.split(".", 1)[0] for path in old})
+    named: set[str] = set()
+    for start in range(0, len(ids), 1000):
+        for row in await db.fetch("list_file_paths", ids[start:start + 1000]):
+            named.update(relative for relative in (row["path"], row["thumbnail_path"]) if relative)
+    orphans = [path for path in old if path.relative_to(root).as_posix() not in named]
+    for path in orphans:
+        path.unlink(missing_ok=True)
+    return len(orphans)
+
+
+def _old_files(root: Path, pattern: str, cutoff: float) -> list[Path]:
+    found = []
+    for path in root.glob(pattern):
+        try:
+            info = path.lstat()
+        except FileNotFoundError:  # removed meanwhile, by another worker's sweep
+            continue
+        if stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff:
+            found.append(path)
+    return found

@@ -1,0 +1,56 @@
+"""Who is online, counted across workers, announced to those who share a conversation.
+
+Each worker registers itself and heartbeats; a socket registers a connection
+row under it. A user is online while any of their connections' workers is
+alive, so two tabs on two workers count as one user, online until both close.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from . import chat
+from .auth import User
+from .services import Services
+
+DEAD_AFTER_S = 30.0
+
+
+async def connection_opened(services: Services, user: User, connection_id: uuid.UUID) -> None:
+    """Record a socket; the user's first one announces them online."""
+    async with services.db.transaction() as conn:
+        await services.db.execute("lock_user_presence", user.id, conn=conn)
+        before = await services.db.fetchval("open_connection", connection_id, services.worker_id, user.id, conn=conn)
+    if before == 0:
+        await announce(services, user.id, user.username, online=True)
+
+
+async def connection_closed(services: Services, user: User, connection_id: uuid.UUID) -> None:
+    """Forget a socket; the user's last one announces them offline."""
+    async with services.db.transaction() as conn:
+        await services.db.execute("lock_user_presence", user.id, conn=conn)
+        remaining = await services.db.fetchval("close_connection", connection_id, user.id, conn=conn)
+    if remaining == 0:
+        await announce(services, user.id, user.username, online=False)
+
+
+async def announce(services: Services, user_id: int, username: str, online: bool) -> None:
+    """Send `presence` to every user who shares a conversation with this one."""
+    event = chat.encode_event({"type": "presence", "user": username, "online": online})
+    for row in await services.db.fetch("list_peer_ids", user_id):
+        await chat.publish(services, chat.user_channel(row["peer_id"]), event)
+
+
+async def online_peers(services: Services, user: User) -> list[str]:
+    """Usernames of this user's conversation partners who are online now."""
+    peers = [row["peer_id"] for row in await services.db.fetch("list_peer_ids", user.id)]
+    return [row["username"] for row in await services.db.fetch("list_online_peers", peers)] if peers else []
+
+
+async def sweep_dead_workers(services: Services) -> None:
+    """Drop the connections of workers that died without a goodbye, announcing offline users."""
+    for row in await services.db.fetch("delete_dead_workers", DEAD_AFTER_S):
+        if await services.db.fetchval("count_connections", row["user_id"]) == 0:
+            user = await services.db.fetchrow("find_user_by_id", row["user_id"])
+            if user is not None:
+                await announce(services, user["id"], user["username"], online=False)

@@ -1,0 +1,27 @@
+-- Statements of the PostgreSQL fan-out backend (secure_link/fanout_backends.py).
+-- LISTEN/UNLISTEN are not here: asyncpg's add_listener/remove_listener issue
+-- them on the dedicated LISTEN connection with a quoted identifier.
+
+-- name: fanout_notify
+-- Runs on the publish pool, never on the LISTEN connection, so concurrent publishes cannot collide.
+SELECT pg_notify($1, $2);
+
+-- name: fanout_spill_notify
+-- NOTIFY payloads must stay under 8,000 bytes: park a large message and notify
+-- '@' and its id in the same transaction, so the row is visible to every receiver.
+WITH spilled AS (
+    INSERT INTO fanout_spill (payload) VALUES ($2) RETURNING id
+)
+SELECT pg_notify($1, '@' || id) FROM spilled;
+
+-- name: fanout_fetch_spill
+-- Each receiving worker reads a parked message once and delivers it to all its local subscribers.
+SELECT payload FROM fanout_spill WHERE id = $1;
+
+-- name: fanout_prune_spill
+-- Every worker has read a parked message within seconds; five minutes is a generous margin.
+DELETE FROM fanout_spill WHERE created_at < now() - interval '5 minutes';
+
+-- name: fanout_probe
+-- asyncpg does not notice an idle LISTEN connection dying; a round trip with a timeout does.
+SELECT 1;

@@ -1,0 +1,44 @@
+-- name: insert_file
+-- Runs only after the bytes are in place (os.replace), so a crash leaves at
+-- worst an unreferenced file for the disk sweep, never a row without its file.
+INSERT INTO files (id, owner_id, purpose, path, thumbnail_path, name, content_type, size, width, height, sha256)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+RETURNING *;
+
+-- name: replace_avatar
+-- Returns the previous avatar's id, to delete with its files in the same
+-- transaction; the row lock makes concurrent avatar uploads replace in turn.
+UPDATE users u SET avatar_file_id = $2
+FROM (SELECT id, avatar_file_id FROM users WHERE id = $1 FOR UPDATE) old
+WHERE u.id = old.id
+RETURNING old.avatar_file_id;
+
+-- name: find_visible_file
+-- One query decides who may see a file, so every refusal is the same 404:
+-- avatars to any logged-in user ($2); attachments to their uploader and to
+-- both parties of a message that carries them.
+SELECT f.* FROM files f
+WHERE f.id = $1 AND (
+    f.purpose = 'avatar' OR f.owner_id = $2
+    OR EXISTS (SELECT 1 FROM messages m
+               WHERE m.attachment_id = f.id AND (m.sender_id = $2 OR m.recipient_id = $2)));
+
+-- name: delete_files_by_ids
+-- Returns the paths so the caller unlinks them after its transaction commits.
+DELETE FROM files WHERE id = ANY($1::text[]) RETURNING id, path, thumbnail_path;
+
+-- name: delete_stale_uploads
+-- Abandoned uploads older than $1 seconds: attachments never sent, avatars no
+-- one wears. `used_with IS NULL` is rechecked on a row that insert_message is
+-- claiming at this moment, so a file being attached is never collected.
+DELETE FROM files f
+WHERE f.created_at < now() - make_interval(secs => $1)
+  AND ((f.purpose = 'attachment' AND f.used_with IS NULL
+        AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.attachment_id = f.id))
+    OR (f.purpose = 'avatar'
+        AND NOT EXISTS (SELECT 1 FROM users u WHERE u.avatar_file_id = f.id)))
+RETURNING id, path, thumbnail_path;
+
+-- name: list_file_paths
+-- The disk sweep keeps every file that a row still names.
+SELECT path, thumbnail_path FROM files WHERE id = ANY($1::text[]);

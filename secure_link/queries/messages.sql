@@ -1,0 +1,102 @@
+-- name: insert_message
+-- One round trip stores a message. Advisory locks on both users are taken
+-- before the id is drawn and held to commit, so each user's messages commit in
+-- id order and `sync` never skips one. The attachment ($5) must be the
+-- sender's own and not yet used with anyone else; a claim that fails, or a
+-- retried client_id, inserts nothing and returns no row.
+WITH locked AS (
+    SELECT pg_advisory_xact_lock(7001, LEAST($1::bigint, $2::bigint)::int),
+           pg_advisory_xact_lock(7001, GREATEST($1::bigint, $2::bigint)::int)
+), claimed AS (
+    UPDATE files SET used_with = $2
+    WHERE $5::text IS NOT NULL AND id = $5 AND owner_id = $1 AND purpose = 'attachment'
+      AND (used_with IS NULL OR used_with = $2)
+    RETURNING id
+)
+INSERT INTO messages (sender_id, recipient_id, body, client_id, attachment_id, sent_at)
+SELECT $1, $2, $3::text, $4::text, (SELECT id FROM claimed), clock_timestamp()
+FROM locked
+WHERE $5::text IS NULL OR EXISTS (SELECT 1 FROM claimed)
+ON CONFLICT (sender_id, client_id) DO NOTHING
+RETURNING id;
+
+-- name: find_message
+SELECT * FROM message_view WHERE id = $1;
+
+-- name: find_message_by_client_id
+-- The original of a retried send.
+SELECT * FROM message_view WHERE sender_id = $1 AND client_id = $2;
+
+-- name: list_messages_since
+-- `sync`: the user's messages, sent or received, after an id, oldest first.
+SELECT * FROM message_view
+WHERE (sender_id = $1 OR recipient_id = $1) AND id > $2
+ORDER BY id LIMIT $3;
+
+-- name: max_message_id_for_user
+SELECT COALESCE(max(id), 0) FROM messages WHERE sender_id = $1 OR recipient_id = $1;
+
+-- name: list_conversation_before
+-- A history page going back: newest first here, reversed by the caller.
+-- NULL $3 means "from the newest".
+SELECT * FROM message_view
+WHERE LEAST(sender_id, recipient_id) = LEAST($1::bigint, $2::bigint)
+  AND GREATEST(sender_id, recipient_id) = GREATEST($1::bigint, $2::bigint)
+  AND ($3::bigint IS NULL OR id < $3)
+ORDER BY LEAST(sender_id, recipient_id), GREATEST(sender_id, recipient_id), id DESC
+LIMIT $4;
+
+-- name: list_conversation_after
+SELECT * FROM message_view
+WHERE LEAST(sender_id, recipient_id) = LEAST($1::bigint, $2::bigint)
+  AND GREATEST(sender_id, recipient_id) = GREATEST($1::bigint, $2::bigint)
+  AND id > $3
+ORDER BY LEAST(sender_id, recipient_id), GREATEST(sender_id, recipient_id), id
+LIMIT $4;
+
+-- name: list_conversations
+-- One row per peer: the last message, the peer, and how many of the peer's
+-- messages came after this user's read receipt. Newest conversation first.
+WITH last AS (
+    SELECT CASE WHEN sender_id = $1 THEN recipient_id ELSE sender_id END AS peer_id,
+           max(id) AS last_id
+    FROM messages WHERE sender_id = $1 OR recipient_id = $1
+    GROUP BY 1
+)
+SELECT v.*, p.id AS peer_id, p.username AS peer_username, p.display_name AS peer_display_name,
+       p.avatar_file_id AS peer_avatar_file_id, p.created_at AS peer_created_at,
+       (SELECT count(*) FROM messages u
+        WHERE u.sender_id = last.peer_id AND u.recipient_id = $1
+          AND u.id > COALESCE(r.last_read_id, 0)) AS unread
+FROM last
+JOIN message_view v ON v.id = last.last_id
+JOIN users p ON p.id = last.peer_id
+LEFT JOIN conversation_reads r ON r.user_id = $1 AND r.peer_id = last.peer_id
+ORDER BY last.last_id DESC;
+
+-- name: list_peer_ids
+-- Everyone who shares a conversation with the user: presence goes to them only.
+SELECT DISTINCT CASE WHEN sender_id = $1 THEN recipient_id ELSE sender_id END AS peer_id
+FROM messages WHERE sender_id = $1 OR recipient_id = $1;
+
+-- name: upsert_read_receipt
+-- Receipts only move forward.
+INSERT INTO conversation_reads (user_id, peer_id, last_read_id) VALUES ($1, $2, $3)
+ON CONFLICT (user_id, peer_id)
+DO UPDATE SET last_read_id = GREATEST(conversation_reads.last_read_id, EXCLUDED.last_read_id)
+RETURNING last_read_id;
+
+-- name: delete_user_messages
+-- Logout: every message of every conversation the user is in, for both
+-- parties, with the attachments to delete, grouped by peer for `cleared`.
+WITH gone AS (
+    DELETE FROM messages WHERE sender_id = $1 OR recipient_id = $1
+    RETURNING sender_id, recipient_id, attachment_id
+)
+SELECT CASE WHEN sender_id = $1 THEN recipient_id ELSE sender_id END AS peer_id,
+       count(*) AS messages,
+       array_remove(array_agg(attachment_id), NULL) AS attachment_ids
+FROM gone GROUP BY 1;
+
+-- name: delete_user_reads
+DELETE FROM conversation_reads WHERE user_id = $1 OR peer_id = $1;

@@ -1,0 +1,43 @@
+-- name: insert_worker
+-- Also the heartbeat: a worker swept while the database was away comes back.
+INSERT INTO workers (id) VALUES ($1) ON CONFLICT (id) DO UPDATE SET heartbeat_at = now();
+
+-- name: delete_worker
+DELETE FROM workers WHERE id = $1;
+
+-- name: delete_dead_workers
+-- Workers silent for $1 seconds crashed: drop their connections and say
+-- whose, so those users can be announced offline.
+WITH dead AS (
+    DELETE FROM workers WHERE heartbeat_at < now() - make_interval(secs => $1) RETURNING id
+), gone AS (
+    DELETE FROM live_connections WHERE worker_id IN (SELECT id FROM dead) RETURNING user_id
+)
+SELECT DISTINCT user_id FROM gone;
+
+-- name: lock_user_presence
+-- Taken first in its own statement: under READ COMMITTED the next statement's
+-- snapshot then sees every connection change committed before the lock.
+SELECT pg_advisory_xact_lock(7002, $1::int);
+
+-- name: open_connection
+-- Returns how many connections the user had before this one.
+WITH inserted AS (
+    INSERT INTO live_connections (id, worker_id, user_id) VALUES ($1, $2, $3)
+)
+SELECT count(*) FROM live_connections WHERE user_id = $3;
+
+-- name: close_connection
+-- Returns how many connections the user still has after this one closed.
+WITH deleted AS (
+    DELETE FROM live_connections WHERE id = $1 RETURNING id
+)
+SELECT count(*) - (SELECT count(*) FROM deleted) FROM live_connections WHERE user_id = $2;
+
+-- name: count_connections
+SELECT count(*) FROM live_connections WHERE user_id = $1;
+
+-- name: list_online_peers
+SELECT DISTINCT u.username
+FROM live_connections c JOIN users u ON u.id = c.user_id
+WHERE c.user_id = ANY($1::bigint[]);

@@ -1,0 +1,90 @@
+"""In-process rate limits: a sliding-window log and a token bucket.
+
+Registration and send limits may be kept per worker (as Mattermost and Synapse
+do); failed logins guard accounts, so they live in PostgreSQL (auth.py).
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from typing import Callable
+
+
+class SlidingWindow:
+    """At most `limit` events per key in any `window` seconds."""
+
+    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self._events: dict[str, collections.deque[float]] = {}
+
+    def hit(self, key: str) -> float:
+        """Record an event; return 0 if allowed, else seconds until one would be."""
+        if self.limit <= 0:
+            return 0.0
+        now = self.clock()
+        events = self._events.setdefault(key, collections.deque())
+        while events and events[0] <= now - self.window:
+            events.popleft()
+        if len(events) >= self.limit:
+            return events[0] + self.window - now
+        events.append(now)
+        self._forget_idle(now)
+        return 0.0
+
+    def _forget_idle(self, now: float) -> None:
+        """Drop keys whose events all expired, so memory follows active clients only."""
+        if len(self._events) < 10_000:
+            return
+        for key in [k for k, v in self._events.items() if not v or v[-1] <= now - self.window]:
+            del self._events[key]
+
+
+class TokenBucket:
+    """`rate` events per second with bursts of `burst`; rate 0 means unlimited."""
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.clock = clock
+        self.tokens = burst
+        self.updated = clock()
+
+    def take(self) -> float:
+        """Spend one token; return 0 if allowed, else seconds until a token is due."""
+        if self.rate <= 0:
+            return 0.0
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+class KeyedBuckets:
+    """A token bucket per key (e.g. per user for REST sends), created on first use."""
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.clock = clock
+        self._buckets: dict[object, TokenBucket] = {}
+
+    def take(self, key: object) -> float:
+        """Spend one of this key's tokens; 0 if allowed, else seconds to wait."""
+        if self.rate <= 0:
+            return 0.0
+        if len(self._buckets) >= 10_000:
+            self._forget_full()
+        bucket = self._buckets.setdefault(key, TokenBucket(self.rate, self.burst, self.clock))
+        return bucket.take()
+
+    def _forget_full(self) -> None:
+        """Drop buckets that have refilled: they behave exactly like new ones."""
+        now = self.clock()
+        for key in [k for k, b in self._buckets.items() if b.tokens + (now - b.updated) * b.rate >= b.burst]:
+            del self._buckets[key]

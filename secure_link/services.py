@@ -1,0 +1,30 @@
+"""What a request handler or socket needs, opened once per process by the lifespan.
+
+Domain functions take `services` (and the acting `user`) as arguments; nothing
+is global, so tests can run several apps in one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+
+from .config import Settings
+from .db import Database
+from .fanout import Fanout
+from .ratelimit import KeyedBuckets, SlidingWindow
+
+
+@dataclasses.dataclass
+class Services:
+    """The process's shared resources: settings, pool, fan-out, limits, hashing slots."""
+
+    settings: Settings
+    db: Database
+    fanout: Fanout
+    register_limiter: SlidingWindow
+    rest_send_limiter: KeyedBuckets
+    hash_slots: asyncio.Semaphore
+    dummy_hash: bytes
+    worker_id: uuid.UUID = dataclasses.field(default_factory=uuid.uuid4)

@@ -1,0 +1,277 @@
+"""The `/ws/chat/` socket: authenticate, subscribe, then read frames and pump events.
+
+One writer task sends everything, from a bounded queue, so frames never
+interleave; a socket that falls too far behind is closed with 1013 and its
+client reconnects and syncs. `ready` is sent only once the socket is
+subscribed, so every message committed after it arrives live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from . import auth, chat, presence
+from .auth import User
+from .errors import (CLOSE_POLICY, CLOSE_RATE_LIMITED, CLOSE_TOO_BIG, CLOSE_TRY_AGAIN,
+                     CLOSE_UNAUTHENTICATED, AppError, error_frame, rate_limited)
+from .fanout import Gap, SubscriptionOverflow
+from .payload import take
+from .proxy import own_origin
+from .ratelimit import TokenBucket
+from .services import Services
+
+STRIKES_BEFORE_CLOSE = 20
+log = logging.getLogger("secure_link.sockets")
+
+
+class Closing(Exception):
+    """End the socket with a contract close code."""
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+async def chat_socket(websocket: WebSocket) -> None:
+    """Entry point: refuse foreign origins before the handshake, then run a Connection."""
+    services: Services = websocket.state.services
+    if not origin_allowed(websocket, services):
+        await websocket.close(CLOSE_POLICY)  # before accept: an HTTP 403
+        return
+    await websocket.accept()
+    try:
+        user = await authenticate(websocket, services)
+        await Connection(websocket, services, user).run()
+    except Closing as closing:
+        with contextlib.suppress(Exception):
+            await websocket.close(closing.code, closing.reason)
+    except WebSocketDisconnect:
+        pass
+
+
+def origin_allowed(websocket: WebSocket, services: Services) -> bool:
+    """No Origin (not a browser), an allowed origin, or the server's own."""
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return True
+    origin = origin.rstrip("/").lower()
+    return origin in services.settings.cors_origins or origin == own_origin(websocket, services.settings)
+
+
+async def authenticate(websocket: WebSocket, services: Services) -> User:
+    """The handshake's cookie or header, else a first `auth` frame within the timeout."""
+    token = auth.token_from(websocket)
+    if token is None:
+        token = await _auth_frame(websocket, services)
+    user = await auth.user_for_token(services, token)
+    if user is None:
+        raise Closing(CLOSE_UNAUTHENTICATED, "session missing, invalid or revoked")
+    return user
+
+
+async def _auth_frame(websocket: WebSocket, services: Services) -> str:
+    """Wait for `{"type": "auth", "token"}` within the timeout, else close with 1008."""
+    try:
+        return await asyncio.wait_for(_first_auth_frame(websocket, services), services.settings.ws_auth_timeout)
+    except asyncio.TimeoutError:
+        raise Closing(CLOSE_POLICY, "authentication timed out") from None
+
+
+async def _first_auth_frame(websocket: WebSocket, services: Services) -> str:
+    """Frames before `auth` (a chat, a typo) are answered with an error; the socket stays."""
+    while True:
+        try:
+            frame = _parse(await _receive_text(websocket, services))
+        except AppError as error:
+            await websocket.send_json(error_frame(error))
+            continue
+        if isinstance(frame, dict) and frame.get("type") == "auth" and isinstance(frame.get("token"), str):
+            return frame["token"]
+        await websocket.send_json(error_frame(AppError(
+            401, "unauthenticated", 'Authenticate first: {"type": "auth", "token": "..."}.')))
+
+
+async def _receive_text(websocket: WebSocket, services: Services) -> str | None:
+    """The next text frame; None for a binary frame; Closing(1009) when too large."""
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    text = message.get("text")
+    if text is not None and len(text) > services.settings.ws_max_frame_bytes:
+        raise Closing(CLOSE_TOO_BIG, "frame too large")
+    return text
+
+
+def _parse(text: str | None) -> Any:
+    if text is None:
+        raise AppError(400, "unsupported_frame", "Send text frames holding JSON.")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise AppError(400, "bad_json", "The frame is not valid JSON.") from None
+
+
+class Connection:
+    """One authenticated socket: a reader, a writer and a pump from the fan-out."""
+
+    def __init__(self, websocket: WebSocket, services: Services, user: User) -> None:
+        self.websocket = websocket
+        self.services = services
+        self.user = user
+        self.id = uuid.uuid4()
+        self.bound_peer = websocket.query_params.get("with") or None
+        self.outbox: asyncio.Queue[str] = asyncio.Queue(services.settings.ws_send_queue)
+        rate = services.settings.chat_rate_per_s
+        self.bucket = TokenBucket(rate, 2 * rate)
+        self.strikes = 0
+        self.floor = 0  # every message with id <= floor has been given to this socket
+
+    async def run(self) -> None:
+        """Subscribe, announce, say `ready`, then serve until either side ends."""
+        channels = [chat.user_channel(self.user.id), chat.session_channel(self.user.session_id)]
+        async with self.services.fanout.subscribe_many(channels) as subscription:
+            await presence.connection_opened(self.services, self.user, self.id)
+            try:
+                self.floor = await self.services.db.fetchval("max_message_id_for_user", self.user.id)
+                await self._greet()
+                await self._serve(subscription)
+            finally:
+                await asyncio.shield(presence.connection_closed(self.services, self.user, self.id))
+
+    async def _greet(self) -> None:
+        """`ready`, then who of the user's peers is online (looked up before `ready`)."""
+        online = await presence.online_peers(self.services, self.user)
+        await self.websocket.send_json({"type": "ready", "user": auth.user_json(self.user)})
+        for name in online:
+            await self.websocket.send_json({"type": "presence", "user": name, "online": True})
+
+    async def _serve(self, subscription: Any) -> None:
+        tasks = [asyncio.create_task(coro) for coro in
+                 (self._read(), self._write(), self._pump(subscription))]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # re-raise Closing / WebSocketDisconnect
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _write(self) -> None:
+        while True:
+            await self.websocket.send_text(await self.outbox.get())
+
+    def _send_soon(self, frame: dict[str, Any]) -> None:
+        self._enqueue(json.dumps(frame, ensure_ascii=False, separators=(",", ":")))
+
+    def _enqueue(self, text: str) -> None:
+        try:
+            self.outbox.put_nowait(text)
+        except asyncio.QueueFull:
+            raise Closing(CLOSE_TRY_AGAIN, "too far behind; reconnect and sync") from None
+
+    async def _pump(self, subscription: Any) -> None:
+        """Fan-out events to the client; a gap triggers a catch-up from the database."""
+        try:
+            async for event in subscription:
+                if isinstance(event, Gap):
+                    await self._catch_up()
+                    continue
+                skip, frame = chat.decode_event(event)
+                if frame == '{"type":"revoked"}':
+                    raise Closing(CLOSE_UNAUTHENTICATED, "session revoked")
+                if skip != self.id.hex:
+                    self._enqueue(frame)
+        except SubscriptionOverflow:
+            raise Closing(CLOSE_TRY_AGAIN, "too far behind; reconnect and sync") from None
+
+    async def _catch_up(self) -> None:
+        """After a fan-out reconnect, resend what may have been missed (clients dedupe by id).
+
+        A revocation published during the gap was lost too, so the session is re-checked.
+        """
+        if not await self.services.db.fetchval("session_is_live", self.user.session_id):
+            raise Closing(CLOSE_UNAUTHENTICATED, "session revoked")
+        self.floor = await self._replay(self.floor)
+
+    async def _replay(self, since: int) -> int:
+        last_id = since
+        async for message in chat.replay(self.services, self.user, since):
+            await self.outbox.put(json.dumps({"type": "chat", "message": message}, ensure_ascii=False))
+            last_id = message["id"]
+        return last_id
+
+    async def _read(self) -> None:
+        while True:
+            text = await _receive_text(self.websocket, self.services)
+            frame: Any = None
+            try:
+                frame = _parse(text)
+                await self._handle(frame)
+            except AppError as error:
+                client_id = frame.get("client_id") if isinstance(frame, dict) else None
+                self._send_soon(error_frame(error, client_id if isinstance(client_id, str) else None))
+            except (Closing, WebSocketDisconnect):
+                raise
+            except Exception:  # one bad frame must not kill a healthy socket
+                log.exception("frame failed")
+                self._send_soon({"type": "error", "code": "internal", "message": "Something went wrong."})
+
+    async def _handle(self, frame: Any) -> None:
+        kind = frame.get("type") if isinstance(frame, dict) else None
+        handler = {"chat": self._on_chat, "sync": self._on_sync, "read": self._on_read,
+                   "typing": self._on_typing, "ping": self._on_ping, "auth": self._on_auth}.get(kind)
+        if handler is None:
+            raise AppError(400, "unknown_type", "Unknown frame type: use chat, sync, read, typing or ping.")
+        await handler(frame)
+
+    async def _on_chat(self, frame: dict) -> None:
+        self._check_rate()
+        draft = chat.parse_draft(self.services, frame, self.bound_peer)
+        message, _ = await chat.send_message(self.services, self.user, draft, origin=self.id.hex)
+        self._send_soon({"type": "ack", "client_id": draft.client_id, "message": message})
+
+    def _check_rate(self) -> None:
+        wait = self.bucket.take()
+        if not wait:
+            self.strikes = 0
+            return
+        self.strikes += 1
+        if self.strikes > STRIKES_BEFORE_CLOSE:
+            raise Closing(CLOSE_RATE_LIMITED, "kept sending past the rate limit")
+        raise rate_limited(wait)
+
+    async def _on_sync(self, frame: dict) -> None:
+        since = take(frame, {"since": int})["since"]
+        if since < 0:
+            raise AppError(422, "invalid_input", "since must be 0 or more.", fields={"since": "must be 0 or more"})
+        last_id = max(since, await self._replay(since))
+        self.floor = max(self.floor, last_id)
+        await self.outbox.put(json.dumps({"type": "synced", "last_id": last_id}))
+
+    async def _on_read(self, frame: dict) -> None:
+        values = take(frame, {"up_to": int}, {"with": str})
+        peer = values["with"] or self.bound_peer
+        if not peer:
+            raise AppError(422, "missing_recipient", "Say whose messages were read: `with`.", fields={"with": "is required"})
+        await chat.mark_read(self.services, self.user, peer, max(0, values["up_to"]))
+
+    async def _on_typing(self, frame: dict) -> None:
+        peer = take(frame, {}, {"to": str})["to"] or self.bound_peer
+        if not peer:
+            raise AppError(422, "missing_recipient", "Say who is being typed to: `to`.", fields={"to": "is required"})
+        await chat.typing(self.services, self.user, peer)
+
+    async def _on_ping(self, frame: dict) -> None:
+        self._send_soon({"type": "pong"})
+
+    async def _on_auth(self, frame: dict) -> None:
+        raise AppError(400, "already_authenticated", "This socket is already authenticated.")

@@ -1,0 +1,133 @@
+-- Secure Link schema: the whole current schema, idempotent.
+-- Bootstraps an empty database with plain `psql -f sql/schema.sql`, and is
+-- what `secure-link db init` runs before any numbered file in sql/migrations/.
+-- A later change adds sql/migrations/NNNN_name.sql AND updates this file,
+-- adding NNNN to the INSERT at the end, so new and old databases agree.
+
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version     integer PRIMARY KEY,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Usernames are stored NFKC-normalised and case-folded, so plain UNIQUE is
+-- the case-insensitive uniqueness the contract asks for.
+CREATE TABLE IF NOT EXISTS users (
+    id              bigserial PRIMARY KEY,
+    username        text NOT NULL UNIQUE,
+    display_name    text NOT NULL,
+    phrase_hash     bytea NOT NULL,
+    avatar_file_id  text,
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+
+-- Only a SHA-256 of each token is stored: a database leak yields no usable session.
+CREATE TABLE IF NOT EXISTS sessions (
+    id            bigserial PRIMARY KEY,
+    user_id       bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    token_hash    bytea NOT NULL UNIQUE,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    last_used_at  timestamptz NOT NULL DEFAULT now(),
+    expires_at    timestamptz NOT NULL,
+    user_agent    text NOT NULL DEFAULT '',
+    address       text NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS sessions_user_idx ON sessions (user_id);
+
+-- Failed logins, shared by every worker; rows older than the window are pruned.
+CREATE TABLE IF NOT EXISTS login_failures (
+    id         bigserial PRIMARY KEY,
+    username   text NOT NULL,
+    address    text NOT NULL,
+    failed_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS login_failures_user_addr_idx ON login_failures (username, address, failed_at);
+CREATE INDEX IF NOT EXISTS login_failures_addr_idx ON login_failures (address, failed_at);
+
+-- Uploaded files. `path` is relative to MEDIA_ROOT and built from the random id,
+-- never from the user's file name, which is kept only as sanitised metadata.
+-- `used_with` is the peer of the first message that carried an attachment:
+-- a file can travel in one conversation only.
+CREATE TABLE IF NOT EXISTS files (
+    id              text PRIMARY KEY,
+    owner_id        bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    purpose         text NOT NULL CHECK (purpose IN ('attachment', 'avatar')),
+    path            text NOT NULL,
+    thumbnail_path  text,
+    name            text NOT NULL,
+    content_type    text NOT NULL,
+    size            bigint NOT NULL,
+    width           integer,
+    height          integer,
+    sha256          text NOT NULL,
+    used_with       bigint REFERENCES users (id) ON DELETE SET NULL,
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS files_owner_idx ON files (owner_id, created_at);
+
+DO $$ BEGIN
+    ALTER TABLE users ADD CONSTRAINT users_avatar_fk
+        FOREIGN KEY (avatar_file_id) REFERENCES files (id) ON DELETE SET NULL;
+EXCEPTION WHEN duplicate_object THEN NULL;
+END $$;
+
+-- Messages. Ids come from a sequence; chat.send_message takes an advisory lock
+-- on both users before the id is drawn, so each user's messages commit in id
+-- order and `sync` can never skip one (docs/decisions.md, "sync without gaps").
+CREATE TABLE IF NOT EXISTS messages (
+    id             bigserial PRIMARY KEY,
+    sender_id      bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    recipient_id   bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    body           text NOT NULL,
+    client_id      text,
+    attachment_id  text REFERENCES files (id) ON DELETE SET NULL,
+    sent_at        timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT messages_client_id_unique UNIQUE (sender_id, client_id)
+);
+CREATE INDEX IF NOT EXISTS messages_pair_idx
+    ON messages (LEAST(sender_id, recipient_id), GREATEST(sender_id, recipient_id), id);
+CREATE INDEX IF NOT EXISTS messages_sender_idx ON messages (sender_id, id);
+CREATE INDEX IF NOT EXISTS messages_recipient_idx ON messages (recipient_id, id);
+CREATE INDEX IF NOT EXISTS messages_attachment_idx ON messages (attachment_id) WHERE attachment_id IS NOT NULL;
+
+-- Every query that returns Messages reads this view, so the Message object is
+-- built from the same columns everywhere (history, sync, conversations, retries).
+CREATE OR REPLACE VIEW message_view AS
+SELECT m.id, m.sender_id, m.recipient_id, s.username AS sender, r.username AS recipient,
+       m.body, m.client_id, m.sent_at,
+       f.id AS file_id, f.name AS file_name, f.content_type AS file_content_type,
+       f.size AS file_size, f.width AS file_width, f.height AS file_height,
+       f.thumbnail_path AS file_thumbnail_path
+FROM messages m
+JOIN users s ON s.id = m.sender_id
+JOIN users r ON r.id = m.recipient_id
+LEFT JOIN files f ON f.id = m.attachment_id;
+
+-- Read receipts: how far `user_id` has read the conversation with `peer_id`.
+CREATE TABLE IF NOT EXISTS conversation_reads (
+    user_id       bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    peer_id       bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    last_read_id  bigint NOT NULL,
+    PRIMARY KEY (user_id, peer_id)
+);
+
+-- Presence across workers: each worker heartbeats; its connections vanish with it.
+CREATE TABLE IF NOT EXISTS workers (
+    id            uuid PRIMARY KEY,
+    heartbeat_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS live_connections (
+    id         uuid PRIMARY KEY,
+    worker_id  uuid NOT NULL REFERENCES workers (id) ON DELETE CASCADE,
+    user_id    bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    opened_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS live_connections_user_idx ON live_connections (user_id);
+
+-- Fan-out payloads too large for NOTIFY's 8,000 bytes wait here briefly.
+CREATE TABLE IF NOT EXISTS fanout_spill (
+    id          bigserial PRIMARY KEY,
+    payload     text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+INSERT INTO schema_migrations (version) VALUES (1) ON CONFLICT DO NOTHING;

@@ -1,0 +1,234 @@
+"""Accounts: Alice registers, logs in, reads her profile, manages sessions, logs out.
+
+Every refusal is checked for its status, its error shape, and that nothing
+was stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import asyncpg
+import pytest
+
+from .story import PHRASE, Server
+
+
+def assert_error(response, status: int, code: str, field: str | None = None) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    if field is not None:
+        assert field in body["error"]["fields"], body
+
+
+async def user_count(db: asyncpg.Connection) -> int:
+    return await db.fetchval("SELECT count(*) FROM users")
+
+
+async def test_alice_registers_and_is_logged_in(server: Server, db: asyncpg.Connection) -> None:
+    name = f"Alice_{uuid.uuid4().hex[:6]}"
+    async with server.client() as http:
+        response = await http.post("/api/register/", json={"username": name, "phrase": PHRASE, "display_name": "Alice A."})
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert body["user"]["username"] == name.lower()
+        assert body["user"]["display_name"] == "Alice A."
+        assert body["user"]["avatar_url"] is None
+        assert body["user"]["created_at"].endswith("Z")
+        assert len(body["token"]) >= 43  # 256 bits, url-safe base64
+        cookie = response.headers["set-cookie"].lower()
+        assert "session=" in cookie and "httponly" in cookie and "samesite=lax" in cookie
+        assert "secure" not in cookie.replace("session=", "")  # plain http here
+        profile = await http.get("/api/user-profile/")  # the cookie alone logs her in
+    assert profile.status_code == 200
+    assert profile.json() == {"user": body["user"]}
+    stored = await db.fetchrow("SELECT phrase_hash FROM users WHERE username = $1", name.lower())
+    assert stored["phrase_hash"].startswith(b"$2b$04$")
+    assert PHRASE.encode() not in stored["phrase_hash"]
+    tokens = await db.fetch("SELECT token_hash FROM sessions s JOIN users u ON u.id = s.user_id WHERE username = $1", name.lower())
+    assert [row["token_hash"] for row in tokens] == [hashlib.sha256(body["token"].encode()).digest()]
+
+
+async def test_a_username_is_taken_whatever_its_case(server: Server, db: asyncpg.Connection) -> None:
+    alice = await server.person("alice").register()
+    before = await user_count(db)
+    async with server.client() as http:
+        response = await http.post("/api/register/", json={"username": alice.username.upper(), "phrase": PHRASE})
+    assert_error(response, 409, "username_taken", "username")
+    assert await user_count(db) == before
+
+
+LONG = "x" * 300
+HOSTILE_REGISTRATIONS = [
+    # (body, status, code, field)
+    ({"phrase": PHRASE}, 422, "invalid_input", "username"),
+    ({"username": "bob_ok"}, 422, "invalid_input", "phrase"),
+    ({"username": 42, "phrase": PHRASE}, 422, "invalid_input", "username"),
+    ({"username": "bob_ok", "phrase": ["a", "b"]}, 422, "invalid_input", "phrase"),
+    ({"username": "ab", "phrase": PHRASE}, 422, "invalid_input", "username"),
+    ({"username": "b" * 33, "phrase": PHRASE}, 422, "invalid_input", "username"),
+    ({"username": "bob\x00nul", "phrase": PHRASE}, 422, "invalid_input", "username"),
+    ({"username": "bob\u202eevil", "phrase": PHRASE}, 422, "invalid_input", "username"),
+    ({"username": "bob😀", "phrase": PHRASE}, 422, "invalid_input", "username"),
+    ({"username": "bob'; DROP TABLE users;--", "phrase": PHRASE}, 422, "invalid_input", "username"),
+    ({"username": "bob_ok", "phrase": "too short"}, 422, "invalid_input", "phrase"),
+    ({"username": "bob_ok", "phrase": "twowords onlyhere"}, 422, "invalid_input", "phrase"),
+    ({"username": "bob_ok", "phrase": "I am BOB_OK and proud"}, 422, "invalid_input", "phrase"),
+    ({"username": "bob_ok", "phrase": "nul \x00 inside a phrase"}, 422, "invalid_input", "phrase"),
+    ({"username": "bob_ok", "phrase": "word " * 60}, 422, "invalid_input", "phrase"),
+    ({"username": "bob_ok", "phrase": PHRASE, "display_name": "evil\u202eexe.txt"}, 422, "invalid_input", "display_name"),
+    ({"username": "bob_ok", "phrase": PHRASE, "display_name": "   "}, 422, "invalid_input", "display_name"),
+    ({"username": "bob_ok", "phrase": PHRASE, "display_name": LONG}, 422, "invalid_input", "display_name"),
+    ([PHRASE], 422, "invalid_input", None),
+    ("just a string", 422, "invalid_input", None),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "code", "field"), HOSTILE_REGISTRATIONS)
+async def test_hostile_registrations_are_refused_and_store_nothing(
+        server: Server, db: asyncpg.Connection, body, status, code, field) -> None:
+    before = await user_count(db)
+    async with server.client() as http:
+        response = await http.post("/api/register/", json=body)
+    assert_error(response, status, code, field)
+    assert await user_count(db) == before
+
+
+RAW_BODIES = [
+    # (content, content type, status, code)
+    (b"{not json", "application/json", 400, "bad_json"),
+    (b"\xff\xfe\x00", "application/json", 400, "bad_json"),
+    (b'{"username": "x"}', "text/plain", 415, "unsupported_media_type"),
+    (b"username=x&phrase=y", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+    (b"", "application/json", 400, "bad_json"),
+    (b'{"username": "bob_ok", "phrase": "' + b"a b c " * 20_000 + b'"}', "application/json", 413, "too_large"),
+    (b"[" * 10 * 1024 * 1024, "application/json", 413, "too_large"),
+]
+
+
+@pytest.mark.parametrize("path", ["/api/register/", "/api/login/"])
+@pytest.mark.parametrize(("content", "content_type", "status", "code"), RAW_BODIES)
+async def test_malformed_bodies_get_a_clear_error(
+        server: Server, db: asyncpg.Connection, path, content, content_type, status, code) -> None:
+    before = await user_count(db)
+    async with server.client() as http:
+        response = await http.post(path, content=content, headers={"Content-Type": content_type})
+    assert_error(response, status, code)
+    assert await user_count(db) == before
+
+
+async def test_charset_parameter_is_fine(server: Server) -> None:
+    name = f"carol_{uuid.uuid4().hex[:6]}"
+    async with server.client() as http:
+        response = await http.post("/api/register/", content=f'{{"username": "{name}", "phrase": "{PHRASE}"}}',
+                                   headers={"Content-Type": "application/json; charset=utf-8"})
+    assert response.status_code == 201, response.text
+
+
+async def test_login_accepts_the_phrase_and_nothing_else(server: Server) -> None:
+    alice = await server.person("alice").register()
+    async with server.client() as http:
+        good = await http.post("/api/login/", json={"username": alice.username.upper(), "phrase": PHRASE})
+        wrong = await http.post("/api/login/", json={"username": alice.username, "phrase": PHRASE + "!"})
+        unknown = await http.post("/api/login/", json={"username": "nobody_" + alice.username, "phrase": PHRASE})
+    assert good.status_code == 200 and good.json()["user"]["username"] == alice.username
+    assert_error(wrong, 401, "invalid_credentials")
+    assert_error(unknown, 401, "invalid_credentials")
+    assert wrong.json() == unknown.json()
+
+
+async def test_unicode_phrases_are_normalised_and_never_truncated(server: Server) -> None:
+    # Two 90-byte phrases that differ only after bcrypt's 72-byte limit.
+    base = "élan vital " * 8
+    first, second = base + "ending one", base + "ending two"
+    assert first.encode()[:72] == second.encode()[:72]
+    person = server.person("unicode")
+    person.phrase = first
+    await person.register()
+    async with server.client() as http:
+        ok = await http.post("/api/login/", json={"username": person.username, "phrase": first})
+        near = await http.post("/api/login/", json={"username": person.username, "phrase": second})
+        # NFKC: the decomposed é (e + combining acute) is the same phrase.
+        decomposed = first.replace("é", "e\u0301")
+        same = await http.post("/api/login/", json={"username": person.username, "phrase": decomposed})
+    assert ok.status_code == 200
+    assert_error(near, 401, "invalid_credentials")
+    assert same.status_code == 200
+
+
+async def test_emoji_phrase_and_fullwidth_username(server: Server) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    fullwidth = "ｄａｎ_" + suffix  # NFKC folds it to dan_...
+    async with server.client() as http:
+        created = await http.post("/api/register/", json={"username": fullwidth, "phrase": "🔐 secret garden 🌱 path"})
+        again = await http.post("/api/login/", json={"username": "DAN_" + suffix, "phrase": "🔐 secret garden 🌱 path"})
+    assert created.status_code == 201 and created.json()["user"]["username"] == "dan_" + suffix
+    assert again.status_code == 200
+
+
+async def test_tokens_bearer_cookie_forged_expired_revoked(server: Server, db: asyncpg.Connection) -> None:
+    alice = await server.person("alice").register()
+    async with server.client(cookies={"session": alice.token}) as http:
+        by_cookie = await http.get("/api/user-profile/")
+    async with server.client() as http:
+        forged = await http.get("/api/user-profile/", headers={"Authorization": "Bearer " + "A" * 43})
+        anonymous = await http.get("/api/user-profile/")
+        huge = await http.get("/api/user-profile/", headers={"Authorization": "Bearer " + "A" * 5000})
+    assert by_cookie.status_code == 200
+    for response in (forged, anonymous, huge):
+        assert_error(response, 401, "unauthenticated")
+
+    other = await alice.login()
+    await db.execute("UPDATE sessions SET expires_at = now() - interval '1 second' WHERE token_hash = $1",
+                     hashlib.sha256(other.encode()).digest())
+    assert_error(await alice.api("GET", "/api/user-profile/", token=other), 401, "unauthenticated")
+
+    assert (await alice.api("POST", "/api/logout/")).status_code == 200
+    assert_error(await alice.api("GET", "/api/user-profile/"), 401, "unauthenticated")
+
+
+async def test_expiry_slides_forward_with_use(server: Server, db: asyncpg.Connection) -> None:
+    alice = await server.person("alice").register()
+    digest = hashlib.sha256(alice.token.encode()).digest()
+    await db.execute("UPDATE sessions SET last_used_at = now() - interval '1 day', "
+                     "expires_at = now() + interval '1 hour' WHERE token_hash = $1", digest)
+    assert (await alice.api("GET", "/api/user-profile/")).status_code == 200
+    remaining = await db.fetchval("SELECT extract(epoch FROM expires_at - now()) FROM sessions WHERE token_hash = $1", digest)
+    assert remaining > server.settings.session_ttl - 60
+
+
+async def test_alice_lists_and_revokes_her_sessions(server: Server) -> None:
+    alice = await server.person("alice").register()
+    bob = await server.person("bob").register()
+    laptop = await alice.login()
+    listed = (await alice.api("GET", "/api/sessions/")).json()["sessions"]
+    assert len(listed) == 2 and sum(s["current"] for s in listed) == 1
+    laptop_id = next(s["id"] for s in listed if not s["current"])
+
+    assert_error(await bob.api("DELETE", f"/api/sessions/{laptop_id}"), 404, "not_found")
+    assert (await alice.api("GET", "/api/user-profile/", token=laptop)).status_code == 200
+    assert (await alice.api("DELETE", f"/api/sessions/{laptop_id}")).status_code == 200
+    assert_error(await alice.api("GET", "/api/user-profile/", token=laptop), 401, "unauthenticated")
+    assert_error(await alice.api("DELETE", "/api/sessions/99999999999999999999"), 404, "not_found")
+
+
+async def test_profile_display_name_can_change(server: Server) -> None:
+    alice = await server.person("alice").register()
+    changed = await alice.api("PATCH", "/api/user-profile/", json={"display_name": "  Alice 🌸 "})
+    assert changed.status_code == 200 and changed.json()["user"]["display_name"] == "Alice 🌸"
+    assert_error(await alice.api("PATCH", "/api/user-profile/", json={"display_name": "a\x00b"}), 422, "invalid_input", "display_name")
+    assert_error(await alice.api("PATCH", "/api/user-profile/", json={}), 422, "invalid_input", "display_name")
+
+
+async def test_logout_ignores_any_body_and_needs_a_session(server: Server) -> None:
+    alice = await server.person("alice").register()
+    response = await alice.api("POST", "/api/logout/", content=b"\x00garbage", headers={"Content-Type": "text/html"})
+    assert response.status_code == 200
+    assert response.json() == {"cleared": {"messages": 0, "files": 0}}
+    assert "session=" in response.headers["set-cookie"]
+    async with server.client() as http:
+        assert_error(await http.post("/api/logout/"), 401, "unauthenticated")

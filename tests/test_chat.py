@@ -1,0 +1,324 @@
+"""Alice and Bob chat over real sockets on a real uvicorn; Carol is left out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import asyncpg
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from secure_link.config import Settings
+
+from .conftest import settings_for
+from .story import Server
+from .test_accounts import assert_error
+
+
+@pytest.fixture(scope="module")
+def settings(database_url: str, media_root: Path) -> Settings:
+    return settings_for(database_url, media_root, ws_auth_timeout=0.5)
+
+
+async def test_alice_and_bob_chat_both_ways_across_tabs(server: Server) -> None:
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    alice_phone, alice_laptop = await alice.connect(), await alice.connect()
+    bob_tab = await bob.connect()
+
+    sent = await alice.say(alice_phone, bob, "Hi Bob 👋", client_id="c-1")
+    assert sent["from"] == alice.username and sent["to"] == bob.username
+    assert sent["message"] == "Hi Bob 👋" and sent["client_id"] == "c-1" and sent["attachment"] is None
+    assert (await bob_tab.expect("chat"))["message"] == sent
+    assert (await alice_laptop.expect("chat"))["message"] == sent
+    await alice_phone.silent()  # the sending tab gets the ack only
+
+    reply = await bob.say(bob_tab, alice, "Hello Alice")
+    assert (await alice_phone.expect("chat"))["message"] == reply
+    assert (await alice_laptop.expect("chat"))["message"] == reply
+    assert reply["id"] > sent["id"]
+
+    history = (await bob.api("GET", "/api/messages/", params={"with": alice.username})).json()
+    assert history == {"messages": [sent, reply], "has_more": False}
+
+
+async def test_the_browser_snippet_works_with_the_login_cookie(server: Server) -> None:
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    bob_tab = await bob.connect()
+    origin = server.http_url
+    async with connect(f"{server.ws_url}?with={bob.username}", origin=origin,
+                       additional_headers={"Cookie": f"session={alice.token}"}) as browser:
+        assert json.loads(await browser.recv())["type"] == "ready"
+        await browser.send(json.dumps({"type": "chat", "message": "Hello from browser!"}))
+        ack = json.loads(await browser.recv())
+        assert ack["type"] == "ack" and ack["message"]["to"] == bob.username
+    assert (await bob_tab.expect("chat"))["message"]["message"] == "Hello from browser!"
+
+
+async def test_a_retry_with_the_same_client_id_is_stored_once(server: Server, db: asyncpg.Connection) -> None:
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    socket = await alice.connect()
+    first = await alice.say(socket, bob, "once", client_id="retry-me")
+    again = await alice.say(socket, bob, "once", client_id="retry-me")
+    rest = await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "once", "client_id": "retry-me"})
+    assert again == first
+    assert rest.status_code == 200 and rest.json() == first
+    created = await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "rest", "client_id": "r-2"})
+    assert created.status_code == 201
+    count = await db.fetchval("SELECT count(*) FROM messages m JOIN users u ON u.id = m.sender_id WHERE u.username = $1", alice.username)
+    assert count == 2
+
+
+BAD_FRAMES = [
+    # (frame, error code)
+    ("not json", "bad_json"),
+    ("[1, 2]", "unknown_type"),
+    ('{"no": "type"}', "unknown_type"),
+    ('{"type": "shout"}', "unknown_type"),
+    ('{"type": "chat", "to": "%(bob)s"}', "invalid_input"),
+    ('{"type": "chat", "to": "%(bob)s", "message": 5}', "invalid_input"),
+    ('{"type": "chat", "to": "%(bob)s", "message": "' + "x" * 4001 + '"}', "invalid_input"),
+    ('{"type": "chat", "to": "%(bob)s", "message": "nul\\u0000"}', "invalid_input"),
+    ('{"type": "chat", "to": "%(bob)s", "message": "   "}', "invalid_input"),
+    ('{"type": "chat", "to": "%(bob)s", "message": "hi", "client_id": ""}', "invalid_input"),
+    ('{"type": "chat", "to": "nobody_at_all", "message": "hi"}', "unknown_user"),
+    ('{"type": "chat", "to": "%(alice)s", "message": "hi"}', "invalid_recipient"),
+    ('{"type": "chat", "message": "to whom?"}', "missing_recipient"),
+    ('{"type": "chat", "to": "%(bob)s", "message": "hi", "attachment": "not-a-file"}', "invalid_attachment"),
+    ('{"type": "chat", "to": "\'; DROP TABLE messages;--", "message": "hi"}', "unknown_user"),
+    ('{"type": "sync"}', "invalid_input"),
+    ('{"type": "sync", "since": "10"}', "invalid_input"),
+    ('{"type": "sync", "since": -1}', "invalid_input"),
+    ('{"type": "read", "with": "%(bob)s"}', "invalid_input"),
+    ('{"type": "read", "up_to": 3}', "missing_recipient"),
+    ('{"type": "typing"}', "missing_recipient"),
+    ('{"type": "typing", "to": "nobody_at_all"}', "unknown_user"),
+    ('{"type": "auth", "token": "again"}', "already_authenticated"),
+]
+
+
+@pytest.mark.parametrize(("template", "code"), BAD_FRAMES)
+async def test_bad_frames_get_an_error_and_the_socket_stays(server: Server, db: asyncpg.Connection, template: str, code: str) -> None:
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    socket = await alice.connect()
+    before = await db.fetchval("SELECT count(*) FROM messages")
+    await socket.send(template % {"alice": alice.username, "bob": bob.username})
+    error = await socket.expect("error")
+    assert error["code"] == code and error["message"]
+    await socket.send({"type": "ping"})
+    assert await socket.expect("pong") == {"type": "pong"}
+    assert await db.fetchval("SELECT count(*) FROM messages") == before
+
+
+async def test_binary_and_oversized_frames(server: Server) -> None:
+    alice = await server.person("alice").register()
+    socket = await alice.connect()
+    await socket.connection.send(b"\x00\x01binary")
+    assert (await socket.expect("error"))["code"] == "unsupported_frame"
+    await socket.send({"type": "chat", "to": "x", "message": "y" * (server.settings.ws_max_frame_bytes + 1)})
+    assert await socket.closed_with() == 1009
+
+
+async def test_errors_echo_the_client_id(server: Server) -> None:
+    alice = await server.person("alice").register()
+    socket = await alice.connect()
+    await socket.send({"type": "chat", "to": "nobody_at_all", "message": "hi", "client_id": "mine-7"})
+    error = await socket.expect("error")
+    assert error["client_id"] == "mine-7"
+
+
+async def test_authentication_by_first_frame(server: Server) -> None:
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    socket = await server.person("anonymous").connect(ready=False)
+    await socket.send({"type": "chat", "to": bob.username, "message": "before auth"})
+    assert (await socket.expect("error"))["code"] == "unauthenticated"
+    await socket.send({"type": "auth", "token": alice.token})
+    assert (await socket.expect("ready"))["user"]["username"] == alice.username
+
+
+@pytest.mark.parametrize("how", ["header", "frame", "cookie"])
+async def test_bad_credentials_close_with_4401(server: Server, how: str) -> None:
+    stranger = server.person("stranger")
+    forged = "F" * 43
+    if how == "header":
+        socket = await stranger.connect(token=forged, ready=False)
+    elif how == "cookie":
+        socket = await stranger.connect(ready=False, headers={"Cookie": f"session={forged}"})
+    else:
+        socket = await stranger.connect(ready=False)
+        await socket.send({"type": "auth", "token": forged})
+    assert await socket.closed_with() == 4401
+
+
+async def test_silence_before_auth_closes_with_1008(server: Server) -> None:
+    socket = await server.person("slow").connect(ready=False)
+    assert await socket.closed_with(timeout=5) == 1008
+
+
+async def test_foreign_origins_are_refused_before_the_handshake(server: Server) -> None:
+    alice = await server.person("alice").register()
+    with pytest.raises(InvalidStatus) as refused:
+        await alice.connect(origin="https://evil.example")
+    assert refused.value.response.status_code == 403
+    await alice.connect(origin=server.http_url)  # the server's own origin is fine
+
+
+async def test_carol_never_sees_alice_and_bobs_messages(server: Server) -> None:
+    alice, bob, carol = [await server.person(n).register() for n in ("alice", "bob", "carol")]
+    carol_tab = await carol.connect()
+    alice_tab = await alice.connect()
+    await alice.say(alice_tab, bob, "just for Bob")
+    await carol_tab.silent(0.5)
+    page = await carol.api("GET", "/api/messages/", params={"with": alice.username})
+    assert page.json() == {"messages": [], "has_more": False}
+    synced = await _sync_all(carol_tab, 0)
+    assert synced == []
+    assert (await carol.api("GET", "/api/conversations/")).json() == {"conversations": []}
+
+
+async def _sync_all(socket, since: int) -> list[dict]:
+    await socket.send({"type": "sync", "since": since})
+    replayed = []
+    while True:
+        frame = await socket.next()
+        if frame["type"] == "synced":
+            assert frame["last_id"] >= since
+            return replayed
+        if frame["type"] == "chat":
+            replayed.append(frame["message"])
+
+
+async def test_read_receipts_typing_and_unread_counts(server: Server) -> None:
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    alice_tab, bob_tab = await alice.connect(), await bob.connect()
+    ids = [(await alice.say(alice_tab, bob, f"m{i}"))["id"] for i in range(3)]
+    for _ in ids:
+        await bob_tab.expect("chat")
+    listing = (await bob.api("GET", "/api/conversations/")).json()["conversations"]
+    assert [(c["with"]["username"], c["unread"], c["last_message"]["id"]) for c in listing] == [(alice.username, 3, ids[-1])]
+
+    await bob_tab.send({"type": "read", "with": alice.username, "up_to": ids[1]})
+    assert await alice_tab.expect("read") == {"type": "read", "by": bob.username, "up_to": ids[1]}
+    assert (await bob.api("GET", "/api/conversations/")).json()["conversations"][0]["unread"] == 1
+
+    await bob_tab.send({"type": "typing", "to": alice.username})
+    assert await alice_tab.expect("typing", skip=("presence",)) == {"type": "typing", "from": bob.username}
+
+
+async def test_presence_counts_every_tab(server: Server) -> None:
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "so we share a chat"})
+    bob_tab = await bob.connect()
+    first = await alice.connect()
+    assert await bob_tab.expect("presence") == {"type": "presence", "user": alice.username, "online": True}
+    second = await alice.connect()
+    await first.close()
+    await bob_tab.silent(0.5, skip=())
+    await second.close()
+    assert await bob_tab.expect("presence") == {"type": "presence", "user": alice.username, "online": False}
+
+
+async def test_a_new_socket_learns_who_is_online(server: Server) -> None:
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "hi"})
+    await alice.connect()
+    bob_tab = await bob.connect()
+    assert await bob_tab.expect("presence") == {"type": "presence", "user": alice.username, "online": True}
+
+
+async def test_logout_clears_both_sides_and_closes_that_sessions_sockets(server: Server, db: asyncpg.Connection) -> None:
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    other_session = await alice.login()
+    alice_tab, alice_other_tab, bob_tab = await alice.connect(), await alice.connect(token=other_session), await bob.connect()
+    for i in range(3):
+        await alice.say(alice_tab, bob, f"secret {i}")
+    logout = await alice.api("POST", "/api/logout/")
+    assert logout.json() == {"cleared": {"messages": 3, "files": 0}}
+    assert await bob_tab.expect("cleared", skip=("presence", "chat")) == {"type": "cleared", "with": alice.username}
+    assert await alice_other_tab.expect("cleared", skip=("presence", "chat")) == {"type": "cleared", "with": bob.username}
+    assert await alice_tab.closed_with() == 4401
+    assert (await bob.api("GET", "/api/messages/", params={"with": alice.username})).json()["messages"] == []
+    assert await db.fetchval("SELECT count(*) FROM messages m JOIN users u ON u.id IN (m.sender_id, m.recipient_id) "
+                             "WHERE u.username = $1", alice.username) == 0
+    assert (await alice.api("GET", "/api/user-profile/", token=other_session)).status_code == 200
+
+
+async def test_revoking_a_session_closes_its_sockets(server: Server) -> None:
+    alice = await server.person("alice").register()
+    tablet = await alice.login()
+    tablet_socket = await alice.connect(token=tablet)
+    sessions = (await alice.api("GET", "/api/sessions/")).json()["sessions"]
+    tablet_id = next(s["id"] for s in sessions if not s["current"])
+    await alice.api("DELETE", f"/api/sessions/{tablet_id}")
+    assert await tablet_socket.closed_with() == 4401
+
+
+async def test_history_pages_by_cursor(server: Server) -> None:
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    ids = []
+    for i in range(7):
+        sent = await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": f"n{i}"})
+        ids.append(sent.json()["id"])
+
+    async def page(**params):
+        response = await bob.api("GET", "/api/messages/", params={"with": alice.username, **params})
+        body = response.json()
+        return [m["id"] for m in body["messages"]], body["has_more"]
+
+    assert await page(limit=3) == (ids[4:], True)
+    assert await page(limit=3, before=ids[4]) == (ids[1:4], True)
+    assert await page(limit=3, before=ids[1]) == (ids[:1], False)
+    assert await page(limit=3, after=ids[1]) == (ids[2:5], True)
+    assert await page(limit=3, after=ids[4]) == (ids[5:], False)
+    assert await page(limit=1000) == (ids, False)
+    for bad in ({"limit": 0}, {"limit": "ten"}, {"before": ids[1], "after": ids[0]}, {"before": "-1"}):
+        assert_error(await bob.api("GET", "/api/messages/", params={"with": alice.username, **bad}), 422, "invalid_input")
+    assert_error(await bob.api("GET", "/api/messages/"), 422, "invalid_input", "with")
+    assert_error(await bob.api("GET", "/api/messages/", params={"with": "nobody_at_all"}), 404, "unknown_user")
+
+
+HOSTILE_SENDS = [
+    # (body, status, code)
+    ({"message": "hi"}, 422, "missing_recipient"),
+    ({"to": "%(bob)s"}, 422, "invalid_input"),
+    ({"to": ["%(bob)s"], "message": "hi"}, 422, "invalid_input"),
+    ({"to": "%(bob)s", "message": "x" * 4001}, 422, "invalid_input"),
+    ({"to": "%(bob)s", "message": "a\u0000b"}, 422, "invalid_input"),
+    ({"to": "%(bob)s", "message": "hi", "client_id": 7}, 422, "invalid_input"),
+    ({"to": "%(bob)s", "message": "hi", "attachment": "../../etc/passwd"}, 422, "invalid_attachment"),
+    ({"to": "nobody_at_all", "message": "hi"}, 404, "unknown_user"),
+    ({"to": "%(alice)s", "message": "hi"}, 422, "invalid_recipient"),
+    ("a string", 422, "invalid_input"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "code"), HOSTILE_SENDS)
+async def test_hostile_rest_sends_store_nothing(server: Server, db: asyncpg.Connection, body, status, code) -> None:
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    names = {"alice": alice.username, "bob": bob.username}
+    filled = json.loads(json.dumps(body) % names) if isinstance(body, dict) else body
+    before = await db.fetchval("SELECT count(*) FROM messages")
+    assert_error(await alice.api("POST", "/api/send-message/", json=filled), status, code)
+    assert await db.fetchval("SELECT count(*) FROM messages") == before
+
+
+async def test_rest_endpoints_need_a_session(server: Server) -> None:
+    async with server.client() as http:
+        for method, path in (("POST", "/api/send-message/"), ("GET", "/api/messages/"), ("GET", "/api/conversations/")):
+            assert_error(await http.request(method, path, json={}), 401, "unauthenticated")
+
+
+async def test_rest_send_requires_json(server: Server) -> None:
+    alice = await server.person("alice").register()
+    response = await alice.api("POST", "/api/send-message/", content=b"to=bob&message=hi",
+                               headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert_error(response, 415, "unsupported_media_type")
+
+
+async def test_messages_sent_by_rest_arrive_live(server: Server) -> None:
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    alice_tab, bob_tab = await alice.connect(), await bob.connect()
+    sent = (await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "via REST"})).json()
+    assert (await bob_tab.expect("chat"))["message"] == sent
+    assert (await alice_tab.expect("chat"))["message"] == sent  # the sender's tabs see it too

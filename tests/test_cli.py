@@ -1,0 +1,53 @@
+"""The `secure-link` command, run as a user would: a real process each time."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from typing import AsyncIterator
+
+import asyncpg
+import pytest
+
+from secure_link import devdb
+from secure_link.config import PROJECT_ROOT
+
+
+async def run_cli(*args: str, **env: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "secure_link", *args, cwd=PROJECT_ROOT,
+        env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+@pytest.fixture
+async def blank_database(pg_server_url: str) -> AsyncIterator[str]:
+    name = f"sl_cli_{uuid.uuid4().hex[:8]}"
+    await devdb.create_database(pg_server_url, name)
+    yield devdb.with_database(pg_server_url, name)
+    await devdb.drop_database(pg_server_url, name)
+
+
+async def test_db_init_creates_the_schema_and_db_url_names_the_database(blank_database: str) -> None:
+    code, out, err = await run_cli("db", "init", DATABASE_URL=blank_database)
+    assert code == 0, err
+    assert "schema ready" in out
+    connection = await asyncpg.connect(blank_database)
+    try:
+        assert await connection.fetchval("SELECT max(version) FROM schema_migrations") == 1
+    finally:
+        await connection.close()
+    code, out, _ = await run_cli("db", "url", DATABASE_URL=blank_database)
+    assert code == 0 and out.strip() == blank_database
+
+
+async def test_help_lists_every_command() -> None:
+    code, out, _ = await run_cli("--help")
+    assert code == 0
+    for command in ("serve", "db"):
+        assert command in out
+    code, out, _ = await run_cli("serve", "--help")
+    assert code == 0 and "--workers" in out and "--reload" in out

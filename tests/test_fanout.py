@@ -1,0 +1,370 @@
+"""Fan-out stories: what one worker publishes reaches every socket subscribed to it.
+
+Each story runs over memory://, PostgreSQL LISTEN/NOTIFY and Redis pub/sub,
+against the real servers. Waits are generous timeouts on events, never sleeps:
+a timeout here means "never arrived", not "arrived slowly".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import redis.asyncio as redis
+
+from secure_link.fanout import (GAP, Fanout, Gap, Subscription, SubscriptionClosed,
+                                SubscriptionOverflow)
+
+LISTEN_NAME = "secure_link_fanout_listen"
+QUEUE_SIZE = 64
+PROBE = 0.2  # short, so probes interleave with every story's LISTENs
+WAIT = 10.0
+BACKENDS = ["memory", "postgres", pytest.param("redis", marks=pytest.mark.redis)]
+
+
+@pytest.fixture(scope="module")
+def pg_fanout_url(database_url: str) -> str:
+    """This module's own database, copied from the schema template: fanout_spill lives there."""
+    return database_url
+
+
+@pytest.fixture(params=BACKENDS)
+def fanout_url(request: pytest.FixtureRequest) -> str:
+    """Each backend's URL; the real-server fixtures are only asked for when needed."""
+    if request.param == "memory":
+        return "memory://"
+    return request.getfixturevalue("pg_fanout_url" if request.param == "postgres" else "redis_url")
+
+
+@asynccontextmanager
+async def connected(url: str) -> AsyncIterator[Fanout]:
+    """A connected Fanout that is always disconnected, whatever the story did."""
+    fanout = Fanout(url, queue_size=QUEUE_SIZE, probe_interval=PROBE)
+    await fanout.connect()
+    try:
+        yield fanout
+    finally:
+        await fanout.disconnect()
+
+
+@pytest.fixture
+async def fanout(fanout_url: str) -> AsyncIterator[Fanout]:
+    async with connected(fanout_url) as fanout:
+        yield fanout
+
+
+def channel(label: str) -> str:
+    """A fresh channel name: the servers are shared, so stories never reuse one."""
+    return f"{label}_{uuid.uuid4().hex[:12]}"
+
+
+async def next_item(subscription: Subscription) -> str | Gap:
+    return await asyncio.wait_for(subscription.get(), WAIT)
+
+
+async def eventually(condition: Callable[[], Awaitable[bool]]) -> None:
+    """Poll until true: servers notice a closed connection a moment after the client closes it."""
+    async def poll() -> None:
+        while not await condition():
+            await asyncio.sleep(0.02)
+    await asyncio.wait_for(poll(), WAIT)
+
+
+async def test_every_subscriber_of_a_channel_hears_it_and_no_one_else(fanout: Fanout) -> None:
+    alice, bob = channel("user"), channel("user")
+    async with fanout.subscribe(alice) as phone, fanout.subscribe(alice) as laptop, \
+            fanout.subscribe(bob) as bobs:
+        await fanout.publish(alice, "hello alice")
+        await fanout.publish(bob, "hello bob")
+        assert await next_item(phone) == "hello alice"
+        assert await next_item(laptop) == "hello alice"
+        assert await next_item(bobs) == "hello bob"  # first item: alice's message never reached bob
+
+
+async def test_one_subscription_follows_several_channels(fanout: Fanout) -> None:
+    user, session, stranger = channel("user"), channel("session:"), channel("user")
+    async with fanout.subscribe_many([user, session, user]) as socket:
+        assert socket.channels == (user, session)
+        for target, text in [(user, "new message"), (stranger, "not yours"), (session, "logged out")]:
+            await fanout.publish(target, text)
+        assert [await next_item(socket), await next_item(socket)] == ["new message", "logged out"]
+
+
+async def test_when_one_tab_closes_the_other_still_hears(fanout: Fanout) -> None:
+    alice = channel("user")
+    async with fanout.subscribe(alice) as staying:
+        async with fanout.subscribe(alice) as closing:
+            await fanout.publish(alice, "both")
+            assert await next_item(closing) == "both"
+        await fanout.publish(alice, "one left")
+        assert await next_item(staying) == "both"
+        assert await next_item(staying) == "one left"
+    async with fanout.subscribe(alice) as reopened:  # the last one out stopped listening; back in
+        await fanout.publish(alice, "again")
+        assert await next_item(reopened) == "again"
+
+
+async def test_channels_that_differ_only_in_case_or_punctuation_stay_apart(fanout: Fanout) -> None:
+    base = channel("room")
+    names = [base, base.upper(), base.replace("_", "-"), base + " ", base + "é", base * 5, base * 5 + "x"]
+    async with contextlib.AsyncExitStack() as stack:
+        rooms = [await stack.enter_async_context(fanout.subscribe(name)) for name in names]
+        for name in names:
+            await fanout.publish(name, f"for {name!r}")
+        # had two names shared a channel, the later one's first item would be the earlier's message
+        assert [await next_item(room) for room in rooms] == [f"for {name!r}" for name in names]
+
+
+async def test_a_message_published_right_after_subscribing_arrives(fanout: Fanout) -> None:
+    for attempt in range(20):  # broadcaster's Redis backend lost these: ready must mean subscribed
+        fresh = channel("ready")
+        async with fanout.subscribe(fresh) as subscription:
+            await fanout.publish(fresh, f"first {attempt}")
+            assert await next_item(subscription) == f"first {attempt}"
+
+
+async def test_fifty_concurrent_publishes_all_arrive(fanout: Fanout) -> None:
+    busy = channel("busy")
+    async with fanout.subscribe(busy) as subscription:
+        await asyncio.gather(*(fanout.publish(busy, f"m{n}") for n in range(50)))
+        received = [await next_item(subscription) for _ in range(50)]
+    assert sorted(received) == sorted(f"m{n}" for n in range(50))
+
+
+async def test_unicode_and_json_arrive_intact(fanout: Fanout) -> None:
+    chat = channel("chat")
+    event = {"type": "message", "body": "héllo 👋 \"quoted\" \\ back\nslash\u2028 日本語 \u0000",
+             "id": 42, "nested": {"empty": "", "list": [1.5, None, True]}}
+    texts = [json.dumps(event), json.dumps(event, ensure_ascii=False), "", "@1", "=x", "ŝ" * 3000]
+    async with fanout.subscribe(chat) as subscription:
+        for text in texts:
+            await fanout.publish(chat, text)
+        received = [await next_item(subscription) for _ in texts]
+    assert received == texts
+    assert json.loads(received[1]) == event
+
+
+async def test_a_20_kb_message_arrives_intact(fanout: Fanout, fanout_url: str) -> None:
+    big = channel("big")
+    text = json.dumps({"channel": big, "body": "é€👋" * 2300}, ensure_ascii=False)
+    assert len(text.encode("utf-8")) > 20_000
+    async with fanout.subscribe(big) as first, fanout.subscribe(big) as second:
+        await fanout.publish(big, text)
+        await fanout.publish(big, "small after big")  # order survives the spill fetch
+        assert [await next_item(first), await next_item(first)] == [text, "small after big"]
+        assert await next_item(second) == text
+    if fanout.backend_name == "postgres":
+        conn = await asyncpg.connect(fanout_url)
+        try:
+            assert await conn.fetchval("SELECT count(*) FROM fanout_spill WHERE payload = $1", text) == 1
+        finally:
+            await conn.close()
+
+
+async def test_messages_around_the_notify_limit_arrive(fanout: Fanout) -> None:
+    edge = channel("edge")
+    texts = ["é" * 3995 + "x" * extra for extra in range(0, 20)]  # 7,990 to 8,009 bytes
+    async with fanout.subscribe(edge) as subscription:
+        for text in texts:
+            await fanout.publish(edge, text)
+        assert [await next_item(subscription) for _ in texts] == texts
+
+
+async def test_a_subscriber_that_never_reads_is_dropped_not_buffered(fanout: Fanout) -> None:
+    room = channel("room")
+    async with fanout.subscribe(room) as reader, fanout.subscribe(room) as sleeper:
+        for n in range(QUEUE_SIZE + 1):  # the reader keeps up; the sleeper never reads
+            await fanout.publish(room, f"m{n}")
+            assert await next_item(reader) == f"m{n}"
+        with pytest.raises(SubscriptionOverflow):
+            await next_item(sleeper)
+        await fanout.publish(room, "still flowing")
+        assert await next_item(reader) == "still flowing"
+        with pytest.raises(SubscriptionOverflow):  # dropped for good, not refilled
+            await next_item(sleeper)
+
+
+async def test_disconnect_ends_subscriptions_and_leaves_no_task_behind(fanout_url: str) -> None:
+    before = asyncio.all_tasks()
+    fanout = Fanout(fanout_url, queue_size=QUEUE_SIZE, probe_interval=PROBE)
+    await fanout.connect()
+    talk = channel("talk")
+    subscription = await fanout.subscribe(talk).__aenter__()
+    await fanout.publish(talk, "x" * 9000)  # the spill path runs too
+    assert await next_item(subscription) == "x" * 9000
+    waiting = asyncio.create_task(subscription.get())
+    await fanout.disconnect()
+    with pytest.raises(SubscriptionClosed):
+        await asyncio.wait_for(waiting, WAIT)
+    assert [item async for item in subscription] == []  # `async for` just ends
+    await subscription.__aexit__(None, None, None)
+    assert asyncio.all_tasks() - before - {asyncio.current_task()} == set()
+
+
+async def no_longer_in(connection_id: int, live: Awaitable[set[int]]) -> bool:
+    return connection_id not in await live
+
+
+async def listen_pids(conn: asyncpg.Connection) -> set[int]:
+    rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE application_name = $1", LISTEN_NAME)
+    return {row["pid"] for row in rows}
+
+
+async def test_postgres_listen_connection_killed_then_gap_then_delivery(pg_fanout_url: str) -> None:
+    admin = await asyncpg.connect(pg_fanout_url)
+    try:
+        others = await listen_pids(admin)  # other Fanouts of this session are not ours to kill
+        async with connected(pg_fanout_url) as fanout:
+            (ours,) = await listen_pids(admin) - others
+            alice = channel("user")
+            async with fanout.subscribe(alice) as subscription:
+                assert await admin.fetchval("SELECT pg_terminate_backend($1)", ours)
+                assert await next_item(subscription) is GAP
+                await fanout.publish(alice, "after the outage")
+                assert await next_item(subscription) == "after the outage"
+            (replacement,) = await listen_pids(admin) - others - {ours}  # one, not a pile-up
+        await eventually(lambda: no_longer_in(replacement, listen_pids(admin)))
+    finally:
+        await admin.close()
+
+
+async def redis_listen_ids(admin: redis.Redis) -> set[int]:
+    return {int(client["id"]) for client in await admin.client_list() if client["name"] == LISTEN_NAME}
+
+
+@pytest.mark.redis
+async def test_redis_pubsub_connection_killed_then_gap_then_delivery(redis_url: str) -> None:
+    admin = redis.Redis.from_url(redis_url)
+    try:
+        others = await redis_listen_ids(admin)  # kill only ours: the server is shared
+        async with connected(redis_url) as fanout:
+            (ours,) = await redis_listen_ids(admin) - others
+            alice = channel("user")
+            async with fanout.subscribe(alice) as subscription:
+                assert await admin.client_kill_filter(_id=ours) == 1
+                assert await next_item(subscription) is GAP
+                await fanout.publish(alice, "after the outage")
+                assert await next_item(subscription) == "after the outage"
+            (replacement,) = await redis_listen_ids(admin) - others - {ours}
+        await eventually(lambda: no_longer_in(replacement, redis_listen_ids(admin)))
+    finally:
+        await admin.aclose()
+
+
+class SilentLink:
+    """A TCP hop that can go silent: the far end never learns the link died (a half-open socket)."""
+
+    def __init__(self) -> None:
+        self._links: list[dict[str, object]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+
+    async def start(self, open_target: Opener) -> int:
+        """Listen on a free port; each accepted connection gets its own connection to the target."""
+        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            far_reader, far_writer = await open_target()
+            link: dict[str, object] = {"silent": False, "writers": (writer, far_writer)}
+            self._links.append(link)
+            for source, sink in ((reader, far_writer), (far_reader, writer)):
+                self._tasks.add(asyncio.create_task(self._pipe(source, sink, link)))
+
+        self._server = await asyncio.start_server(accept, "127.0.0.1", 0)
+        return self._server.sockets[0].getsockname()[1]
+
+    def go_silent(self) -> None:
+        """Links open now swallow everything; links opened later work normally."""
+        for link in self._links:
+            link["silent"] = True
+
+    async def close(self) -> None:
+        """Abort every link (idempotent)."""
+        if self._server is not None:
+            self._server.close()
+        for link in self._links:
+            for writer in link["writers"]:  # type: ignore[attr-defined]
+                writer.transport.abort()
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks)
+
+    @staticmethod
+    async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter,
+                    link: dict[str, object]) -> None:
+        while data := await source.read(65536):
+            if not link["silent"]:
+                sink.write(data)
+                await sink.drain()
+        sink.transport.abort()
+
+
+Opener = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
+
+
+def real_server(url: str) -> tuple[Opener, Callable[[int], str]]:
+    """How to reach the server behind `url` (TCP or unix socket), and the URL via a local port."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    socket_dir = "" if parts.hostname else query.pop("host", "")
+    real_port = parts.port or int(query.pop("port", 6379 if parts.scheme.startswith("redis") else 5432))
+    if socket_dir:
+        path = f"{socket_dir}/.s.PGSQL.{real_port}"
+        opener: Opener = lambda: asyncio.open_unix_connection(path)  # noqa: E731
+    else:
+        opener = lambda: asyncio.open_connection(parts.hostname, real_port)  # noqa: E731
+    userinfo = parts.netloc.rpartition("@")[0]
+
+    def via(port: int) -> str:
+        netloc = f"{userinfo}@127.0.0.1:{port}" if userinfo else f"127.0.0.1:{port}"
+        return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query)))
+
+    return opener, via
+
+
+@pytest.fixture(params=["postgres", pytest.param("redis", marks=pytest.mark.redis)])
+def server_url(request: pytest.FixtureRequest) -> str:
+    """A real server's URL, for the stories that only make sense across a network."""
+    return request.getfixturevalue("pg_fanout_url" if request.param == "postgres" else "redis_url")
+
+
+async def test_a_quiet_healthy_connection_is_not_mistaken_for_an_outage(server_url: str) -> None:
+    async with connected(server_url) as fanout:
+        quiet = channel("quiet")
+        async with fanout.subscribe(quiet) as subscription:
+            await asyncio.sleep(PROBE * 5)  # not a timing assertion: lets several probes run
+            await fanout.publish(quiet, "still here")
+            assert await next_item(subscription) == "still here"  # and not a spurious GAP
+
+
+async def test_a_connection_that_goes_silent_is_noticed_by_the_probe(server_url: str) -> None:
+    opener, via = real_server(server_url)
+    link = SilentLink()
+    try:
+        async with connected(via(await link.start(opener))) as watcher, \
+                connected(server_url) as speaker:
+            alice = channel("user")
+            async with watcher.subscribe(alice) as subscription:
+                link.go_silent()  # no FIN, no RST: only the probe can tell
+                assert await next_item(subscription) is GAP
+                await speaker.publish(alice, "heard again")
+                assert await next_item(subscription) == "heard again"
+            await link.close()  # else the watcher's pool would wait on a silent socket when closing
+    finally:
+        await link.close()
+
+
+def test_an_unknown_scheme_is_refused_at_construction() -> None:
+    with pytest.raises(ValueError, match="unsupported fan-out URL scheme"):
+        Fanout("amqp://localhost")
+
+
+async def test_publish_takes_an_already_serialised_string(fanout: Fanout) -> None:
+    with pytest.raises(TypeError):
+        await fanout.publish(channel("user"), {"type": "message"})  # type: ignore[arg-type]

@@ -1,0 +1,85 @@
+"""The schema bootstraps with plain psql, migrations apply once, queries load strictly."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import uuid
+from pathlib import Path
+from typing import AsyncIterator
+
+import asyncpg
+import pytest
+
+from secure_link import devdb
+from secure_link.db import SCHEMA_DIR, apply_schema, load_queries
+
+TABLES = {"users", "sessions", "login_failures", "files", "messages", "conversation_reads",
+          "workers", "live_connections", "fanout_spill", "schema_migrations"}
+
+
+@pytest.fixture
+async def empty_database(pg_server_url: str) -> AsyncIterator[str]:
+    name = f"sl_empty_{uuid.uuid4().hex[:8]}"
+    await devdb.create_database(pg_server_url, name)
+    yield devdb.with_database(pg_server_url, name)
+    await devdb.drop_database(pg_server_url, name)
+
+
+async def tables_of(url: str) -> set[str]:
+    connection = await asyncpg.connect(url)
+    try:
+        rows = await connection.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        return {row["tablename"] for row in rows}
+    finally:
+        await connection.close()
+
+
+async def psql_file(url: str, path: Path) -> None:
+    process = await asyncio.create_subprocess_exec(
+        str(devdb.psql_path()), "-v", "ON_ERROR_STOP=1", "-q", "-f", str(path), url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+
+
+async def test_plain_psql_bootstraps_an_empty_database_twice(empty_database: str) -> None:
+    assert await tables_of(empty_database) == set()
+    await psql_file(empty_database, SCHEMA_DIR / "schema.sql")
+    await psql_file(empty_database, SCHEMA_DIR / "schema.sql")  # idempotent
+    assert await tables_of(empty_database) == TABLES
+
+
+async def test_migrations_apply_in_order_once(empty_database: str, tmp_path: Path) -> None:
+    shutil.copy(SCHEMA_DIR / "schema.sql", tmp_path / "schema.sql")
+    (tmp_path / "migrations").mkdir()
+    (tmp_path / "migrations" / "0002_nicknames.sql").write_text("ALTER TABLE users ADD COLUMN nickname text;")
+    (tmp_path / "migrations" / "0003_index.sql").write_text("CREATE INDEX users_nickname_idx ON users (nickname);")
+    assert await apply_schema(empty_database, tmp_path) == [2, 3]
+    assert await apply_schema(empty_database, tmp_path) == []
+    connection = await asyncpg.connect(empty_database)
+    try:
+        versions = [row["version"] for row in await connection.fetch("SELECT version FROM schema_migrations ORDER BY 1")]
+    finally:
+        await connection.close()
+    assert versions == [1, 2, 3]
+
+
+async def test_every_named_query_prepares_against_the_schema(db: asyncpg.Connection) -> None:
+    queries = load_queries()
+    assert {"insert_user", "insert_message", "authenticate_session"} <= set(queries)
+    for query in queries.values():
+        try:
+            await db.prepare(query.sql)
+        except asyncpg.PostgresError as error:
+            pytest.fail(f"{query.origin} {query.name}: {error}")
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("-- name: one\nSELECT 1;\n-- name: one\nSELECT 2;\n", "a.sql:3: duplicate query name 'one'"),
+    ("-- name: empty\n-- only a comment\n-- name: two\nSELECT 2;\n", "a.sql:1: query 'empty' is empty"),
+])
+def test_malformed_query_files_fail_with_file_and_line(tmp_path: Path, text: str, problem: str) -> None:
+    (tmp_path / "a.sql").write_text(text)
+    with pytest.raises(ValueError, match=problem):
+        load_queries(tmp_path)
