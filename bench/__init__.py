@@ -1,0 +1,1 @@
+"""Benchmarks of Secure Link: `python -m bench` (see docs/performance.md)."""
