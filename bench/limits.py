@@ -25,7 +25,7 @@ from typing import Any, Awaitable, Callable
 import asyncpg
 
 from secure_link.config import Settings
-from secure_link.db import load_queries
+from secure_link.db import keep_session, load_queries
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -164,22 +164,23 @@ async def commit_rate(database_url: str, duration: float, writers: int = 100, po
     sql = load_queries()["insert_message"].sql
     admin = await asyncpg.connect(database_url)
     try:
-        ids = [row["id"] for row in await admin.fetch(
+        users = [(row["id"], row["username"]) for row in await admin.fetch(
             "INSERT INTO users (username, display_name, phrase_hash) "
-            "SELECT 'commit_' || g || '_' || $2, 'bench', '\\x00' FROM generate_series(1, $1) g RETURNING id",
-            writers, secrets.token_hex(4))]
+            "SELECT 'commit_' || g || '_' || $2, 'bench', '\\x00' FROM generate_series(1, $1) g "
+            "RETURNING id, username", writers, secrets.token_hex(4))]
     finally:
         await admin.close()
     tag = secrets.token_hex(4)
-    async with asyncpg.create_pool(database_url, min_size=pool_size, max_size=pool_size) as pool:
+    async with asyncpg.create_pool(database_url, min_size=pool_size, max_size=pool_size,
+                                   reset=keep_session) as pool:
         async def writer(index: int) -> int:
-            sender, recipient, numbers = ids[index], ids[index ^ 1], itertools.count()
+            sender, recipient, numbers = users[index][0], users[index ^ 1][1], itertools.count()
             return await _until(deadline, lambda: pool.fetchval(
                 sql, sender, recipient, PAYLOAD[:64], f"{tag}-{index}-{next(numbers)}", None))
 
         start = time.perf_counter()
         deadline = start + duration
-        counts = await asyncio.gather(*(writer(i) for i in range(len(ids) - len(ids) % 2)))
+        counts = await asyncio.gather(*(writer(i) for i in range(len(users) - len(users) % 2)))
         return sum(counts) / (time.perf_counter() - start)
 
 
@@ -220,7 +221,7 @@ async def notify_round_trips(database_url: str, duration: float, in_flight: int 
     try:
         await listener.add_listener(channel, lambda *args: _resolve(waiting, args[3]))
         async with asyncpg.create_pool(database_url, min_size=4, max_size=4) as pool:
-            return await _round_trips(lambda p: pool.execute(sql, channel, p), waiting, duration, in_flight)
+            return await _round_trips(lambda p: pool.execute(sql, [channel], p), waiting, duration, in_flight)
     finally:
         await listener.close()
 

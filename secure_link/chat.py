@@ -32,16 +32,16 @@ def session_channel(session_id: int) -> str:
     return f"session:{session_id}"
 
 
-async def publish(services: Services, channel: str, event: str) -> None:
+async def publish(services: Services, channels: list[str], event: str) -> None:
     """Publish after commit; a fan-out outage is logged, never turned into a failed send.
 
     What was stored is safe: subscribers that lost their connection get a gap
     signal and catch up from the database.
     """
     try:
-        await services.fanout.publish(channel, event)
+        await services.fanout.publish_many(channels, event)
     except Exception:  # the message is committed; live delivery is best effort
-        log.warning("publish to %s failed; receivers will catch up from the database", channel, exc_info=True)
+        log.warning("publish to %s failed; receivers will catch up from the database", channels, exc_info=True)
 
 
 def encode_event(frame: dict[str, Any], skip_connection: str = "") -> str:
@@ -119,21 +119,20 @@ async def find_peer(services: Services, user: User, username: str) -> Any:
 
 async def send_message(services: Services, user: User, draft: Draft,
                        origin: str = "") -> tuple[dict[str, Any], bool]:
-    """Store (once per client_id), then publish; returns the Message and whether it is new."""
-    peer = await find_peer(services, user, draft.to)
-    message_id = await services.db.fetchval(
-        "insert_message", user.id, peer["id"], draft.message, draft.client_id, draft.attachment)
-    if message_id is None:
-        return await _existing_message(services, user, draft), False
-    message = message_json(await services.db.fetchrow("find_message", message_id))
+    """Store (once per client_id) in one round trip, then publish; returns the Message and whether it is new."""
+    row = await services.db.fetchrow(
+        "insert_message", user.id, draft.to, draft.message, draft.client_id, draft.attachment)
+    if row is None:
+        return await _not_inserted(services, user, draft), False
+    message = message_json(row)
     event = encode_event({"type": "chat", "message": message}, skip_connection=origin)
-    await publish(services, user_channel(peer["id"]), event)
-    await publish(services, user_channel(user.id), event)
+    await publish(services, [user_channel(row["recipient_id"]), user_channel(user.id)], event)
     return message, True
 
 
-async def _existing_message(services: Services, user: User, draft: Draft) -> dict[str, Any]:
-    """A retry's original, or why nothing was stored (the attachment was refused)."""
+async def _not_inserted(services: Services, user: User, draft: Draft) -> dict[str, Any]:
+    """Why nothing was stored: a bad recipient, a retry (its original), or a refused attachment."""
+    await find_peer(services, user, draft.to)
     if draft.client_id is not None:
         row = await services.db.fetchrow("find_message_by_client_id", user.id, draft.client_id)
         if row is not None:
@@ -202,14 +201,14 @@ async def mark_read(services: Services, user: User, peer_name: str, up_to: int) 
     peer = await find_peer(services, user, peer_name)
     await services.db.fetchval("upsert_read_receipt", user.id, peer["id"], up_to)
     frame = {"type": "read", "by": user.username, "up_to": up_to}
-    await publish(services, user_channel(peer["id"]), encode_event(frame))
+    await publish(services, [user_channel(peer["id"])], encode_event(frame))
 
 
 async def typing(services: Services, user: User, peer_name: str) -> None:
     """Tell the other party this user is typing (nothing is stored)."""
     peer = await find_peer(services, user, peer_name)
     frame = {"type": "typing", "from": user.username}
-    await publish(services, user_channel(peer["id"]), encode_event(frame))
+    await publish(services, [user_channel(peer["id"])], encode_event(frame))
 
 
 async def clear_conversations(services: Services, user: User) -> dict[str, int]:
@@ -224,6 +223,6 @@ async def clear_conversations(services: Services, user: User) -> dict[str, int]:
         peer = await services.db.fetchrow("find_user_by_id", group["peer_id"])
         if peer is None:
             continue
-        await publish(services, user_channel(peer["id"]), encode_event({"type": "cleared", "with": user.username}))
-        await publish(services, user_channel(user.id), encode_event({"type": "cleared", "with": peer["username"]}))
+        await publish(services, [user_channel(peer["id"])], encode_event({"type": "cleared", "with": user.username}))
+        await publish(services, [user_channel(user.id)], encode_event({"type": "cleared", "with": peer["username"]}))
     return {"messages": sum(group["messages"] for group in groups), "files": len(files)}

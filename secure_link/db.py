@@ -68,6 +68,16 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
                                         schema="pg_catalog")
 
 
+async def keep_session(connection: asyncpg.Connection) -> None:
+    """Skip asyncpg's reset query on release: one round trip saved per pooled query.
+
+    The default runs `pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`
+    after every query. Pooled connections never hold session state here: locks
+    are transaction-scoped, LISTEN lives on the fan-out's own connection, and no
+    query SETs anything. asyncpg still rolls back an open transaction first.
+    """
+
+
 class Database:
     """A pool plus the named queries: `await db.fetchrow("find_user", name)`."""
 
@@ -79,7 +89,7 @@ class Database:
     async def connect(cls, url: str, min_size: int = 2, max_size: int = 10) -> "Database":
         """Open the pool; statements are prepared and cached per connection by asyncpg."""
         pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size,
-                                         init=_init_connection)
+                                         init=_init_connection, reset=keep_session)
         return cls(pool, load_queries())
 
     async def close(self) -> None:

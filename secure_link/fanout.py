@@ -30,7 +30,7 @@ class Backend(Protocol):
     async def disconnect(self) -> None: ...
     async def listen(self, channel: str) -> None: ...
     async def unlisten(self, channel: str) -> None: ...
-    async def publish(self, channel: str, message: str) -> None: ...
+    async def publish(self, channels: list[str], message: str) -> None: ...
 
 
 class MemoryBackend:
@@ -53,9 +53,10 @@ class MemoryBackend:
     async def unlisten(self, channel: str) -> None:
         """See `listen`."""
 
-    async def publish(self, channel: str, message: str) -> None:
+    async def publish(self, channels: list[str], message: str) -> None:
         """Deliver synchronously: there is no wire to cross."""
-        self._deliver(channel, message)
+        for channel in channels:
+            self._deliver(channel, message)
 
 
 class SubscriptionOverflow(Exception):
@@ -159,9 +160,13 @@ class Fanout:
 
     async def publish(self, channel: str, message: str) -> None:
         """Send an already-serialised message; every local subscriber gets the same str."""
+        await self.publish_many([channel], message)
+
+    async def publish_many(self, channels: list[str], message: str) -> None:
+        """The same message to several channels in one round trip (e.g. both parties of a chat)."""
         if not isinstance(message, str):
             raise TypeError(f"publish() takes a str (serialise once), not {type(message).__name__}")
-        await self._backend.publish(channel, message)
+        await self._backend.publish(list(dict.fromkeys(channels)), message)
 
     def subscribe(self, channel: str) -> Subscription:
         """A subscription to one channel (an async context manager)."""

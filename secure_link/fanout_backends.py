@@ -23,7 +23,7 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from secure_link.db import load_queries
+from secure_link.db import keep_session, load_queries
 
 log = logging.getLogger("secure_link.fanout")
 
@@ -119,7 +119,7 @@ class PostgresBackend:
     async def connect(self) -> None:
         """Open pool and LISTEN connection now, so a bad URL fails at start-up."""
         self._sql = {name: q.sql for name, q in load_queries().items() if name.startswith("fanout_")}
-        self._pool = await asyncpg.create_pool(self._url, min_size=1, max_size=4,
+        self._pool = await asyncpg.create_pool(self._url, min_size=1, max_size=4, reset=keep_session,
                                                timeout=_TIMEOUT, command_timeout=_TIMEOUT)
         try:
             await self._open()
@@ -159,14 +159,15 @@ class PostgresBackend:
             if self._conn is not None:
                 await self._command(f"UNLISTEN {ident}", self._conn.remove_listener(ident, self._on_notify))
 
-    async def publish(self, channel: str, message: str) -> None:
-        """NOTIFY the message inline, or park it in `fanout_spill` when it is too large."""
+    async def publish(self, channels: list[str], message: str) -> None:
+        """NOTIFY every channel in one statement, inline or parked once in `fanout_spill`."""
         assert self._pool is not None, "connect() first"
         envelope = INLINE + message
+        idents = [pg_channel(channel) for channel in channels]
         if fits_notify(envelope):
-            await self._pool.execute(self._sql["fanout_notify"], pg_channel(channel), envelope)
+            await self._pool.execute(self._sql["fanout_notify"], idents, envelope)
             return
-        await self._pool.execute(self._sql["fanout_spill_notify"], pg_channel(channel), message)
+        await self._pool.execute(self._sql["fanout_spill_notify"], idents, message)
         now = asyncio.get_running_loop().time()
         if now - self._pruned_at > 60:
             self._pruned_at = now
@@ -326,10 +327,13 @@ class RedisBackend:
                 except _REDIS_ERRORS:
                     self._kill_reader()
 
-    async def publish(self, channel: str, message: str) -> None:
-        """PUBLISH through a separate client (its pool reconnects on its own)."""
+    async def publish(self, channels: list[str], message: str) -> None:
+        """PUBLISH to every channel in one pipelined round trip, through a separate client."""
         assert self._publisher is not None, "connect() first"
-        await self._publisher.publish(channel, message)
+        async with self._publisher.pipeline(transaction=False) as pipe:
+            for channel in channels:
+                pipe.publish(channel, message)
+            await pipe.execute()
 
     async def _open(self) -> None:
         """A fresh pub/sub connection with a running reader, subscribed to every channel."""

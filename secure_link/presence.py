@@ -38,7 +38,7 @@ async def announce(services: Services, user_id: int, username: str, online: bool
     """Send `presence` to every user who shares a conversation with this one."""
     event = chat.encode_event({"type": "presence", "user": username, "online": online})
     for row in await services.db.fetch("list_peer_ids", user_id):
-        await chat.publish(services, chat.user_channel(row["peer_id"]), event)
+        await chat.publish(services, [chat.user_channel(row["peer_id"])], event)
 
 
 async def online_peers(services: Services, user: User) -> list[str]:

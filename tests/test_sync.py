@@ -75,7 +75,7 @@ async def test_an_uncommitted_earlier_id_holds_back_later_ones(server: Server, d
         transaction = connection.transaction()
         await transaction.start()
         early_id = await connection.fetchval(load_queries()["insert_message"].sql,
-                                             alice.user["id"], bob.user["id"], "slow commit", None, None)
+                                             alice.user["id"], bob.username, "slow commit", None, None)
         late = asyncio.create_task(carol.api("POST", "/api/send-message/", json={"to": bob.username, "message": "fast"}))
         done, _ = await asyncio.wait([late], timeout=0.5)
         assert not done, "a later message to Bob committed while an earlier id was still open"

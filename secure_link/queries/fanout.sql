@@ -3,8 +3,9 @@
 -- them on the dedicated LISTEN connection with a quoted identifier.
 
 -- name: fanout_notify
--- Runs on the publish pool, never on the LISTEN connection, so concurrent publishes cannot collide.
-SELECT pg_notify($1, $2);
+-- Runs on the publish pool, never on the LISTEN connection, so concurrent
+-- publishes cannot collide; one round trip notifies every channel in $1.
+SELECT pg_notify(channel, $2) FROM unnest($1::text[]) AS channel;
 
 -- name: fanout_spill_notify
 -- NOTIFY payloads must stay under 8,000 bytes: park a large message and notify
@@ -12,7 +13,7 @@ SELECT pg_notify($1, $2);
 WITH spilled AS (
     INSERT INTO fanout_spill (payload) VALUES ($2) RETURNING id
 )
-SELECT pg_notify($1, '@' || id) FROM spilled;
+SELECT pg_notify(channel, '@' || id) FROM spilled, unnest($1::text[]) AS channel;
 
 -- name: fanout_fetch_spill
 -- Each receiving worker reads a parked message once and delivers it to all its local subscribers.

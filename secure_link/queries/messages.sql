@@ -1,27 +1,41 @@
 -- name: insert_message
--- One round trip stores a message. Advisory locks on both users are taken
--- before the id is drawn and held to commit, so each user's messages commit in
--- id order and `sync` never skips one. The attachment ($5) must be the
--- sender's own and not yet used with anyone else; a claim that fails, or a
--- retried client_id, inserts nothing and returns no row.
-WITH locked AS (
-    SELECT pg_advisory_xact_lock(7001, LEAST($1::bigint, $2::bigint)::int),
-           pg_advisory_xact_lock(7001, GREATEST($1::bigint, $2::bigint)::int)
+-- One round trip sends a message: find the recipient ($2, a folded username,
+-- never the sender), lock both users, claim the attachment, insert, and return
+-- the row shaped like message_view. The advisory locks are taken before the id
+-- is drawn and held to commit, so each user's messages commit in id order and
+-- `sync` never skips one. The attachment ($5) must be the sender's own and not
+-- yet used with anyone else. No row back means: unknown or self recipient, a
+-- retried client_id, or a refused attachment (chat.py tells which).
+WITH peer AS (
+    SELECT id, username FROM users WHERE username = $2 AND id <> $1
+), locked AS (
+    SELECT peer.id AS peer_id,
+           pg_advisory_xact_lock(7001, LEAST($1::bigint, peer.id)::int),
+           pg_advisory_xact_lock(7001, GREATEST($1::bigint, peer.id)::int)
+    FROM peer
 ), claimed AS (
-    UPDATE files SET used_with = $2
-    WHERE $5::text IS NOT NULL AND id = $5 AND owner_id = $1 AND purpose = 'attachment'
-      AND (used_with IS NULL OR used_with = $2)
-    RETURNING id
+    UPDATE files SET used_with = peer.id FROM peer
+    WHERE $5::text IS NOT NULL AND files.id = $5 AND files.owner_id = $1
+      AND files.purpose = 'attachment' AND (files.used_with IS NULL OR files.used_with = peer.id)
+    RETURNING files.id, files.name, files.content_type, files.size, files.width, files.height,
+              files.thumbnail_path
+), inserted AS (
+    INSERT INTO messages (sender_id, recipient_id, body, client_id, attachment_id, sent_at)
+    SELECT $1, locked.peer_id, $3::text, $4::text, (SELECT id FROM claimed), clock_timestamp()
+    FROM locked
+    WHERE $5::text IS NULL OR EXISTS (SELECT 1 FROM claimed)
+    ON CONFLICT (sender_id, client_id) DO NOTHING
+    RETURNING id, recipient_id, body, client_id, sent_at
 )
-INSERT INTO messages (sender_id, recipient_id, body, client_id, attachment_id, sent_at)
-SELECT $1, $2, $3::text, $4::text, (SELECT id FROM claimed), clock_timestamp()
-FROM locked
-WHERE $5::text IS NULL OR EXISTS (SELECT 1 FROM claimed)
-ON CONFLICT (sender_id, client_id) DO NOTHING
-RETURNING id;
-
--- name: find_message
-SELECT * FROM message_view WHERE id = $1;
+SELECT i.id, s.username AS sender, p.username AS recipient, i.recipient_id,
+       i.body, i.client_id, i.sent_at,
+       c.id AS file_id, c.name AS file_name, c.content_type AS file_content_type,
+       c.size AS file_size, c.width AS file_width, c.height AS file_height,
+       c.thumbnail_path AS file_thumbnail_path
+FROM inserted i
+JOIN users s ON s.id = $1
+CROSS JOIN peer p
+LEFT JOIN claimed c ON true;
 
 -- name: find_message_by_client_id
 -- The original of a retried send.
@@ -34,7 +48,12 @@ WHERE (sender_id = $1 OR recipient_id = $1) AND id > $2
 ORDER BY id LIMIT $3;
 
 -- name: max_message_id_for_user
-SELECT COALESCE(max(id), 0) FROM messages WHERE sender_id = $1 OR recipient_id = $1;
+-- Two backward index probes: max(id) with an OR scans the primary key instead,
+-- slowest for the users with fewest messages (12 ms at 150k rows, measured).
+SELECT GREATEST(
+    (SELECT max(id) FROM messages WHERE sender_id = $1),
+    (SELECT max(id) FROM messages WHERE recipient_id = $1),
+    0);
 
 -- name: list_conversation_before
 -- A history page going back: newest first here, reversed by the caller.
