@@ -72,6 +72,7 @@ async def open_services(settings: Settings) -> Services:
         register_limiter=SlidingWindow(settings.register_rate_per_min, 60.0),
         rest_send_limiter=KeyedBuckets(rate, 2 * rate),
         hash_slots=asyncio.Semaphore(max(1, settings.bcrypt_concurrency)),
+        image_slots=asyncio.Semaphore(max(1, settings.image_concurrency)),
         dummy_hash=await asyncio.to_thread(auth.make_dummy_hash, settings.bcrypt_rounds),
     )
 

@@ -37,6 +37,7 @@ class Settings:
     max_upload_bytes: int = 25 * 1024 * 1024
     max_json_bytes: int = 64 * 1024
     max_image_pixels: int = 40_000_000
+    image_concurrency: int = 2
     allowed_upload_types: tuple[str, ...] = (
         "image/png", "image/jpeg", "image/gif", "image/webp",
         "application/pdf", "text/plain", "application/zip",
@@ -88,6 +89,7 @@ def _parse(env: Mapping[str, str]) -> dict[str, object]:
         "MAX_UPLOAD_BYTES": ("max_upload_bytes", int),
         "MAX_JSON_BYTES": ("max_json_bytes", int),
         "MAX_IMAGE_PIXELS": ("max_image_pixels", int),
+        "IMAGE_CONCURRENCY": ("image_concurrency", int),
         "ALLOWED_UPLOAD_TYPES": ("allowed_upload_types", _csv),
         "UPLOAD_GC_AGE": ("upload_gc_age", int),
         "MEDIA_ACCEL_PREFIX": ("media_accel_prefix", str),

@@ -9,6 +9,7 @@ same 404, so a file's existence is never revealed (docs/media.md).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import os
@@ -87,7 +88,7 @@ async def upload(services: Services, user: User, headers: Mapping[str, str],
                                      settings.max_upload_bytes)
     try:
         purpose = _checked_purpose(received)
-        stored = await _store(settings, received, stem, purpose)
+        stored = await _store(settings, services.image_slots, received, stem, purpose)
         row, replaced = await _record(services, user, file_id, purpose, stored)
     except BaseException:
         _discard(stem)  # not awaited: it must run even when the request is cancelled
@@ -113,7 +114,8 @@ def _checked_purpose(received: uploads.Received) -> str:
     return purpose
 
 
-async def _store(settings: Settings, received: uploads.Received, stem: Path, purpose: str) -> Stored:
+async def _store(settings: Settings, slots: asyncio.Semaphore, received: uploads.Received,
+                 stem: Path, purpose: str) -> Stored:
     """Images are re-encoded from pixels; other allowed types are moved into place as received."""
     kind = await anyio.to_thread.run_sync(uploads.sniff, received.path)
     if kind is None or kind.content_type not in settings.allowed_upload_types:
@@ -127,8 +129,9 @@ async def _store(settings: Settings, received: uploads.Received, stem: Path, pur
         await anyio.to_thread.run_sync(os.replace, received.path, path)
         return Stored(path, None, uploads.clean_name(received.filename, kind.content_type),
                       kind.content_type, received.size, None, None, received.sha256)
-    image = await anyio.to_thread.run_sync(images.render, received.path, kind.image, stem,
-                                           purpose == "avatar", settings.max_image_pixels)
+    async with slots:  # each decode may hold two full-size copies: cap them per worker
+        image = await anyio.to_thread.run_sync(images.render, received.path, kind.image, stem,
+                                               purpose == "avatar", settings.max_image_pixels)
     size, digest = await anyio.to_thread.run_sync(_size_and_sha256, image.path)
     return Stored(image.path, image.thumbnail_path, uploads.clean_name(received.filename, image.content_type),
                   image.content_type, size, image.width, image.height, digest)

@@ -26,5 +26,6 @@ class Services:
     register_limiter: SlidingWindow
     rest_send_limiter: KeyedBuckets
     hash_slots: asyncio.Semaphore
+    image_slots: asyncio.Semaphore
     dummy_hash: bytes
     worker_id: uuid.UUID = dataclasses.field(default_factory=uuid.uuid4)
