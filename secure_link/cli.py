@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 
 import click
 import uvicorn
@@ -48,6 +49,7 @@ def serve(host: str | None, port: int | None, workers: int | None, reload: bool)
     os.environ["DATABASE_URL"] = url
     workers = workers or settings.workers
     several = workers > 1 or reload
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     uvicorn.run(
         "secure_link.app:create_app" if several else _single_app(settings.replace(database_url=url)),
         factory=several,
@@ -64,6 +66,13 @@ def serve(host: str | None, port: int | None, workers: int | None, reload: bool)
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """uvicorn re-raises SIGTERM after its graceful shutdown. Exiting through
+    SystemExit instead of the default handler lets atexit stop the embedded
+    PostgreSQL, which would otherwise be left running."""
+    raise SystemExit(128 + signum)
 
 
 def _single_app(settings: Settings):  # type: ignore[no-untyped-def]

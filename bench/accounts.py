@@ -1,0 +1,141 @@
+"""Start-up time with the embedded PostgreSQL, and register/login latency at the real bcrypt cost.
+
+    .venv/bin/python -m bench.accounts [--users 10]
+
+Runs `python -m secure_link serve` with DATABASE_URL unset and a fresh data
+folder under var/, so the first start includes initdb (cold) and the second
+reuses it (warm). Then registers and logs in users one at a time with the
+default BCRYPT_ROUNDS (12): what a person waits for. Prints a table and
+writes bench/results/accounts.json. Every process is stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Awaitable, Callable
+
+import httpx
+
+from secure_link.config import PROJECT_ROOT
+
+RESULTS = PROJECT_ROOT / "bench" / "results" / "accounts.json"
+PHRASE = "correct horse battery staple"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def _start(var_dir: Path, port: int) -> tuple[subprocess.Popen, float]:
+    """A zero-configuration server; seconds from exec until /readyz answers 200."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BROADCAST_URL")}
+    env.update(SECURE_LINK_VAR_DIR=str(var_dir), SECURE_LINK_LOG_LEVEL="warning",
+               REGISTER_RATE_PER_MIN="0", LOGIN_FAILURES_PER_15_MIN="0")
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "secure_link", "serve", "--port", str(port)],
+                               env=env, cwd=PROJECT_ROOT)
+    async with httpx.AsyncClient() as http:
+        while time.perf_counter() - started < 60:
+            if process.poll() is not None:
+                raise RuntimeError("server exited during start-up")
+            try:
+                if (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                    return process, time.perf_counter() - started
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.02)
+    _stop(process)
+    raise RuntimeError("server did not become ready in 60 s")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+async def _timed(call: Callable[[], Awaitable[httpx.Response]], expect: int) -> float:
+    started = time.perf_counter()
+    response = await call()
+    elapsed = time.perf_counter() - started
+    if response.status_code != expect:
+        raise RuntimeError(f"expected {expect}, got {response.status_code}: {response.text}")
+    return elapsed * 1000
+
+
+async def _latencies(port: int, users: int) -> dict[str, list[float]]:
+    """Sequential requests: the latency one person sees, not throughput."""
+    names = [f"lat_{uuid.uuid4().hex[:10]}" for _ in range(users)]
+    found: dict[str, list[float]] = {"register": [], "login": [], "wrong phrase": [], "unknown user": []}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+        for name in names:
+            body = {"username": name, "phrase": PHRASE}
+            found["register"].append(await _timed(lambda: http.post("/api/register/", json=body), 201))
+            found["login"].append(await _timed(lambda: http.post("/api/login/", json=body), 200))
+            wrong = {"username": name, "phrase": PHRASE + " typo"}
+            found["wrong phrase"].append(await _timed(lambda: http.post("/api/login/", json=wrong), 401))
+            unknown = {"username": "nobody_" + name, "phrase": PHRASE}
+            found["unknown user"].append(await _timed(lambda: http.post("/api/login/", json=unknown), 401))
+    return found
+
+
+def _summary(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {"median": statistics.median(ordered), "min": ordered[0], "max": ordered[-1], "n": len(ordered)}
+
+
+async def run(users: int) -> dict:
+    var_dir = PROJECT_ROOT / "var" / f"bench-accounts-{os.getpid()}"
+    port = _free_port()
+    try:
+        process, cold = await _start(var_dir, port)
+        _stop(process)
+        process, warm = await _start(var_dir, port)
+        try:
+            latencies = await _latencies(port, users)
+        finally:
+            _stop(process)
+    finally:
+        shutil.rmtree(var_dir, ignore_errors=True)
+    return {"start_cold_s": cold, "start_warm_s": warm, "bcrypt_rounds": 12,
+            "latency_ms": {k: _summary(v) for k, v in latencies.items()}}
+
+
+def print_table(result: dict) -> None:
+    print(f"\nstart-up to /readyz, embedded PostgreSQL: cold (initdb) {result['start_cold_s']:.2f} s, "
+          f"warm {result['start_warm_s']:.2f} s")
+    print(f"\n{'request (bcrypt cost 12)':<26}{'median ms':>10}{'min':>8}{'max':>8}{'n':>4}")
+    for name, figures in result["latency_ms"].items():
+        print(f"{name:<26}{figures['median']:>10.0f}{figures['min']:>8.0f}{figures['max']:>8.0f}{figures['n']:>4}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=10)
+    result = asyncio.run(run(parser.parse_args().users))
+    print_table(result)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2))
+    print(f"\nwrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""The README's first command: `secure-link serve` with nothing configured.
+
+It starts an embedded PostgreSQL under its var/ folder, serves, and on SIGTERM
+stops that PostgreSQL too (uvicorn re-raises the signal, which used to skip
+the cleanup and orphan the database server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+
+from secure_link.config import PROJECT_ROOT
+
+from .story import PHRASE
+from .test_workers import _wait_until_serving, free_port
+
+
+@pytest.fixture
+def var_dir() -> Iterator[Path]:
+    folder = PROJECT_ROOT / "var" / f"test-serve-{uuid.uuid4().hex[:8]}"
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def postmaster_pid(var_dir: Path) -> int:
+    return int((var_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_zero_configuration_serve_starts_and_stops_its_database(var_dir: Path, workers: int) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BROADCAST_URL")}
+    env.update(SECURE_LINK_VAR_DIR=str(var_dir), BCRYPT_ROUNDS="4", SECURE_LINK_LOG_LEVEL="warning")
+    process = subprocess.Popen([sys.executable, "-m", "secure_link", "serve", "--port", str(port),
+                                "--workers", str(workers)], env=env, cwd=PROJECT_ROOT)
+    try:
+        await _wait_until_serving(port, process)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            response = await http.post("/api/register/", json={"username": "first_user", "phrase": PHRASE})
+        assert response.status_code == 201, response.text
+        database_pid = postmaster_pid(var_dir)
+        assert alive(database_pid)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    for _ in range(100):
+        if not alive(database_pid):
+            break
+        await asyncio.sleep(0.05)
+    orphaned = alive(database_pid)
+    if orphaned:
+        os.kill(database_pid, signal.SIGTERM)  # leave nothing running, then fail
+    assert not orphaned, "the embedded PostgreSQL outlived the server"
