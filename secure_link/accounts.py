@@ -50,9 +50,13 @@ async def login(services: Services, body: Any, address: str, user_agent: str) ->
 
 
 async def logout(services: Services, user: User) -> dict[str, int]:
-    """Revoke this session and clear every conversation the user is in."""
+    """Clear every conversation the user is in, then revoke this session.
+
+    In that order, a failed clearing leaves the user logged in to try again.
+    """
+    cleared = await chat.clear_conversations(services, user)
     await revoke_session(services, user, user.session_id)
-    return await chat.clear_conversations(services, user)
+    return cleared
 
 
 async def update_profile(services: Services, user: User, body: Any) -> dict:

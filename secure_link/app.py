@@ -88,7 +88,7 @@ async def close_services(services: Services) -> None:
 @contextlib.asynccontextmanager
 async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Services]]:
     services = await open_services(settings)
-    chores = asyncio.create_task(housekeeping.run(services))
+    chores = asyncio.create_task(housekeeping.run(services, settings.housekeeping_interval))
     try:
         yield {"services": services}
     finally:

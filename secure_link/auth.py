@@ -24,6 +24,7 @@ import bcrypt
 from starlette.requests import HTTPConnection
 
 from .errors import AppError, rate_limited
+from .payload import is_utf8
 from .services import Services
 
 SESSION_COOKIE = "session"
@@ -83,7 +84,7 @@ def username_problem(username: str) -> str | None:
 def phrase_problem(phrase: str, username: str) -> str | None:
     """Why a phrase is refused, or None; the first failed rule is named."""
     normal = unicodedata.normalize("NFKC", phrase)
-    if any(unicodedata.category(ch) == "Cc" for ch in normal):
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in normal):
         return "must not contain control characters"
     if not 12 <= len(normal) <= 256:
         return "must be 12 to 256 characters long"
@@ -97,7 +98,7 @@ def phrase_problem(phrase: str, username: str) -> str | None:
 def clean_display_name(raw: str) -> tuple[str, str | None]:
     """The trimmed display name and why it is refused, or None."""
     name = unicodedata.normalize("NFKC", raw).strip()
-    if any(unicodedata.category(ch) == "Cc" or ch in _BIDI_CONTROLS for ch in name):
+    if any(unicodedata.category(ch) in ("Cc", "Cs") or ch in _BIDI_CONTROLS for ch in name):
         return name, "must not contain control or text-direction characters"
     if not 1 <= len(name) <= 64:
         return name, "must be 1 to 64 characters long"
@@ -157,7 +158,7 @@ def token_from(connection: HTTPConnection) -> str | None:
 
 async def user_for_token(services: Services, token: str | None) -> User | None:
     """The live session's user, sliding its expiry; None for missing, bad or expired."""
-    if not token or len(token) > 512:
+    if not token or len(token) > 512 or not is_utf8(token):
         return None
     row = await services.db.fetchrow("authenticate_session", _token_hash(token),
                                      float(services.settings.session_ttl))

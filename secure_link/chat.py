@@ -7,6 +7,7 @@ an acknowledged message is never lost even if the process dies right then.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -15,7 +16,7 @@ from typing import Any, AsyncIterator
 from . import auth, media
 from .auth import User
 from .errors import AppError, invalid
-from .payload import take
+from .payload import is_utf8, take
 from .services import Services
 
 SYNC_BATCH = 500
@@ -165,6 +166,8 @@ def _page_params(query: dict[str, str]) -> tuple[int | None, int | None, int]:
             fields[name] = "must be a whole number"
     if not query.get("with"):
         fields["with"] = "is required"
+    elif "\x00" in query["with"] or not is_utf8(query["with"]):
+        fields["with"] = "is not a username"
     if numbers["before"] is not None and numbers["after"] is not None:
         fields["after"] = "cannot be combined with before"
     limit = 50 if numbers["limit"] is None else numbers["limit"]
@@ -196,17 +199,25 @@ async def replay(services: Services, user: User, since: int) -> AsyncIterator[di
         since = rows[-1]["id"]
 
 
-async def mark_read(services: Services, user: User, peer_name: str, up_to: int) -> None:
-    """Move the read receipt forward and tell the other party."""
+async def _conversation_peer(services: Services, user: User, peer_name: str) -> Any:
+    """The other party, who must already share a conversation: no signals to strangers."""
     peer = await find_peer(services, user, peer_name)
-    await services.db.fetchval("upsert_read_receipt", user.id, peer["id"], up_to)
-    frame = {"type": "read", "by": user.username, "up_to": up_to}
+    if not await services.db.fetchval("conversation_exists", user.id, peer["id"]):
+        raise AppError(422, "no_conversation", "There is no conversation with that user yet.")
+    return peer
+
+
+async def mark_read(services: Services, user: User, peer_name: str, up_to: int) -> None:
+    """Move the read receipt forward (never past the last message) and tell the other party."""
+    peer = await _conversation_peer(services, user, peer_name)
+    last_read = await services.db.fetchval("upsert_read_receipt", user.id, peer["id"], up_to)
+    frame = {"type": "read", "by": user.username, "up_to": last_read}
     await publish(services, [user_channel(peer["id"])], encode_event(frame))
 
 
 async def typing(services: Services, user: User, peer_name: str) -> None:
     """Tell the other party this user is typing (nothing is stored)."""
-    peer = await find_peer(services, user, peer_name)
+    peer = await _conversation_peer(services, user, peer_name)
     frame = {"type": "typing", "from": user.username}
     await publish(services, [user_channel(peer["id"])], encode_event(frame))
 
@@ -214,11 +225,12 @@ async def typing(services: Services, user: User, peer_name: str) -> None:
 async def clear_conversations(services: Services, user: User) -> dict[str, int]:
     """Logout's clearing: delete every conversation of the user for both parties."""
     async with services.db.transaction() as conn:
+        await services.db.execute("lock_user_messages", user.id, conn=conn)
         groups = await services.db.fetch("delete_user_messages", user.id, conn=conn)
         await services.db.execute("delete_user_reads", user.id, conn=conn)
         attachment_ids = [file_id for group in groups for file_id in group["attachment_ids"]]
         files = await media.delete_files(services, attachment_ids, conn=conn)
-    media.unlink_files(services, files)
+    await asyncio.to_thread(media.unlink_files, services, files)
     for group in groups:
         peer = await services.db.fetchrow("find_user_by_id", group["peer_id"])
         if peer is None:

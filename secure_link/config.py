@@ -43,6 +43,7 @@ class Settings:
         "application/pdf", "text/plain", "application/zip",
     )
     upload_gc_age: int = 24 * 3600
+    housekeeping_interval: float = 10.0
     media_accel_prefix: str | None = None
     chat_rate_per_s: float = 20.0
     login_failures_per_15_min: int = 10
@@ -79,8 +80,8 @@ def _parse(env: Mapping[str, str]) -> dict[str, object]:
         "BROADCAST_URL": ("broadcast_url", str),
         "MEDIA_ROOT": ("media_root", Path),
         "SECURE_LINK_VAR_DIR": ("var_dir", Path),
-        "CORS_ORIGINS": ("cors_origins", _csv),
-        "PUBLIC_URL": ("public_url", lambda v: v.rstrip("/")),
+        "CORS_ORIGINS": ("cors_origins", lambda v: tuple(_origin(o) for o in _csv(v))),
+        "PUBLIC_URL": ("public_url", _origin),
         "TRUSTED_PROXIES": ("trusted_proxies", _networks),
         "BCRYPT_ROUNDS": ("bcrypt_rounds", int),
         "BCRYPT_CONCURRENCY": ("bcrypt_concurrency", int),
@@ -92,6 +93,7 @@ def _parse(env: Mapping[str, str]) -> dict[str, object]:
         "IMAGE_CONCURRENCY": ("image_concurrency", int),
         "ALLOWED_UPLOAD_TYPES": ("allowed_upload_types", _csv),
         "UPLOAD_GC_AGE": ("upload_gc_age", int),
+        "HOUSEKEEPING_INTERVAL": ("housekeeping_interval", float),
         "MEDIA_ACCEL_PREFIX": ("media_accel_prefix", str),
         "CHAT_RATE_PER_S": ("chat_rate_per_s", float),
         "LOGIN_FAILURES_PER_15_MIN": ("login_failures_per_15_min", int),
@@ -108,6 +110,11 @@ def _parse(env: Mapping[str, str]) -> dict[str, object]:
         if value is not None:
             fields[field] = convert(value)  # type: ignore[operator]
     return fields
+
+
+def _origin(value: str) -> str:
+    """Origins compare as browsers send them: lower case, no trailing slash."""
+    return value.strip().rstrip("/").lower()
 
 
 def _csv(value: str) -> tuple[str, ...]:

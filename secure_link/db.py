@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import asyncpg
 
 QUERIES_DIR = Path(__file__).resolve().parent / "queries"
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "sql"
+log = logging.getLogger("secure_link.db")
 _NAME_LINE = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s*$")
 
 
@@ -95,6 +97,15 @@ class Database:
     async def close(self) -> None:
         """Close the pool, waiting for queries in flight."""
         await self.pool.close()
+
+    async def is_reachable(self, timeout: float = 2.0) -> bool:
+        """Whether the database answers a trivial query in time (readiness probes)."""
+        try:
+            await self.pool.fetchval(self.sql("ping_database"), timeout=timeout)
+        except Exception:  # any failure means "not ready"; the caller answers 503
+            log.warning("database ping failed", exc_info=True)
+            return False
+        return True
 
     def sql(self, name: str) -> str:
         """The text of a named query (KeyError names a query that does not exist)."""

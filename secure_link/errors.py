@@ -14,6 +14,7 @@ from typing import Any
 CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008          # refused origin, auth timeout
 CLOSE_TOO_BIG = 1009         # frame over WS_MAX_FRAME_BYTES
+CLOSE_INTERNAL = 1011        # a bug on our side (logged)
 CLOSE_RESTARTING = 1012      # graceful shutdown: reconnect and sync
 CLOSE_TRY_AGAIN = 1013       # send queue full: reconnect and sync
 CLOSE_UNAUTHENTICATED = 4401 # bad, expired or revoked session

@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from . import media, presence
+from . import chat, media, presence
 from .services import Services
 
-INTERVAL_S = 10.0
 log = logging.getLogger("secure_link.housekeeping")
 
 
-async def run(services: Services, interval: float = INTERVAL_S) -> None:
+async def run(services: Services, interval: float) -> None:
     """Forever: one round every `interval` seconds; a failed round is logged, not fatal."""
     while True:
         try:
@@ -26,6 +25,7 @@ async def one_round(services: Services) -> None:
     """Heartbeat this worker, sweep dead ones, drop expired sessions, old failures and stale uploads."""
     await services.db.execute("insert_worker", services.worker_id)
     await presence.sweep_dead_workers(services)
-    await services.db.execute("delete_expired_sessions")
+    for row in await services.db.fetch("delete_expired_sessions"):
+        await chat.publish(services, [chat.session_channel(row["id"])], chat.encode_event({"type": "revoked"}))
     await services.db.execute("delete_old_login_failures")
     await media.collect_garbage(services.db, services.settings)

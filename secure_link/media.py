@@ -33,7 +33,7 @@ from .errors import AppError, invalid
 from .services import Services
 
 PURPOSES = ("attachment", "avatar")
-CACHE_CONTROL = "private, max-age=600"
+CACHE_CONTROL = "private, no-cache"  # revalidate (a cheap 304): a file cleared by logout must not linger
 ORPHAN_AGE_S = 3600           # leftovers of a crash; an upload in progress touches its file far more often
 SWEEP_SLICE_S = 10            # the disk sweep covers 1/64 of MEDIA_ROOT per slice of time
 _ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")

@@ -11,6 +11,7 @@ from typing import Any
 from .errors import AppError, invalid
 
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "a boolean"}
+INT64 = 2**63 - 1
 
 
 def take(body: Any, required: dict[str, type], optional: dict[str, type] | None = None) -> dict[str, Any]:
@@ -27,11 +28,34 @@ def take(body: Any, required: dict[str, type], optional: dict[str, type] | None 
             values[name] = None
         elif not _is(value, kind):
             fields[name] = f"must be {_TYPE_NAMES.get(kind, kind.__name__)}"
+        elif problem := _storable_problem(value):
+            fields[name] = problem
         else:
             values[name] = value
     if fields:
         raise invalid(fields)
     return values
+
+
+def _storable_problem(value: Any) -> str | None:
+    """What PostgreSQL would refuse with an error: NUL or lone surrogates in text, ints beyond int64."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "must not contain NUL characters"
+        if not is_utf8(value):
+            return "must be valid Unicode (no lone surrogates)"
+    if isinstance(value, int) and not -INT64 - 1 <= value <= INT64:
+        return "is out of range"
+    return None
+
+
+def is_utf8(text: str) -> bool:
+    """Whether a str can be stored: JSON's \\ud800 escapes decode to lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _is(value: Any, kind: type) -> bool:

@@ -1,9 +1,11 @@
 """The `/ws/chat/` socket: authenticate, subscribe, then read frames and pump events.
 
-One writer task sends everything, from a bounded queue, so frames never
-interleave; a socket that falls too far behind is closed with 1013 and its
-client reconnects and syncs. `ready` is sent only once the socket is
-subscribed, so every message committed after it arrives live.
+Two tasks per socket: a reader for client frames and a pump for fan-out
+events, sending under one lock so frames never interleave. The fan-out
+subscription's bounded queue is the send buffer: a socket that falls too far
+behind is closed with 1013, and its client reconnects and syncs. `ready` is
+sent only once the socket is subscribed, so every message committed after it
+arrives live.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from . import auth, chat, presence
 from .auth import User
-from .errors import (CLOSE_POLICY, CLOSE_RATE_LIMITED, CLOSE_TOO_BIG, CLOSE_TRY_AGAIN,
+from .errors import (CLOSE_INTERNAL, CLOSE_POLICY, CLOSE_RATE_LIMITED, CLOSE_TOO_BIG, CLOSE_TRY_AGAIN,
                      CLOSE_UNAUTHENTICATED, AppError, error_frame, rate_limited)
 from .fanout import Gap, SubscriptionOverflow
-from .payload import take
+from .payload import is_utf8, take
 from .proxy import own_origin
 from .ratelimit import TokenBucket
 from .services import Services
@@ -55,6 +57,10 @@ async def chat_socket(websocket: WebSocket) -> None:
             await websocket.close(closing.code, closing.reason)
     except WebSocketDisconnect:
         pass
+    except Exception:  # a bug: say so with 1011 rather than dropping the TCP connection
+        log.exception("socket failed")
+        with contextlib.suppress(Exception):
+            await websocket.close(CLOSE_INTERNAL, "internal error")
 
 
 def origin_allowed(websocket: WebSocket, services: Services) -> bool:
@@ -115,7 +121,7 @@ def _parse(text: str | None) -> Any:
         raise AppError(400, "unsupported_frame", "Send text frames holding JSON.")
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # also too deep, or a number of 4,300+ digits
         raise AppError(400, "bad_json", "The frame is not valid JSON.") from None
 
 
@@ -128,9 +134,10 @@ class Connection:
         self.user = user
         self.id = uuid.uuid4()
         self.bound_peer = websocket.query_params.get("with") or None
-        self.outbox: asyncio.Queue[str] = asyncio.Queue(services.settings.ws_send_queue)
+        self.send_lock = asyncio.Lock()  # reader and pump both send; frames must not interleave
         rate = services.settings.chat_rate_per_s
-        self.bucket = TokenBucket(rate, 2 * rate)
+        self.chat_bucket = TokenBucket(rate, 2 * rate)
+        self.signal_bucket = TokenBucket(rate, 2 * rate)  # typing, read and sync: their own budget
         self.strikes = 0
         self.floor = 0  # every message with id <= floor has been given to this socket
 
@@ -154,8 +161,8 @@ class Connection:
             await self.websocket.send_json({"type": "presence", "user": name, "online": True})
 
     async def _serve(self, subscription: Any) -> None:
-        tasks = [asyncio.create_task(coro) for coro in
-                 (self._read(), self._write(), self._pump(subscription))]
+        """Read frames and pump fan-out events until either ends (Closing, disconnect)."""
+        tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._pump(subscription))]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -165,21 +172,19 @@ class Connection:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _write(self) -> None:
-        while True:
-            await self.websocket.send_text(await self.outbox.get())
+    async def _send_text(self, text: str) -> None:
+        async with self.send_lock:
+            await self.websocket.send_text(text)
 
-    def _send_soon(self, frame: dict[str, Any]) -> None:
-        self._enqueue(json.dumps(frame, ensure_ascii=False, separators=(",", ":")))
-
-    def _enqueue(self, text: str) -> None:
-        try:
-            self.outbox.put_nowait(text)
-        except asyncio.QueueFull:
-            raise Closing(CLOSE_TRY_AGAIN, "too far behind; reconnect and sync") from None
+    async def _send(self, frame: dict[str, Any]) -> None:
+        await self._send_text(json.dumps(frame, ensure_ascii=False, separators=(",", ":")))
 
     async def _pump(self, subscription: Any) -> None:
-        """Fan-out events to the client; a gap triggers a catch-up from the database."""
+        """Fan-out events to the client; a gap triggers a catch-up from the database.
+
+        The subscription's bounded queue is this socket's send buffer: a client
+        that reads too slowly makes it overflow, and the socket closes with 1013.
+        """
         try:
             async for event in subscription:
                 if isinstance(event, Gap):
@@ -189,7 +194,7 @@ class Connection:
                 if frame == '{"type":"revoked"}':
                     raise Closing(CLOSE_UNAUTHENTICATED, "session revoked")
                 if skip != self.id.hex:
-                    self._enqueue(frame)
+                    await self._send_text(frame)
         except SubscriptionOverflow:
             raise Closing(CLOSE_TRY_AGAIN, "too far behind; reconnect and sync") from None
 
@@ -205,7 +210,7 @@ class Connection:
     async def _replay(self, since: int) -> int:
         last_id = since
         async for message in chat.replay(self.services, self.user, since):
-            await self.outbox.put(json.dumps({"type": "chat", "message": message}, ensure_ascii=False))
+            await self._send({"type": "chat", "message": message})
             last_id = message["id"]
         return last_id
 
@@ -218,12 +223,13 @@ class Connection:
                 await self._handle(frame)
             except AppError as error:
                 client_id = frame.get("client_id") if isinstance(frame, dict) else None
-                self._send_soon(error_frame(error, client_id if isinstance(client_id, str) else None))
+                echo = client_id if isinstance(client_id, str) and is_utf8(client_id) else None
+                await self._send(error_frame(error, echo))
             except (Closing, WebSocketDisconnect):
                 raise
             except Exception:  # one bad frame must not kill a healthy socket
                 log.exception("frame failed")
-                self._send_soon({"type": "error", "code": "internal", "message": "Something went wrong."})
+                await self._send({"type": "error", "code": "internal", "message": "Something went wrong."})
 
     async def _handle(self, frame: Any) -> None:
         kind = frame.get("type") if isinstance(frame, dict) else None
@@ -234,13 +240,14 @@ class Connection:
         await handler(frame)
 
     async def _on_chat(self, frame: dict) -> None:
-        self._check_rate()
+        self._check_rate(self.chat_bucket)
         draft = chat.parse_draft(self.services, frame, self.bound_peer)
         message, _ = await chat.send_message(self.services, self.user, draft, origin=self.id.hex)
-        self._send_soon({"type": "ack", "client_id": draft.client_id, "message": message})
+        await self._send({"type": "ack", "client_id": draft.client_id, "message": message})
 
-    def _check_rate(self) -> None:
-        wait = self.bucket.take()
+    def _check_rate(self, bucket: TokenBucket) -> None:
+        """Refuse a frame over its budget; a client that keeps on is closed with 4429."""
+        wait = bucket.take()
         if not wait:
             self.strikes = 0
             return
@@ -250,14 +257,16 @@ class Connection:
         raise rate_limited(wait)
 
     async def _on_sync(self, frame: dict) -> None:
+        self._check_rate(self.signal_bucket)
         since = take(frame, {"since": int})["since"]
         if since < 0:
             raise AppError(422, "invalid_input", "since must be 0 or more.", fields={"since": "must be 0 or more"})
         last_id = max(since, await self._replay(since))
         self.floor = max(self.floor, last_id)
-        await self.outbox.put(json.dumps({"type": "synced", "last_id": last_id}))
+        await self._send({"type": "synced", "last_id": last_id})
 
     async def _on_read(self, frame: dict) -> None:
+        self._check_rate(self.signal_bucket)
         values = take(frame, {"up_to": int}, {"with": str})
         peer = values["with"] or self.bound_peer
         if not peer:
@@ -265,13 +274,14 @@ class Connection:
         await chat.mark_read(self.services, self.user, peer, max(0, values["up_to"]))
 
     async def _on_typing(self, frame: dict) -> None:
+        self._check_rate(self.signal_bucket)
         peer = take(frame, {}, {"to": str})["to"] or self.bound_peer
         if not peer:
             raise AppError(422, "missing_recipient", "Say who is being typed to: `to`.", fields={"to": "is required"})
         await chat.typing(self.services, self.user, peer)
 
     async def _on_ping(self, frame: dict) -> None:
-        self._send_soon({"type": "pong"})
+        await self._send({"type": "pong"})
 
     async def _on_auth(self, frame: dict) -> None:
         raise AppError(400, "already_authenticated", "This socket is already authenticated.")

@@ -8,8 +8,10 @@ RETURNING *;
 -- name: replace_avatar
 -- Returns the previous avatar's id, to delete with its files in the same
 -- transaction; the row lock makes concurrent avatar uploads replace in turn.
+-- NO KEY UPDATE, not UPDATE: insert_file's foreign key already holds KEY
+-- SHARE on this row, and UPDATE would deadlock two concurrent uploads.
 UPDATE users u SET avatar_file_id = $2
-FROM (SELECT id, avatar_file_id FROM users WHERE id = $1 FOR UPDATE) old
+FROM (SELECT id, avatar_file_id FROM users WHERE id = $1 FOR NO KEY UPDATE) old
 WHERE u.id = old.id
 RETURNING old.avatar_file_id;
 

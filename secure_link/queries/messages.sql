@@ -93,17 +93,32 @@ JOIN users p ON p.id = last.peer_id
 LEFT JOIN conversation_reads r ON r.user_id = $1 AND r.peer_id = last.peer_id
 ORDER BY last.last_id DESC;
 
+-- name: conversation_exists
+-- Typing and read receipts go only to someone the user already talks with.
+SELECT EXISTS (
+    SELECT 1 FROM messages
+    WHERE LEAST(sender_id, recipient_id) = LEAST($1::bigint, $2::bigint)
+      AND GREATEST(sender_id, recipient_id) = GREATEST($1::bigint, $2::bigint));
+
 -- name: list_peer_ids
 -- Everyone who shares a conversation with the user: presence goes to them only.
 SELECT DISTINCT CASE WHEN sender_id = $1 THEN recipient_id ELSE sender_id END AS peer_id
 FROM messages WHERE sender_id = $1 OR recipient_id = $1;
 
 -- name: upsert_read_receipt
--- Receipts only move forward.
-INSERT INTO conversation_reads (user_id, peer_id, last_read_id) VALUES ($1, $2, $3)
+-- Receipts only move forward, and never past the peer's last message to this
+-- user: a receipt "up to 10^15" must not hide every future message as read.
+INSERT INTO conversation_reads (user_id, peer_id, last_read_id)
+VALUES ($1, $2, LEAST($3::bigint, (SELECT COALESCE(max(id), 0) FROM messages
+                                   WHERE sender_id = $2 AND recipient_id = $1)))
 ON CONFLICT (user_id, peer_id)
 DO UPDATE SET last_read_id = GREATEST(conversation_reads.last_read_id, EXCLUDED.last_read_id)
 RETURNING last_read_id;
+
+-- name: lock_user_messages
+-- insert_message takes this lock for both users, so no send involving the user
+-- commits between here and the end of logout's clearing: none survives it.
+SELECT pg_advisory_xact_lock(7001, $1::int);
 
 -- name: delete_user_messages
 -- Logout: every message of every conversation the user is in, for both

@@ -26,7 +26,8 @@ ORDER BY last_used_at DESC;
 DELETE FROM sessions WHERE id = $1 AND user_id = $2 RETURNING id;
 
 -- name: delete_expired_sessions
-DELETE FROM sessions WHERE expires_at <= now();
+-- Returns the ids so their sockets can be told, as for a revoked session.
+DELETE FROM sessions WHERE expires_at <= now() RETURNING id;
 
 -- name: session_is_live
 -- A socket re-checks its session after a fan-out gap, in case the revocation

@@ -1,0 +1,3 @@
+-- name: ping_database
+-- Readiness: the pool can reach the database and get an answer.
+SELECT 1;

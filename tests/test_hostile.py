@@ -1,0 +1,121 @@
+"""Mallory sends what PostgreSQL and Python choke on; every answer is a clear error."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from secure_link.config import Settings
+
+from .conftest import settings_for
+from .story import PHRASE, Server
+from .test_accounts import assert_error
+
+SURROGATE = "\ud800"  # what the JSON escape "\ud800" decodes to: not storable text
+
+
+@pytest.fixture(scope="module")
+def settings(database_url: str, media_root: Path) -> Settings:
+    return settings_for(database_url, media_root, housekeeping_interval=0.2)
+
+
+def raw_json(body: dict) -> bytes:
+    """JSON with escapes kept as escapes, as a hostile client would send them."""
+    return json.dumps(body, ensure_ascii=True).encode()
+
+
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/api/register/", {"username": "mallory_x", "phrase": SURROGATE + " aaa bbb ccc ddd"}, "phrase"),
+    ("/api/register/", {"username": "mallory_x", "phrase": PHRASE, "display_name": SURROGATE}, "display_name"),
+    ("/api/register/", {"username": "mal" + SURROGATE, "phrase": PHRASE}, "username"),
+    ("/api/login/", {"username": SURROGATE, "phrase": PHRASE}, "username"),
+    ("/api/login/", {"username": "a\x00b", "phrase": PHRASE}, "username"),
+    ("/api/login/", {"username": "someone", "phrase": SURROGATE}, "phrase"),
+])
+async def test_unstorable_strings_in_account_requests(server: Server, db: asyncpg.Connection, path, body, field) -> None:
+    before = await db.fetchval("SELECT count(*) FROM users")
+    async with server.client() as http:
+        response = await http.post(path, content=raw_json(body), headers={"Content-Type": "application/json"})
+    assert_error(response, 422, "invalid_input", field)
+    assert await db.fetchval("SELECT count(*) FROM users") == before
+
+
+@pytest.mark.parametrize("field", ["message", "to", "attachment", "client_id"])
+@pytest.mark.parametrize("bad", [SURROGATE, "x\x00y"])
+async def test_unstorable_strings_in_sends(server: Server, db: asyncpg.Connection, field: str, bad: str) -> None:
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    body = {"to": bob.username, "message": "hi", field: bad}
+    before = await db.fetchval("SELECT count(*) FROM messages")
+    response = await alice.api("POST", "/api/send-message/", content=raw_json(body),
+                               headers={"Content-Type": "application/json"})
+    assert_error(response, 422, "invalid_input", field)
+    socket = await alice.connect()
+    await socket.send(raw_json({"type": "chat", **body}).decode())
+    error = await socket.expect("error")
+    assert error["code"] == "invalid_input" and field in error["fields"]
+    assert await db.fetchval("SELECT count(*) FROM messages") == before
+
+
+@pytest.mark.parametrize("content", [b"[" * 30_000, b'{"n": ' + b"9" * 5000 + b"}"])
+async def test_json_too_deep_or_numbers_too_long(server: Server, content: bytes) -> None:
+    alice = await server.person("alice").register()
+    async with server.client() as http:
+        response = await http.post("/api/login/", content=content, headers={"Content-Type": "application/json"})
+    assert_error(response, 400, "bad_json")
+    socket = await alice.connect()
+    await socket.send(content.decode())
+    assert (await socket.expect("error"))["code"] == "bad_json"
+    await socket.send({"type": "ping"})
+    await socket.expect("pong")
+
+
+@pytest.mark.parametrize("frame", [{"type": "sync", "since": 2**70}, {"type": "read", "with": "x", "up_to": -(2**70)}])
+async def test_integers_beyond_64_bits(server: Server, frame: dict) -> None:
+    alice = await server.person("alice").register()
+    socket = await alice.connect()
+    await socket.send(frame)
+    error = await socket.expect("error")
+    assert error["code"] == "invalid_input"
+
+
+async def test_history_with_a_nul_username(server: Server) -> None:
+    alice = await server.person("alice").register()
+    assert_error(await alice.api("GET", "/api/messages/", params={"with": "a\x00b"}), 422, "invalid_input", "with")
+
+
+async def test_an_unstorable_token_in_the_auth_frame_closes_with_4401(server: Server) -> None:
+    socket = await server.person("anonymous").connect(ready=False)
+    await socket.send('{"type": "auth", "token": "\\ud800"}')
+    assert await socket.closed_with() == 4401
+
+
+async def test_typing_and_receipts_need_a_conversation(server: Server) -> None:
+    alice, stranger = await server.person("alice").register(), await server.person("stranger").register()
+    socket = await alice.connect()
+    await socket.send({"type": "typing", "to": stranger.username})
+    assert (await socket.expect("error"))["code"] == "no_conversation"
+    await socket.send({"type": "read", "with": stranger.username, "up_to": 1})
+    assert (await socket.expect("error"))["code"] == "no_conversation"
+
+
+async def test_a_receipt_beyond_the_last_message_does_not_hide_new_ones(server: Server) -> None:
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    first = (await bob.api("POST", "/api/send-message/", json={"to": alice.username, "message": "one"})).json()
+    alice_tab, bob_tab = await alice.connect(), await bob.connect()
+    await alice_tab.send({"type": "read", "with": bob.username, "up_to": 10**15})
+    assert (await bob_tab.expect("read"))["up_to"] == first["id"]
+    await bob.api("POST", "/api/send-message/", json={"to": alice.username, "message": "two"})
+    conversations = (await alice.api("GET", "/api/conversations/")).json()["conversations"]
+    assert conversations[0]["unread"] == 1
+
+
+async def test_a_socket_closes_when_its_session_expires(server: Server, db: asyncpg.Connection) -> None:
+    alice = await server.person("alice").register()
+    socket = await alice.connect()
+    await db.execute("UPDATE sessions SET expires_at = now() - interval '1 second' WHERE token_hash = $1",
+                     hashlib.sha256(alice.token.encode()).digest())
+    assert await socket.closed_with(timeout=5) == 4401
