@@ -87,6 +87,7 @@ async def close_services(services: Services) -> None:
 
 @contextlib.asynccontextmanager
 async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Services]]:
+    """Open the worker's services and chores for the app's life; close them after."""
     services = await open_services(settings)
     chores = asyncio.create_task(housekeeping.run(services, settings.housekeeping_interval))
     try:
@@ -98,6 +99,7 @@ async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Services]]:
 
 
 async def app_error(request: Request, exc: Exception) -> Response:
+    """A refusal raised by our code: its status, code, message and fields."""
     assert isinstance(exc, AppError)
     return JSONResponse(error_body(exc.code, exc.message, exc.fields), exc.status, headers=exc.headers())
 
@@ -106,12 +108,14 @@ _HTTP_CODES = {404: ("not_found", "Nothing here."), 405: ("method_not_allowed", 
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 (unknown route, wrong method) in our shape."""
     assert isinstance(exc, HTTPException)
     code, message = _HTTP_CODES.get(exc.status_code, ("http_error", str(exc.detail)))
     return JSONResponse(error_body(code, message), exc.status_code, headers=exc.headers)
 
 
 async def internal_error(request: Request, exc: Exception) -> Response:
+    """A bug: logged with its traceback, answered without one."""
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse(error_body("internal", "Something went wrong on our side."), 500)
 

@@ -10,7 +10,7 @@ import dataclasses
 import ipaddress
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from dotenv import dotenv_values
 
@@ -71,47 +71,6 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
-def _parse(env: Mapping[str, str]) -> dict[str, object]:
-    """Map environment variables onto fields; unset or empty means the default."""
-    get = lambda name: (env.get(name) or "").strip() or None  # noqa: E731
-    fields: dict[str, object] = {}
-    converters: dict[str, tuple[str, object]] = {
-        "DATABASE_URL": ("database_url", str),
-        "BROADCAST_URL": ("broadcast_url", str),
-        "MEDIA_ROOT": ("media_root", Path),
-        "SECURE_LINK_VAR_DIR": ("var_dir", Path),
-        "CORS_ORIGINS": ("cors_origins", lambda v: tuple(_origin(o) for o in _csv(v))),
-        "PUBLIC_URL": ("public_url", _origin),
-        "TRUSTED_PROXIES": ("trusted_proxies", _networks),
-        "BCRYPT_ROUNDS": ("bcrypt_rounds", int),
-        "BCRYPT_CONCURRENCY": ("bcrypt_concurrency", int),
-        "SECRET_PEPPER": ("pepper", str),
-        "SESSION_TTL": ("session_ttl", int),
-        "MAX_UPLOAD_BYTES": ("max_upload_bytes", int),
-        "MAX_JSON_BYTES": ("max_json_bytes", int),
-        "MAX_IMAGE_PIXELS": ("max_image_pixels", int),
-        "IMAGE_CONCURRENCY": ("image_concurrency", int),
-        "ALLOWED_UPLOAD_TYPES": ("allowed_upload_types", _csv),
-        "UPLOAD_GC_AGE": ("upload_gc_age", int),
-        "HOUSEKEEPING_INTERVAL": ("housekeeping_interval", float),
-        "MEDIA_ACCEL_PREFIX": ("media_accel_prefix", str),
-        "CHAT_RATE_PER_S": ("chat_rate_per_s", float),
-        "LOGIN_FAILURES_PER_15_MIN": ("login_failures_per_15_min", int),
-        "REGISTER_RATE_PER_MIN": ("register_rate_per_min", int),
-        "WS_MAX_FRAME_BYTES": ("ws_max_frame_bytes", int),
-        "WS_PING_INTERVAL": ("ws_ping_interval", float),
-        "SECURE_LINK_HOST": ("host", str),
-        "SECURE_LINK_PORT": ("port", int),
-        "SECURE_LINK_WORKERS": ("workers", int),
-        "SECURE_LINK_LOG_LEVEL": ("log_level", str),
-    }
-    for variable, (field, convert) in converters.items():
-        value = get(variable)
-        if value is not None:
-            fields[field] = convert(value)  # type: ignore[operator]
-    return fields
-
-
 def _origin(value: str) -> str:
     """Origins compare as browsers send them: lower case, no trailing slash."""
     return value.strip().rstrip("/").lower()
@@ -123,3 +82,46 @@ def _csv(value: str) -> tuple[str, ...]:
 
 def _networks(value: str) -> tuple[IpNetwork, ...]:
     return tuple(ipaddress.ip_network(part, strict=False) for part in _csv(value))
+
+
+# Each variable and the field it sets (README.md lists them with their defaults).
+_VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
+    "DATABASE_URL": ("database_url", str),
+    "BROADCAST_URL": ("broadcast_url", str),
+    "MEDIA_ROOT": ("media_root", Path),
+    "SECURE_LINK_VAR_DIR": ("var_dir", Path),
+    "CORS_ORIGINS": ("cors_origins", lambda v: tuple(_origin(o) for o in _csv(v))),
+    "PUBLIC_URL": ("public_url", _origin),
+    "TRUSTED_PROXIES": ("trusted_proxies", _networks),
+    "BCRYPT_ROUNDS": ("bcrypt_rounds", int),
+    "BCRYPT_CONCURRENCY": ("bcrypt_concurrency", int),
+    "SECRET_PEPPER": ("pepper", str),
+    "SESSION_TTL": ("session_ttl", int),
+    "MAX_UPLOAD_BYTES": ("max_upload_bytes", int),
+    "MAX_JSON_BYTES": ("max_json_bytes", int),
+    "MAX_IMAGE_PIXELS": ("max_image_pixels", int),
+    "IMAGE_CONCURRENCY": ("image_concurrency", int),
+    "ALLOWED_UPLOAD_TYPES": ("allowed_upload_types", _csv),
+    "UPLOAD_GC_AGE": ("upload_gc_age", int),
+    "HOUSEKEEPING_INTERVAL": ("housekeeping_interval", float),
+    "MEDIA_ACCEL_PREFIX": ("media_accel_prefix", str),
+    "CHAT_RATE_PER_S": ("chat_rate_per_s", float),
+    "LOGIN_FAILURES_PER_15_MIN": ("login_failures_per_15_min", int),
+    "REGISTER_RATE_PER_MIN": ("register_rate_per_min", int),
+    "WS_MAX_FRAME_BYTES": ("ws_max_frame_bytes", int),
+    "WS_PING_INTERVAL": ("ws_ping_interval", float),
+    "SECURE_LINK_HOST": ("host", str),
+    "SECURE_LINK_PORT": ("port", int),
+    "SECURE_LINK_WORKERS": ("workers", int),
+    "SECURE_LINK_LOG_LEVEL": ("log_level", str),
+}
+
+
+def _parse(env: Mapping[str, str]) -> dict[str, object]:
+    """Map environment variables onto fields; unset or empty means the default."""
+    fields: dict[str, object] = {}
+    for variable, (field, convert) in _VARIABLES.items():
+        value = (env.get(variable) or "").strip()
+        if value:
+            fields[field] = convert(value)
+    return fields

@@ -16,7 +16,8 @@ from collections import deque
 from types import TracebackType
 from typing import Protocol
 
-from secure_link.fanout_backends import GAP, Deliver, Gap, PostgresBackend, RedisBackend
+from secure_link.fanout_backends import GAP, Deliver, Gap, PostgresBackend
+from secure_link.fanout_redis import RedisBackend
 
 __all__ = ["GAP", "Fanout", "Gap", "Subscription", "SubscriptionClosed", "SubscriptionOverflow"]
 

@@ -94,14 +94,11 @@ def settings(database_url: str, media_root: Path) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def running_server(settings: Settings) -> AsyncIterator[Server]:
-    """uvicorn serving the app on a free loopback port, in this event loop."""
+async def serving(config: uvicorn.Config) -> AsyncIterator[str]:
+    """uvicorn on a free loopback port, in this event loop; yields host:port, stops in finally."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(create_app(settings), lifespan="on", log_level="warning",
-                            ws_max_size=settings.ws_max_frame_bytes, ws_per_message_deflate=False,
-                            proxy_headers=False, access_log=False, timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
@@ -109,11 +106,30 @@ async def running_server(settings: Settings) -> AsyncIterator[Server]:
             if task.done():
                 task.result()
             await asyncio.sleep(0.01)
-        yield Server(f"127.0.0.1:{sock.getsockname()[1]}", settings)
+        yield f"127.0.0.1:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
         await task
         sock.close()
+
+
+@contextlib.asynccontextmanager
+async def running_server(settings: Settings) -> AsyncIterator[Server]:
+    """The app with these settings, served as `secure-link serve` would."""
+    config = uvicorn.Config(create_app(settings), lifespan="on", log_level="warning",
+                            ws_max_size=settings.ws_max_frame_bytes, ws_per_message_deflate=False,
+                            proxy_headers=False, access_log=False, timeout_graceful_shutdown=5)
+    async with serving(config) as address:
+        yield Server(address, settings)
+
+
+@pytest.fixture
+async def blank_database(pg_server_url: str) -> AsyncIterator[str]:
+    """An empty database (no schema), dropped afterwards."""
+    name = f"sl_blank_{uuid.uuid4().hex[:8]}"
+    await devdb.create_database(pg_server_url, name)
+    yield devdb.with_database(pg_server_url, name)
+    await devdb.drop_database(pg_server_url, name)
 
 
 @pytest.fixture(scope="module")

@@ -7,17 +7,15 @@ never how fast anything went.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import socket
 import uuid
-from typing import Any, AsyncIterator
+from typing import Any
 
 import uvicorn
 
 from bench import loadgen
 from bench.limits import EchoApp
 
+from .conftest import serving
 from .story import Server
 
 
@@ -54,27 +52,9 @@ async def test_open_loop_accounts_for_every_message(server: Server) -> None:
     _assert_complete(tracker.summary(), sent=20)
 
 
-@contextlib.asynccontextmanager
-async def echo_server() -> AsyncIterator[str]:
-    """The bench's bare echo app in this event loop, on a free loopback port."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(EchoApp(), log_level="warning", ws_per_message_deflate=False))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        yield f"127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
-
-
 async def test_echo_app_runs_the_same_generator_path() -> None:
-    async with echo_server() as address:
+    config = uvicorn.Config(EchoApp(), log_level="warning", ws_per_message_deflate=False)
+    async with serving(config) as address:
         peers = await _pairs(address, 2)
         try:
             tracker = await loadgen.closed_loop(peers, duration=30, in_flight=2, tag="echo", per_peer=10)

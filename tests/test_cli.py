@@ -5,13 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import uuid
-from typing import AsyncIterator
 
 import asyncpg
-import pytest
 
-from secure_link import devdb
 from secure_link.config import PROJECT_ROOT
 
 
@@ -21,14 +17,6 @@ async def run_cli(*args: str, **env: str) -> tuple[int, str, str]:
         env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(process.communicate(), timeout=60)
     return process.returncode or 0, out.decode(), err.decode()
-
-
-@pytest.fixture
-async def blank_database(pg_server_url: str) -> AsyncIterator[str]:
-    name = f"sl_cli_{uuid.uuid4().hex[:8]}"
-    await devdb.create_database(pg_server_url, name)
-    yield devdb.with_database(pg_server_url, name)
-    await devdb.drop_database(pg_server_url, name)
 
 
 async def test_db_init_creates_the_schema_and_db_url_names_the_database(blank_database: str) -> None:

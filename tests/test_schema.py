@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import uuid
 from pathlib import Path
-from typing import AsyncIterator
 
 import asyncpg
 import pytest
@@ -16,14 +14,6 @@ from secure_link.db import SCHEMA_DIR, apply_schema, load_queries
 
 TABLES = {"users", "sessions", "login_failures", "files", "messages", "conversation_reads",
           "workers", "live_connections", "fanout_spill", "schema_migrations"}
-
-
-@pytest.fixture
-async def empty_database(pg_server_url: str) -> AsyncIterator[str]:
-    name = f"sl_empty_{uuid.uuid4().hex[:8]}"
-    await devdb.create_database(pg_server_url, name)
-    yield devdb.with_database(pg_server_url, name)
-    await devdb.drop_database(pg_server_url, name)
 
 
 async def tables_of(url: str) -> set[str]:
@@ -43,21 +33,21 @@ async def psql_file(url: str, path: Path) -> None:
     assert process.returncode == 0, err.decode()
 
 
-async def test_plain_psql_bootstraps_an_empty_database_twice(empty_database: str) -> None:
-    assert await tables_of(empty_database) == set()
-    await psql_file(empty_database, SCHEMA_DIR / "schema.sql")
-    await psql_file(empty_database, SCHEMA_DIR / "schema.sql")  # idempotent
-    assert await tables_of(empty_database) == TABLES
+async def test_plain_psql_bootstraps_an_blank_database_twice(blank_database: str) -> None:
+    assert await tables_of(blank_database) == set()
+    await psql_file(blank_database, SCHEMA_DIR / "schema.sql")
+    await psql_file(blank_database, SCHEMA_DIR / "schema.sql")  # idempotent
+    assert await tables_of(blank_database) == TABLES
 
 
-async def test_migrations_apply_in_order_once(empty_database: str, tmp_path: Path) -> None:
+async def test_migrations_apply_in_order_once(blank_database: str, tmp_path: Path) -> None:
     shutil.copy(SCHEMA_DIR / "schema.sql", tmp_path / "schema.sql")
     (tmp_path / "migrations").mkdir()
     (tmp_path / "migrations" / "0002_nicknames.sql").write_text("ALTER TABLE users ADD COLUMN nickname text;")
     (tmp_path / "migrations" / "0003_index.sql").write_text("CREATE INDEX users_nickname_idx ON users (nickname);")
-    assert await apply_schema(empty_database, tmp_path) == [2, 3]
-    assert await apply_schema(empty_database, tmp_path) == []
-    connection = await asyncpg.connect(empty_database)
+    assert await apply_schema(blank_database, tmp_path) == [2, 3]
+    assert await apply_schema(blank_database, tmp_path) == []
+    connection = await asyncpg.connect(blank_database)
     try:
         versions = [row["version"] for row in await connection.fetch("SELECT version FROM schema_migrations ORDER BY 1")]
     finally:
