@@ -8,6 +8,7 @@ alive, so two tabs on two workers count as one user, online until both close.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from . import chat
 from .auth import User
@@ -21,8 +22,8 @@ async def connection_opened(services: Services, user: User, connection_id: uuid.
     async with services.db.transaction() as conn:
         await services.db.execute("lock_user_presence", user.id, conn=conn)
         before = await services.db.fetchval("open_connection", connection_id, services.worker_id, user.id, conn=conn)
-    if before == 0:
-        await announce(services, user.id, user.username, online=True)
+        if before == 0:  # announced under the lock: a reload's offline/online cannot swap
+            await announce(services, user.id, user.username, online=True, conn=conn)
 
 
 async def connection_closed(services: Services, user: User, connection_id: uuid.UUID) -> None:
@@ -30,14 +31,19 @@ async def connection_closed(services: Services, user: User, connection_id: uuid.
     async with services.db.transaction() as conn:
         await services.db.execute("lock_user_presence", user.id, conn=conn)
         remaining = await services.db.fetchval("close_connection", connection_id, user.id, conn=conn)
-    if remaining == 0:
-        await announce(services, user.id, user.username, online=False)
+        if remaining == 0:
+            await announce(services, user.id, user.username, online=False, conn=conn)
 
 
-async def announce(services: Services, user_id: int, username: str, online: bool) -> None:
-    """Send `presence` to every user who shares a conversation with this one."""
+async def announce(services: Services, user_id: int, username: str, online: bool,
+                   conn: Any = None) -> None:
+    """Send `presence` to every user who shares a conversation with this one.
+
+    Inside a transaction, pass its `conn`: taking a second pool connection while
+    holding one could exhaust the pool under a burst of socket opens.
+    """
     event = chat.encode_event({"type": "presence", "user": username, "online": online})
-    for row in await services.db.fetch("list_peer_ids", user_id):
+    for row in await services.db.fetch("list_peer_ids", user_id, conn=conn):
         await chat.publish(services, [chat.user_channel(row["peer_id"])], event)
 
 
