@@ -52,6 +52,7 @@ class Settings:
     ws_ping_interval: float = 20.0
     ws_auth_timeout: float = 10.0
     ws_send_queue: int = 256
+    ws_send_timeout: float = 10.0
     max_message_chars: int = 4000
     host: str = "127.0.0.1"
     port: int = 8000
@@ -110,6 +111,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "REGISTER_RATE_PER_MIN": ("register_rate_per_min", int),
     "WS_MAX_FRAME_BYTES": ("ws_max_frame_bytes", int),
     "WS_PING_INTERVAL": ("ws_ping_interval", float),
+    "WS_SEND_TIMEOUT": ("ws_send_timeout", float),
     "SECURE_LINK_HOST": ("host", str),
     "SECURE_LINK_PORT": ("port", int),
     "SECURE_LINK_WORKERS": ("workers", int),

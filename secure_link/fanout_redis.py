@@ -49,7 +49,8 @@ class RedisBackend:
     async def connect(self) -> None:
         """Open the pub/sub connection now, so a bad URL fails at start-up."""
         self._publisher = redis.Redis.from_pool(redis.BlockingConnectionPool.from_url(
-            self._url, max_connections=8, timeout=COMMAND_TIMEOUT, retry=Retry(ExponentialBackoff(cap=1.0), 2)))
+            self._url, max_connections=8, timeout=COMMAND_TIMEOUT, socket_timeout=COMMAND_TIMEOUT,
+            socket_connect_timeout=COMMAND_TIMEOUT, retry=Retry(ExponentialBackoff(cap=1.0), 2)))
         self._subscriber = redis.Redis.from_url(self._url, client_name=LISTEN_NAME,
                                                 retry=Retry(NoBackoff(), 0))
         try:

@@ -43,8 +43,9 @@ async def announce(services: Services, user_id: int, username: str, online: bool
     holding one could exhaust the pool under a burst of socket opens.
     """
     event = chat.encode_event({"type": "presence", "user": username, "online": online})
-    for row in await services.db.fetch("list_peer_ids", user_id, conn=conn):
-        await chat.publish(services, [chat.user_channel(row["peer_id"])], event)
+    peers = await services.db.fetch("list_peer_ids", user_id, conn=conn)
+    if peers:  # one round trip for all of them: this runs while the presence lock is held
+        await chat.publish(services, [chat.user_channel(row["peer_id"]) for row in peers], event)
 
 
 async def online_peers(services: Services, user: User) -> list[str]:
@@ -56,7 +57,9 @@ async def online_peers(services: Services, user: User) -> list[str]:
 async def sweep_dead_workers(services: Services) -> None:
     """Drop the connections of workers that died without a goodbye, announcing offline users."""
     for row in await services.db.fetch("delete_dead_workers", DEAD_AFTER_S):
-        if await services.db.fetchval("count_connections", row["user_id"]) == 0:
-            user = await services.db.fetchrow("find_user_by_id", row["user_id"])
-            if user is not None:
-                await announce(services, user["id"], user["username"], online=False)
+        async with services.db.transaction() as conn:  # the same lock as open/close: no stale "offline"
+            await services.db.execute("lock_user_presence", row["user_id"], conn=conn)
+            if await services.db.fetchval("count_connections", row["user_id"], conn=conn) == 0:
+                user = await services.db.fetchrow("find_user_by_id", row["user_id"], conn=conn)
+                if user is not None:
+                    await announce(services, user["id"], user["username"], online=False, conn=conn)

@@ -30,6 +30,7 @@ from .ratelimit import TokenBucket
 from .services import Services
 
 STRIKES_BEFORE_CLOSE = 20
+CLOSE_TIMEOUT_S = 10.0  # a stalled client that reads again within this sees the close code
 log = logging.getLogger("secure_link.sockets")
 
 
@@ -53,8 +54,8 @@ async def chat_socket(websocket: WebSocket) -> None:
         user = await authenticate(websocket, services)
         await Connection(websocket, services, user).run()
     except Closing as closing:
-        with contextlib.suppress(Exception):
-            await websocket.close(closing.code, closing.reason)
+        with contextlib.suppress(Exception):  # a stalled client must not hold the close either
+            await asyncio.wait_for(websocket.close(closing.code, closing.reason), CLOSE_TIMEOUT_S)
     except WebSocketDisconnect:
         pass
     except Exception:  # a bug: say so with 1011 rather than dropping the TCP connection
@@ -126,14 +127,16 @@ def _parse(text: str | None) -> Any:
 
 
 class Connection:
-    """One authenticated socket: a reader, a writer and a pump from the fan-out."""
+    """One authenticated socket: a reader of client frames and a pump of fan-out events."""
 
     def __init__(self, websocket: WebSocket, services: Services, user: User) -> None:
         self.websocket = websocket
         self.services = services
         self.user = user
         self.id = uuid.uuid4()
-        self.bound_peer = websocket.query_params.get("with") or None
+        bound = websocket.query_params.get("with") or ""
+        # an unusable ?with= is as good as none: chat frames then need `to`
+        self.bound_peer = bound if 0 < len(bound) <= 64 and "\x00" not in bound and is_utf8(bound) else None
         self.send_lock = asyncio.Lock()  # reader and pump both send; frames must not interleave
         rate = services.settings.chat_rate_per_s
         self.chat_bucket = TokenBucket(rate, 2 * rate)
@@ -173,8 +176,12 @@ class Connection:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _send_text(self, text: str) -> None:
+        """Send one frame; a client that has not read for WS_SEND_TIMEOUT is too far behind."""
         async with self.send_lock:
-            await self.websocket.send_text(text)
+            try:
+                await asyncio.wait_for(self.websocket.send_text(text), self.services.settings.ws_send_timeout)
+            except asyncio.TimeoutError:
+                raise Closing(CLOSE_TRY_AGAIN, "too far behind; reconnect and sync") from None
 
     async def _send(self, frame: dict[str, Any]) -> None:
         await self._send_text(json.dumps(frame, ensure_ascii=False, separators=(",", ":")))
@@ -233,6 +240,8 @@ class Connection:
 
     async def _handle(self, frame: Any) -> None:
         kind = frame.get("type") if isinstance(frame, dict) else None
+        if not isinstance(kind, str):
+            kind = ""
         handler = {"chat": self._on_chat, "sync": self._on_sync, "read": self._on_read,
                    "typing": self._on_typing, "ping": self._on_ping, "auth": self._on_auth}.get(kind)
         if handler is None:
@@ -242,7 +251,8 @@ class Connection:
     async def _on_chat(self, frame: dict) -> None:
         self._check_rate(self.chat_bucket)
         draft = chat.parse_draft(self.services, frame, self.bound_peer)
-        message, _ = await chat.send_message(self.services, self.user, draft, origin=self.id.hex)
+        # shielded: once committed, the message is published even if this socket is closing
+        message, _ = await asyncio.shield(chat.send_message(self.services, self.user, draft, origin=self.id.hex))
         await self._send({"type": "ack", "client_id": draft.client_id, "message": message})
 
     def _check_rate(self, bucket: TokenBucket) -> None:

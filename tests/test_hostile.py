@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from pathlib import Path
@@ -20,7 +21,7 @@ SURROGATE = "\ud800"  # what the JSON escape "\ud800" decodes to: not storable t
 
 @pytest.fixture(scope="module")
 def settings(database_url: str, media_root: Path) -> Settings:
-    return settings_for(database_url, media_root, housekeeping_interval=0.2)
+    return settings_for(database_url, media_root, housekeeping_interval=0.2, ws_send_timeout=1.0)
 
 
 def raw_json(body: dict) -> bytes:
@@ -119,3 +120,53 @@ async def test_a_socket_closes_when_its_session_expires(server: Server, db: asyn
     await db.execute("UPDATE sessions SET expires_at = now() - interval '1 second' WHERE token_hash = $1",
                      hashlib.sha256(alice.token.encode()).digest())
     assert await socket.closed_with(timeout=5) == 4401
+
+
+async def test_an_unusable_with_parameter_counts_as_none(server: Server) -> None:
+    alice = await server.person("alice").register()
+    socket = await alice.connect(query="?with=%00")
+    await socket.send({"type": "chat", "message": "to whom?"})
+    assert (await socket.expect("error"))["code"] == "missing_recipient"
+
+
+@pytest.mark.parametrize("kind", [["chat"], {}, 7, None])
+async def test_a_frame_type_that_is_not_a_string(server: Server, kind) -> None:
+    alice = await server.person("alice").register()
+    socket = await alice.connect()
+    await socket.send({"type": kind})
+    assert (await socket.expect("error"))["code"] == "unknown_type"
+
+
+async def test_a_client_that_stops_reading_is_let_go(server: Server, db: asyncpg.Connection) -> None:
+    """Found in review: a stalled reader held its socket (and its presence) forever.
+
+    The server now gives up after WS_SEND_TIMEOUT (1 s here) and closes with
+    1013; a client that never reads again cannot see the close frame, so what
+    is checked is that the server let the socket go.
+    """
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "hello"})
+    stalled = await bob.connect(max_queue=1)  # stops reading from TCP once one frame is queued
+    sender = await alice.connect()
+    try:
+        assert await _flood_until_let_go(sender, bob, db), "the stalled socket is still open"
+    finally:
+        stalled.connection.transport.abort()  # the client gives up too; nothing left half-open
+
+
+async def _flood_until_let_go(sender, bob, db: asyncpg.Connection) -> bool:  # type: ignore[no-untyped-def]
+    big = "é" * 4000
+    for i in range(3000):
+        await sender.send({"type": "chat", "to": bob.username, "message": big})
+        await sender.expect("ack", skip=("presence", "chat"))
+        if i % 100 == 99 and await bob_sockets(db, bob.user["id"]) == 0:
+            return True
+    for _ in range(50):
+        if await bob_sockets(db, bob.user["id"]) == 0:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def bob_sockets(db: asyncpg.Connection, user_id: int) -> int:
+    return await db.fetchval("SELECT count(*) FROM live_connections WHERE user_id = $1", user_id)

@@ -1,11 +1,15 @@
 -- name: insert_message
 -- One round trip sends a message: find the recipient ($2, a folded username,
--- never the sender), lock both users, claim the attachment, insert, and return
--- the row shaped like message_view. The advisory locks are taken before the id
--- is drawn and held to commit, so each user's messages commit in id order and
--- `sync` never skips one. The attachment ($5) must be the sender's own and not
--- yet used with anyone else. No row back means: unknown or self recipient, a
--- retried client_id, or a refused attachment (chat.py tells which).
+-- never the sender), lock both users, check the attachment, insert, mark the
+-- attachment used, and return the row shaped like message_view.
+-- Order matters and follows the data flow: the advisory locks (locked) come
+-- before the file row lock (claimable) and before the id is drawn (inserted),
+-- so each user's messages commit in id order (`sync` never skips one) and a
+-- logout, which takes the same advisory lock first, cannot deadlock with a
+-- send. The attachment ($5) must be the sender's own and not yet used with
+-- anyone else; it is marked used only if the message is really inserted, so a
+-- retried client_id cannot claim a new file. No row back means: unknown or
+-- self recipient, a retried client_id, or a refused attachment (chat.py tells which).
 WITH peer AS (
     SELECT id, username FROM users WHERE username = $2 AND id <> $1
 ), locked AS (
@@ -13,19 +17,24 @@ WITH peer AS (
            pg_advisory_xact_lock(7001, LEAST($1::bigint, peer.id)::int),
            pg_advisory_xact_lock(7001, GREATEST($1::bigint, peer.id)::int)
     FROM peer
-), claimed AS (
-    UPDATE files SET used_with = peer.id FROM peer
+), claimable AS (
+    SELECT files.id, files.name, files.content_type, files.size, files.width, files.height,
+           files.thumbnail_path
+    FROM files, locked
     WHERE $5::text IS NOT NULL AND files.id = $5 AND files.owner_id = $1
-      AND files.purpose = 'attachment' AND (files.used_with IS NULL OR files.used_with = peer.id)
-    RETURNING files.id, files.name, files.content_type, files.size, files.width, files.height,
-              files.thumbnail_path
+      AND files.purpose = 'attachment'
+      AND (files.used_with IS NULL OR files.used_with = locked.peer_id)
+    FOR UPDATE OF files
 ), inserted AS (
     INSERT INTO messages (sender_id, recipient_id, body, client_id, attachment_id, sent_at)
-    SELECT $1, locked.peer_id, $3::text, $4::text, (SELECT id FROM claimed), clock_timestamp()
+    SELECT $1, locked.peer_id, $3::text, $4::text, (SELECT id FROM claimable), clock_timestamp()
     FROM locked
-    WHERE $5::text IS NULL OR EXISTS (SELECT 1 FROM claimed)
+    WHERE $5::text IS NULL OR EXISTS (SELECT 1 FROM claimable)
     ON CONFLICT (sender_id, client_id) DO NOTHING
-    RETURNING id, recipient_id, body, client_id, sent_at
+    RETURNING id, recipient_id, attachment_id, body, client_id, sent_at
+), marked AS (
+    UPDATE files SET used_with = inserted.recipient_id
+    FROM inserted WHERE files.id = inserted.attachment_id
 )
 SELECT i.id, s.username AS sender, p.username AS recipient, i.recipient_id,
        i.body, i.client_id, i.sent_at,
@@ -35,7 +44,7 @@ SELECT i.id, s.username AS sender, p.username AS recipient, i.recipient_id,
 FROM inserted i
 JOIN users s ON s.id = $1
 CROSS JOIN peer p
-LEFT JOIN claimed c ON true;
+LEFT JOIN claimable c ON c.id = i.attachment_id;
 
 -- name: find_message_by_client_id
 -- The original of a retried send.
