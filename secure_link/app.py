@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import auth, devdb, housekeeping, routes
+from . import auth, devdb, drain, housekeeping, routes
 from .config import Settings
 from .db import Database, apply_schema
 from .errors import AppError, error_body
@@ -28,6 +28,7 @@ from .fanout import Fanout
 from .ratelimit import KeyedBuckets, SlidingWindow
 from .services import Services
 
+DRAIN_TIMEOUT_S = 5.0  # longest wait for in-flight acks before uvicorn closes sockets
 log = logging.getLogger("secure_link")
 access_log = logging.getLogger("secure_link.access")
 
@@ -90,9 +91,11 @@ async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Services]]:
     """Open the worker's services and chores for the app's life; close them after."""
     services = await open_services(settings)
     chores = asyncio.create_task(housekeeping.run(services, settings.housekeeping_interval))
+    restore_signals = drain.defer_shutdown_signals(services.in_flight, DRAIN_TIMEOUT_S)
     try:
         yield {"services": services}
     finally:
+        restore_signals()
         chores.cancel()
         await asyncio.gather(chores, return_exceptions=True)
         await close_services(services)

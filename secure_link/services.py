@@ -12,6 +12,7 @@ import uuid
 
 from .config import Settings
 from .db import Database
+from .drain import InFlight
 from .fanout import Fanout
 from .ratelimit import KeyedBuckets, SlidingWindow
 
@@ -28,4 +29,5 @@ class Services:
     hash_slots: asyncio.Semaphore
     image_slots: asyncio.Semaphore
     dummy_hash: bytes
+    in_flight: InFlight = dataclasses.field(default_factory=InFlight)
     worker_id: uuid.UUID = dataclasses.field(default_factory=uuid.uuid4)

@@ -251,9 +251,10 @@ class Connection:
     async def _on_chat(self, frame: dict) -> None:
         self._check_rate(self.chat_bucket)
         draft = chat.parse_draft(self.services, frame, self.bound_peer)
-        # shielded: once committed, the message is published even if this socket is closing
-        message, _ = await asyncio.shield(chat.send_message(self.services, self.user, draft, origin=self.id.hex))
-        await self._send({"type": "ack", "client_id": draft.client_id, "message": message})
+        with self.services.in_flight:  # a shutdown waits for this ack (drain.py)
+            # shielded: once committed, the message is published even if this socket is closing
+            message, _ = await asyncio.shield(chat.send_message(self.services, self.user, draft, origin=self.id.hex))
+            await self._send({"type": "ack", "client_id": draft.client_id, "message": message})
 
     def _check_rate(self, bucket: TokenBucket) -> None:
         """Refuse a frame over its budget; a client that keeps on is closed with 4429."""

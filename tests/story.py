@@ -22,6 +22,7 @@ class Server:
 
     address: str
     settings: Settings
+    pid: int | None = None  # set when the server runs in its own process
 
     @property
     def http_url(self) -> str:

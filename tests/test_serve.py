@@ -8,6 +8,7 @@ the cleanup and orphan the database server).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -17,8 +18,10 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
+import asyncpg
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from secure_link.config import PROJECT_ROOT
 
@@ -74,3 +77,34 @@ async def test_zero_configuration_serve_starts_and_stops_its_database(var_dir: P
     if orphaned:
         os.kill(database_pid, signal.SIGTERM)  # leave nothing running, then fail
     assert not orphaned, "the embedded PostgreSQL outlived the server"
+
+
+async def test_shutdown_acknowledges_the_message_in_flight_then_closes_with_1012(database_url: str, settings) -> None:  # type: ignore[no-untyped-def]
+    """SIGTERM while Alice's message is mid-send: she gets its ack, then 1012."""
+    from websockets.asyncio.client import connect
+
+    from .test_workers import server_process
+
+    async with server_process(database_url, database_url, settings) as server:
+        process_pid = server.pid
+        alice, bob = await server.person("alice").register(), await server.person("bob").register()
+        holder = await asyncpg.connect(database_url)
+        try:
+            transaction = holder.transaction()
+            await transaction.start()
+            await holder.execute("SELECT pg_advisory_xact_lock(7001, $1::int)", bob.user["id"])
+            async with connect(server.ws_url, additional_headers=alice.headers) as socket:
+                assert json.loads(await socket.recv())["type"] == "ready"
+                await socket.send(json.dumps({"type": "chat", "to": bob.username, "message": "last words",
+                                              "client_id": "drain-1"}))
+                await asyncio.sleep(0.3)  # the send now waits for Bob's lock
+                os.kill(process_pid, signal.SIGTERM)
+                await asyncio.sleep(0.5)
+                await transaction.commit()  # the send completes during the drain
+                ack = json.loads(await asyncio.wait_for(socket.recv(), 5))
+                assert ack["type"] == "ack" and ack["client_id"] == "drain-1"
+                with pytest.raises(ConnectionClosed):
+                    await asyncio.wait_for(socket.recv(), 10)
+                assert socket.close_code == 1012
+        finally:
+            await holder.close()

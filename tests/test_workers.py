@@ -44,7 +44,7 @@ async def server_process(database_url: str, broadcast_url: str, settings) -> Asy
                                env=env, cwd=PROJECT_ROOT)
     try:
         await _wait_until_serving(port, process)
-        yield Server(f"127.0.0.1:{port}", settings)
+        yield Server(f"127.0.0.1:{port}", settings, pid=process.pid)
     finally:
         process.terminate()
         try:
