@@ -232,9 +232,6 @@ async def clear_conversations(services: Services, user: User) -> dict[str, int]:
         files = await media.delete_files(services, attachment_ids, conn=conn)
     await asyncio.to_thread(media.unlink_files, services, files)
     for group in groups:
-        peer = await services.db.fetchrow("find_user_by_id", group["peer_id"])
-        if peer is None:
-            continue
-        await publish(services, [user_channel(peer["id"])], encode_event({"type": "cleared", "with": user.username}))
-        await publish(services, [user_channel(user.id)], encode_event({"type": "cleared", "with": peer["username"]}))
+        await publish(services, [user_channel(group["peer_id"])], encode_event({"type": "cleared", "with": user.username}))
+        await publish(services, [user_channel(user.id)], encode_event({"type": "cleared", "with": group["peer_username"]}))
     return {"messages": sum(group["messages"] for group in groups), "files": len(files)}

@@ -136,10 +136,13 @@ WITH gone AS (
     DELETE FROM messages WHERE sender_id = $1 OR recipient_id = $1
     RETURNING sender_id, recipient_id, attachment_id
 )
-SELECT CASE WHEN sender_id = $1 THEN recipient_id ELSE sender_id END AS peer_id,
-       count(*) AS messages,
-       array_remove(array_agg(attachment_id), NULL) AS attachment_ids
-FROM gone GROUP BY 1;
+SELECT p.id AS peer_id, p.username AS peer_username, g.messages, g.attachment_ids
+FROM (
+    SELECT CASE WHEN sender_id = $1 THEN recipient_id ELSE sender_id END AS peer_id,
+           count(*) AS messages,
+           array_remove(array_agg(attachment_id), NULL) AS attachment_ids
+    FROM gone GROUP BY 1
+) g JOIN users p ON p.id = g.peer_id;
 
 -- name: delete_user_reads
 DELETE FROM conversation_reads WHERE user_id = $1 OR peer_id = $1;
