@@ -16,10 +16,11 @@ from typing import Any, AsyncIterator
 from . import auth, media
 from .auth import User
 from .errors import AppError, invalid
-from .payload import is_utf8, take
+from .payload import is_storable_text, take
 from .services import Services
 
 SYNC_BATCH = 500
+REVOKED_FRAME = {"type": "revoked"}  # internal: never sent to a client, it closes the socket
 log = logging.getLogger("secure_link.chat")
 
 
@@ -43,6 +44,11 @@ async def publish(services: Services, channels: list[str], event: str) -> None:
         await services.fanout.publish_many(channels, event)
     except Exception:  # the message is committed; live delivery is best effort
         log.warning("publish to %s failed; receivers will catch up from the database", channels, exc_info=True)
+
+
+async def close_session_sockets(services: Services, session_id: int) -> None:
+    """Tell every socket of a revoked or expired session, on any worker, to close (4401)."""
+    await publish(services, [session_channel(session_id)], encode_event(REVOKED_FRAME))
 
 
 def encode_event(frame: dict[str, Any], skip_connection: str = "") -> str:
@@ -166,7 +172,7 @@ def _page_params(query: dict[str, str]) -> tuple[int | None, int | None, int]:
             fields[name] = "must be a whole number"
     if not query.get("with"):
         fields["with"] = "is required"
-    elif "\x00" in query["with"] or not is_utf8(query["with"]):
+    elif not is_storable_text(query["with"]):
         fields["with"] = "is not a username"
     if numbers["before"] is not None and numbers["after"] is not None:
         fields["after"] = "cannot be combined with before"

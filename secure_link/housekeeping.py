@@ -26,6 +26,6 @@ async def one_round(services: Services) -> None:
     await services.db.execute("insert_worker", services.worker_id)
     await presence.sweep_dead_workers(services)
     for row in await services.db.fetch("delete_expired_sessions"):
-        await chat.publish(services, [chat.session_channel(row["id"])], chat.encode_event({"type": "revoked"}))
+        await chat.close_session_sockets(services, row["id"])
     await services.db.execute("delete_old_login_failures")
     await media.collect_garbage(services.db, services.settings)

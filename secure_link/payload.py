@@ -49,6 +49,11 @@ def _storable_problem(value: Any) -> str | None:
     return None
 
 
+def is_storable_text(text: str) -> bool:
+    """Text PostgreSQL accepts: no NUL, no lone surrogates (for values outside `take`)."""
+    return "\x00" not in text and is_utf8(text)
+
+
 def is_utf8(text: str) -> bool:
     """Whether a str can be stored: JSON's \\ud800 escapes decode to lone surrogates."""
     try:

@@ -24,12 +24,13 @@ from .auth import User
 from .errors import (CLOSE_INTERNAL, CLOSE_POLICY, CLOSE_RATE_LIMITED, CLOSE_TOO_BIG, CLOSE_TRY_AGAIN,
                      CLOSE_UNAUTHENTICATED, AppError, error_frame, rate_limited)
 from .fanout import Gap, SubscriptionOverflow
-from .payload import is_utf8, take
+from .payload import is_storable_text, is_utf8, take
 from .proxy import own_origin
 from .ratelimit import TokenBucket
 from .services import Services
 
 STRIKES_BEFORE_CLOSE = 20
+REVOKED_TEXT = chat.decode_event(chat.encode_event(chat.REVOKED_FRAME))[1]
 CLOSE_TIMEOUT_S = 10.0  # a stalled client that reads again within this sees the close code
 log = logging.getLogger("secure_link.sockets")
 
@@ -136,7 +137,7 @@ class Connection:
         self.id = uuid.uuid4()
         bound = websocket.query_params.get("with") or ""
         # an unusable ?with= is as good as none: chat frames then need `to`
-        self.bound_peer = bound if 0 < len(bound) <= 64 and "\x00" not in bound and is_utf8(bound) else None
+        self.bound_peer = bound if 0 < len(bound) <= 64 and is_storable_text(bound) else None
         self.send_lock = asyncio.Lock()  # reader and pump both send; frames must not interleave
         rate = services.settings.chat_rate_per_s
         self.chat_bucket = TokenBucket(rate, 2 * rate)
@@ -198,7 +199,7 @@ class Connection:
                     await self._catch_up()
                     continue
                 skip, frame = chat.decode_event(event)
-                if frame == '{"type":"revoked"}':
+                if frame == REVOKED_TEXT:
                     raise Closing(CLOSE_UNAUTHENTICATED, "session revoked")
                 if skip != self.id.hex:
                     await self._send_text(frame)
