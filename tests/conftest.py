@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import subprocess
 import uuid
 from pathlib import Path
 from typing import AsyncIterator
@@ -91,6 +92,16 @@ def media_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def settings(database_url: str, media_root: Path) -> Settings:
     """The module's settings; override this fixture in a module to change a limit."""
     return settings_for(database_url, media_root)
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 30) -> None:
+    """Stop a process a test started, by its PID: SIGTERM, then SIGKILL if it will not go."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @contextlib.asynccontextmanager

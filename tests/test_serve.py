@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed
 
 from secure_link.config import PROJECT_ROOT
 
+from .conftest import stop_process
 from .story import PHRASE
 from .test_workers import _wait_until_serving, free_port
 
@@ -63,12 +64,7 @@ async def test_zero_configuration_serve_starts_and_stops_its_database(var_dir: P
         database_pid = postmaster_pid(var_dir)
         assert alive(database_pid)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
     for _ in range(100):
         if not alive(database_pid):
             break

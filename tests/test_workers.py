@@ -23,6 +23,7 @@ import pytest
 
 from secure_link.config import PROJECT_ROOT
 
+from .conftest import stop_process
 from .story import Person, Server, Socket
 from .test_sync import sync
 
@@ -46,12 +47,7 @@ async def server_process(database_url: str, broadcast_url: str, settings) -> Asy
         await _wait_until_serving(port, process)
         yield Server(f"127.0.0.1:{port}", settings, pid=process.pid)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 async def _wait_until_serving(port: int, process: subprocess.Popen) -> None:
@@ -84,8 +80,7 @@ def private_redis(binary: str, port: int) -> Iterator[subprocess.Popen]:
     try:
         yield process
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop_process(process)
         shutil.rmtree(folder, ignore_errors=True)
 
 
