@@ -39,10 +39,14 @@ async def login(services: Services, body: Any, address: str, user_agent: str) ->
     """Check the phrase; unknown users and wrong phrases get the same answer in the same time."""
     values = take(body, {"username": str, "phrase": str})
     username = auth.fold_username(values["username"])[:64]
-    await auth.check_login_allowed(services, username, address)
+    attempt = await auth.reserve_login_attempt(services, username, address)
     row = await services.db.fetchrow("find_user_credentials", username)
-    ok = await auth.phrase_matches(services, values["phrase"], row["phrase_hash"] if row else None)
-    await auth.record_login(services, username, address, succeeded=ok)
+    try:
+        ok = await auth.phrase_matches(services, values["phrase"], row["phrase_hash"] if row else None)
+    except auth.HashingBusy:  # nothing was hashed, so the attempt does not count
+        await auth.release_login_attempt(services, attempt)
+        raise
+    await auth.settle_login_attempt(services, username, address, attempt, succeeded=ok)
     if not ok or row is None:
         raise AppError(401, "invalid_credentials", "Unknown username or wrong phrase.")
     token, _ = await auth.open_session(services, row["id"], user_agent, address)

@@ -20,12 +20,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import auth, devdb, drain, housekeeping, routes
+from . import auth, devdb, drain, housekeeping, images, routes, secretfile
 from .config import Settings
 from .db import Database, apply_schema
 from .errors import AppError, error_body
 from .fanout import Fanout
-from .ratelimit import KeyedBuckets, SlidingWindow
+from .ratelimit import BoundedSlots, KeyedBuckets, SlidingWindow
 from .services import Services
 
 DRAIN_TIMEOUT_S = 5.0  # longest wait for in-flight acks before uvicorn closes sockets
@@ -60,6 +60,8 @@ async def database_url(settings: Settings) -> str:
 
 async def open_services(settings: Settings) -> Services:
     """Connect the pool and the fan-out; the schema is brought up to date first."""
+    pepper = secretfile.pepper(settings)  # before anything starts: a missing secret fails fast
+    images.return_freed_pixels_to_the_system()
     url = await database_url(settings)
     await apply_schema(url)
     db = await Database.connect(url)
@@ -67,13 +69,14 @@ async def open_services(settings: Settings) -> Services:
     await fanout.connect()
     rate = settings.chat_rate_per_s
     return Services(
-        settings=settings.replace(database_url=url),
+        settings=settings.replace(database_url=url, pepper=pepper),
         db=db,
         fanout=fanout,
         register_limiter=SlidingWindow(settings.register_rate_per_min, 60.0),
         rest_send_limiter=KeyedBuckets(rate, 2 * rate),
-        hash_slots=asyncio.Semaphore(max(1, settings.bcrypt_concurrency)),
+        hash_slots=BoundedSlots(settings.bcrypt_concurrency, settings.bcrypt_queue),
         image_slots=asyncio.Semaphore(max(1, settings.image_concurrency)),
+        upload_limiter=SlidingWindow(settings.upload_rate_per_min, 60.0),
         dummy_hash=await asyncio.to_thread(auth.make_dummy_hash, settings.bcrypt_rounds),
     )
 

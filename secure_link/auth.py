@@ -17,7 +17,7 @@ import hmac
 import re
 import secrets
 import unicodedata
-from typing import Any
+from typing import Any, Callable
 
 import asyncpg
 import bcrypt
@@ -25,9 +25,13 @@ from starlette.requests import HTTPConnection
 
 from .errors import AppError, rate_limited
 from .payload import is_utf8
+from .proxy import origin_allowed
+from .ratelimit import QueueFull
 from .services import Services
 
 SESSION_COOKIE = "session"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+BUSY_RETRY_S = 1.0  # a full hashing line drains within about a second at the defaults
 USERNAME_PATTERN = re.compile(r"^[a-z0-9_.\-]{3,32}$")
 _BIDI_CONTROLS = set("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
@@ -114,18 +118,33 @@ def _prehash(phrase: str, pepper: str) -> bytes:
 
 
 async def hash_phrase(services: Services, phrase: str) -> bytes:
-    """bcrypt of the pre-hash, in a thread, within the concurrency cap."""
+    """bcrypt of the pre-hash, in a thread, within the bounded hashing slots."""
     salt = bcrypt.gensalt(services.settings.bcrypt_rounds)
-    async with services.hash_slots:
-        return await asyncio.to_thread(bcrypt.hashpw, _prehash(phrase, services.settings.pepper), salt)
+    return await _in_hash_slot(services, bcrypt.hashpw, _prehash(phrase, services.settings.pepper), salt)
 
 
 async def phrase_matches(services: Services, phrase: str, stored: bytes | None) -> bool:
     """Check a phrase; with no stored hash, check against a dummy so timing is alike."""
     prehash = _prehash(phrase, services.settings.pepper)
-    async with services.hash_slots:
-        ok = await asyncio.to_thread(bcrypt.checkpw, prehash, stored or services.dummy_hash)
+    ok = await _in_hash_slot(services, bcrypt.checkpw, prehash, stored or services.dummy_hash)
     return ok and stored is not None
+
+
+class HashingBusy(AppError):
+    """503 `busy`: this worker's line of phrases waiting for bcrypt is full; nothing was hashed."""
+
+    def __init__(self) -> None:
+        super().__init__(503, "busy", "The server is busy checking phrases; try again in a moment.",
+                         retry_after=BUSY_RETRY_S)
+
+
+async def _in_hash_slot(services: Services, work: Callable[[bytes, bytes], Any], *args: bytes) -> Any:
+    """Run bcrypt in a thread once a slot is free; `HashingBusy` at once when the line is full."""
+    try:
+        async with services.hash_slots.hold():
+            return await asyncio.to_thread(work, *args)
+    except QueueFull:
+        raise HashingBusy() from None
 
 
 def make_dummy_hash(rounds: int) -> bytes:
@@ -148,13 +167,15 @@ async def open_session(services: Services, user_id: int, user_agent: str, addres
     return token, session_id
 
 
+def bearer_token(connection: HTTPConnection) -> str | None:
+    """The `Authorization: Bearer` token, which a browser never adds by itself."""
+    scheme, _, value = connection.headers.get("authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
 def token_from(connection: HTTPConnection) -> str | None:
     """Bearer header first, then the session cookie."""
-    header = connection.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    return connection.cookies.get(SESSION_COOKIE) or None
+    return bearer_token(connection) or connection.cookies.get(SESSION_COOKIE) or None
 
 
 async def user_for_token(services: Services, token: str | None) -> User | None:
@@ -167,9 +188,21 @@ async def user_for_token(services: Services, token: str | None) -> User | None:
 
 
 async def authenticated(connection: HTTPConnection) -> tuple[Services, User]:
-    """The request's services and user, or 401 `unauthenticated`."""
+    """The request's services and user, or 401 `unauthenticated`.
+
+    A browser attaches the session cookie to requests that any page makes, a
+    sibling subdomain's included (SameSite=Lax does not stop those), so a
+    cookie may change something only when the page is ours or allowed: 403
+    `origin_refused` otherwise. A bearer token proves the caller chose to send it.
+    """
     services: Services = connection.state.services
-    user = await user_for_token(services, token_from(connection))
+    token = bearer_token(connection)
+    if token is None:
+        token = connection.cookies.get(SESSION_COOKIE) or None
+        if token and connection.scope.get("method") not in SAFE_METHODS \
+                and not origin_allowed(connection, services.settings):
+            raise AppError(403, "origin_refused", "The session cookie cannot be used from another site's page.")
+    user = await user_for_token(services, token)
     if user is None:
         raise AppError(401, "unauthenticated", "Log in first: the session is missing, invalid or expired.")
     return services, user
@@ -177,20 +210,32 @@ async def authenticated(connection: HTTPConnection) -> tuple[Services, User]:
 
 # ---- login throttling -----------------------------------------------------
 
-async def check_login_allowed(services: Services, username: str, address: str) -> None:
-    """429 when this username+address, or this address, failed too often lately."""
+async def reserve_login_attempt(services: Services, username: str, address: str) -> int | None:
+    """Count an attempt before its phrase is hashed; 429 when username+address or address is at its limit.
+
+    Checking first and recording after the hash let a concurrent burst through
+    whole; reserving under a per-address lock lets at most the limit be hashed.
+    Returns the attempt's id (None when throttling is off).
+    """
     limit = services.settings.login_failures_per_15_min
     if limit <= 0:
-        return
-    wait = await services.db.fetchval("login_wait_seconds", username, address, limit)
-    if wait is not None and wait > 0:
-        raise rate_limited(wait, "Too many failed logins; try again later.")
+        return None
+    async with services.db.transaction() as conn:
+        await services.db.execute("lock_login_address", address, conn=conn)
+        row = await services.db.fetchrow("reserve_login_attempt", username, address, limit, conn=conn)
+    if row["attempt_id"] is None:
+        raise rate_limited(row["wait_seconds"], "Too many failed logins; try again later.")
+    return row["attempt_id"]
 
 
-async def record_login(services: Services, username: str, address: str, succeeded: bool) -> None:
-    """Count a failure toward throttling, or forgive earlier ones after a success."""
-    if services.settings.login_failures_per_15_min <= 0:
-        return
-    name = "delete_login_failures" if succeeded else "insert_login_failure"
-    await services.db.execute(name, username, address)
+async def settle_login_attempt(services: Services, username: str, address: str, attempt_id: int | None,
+                               succeeded: bool) -> None:
+    """A failure stays counted; a success forgives this username+address's earlier failures."""
+    if attempt_id is not None and succeeded:
+        await services.db.execute("delete_login_failures", username, address)
 
+
+async def release_login_attempt(services: Services, attempt_id: int | None) -> None:
+    """An attempt that was never hashed (turned away as busy) does not count."""
+    if attempt_id is not None:
+        await services.db.execute("delete_login_attempt", attempt_id)

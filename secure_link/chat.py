@@ -20,6 +20,7 @@ from .payload import is_storable_text, take
 from .services import Services
 
 SYNC_BATCH = 500
+SESSION_CHANNEL_PREFIX = "session:"
 REVOKED_FRAME = {"type": "revoked"}  # internal: never sent to a client, it closes the socket
 log = logging.getLogger("secure_link.chat")
 
@@ -31,7 +32,7 @@ def user_channel(user_id: int) -> str:
 
 def session_channel(session_id: int) -> str:
     """Connections opened with one session listen here, to close when it is revoked."""
-    return f"session:{session_id}"
+    return f"{SESSION_CHANNEL_PREFIX}{session_id}"
 
 
 async def publish(services: Services, channels: list[str], event: str) -> None:
@@ -237,7 +238,36 @@ async def clear_conversations(services: Services, user: User) -> dict[str, int]:
         attachment_ids = [file_id for group in groups for file_id in group["attachment_ids"]]
         files = await media.delete_files(services, attachment_ids, conn=conn)
     await asyncio.to_thread(media.unlink_files, services, files)
+    await _forget_parked(services, user)
     for group in groups:
         await publish(services, [user_channel(group["peer_id"])], encode_event({"type": "cleared", "with": user.username}))
         await publish(services, [user_channel(user.id)], encode_event({"type": "cleared", "with": group["peer_username"]}))
     return {"messages": sum(group["messages"] for group in groups), "files": len(files)}
+
+
+async def _forget_parked(services: Services, user: User) -> None:
+    """Drop fan-out copies of the user's messages still parked (every one went to their channel).
+
+    After the clearing has committed, a failure must not fail the logout:
+    housekeeping prunes parked copies within seconds anyway.
+    """
+    try:
+        await services.fanout.forget([user_channel(user.id)])
+    except Exception:
+        log.warning("could not drop parked fan-out copies; housekeeping prunes them", exc_info=True)
+
+
+async def close_ended_sessions(services: Services) -> None:
+    """Close this worker's sockets whose session was revoked or expired, with 4401.
+
+    The revocation event usually closes them at once; this round of
+    housekeeping catches the sockets whose event was lost (a failed publish
+    is logged, not retried), so none stays usable longer than one interval.
+    """
+    ids = [int(channel.removeprefix(SESSION_CHANNEL_PREFIX)) for channel in services.fanout.local_channels()
+           if channel.startswith(SESSION_CHANNEL_PREFIX)]
+    if not ids:
+        return
+    live = {row["id"] for row in await services.db.fetch("list_live_session_ids", ids)}
+    for session_id in set(ids) - live:
+        services.fanout.deliver_locally(session_channel(session_id), encode_event(REVOKED_FRAME))

@@ -13,8 +13,8 @@ import signal
 import click
 import uvicorn
 
-from . import devdb, media
-from .config import Settings
+from . import devdb, media, secretfile
+from .config import ConfigError, Settings
 from .db import Database, apply_schema
 from .logs import log_config
 
@@ -41,12 +41,14 @@ def main() -> None:
 @click.option("--reload", is_flag=True, help="Restart on code changes (development only).")
 def serve(host: str | None, port: int | None, workers: int | None, reload: bool) -> None:
     """Serve HTTP and WebSocket; with DATABASE_URL unset, on an embedded PostgreSQL."""
-    settings = Settings.from_env()
+    settings = _serving_settings()
     url = _database_url(settings, stop_at_exit=True)
     asyncio.run(apply_schema(url))
     # Worker processes build their app from the environment (uvicorn --factory),
-    # so they must find the database this process chose.
+    # so they must find the database (and the embedded one's pepper) this process chose.
     os.environ["DATABASE_URL"] = url
+    if settings.pepper_file:
+        os.environ["SECRET_PEPPER_FILE"] = str(settings.pepper_file)
     workers = workers or settings.workers
     several = workers > 1 or reload
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
@@ -66,6 +68,26 @@ def serve(host: str | None, port: int | None, workers: int | None, reload: bool)
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+
+
+def _env_settings() -> Settings:
+    """The environment's settings; a refused one is a one-line error, not a traceback."""
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _serving_settings() -> Settings:
+    """Settings to serve with: the pepper checked (or, on the embedded database, created) first."""
+    settings = _env_settings()
+    try:
+        if settings.database_url is None and not (settings.pepper or settings.pepper_file):
+            settings = settings.replace(pepper_file=secretfile.local_pepper_file(settings))
+        secretfile.pepper(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    return settings
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -89,7 +111,7 @@ def db() -> None:
 @db.command("init")
 def db_init() -> None:
     """Create the schema and apply pending migrations (serve does this too)."""
-    url = _database_url(Settings.from_env(), stop_at_exit=True)
+    url = _database_url(_env_settings(), stop_at_exit=True)
     applied = asyncio.run(apply_schema(url))
     click.echo(f"schema ready; migrations applied now: {applied or 'none'}")
 
@@ -97,7 +119,7 @@ def db_init() -> None:
 @db.command("url")
 def db_url() -> None:
     """Print the database URL, starting the embedded server if needed (it keeps running)."""
-    click.echo(_database_url(Settings.from_env(), stop_at_exit=False))
+    click.echo(_database_url(_env_settings(), stop_at_exit=False))
 
 
 @main.group("media")
@@ -108,7 +130,7 @@ def media_group() -> None:
 @media_group.command("gc")
 def media_gc() -> None:
     """Delete unsent uploads older than UPLOAD_GC_AGE and files on disk no row names (all of MEDIA_ROOT)."""
-    settings = Settings.from_env()
+    settings = _env_settings()
     url = _database_url(settings, stop_at_exit=True)
     removed = asyncio.run(_collect_media_garbage(url, settings))
     click.echo(f"removed {removed['uploads']} stale uploads and {removed['orphans']} orphaned files")

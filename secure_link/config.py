@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -17,6 +18,11 @@ from dotenv import dotenv_values
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+_ORIGIN = re.compile(r"^https?://[a-z0-9.\-\[\]:]+$")
+
+
+class ConfigError(ValueError):
+    """A setting the server refuses to run with; the message says what to set instead."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +38,9 @@ class Settings:
     trusted_proxies: tuple[IpNetwork, ...] = ()
     bcrypt_rounds: int = 12
     bcrypt_concurrency: int = 2
-    pepper: str = "secure-link-default-pepper"
+    bcrypt_queue: int = 16
+    pepper: str | None = None
+    pepper_file: Path | None = None
     session_ttl: int = 30 * 24 * 3600
     max_upload_bytes: int = 25 * 1024 * 1024
     max_json_bytes: int = 64 * 1024
@@ -43,6 +51,8 @@ class Settings:
         "application/pdf", "text/plain", "application/zip",
     )
     upload_gc_age: int = 24 * 3600
+    upload_quota_bytes: int = 100 * 1024 * 1024
+    upload_rate_per_min: int = 30
     housekeeping_interval: float = 10.0
     media_accel_prefix: str | None = None
     chat_rate_per_s: float = 20.0
@@ -77,6 +87,16 @@ def _origin(value: str) -> str:
     return value.strip().rstrip("/").lower()
 
 
+def _origins(value: str) -> tuple[str, ...]:
+    """Explicit origins only: with credentials allowed, `*` would let every site act as the user."""
+    origins = tuple(_origin(part) for part in _csv(value))
+    for origin in origins:
+        if not _ORIGIN.match(origin):
+            raise ConfigError(f"CORS_ORIGINS: {origin!r} is not an origin like https://app.example "
+                              "(a wildcard is refused: cookies authenticate these requests)")
+    return origins
+
+
 def _csv(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
@@ -91,12 +111,14 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "BROADCAST_URL": ("broadcast_url", str),
     "MEDIA_ROOT": ("media_root", Path),
     "SECURE_LINK_VAR_DIR": ("var_dir", Path),
-    "CORS_ORIGINS": ("cors_origins", lambda v: tuple(_origin(o) for o in _csv(v))),
+    "CORS_ORIGINS": ("cors_origins", _origins),
     "PUBLIC_URL": ("public_url", _origin),
     "TRUSTED_PROXIES": ("trusted_proxies", _networks),
     "BCRYPT_ROUNDS": ("bcrypt_rounds", int),
     "BCRYPT_CONCURRENCY": ("bcrypt_concurrency", int),
+    "BCRYPT_QUEUE": ("bcrypt_queue", int),
     "SECRET_PEPPER": ("pepper", str),
+    "SECRET_PEPPER_FILE": ("pepper_file", Path),
     "SESSION_TTL": ("session_ttl", int),
     "MAX_UPLOAD_BYTES": ("max_upload_bytes", int),
     "MAX_JSON_BYTES": ("max_json_bytes", int),
@@ -104,6 +126,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "IMAGE_CONCURRENCY": ("image_concurrency", int),
     "ALLOWED_UPLOAD_TYPES": ("allowed_upload_types", _csv),
     "UPLOAD_GC_AGE": ("upload_gc_age", int),
+    "UPLOAD_QUOTA_BYTES": ("upload_quota_bytes", int),
+    "UPLOAD_RATE_PER_MIN": ("upload_rate_per_min", int),
     "HOUSEKEEPING_INTERVAL": ("housekeeping_interval", float),
     "MEDIA_ACCEL_PREFIX": ("media_accel_prefix", str),
     "CHAT_RATE_PER_S": ("chat_rate_per_s", float),

@@ -32,6 +32,8 @@ class Backend(Protocol):
     async def listen(self, channel: str) -> None: ...
     async def unlisten(self, channel: str) -> None: ...
     async def publish(self, channels: list[str], message: str) -> None: ...
+    async def forget(self, channels: list[str]) -> None: ...
+    async def prune(self, older_than_s: float) -> None: ...
 
 
 class MemoryBackend:
@@ -58,6 +60,12 @@ class MemoryBackend:
         """Deliver synchronously: there is no wire to cross."""
         for channel in channels:
             self._deliver(channel, message)
+
+    async def forget(self, channels: list[str]) -> None:
+        """Nothing is kept once delivered."""
+
+    async def prune(self, older_than_s: float) -> None:
+        """See `forget`."""
 
 
 class SubscriptionOverflow(Exception):
@@ -168,6 +176,26 @@ class Fanout:
         if not isinstance(message, str):
             raise TypeError(f"publish() takes a str (serialise once), not {type(message).__name__}")
         await self._backend.publish(list(dict.fromkeys(channels)), message)
+
+    async def forget(self, channels: list[str]) -> None:
+        """Delete any copy the transport still keeps of messages published to these channels.
+
+        Logout's clearing calls this: nothing a conversation held may outlive it,
+        and PostgreSQL parks messages too large for NOTIFY in a table.
+        """
+        await self._backend.forget(list(dict.fromkeys(channels)))
+
+    async def prune(self, older_than_s: float) -> None:
+        """Delete kept copies older than that; receivers have read them (housekeeping calls this)."""
+        await self._backend.prune(older_than_s)
+
+    def local_channels(self) -> list[str]:
+        """The channels that some subscriber in this process listens to."""
+        return list(self._subscribers)
+
+    def deliver_locally(self, channel: str, message: str) -> None:
+        """Give a message to this process's subscribers of a channel only, without the transport."""
+        self._deliver(channel, message)
 
     def subscribe(self, channel: str) -> Subscription:
         """A subscription to one channel (an async context manager)."""

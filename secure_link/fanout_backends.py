@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import math
 import re
 from typing import Awaitable, Callable
 
@@ -108,7 +107,6 @@ class PostgresBackend:
         self._pool: asyncpg.Pool | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._sql: dict[str, str] = {}
-        self._pruned_at = -math.inf
 
     async def connect(self) -> None:
         """Open pool and LISTEN connection now, so a bad URL fails at start-up."""
@@ -162,10 +160,16 @@ class PostgresBackend:
             await self._pool.execute(self._sql["fanout_notify"], idents, envelope)
             return
         await self._pool.execute(self._sql["fanout_spill_notify"], idents, message)
-        now = asyncio.get_running_loop().time()
-        if now - self._pruned_at > 60:
-            self._pruned_at = now
-            await self._pool.execute(self._sql["fanout_prune_spill"])
+
+    async def forget(self, channels: list[str]) -> None:
+        """Delete the parked copies of messages published to any of these channels."""
+        assert self._pool is not None, "connect() first"
+        await self._pool.execute(self._sql["fanout_forget_spill"], [pg_channel(channel) for channel in channels])
+
+    async def prune(self, older_than_s: float) -> None:
+        """Delete parked messages older than that: every receiver has read them long before."""
+        assert self._pool is not None, "connect() first"
+        await self._pool.execute(self._sql["fanout_prune_spill"], older_than_s)
 
     async def _command(self, what: str, operation: Awaitable[object]) -> None:
         """One command on the LISTEN connection; a failure hands it to the supervisor."""

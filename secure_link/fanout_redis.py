@@ -94,6 +94,12 @@ class RedisBackend:
                 pipe.publish(channel, message)
             await pipe.execute()
 
+    async def forget(self, channels: list[str]) -> None:
+        """Redis keeps nothing it published: there is no parked copy to delete."""
+
+    async def prune(self, older_than_s: float) -> None:
+        """See `forget`."""
+
     async def _open(self) -> None:
         """A fresh pub/sub connection with a running reader, subscribed to every channel."""
         assert self._subscriber is not None

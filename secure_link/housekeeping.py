@@ -8,6 +8,7 @@ import logging
 from . import chat, media, presence
 from .services import Services
 
+SPILL_TTL_S = 10.0  # fan-out payloads parked in PostgreSQL are read within milliseconds
 log = logging.getLogger("secure_link.housekeeping")
 
 
@@ -22,10 +23,12 @@ async def run(services: Services, interval: float) -> None:
 
 
 async def one_round(services: Services) -> None:
-    """Heartbeat this worker, sweep dead ones, drop expired sessions, old failures and stale uploads."""
+    """Heartbeat this worker, sweep dead ones, drop expired sessions, old failures, parked
+    fan-out payloads and stale uploads."""
     await services.db.execute("insert_worker", services.worker_id)
     await presence.sweep_dead_workers(services)
-    for row in await services.db.fetch("delete_expired_sessions"):
-        await chat.close_session_sockets(services, row["id"])
+    await services.db.execute("delete_expired_sessions")
+    await chat.close_ended_sessions(services)
     await services.db.execute("delete_old_login_failures")
+    await services.fanout.prune(SPILL_TTL_S)
     await media.collect_garbage(services.db, services.settings)

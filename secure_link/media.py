@@ -9,7 +9,6 @@ same 404, so a file's existence is never revealed (docs/media.md).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import os
@@ -82,13 +81,14 @@ async def upload(services: Services, user: User, headers: Mapping[str, str],
                  stream: AsyncIterator[bytes]) -> dict[str, Any]:
     """Receive, check, store and record one upload; the answer describes what will be served."""
     settings: Settings = services.settings
+    await _check_allowance(services, user)
     file_id = secrets.token_urlsafe(16)
     stem = settings.media_root / file_id[:2] / file_id[2:4] / file_id
     received = await uploads.receive(headers, stream, stem.with_name(file_id + ".part"),
                                      settings.max_upload_bytes)
     try:
         purpose = _checked_purpose(received)
-        stored = await _store(settings, services.image_slots, received, stem, purpose)
+        stored = await _store(services, user, received, stem, purpose)
         row, replaced = await _record(services, user, file_id, purpose, stored)
     except BaseException:
         _discard(stem)  # not awaited: it must run even when the request is cancelled
@@ -97,6 +97,24 @@ async def upload(services: Services, user: User, headers: Mapping[str, str],
         received.path.unlink(missing_ok=True)
     unlink_files(services, replaced)
     return file_json(row)  # type: ignore[return-value]
+
+
+async def _check_allowance(services: Services, user: User) -> None:
+    """Refuse before reading the body: past the upload rate (429), or the quota already full (413).
+
+    Whether this file fits is known only once it is stored (`_record_attachment`).
+    """
+    if wait := services.upload_limiter.hit(str(user.id)):
+        raise AppError(429, "quota_exceeded", "Too many uploads; try again shortly.", retry_after=wait)
+    quota = services.settings.upload_quota_bytes
+    if quota > 0 and await services.db.fetchval("pending_upload_bytes", user.id) >= quota:
+        raise quota_exceeded(quota)
+
+
+def quota_exceeded(quota: int) -> AppError:
+    """413 for an upload that would take the user's unsent files over UPLOAD_QUOTA_BYTES."""
+    return AppError(413, "quota_exceeded", f"Your unsent uploads would be over the quota of {quota} bytes: "
+                    "send them, or wait until unsent ones expire.")
 
 
 def _checked_purpose(received: uploads.Received) -> str:
@@ -114,9 +132,10 @@ def _checked_purpose(received: uploads.Received) -> str:
     return purpose
 
 
-async def _store(settings: Settings, slots: asyncio.Semaphore, received: uploads.Received,
-                 stem: Path, purpose: str) -> Stored:
+async def _store(services: Services, user: User, received: uploads.Received, stem: Path,
+                 purpose: str) -> Stored:
     """Images are re-encoded from pixels; other allowed types are moved into place as received."""
+    settings = services.settings
     kind = await anyio.to_thread.run_sync(uploads.sniff, received.path)
     if kind is None or kind.content_type not in settings.allowed_upload_types:
         raise AppError(415, "unsupported_file_type", "This type of file is not accepted.",
@@ -129,7 +148,8 @@ async def _store(settings: Settings, slots: asyncio.Semaphore, received: uploads
         await anyio.to_thread.run_sync(os.replace, received.path, path)
         return Stored(path, None, uploads.clean_name(received.filename, kind.content_type),
                       kind.content_type, received.size, None, None, received.sha256)
-    async with slots:  # each decode may hold two full-size copies: cap them per worker
+    # One decode per user, then one of the worker's slots: one user cannot hold them all.
+    async with services.image_locks.hold(user.id), services.image_slots:
         image = await anyio.to_thread.run_sync(images.render, received.path, kind.image, stem,
                                                purpose == "avatar", settings.max_image_pixels)
     size, digest = await anyio.to_thread.run_sync(_size_and_sha256, image.path)
@@ -145,12 +165,26 @@ async def _record(services: Services, user: User, file_id: str, purpose: str,
     args = (file_id, user.id, purpose, stored.path.relative_to(root).as_posix(), thumbnail, stored.name,
             stored.content_type, stored.size, stored.width, stored.height, stored.sha256)
     if purpose != "avatar":
-        return await services.db.fetchrow("insert_file", *args), []
+        return await _record_attachment(services, user, args, stored.size), []
     async with services.db.transaction() as conn:
         row = await services.db.fetchrow("insert_file", *args, conn=conn)
         previous = await services.db.fetchval("replace_avatar", user.id, file_id, conn=conn)
         replaced = await delete_files(services, [previous] if previous else [], conn=conn)
     return row, replaced
+
+
+async def _record_attachment(services: Services, user: User, args: tuple[Any, ...], size: int) -> Any:
+    """Insert an attachment's row if the user's unsent uploads stay within the quota.
+
+    Under the user's upload lock, so concurrent uploads cannot all pass the check.
+    """
+    quota = services.settings.upload_quota_bytes
+    async with services.db.transaction() as conn:
+        if quota > 0:
+            await services.db.execute("lock_user_uploads", user.id, conn=conn)
+            if await services.db.fetchval("pending_upload_bytes", user.id, conn=conn) + size > quota:
+                raise quota_exceeded(quota)
+        return await services.db.fetchrow("insert_file", *args, conn=conn)
 
 
 def _size_and_sha256(path: Path) -> tuple[int, str]:

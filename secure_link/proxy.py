@@ -50,6 +50,20 @@ def own_origin(connection: HTTPConnection, settings: Settings) -> str:
     return f"{request_scheme(connection, settings)}://{host}".lower()
 
 
+def origin_allowed(connection: HTTPConnection, settings: Settings) -> bool:
+    """Whether the page behind a browser request is ours or one CORS_ORIGINS allows.
+
+    Browsers send `Origin` on every WebSocket handshake and every POST, PATCH
+    and DELETE, forms included; a request without it comes from a non-browser
+    client, which no other site can drive, unless `Sec-Fetch-Site` says otherwise.
+    """
+    origin = connection.headers.get("origin")
+    if origin is None:
+        return connection.headers.get("sec-fetch-site", "none") in ("same-origin", "none")
+    origin = origin.rstrip("/").lower()
+    return origin in settings.cors_origins or origin == own_origin(connection, settings)
+
+
 def is_secure(connection: HTTPConnection, settings: Settings) -> bool:
     """Whether cookies must carry Secure."""
     if settings.public_url:

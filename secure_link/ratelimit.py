@@ -1,4 +1,4 @@
-"""In-process rate limits: a sliding-window log and a token bucket.
+"""In-process limits: a sliding-window log, token buckets, and bounded work slots.
 
 Registration and send limits may be kept per worker (as Mattermost and Synapse
 do); failed logins guard accounts, so they live in PostgreSQL (auth.py).
@@ -6,9 +6,11 @@ do); failed logins guard accounts, so they live in PostgreSQL (auth.py).
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import time
-from typing import Callable
+from typing import AsyncIterator, Callable
 
 
 class SlidingWindow:
@@ -88,3 +90,52 @@ class KeyedBuckets:
         now = self.clock()
         for key in [k for k, b in self._buckets.items() if b.tokens + (now - b.updated) * b.rate >= b.burst]:
             del self._buckets[key]
+
+
+class QueueFull(Exception):
+    """`BoundedSlots.hold()` turned the caller away: every slot and every place in line is taken."""
+
+
+class BoundedSlots:
+    """At most `concurrency` holders at once and `waiting` more in line; the rest are turned away.
+
+    A plain semaphore lets its line grow without bound: in a flood of logins a
+    real user's waited 20 s behind bcrypt. A bounded line answers at once instead.
+    """
+
+    def __init__(self, concurrency: int, waiting: int) -> None:
+        self._semaphore = asyncio.Semaphore(max(1, concurrency))
+        self._capacity = max(1, concurrency) + max(0, waiting)
+        self._inside = 0
+
+    @contextlib.asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        """Wait for a slot; raise `QueueFull` at once when the line is full."""
+        if self._inside >= self._capacity:
+            raise QueueFull
+        self._inside += 1
+        try:
+            async with self._semaphore:
+                yield
+        finally:
+            self._inside -= 1
+
+
+class KeyedLocks:
+    """One holder per key at a time (e.g. one image decode per user); unused keys are forgotten."""
+
+    def __init__(self) -> None:
+        self._locks: dict[object, tuple[asyncio.Lock, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: object) -> AsyncIterator[None]:
+        """Wait until no one else holds `key`, then hold it."""
+        lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._locks[key]

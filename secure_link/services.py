@@ -14,7 +14,7 @@ from .config import Settings
 from .db import Database
 from .drain import InFlight
 from .fanout import Fanout
-from .ratelimit import KeyedBuckets, SlidingWindow
+from .ratelimit import BoundedSlots, KeyedBuckets, KeyedLocks, SlidingWindow
 
 
 @dataclasses.dataclass
@@ -26,8 +26,10 @@ class Services:
     fanout: Fanout
     register_limiter: SlidingWindow
     rest_send_limiter: KeyedBuckets
-    hash_slots: asyncio.Semaphore
+    hash_slots: BoundedSlots
     image_slots: asyncio.Semaphore
+    upload_limiter: SlidingWindow
     dummy_hash: bytes
     in_flight: InFlight = dataclasses.field(default_factory=InFlight)
+    image_locks: KeyedLocks = dataclasses.field(default_factory=KeyedLocks)  # one decode per user
     worker_id: uuid.UUID = dataclasses.field(default_factory=uuid.uuid4)

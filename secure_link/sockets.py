@@ -25,7 +25,7 @@ from .errors import (CLOSE_INTERNAL, CLOSE_POLICY, CLOSE_RATE_LIMITED, CLOSE_TOO
                      CLOSE_UNAUTHENTICATED, AppError, error_frame, rate_limited)
 from .fanout import Gap, SubscriptionOverflow
 from .payload import is_storable_text, is_utf8, take
-from .proxy import own_origin
+from .proxy import origin_allowed
 from .ratelimit import TokenBucket
 from .services import Services
 
@@ -47,7 +47,7 @@ class Closing(Exception):
 async def chat_socket(websocket: WebSocket) -> None:
     """Entry point: refuse foreign origins before the handshake, then run a Connection."""
     services: Services = websocket.state.services
-    if not origin_allowed(websocket, services):
+    if not origin_allowed(websocket, services.settings):
         await websocket.close(CLOSE_POLICY)  # before accept: an HTTP 403
         return
     await websocket.accept()
@@ -63,15 +63,6 @@ async def chat_socket(websocket: WebSocket) -> None:
         log.exception("socket failed")
         with contextlib.suppress(Exception):
             await websocket.close(CLOSE_INTERNAL, "internal error")
-
-
-def origin_allowed(websocket: WebSocket, services: Services) -> bool:
-    """No Origin (not a browser), an allowed origin, or the server's own."""
-    origin = websocket.headers.get("origin")
-    if origin is None:
-        return True
-    origin = origin.rstrip("/").lower()
-    return origin in services.settings.cors_origins or origin == own_origin(websocket, services.settings)
 
 
 async def authenticate(websocket: WebSocket, services: Services) -> User:

@@ -123,11 +123,14 @@ CREATE TABLE IF NOT EXISTS live_connections (
 );
 CREATE INDEX IF NOT EXISTS live_connections_user_idx ON live_connections (user_id);
 
--- Fan-out payloads too large for NOTIFY's 8,000 bytes wait here briefly.
+-- Fan-out payloads too large for NOTIFY's 8,000 bytes wait here a few seconds
+-- (housekeeping prunes them), with the channels they went to, so that logout's
+-- clearing deletes the parked copies of what it erases.
 CREATE TABLE IF NOT EXISTS fanout_spill (
     id          bigserial PRIMARY KEY,
     payload     text NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now()
 );
+ALTER TABLE fanout_spill ADD COLUMN IF NOT EXISTS channels text[] NOT NULL DEFAULT '{}';
 
 INSERT INTO schema_migrations (version) VALUES (1) ON CONFLICT DO NOTHING;

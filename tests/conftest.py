@@ -28,6 +28,13 @@ from secure_link.db import apply_schema
 from .story import Server
 
 TEMPLATE = f"sl_template_{os.getpid()}"
+TEST_PEPPER = "tests-only-pepper"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Servers the tests start in their own processes share one pepper: on a real
+    DATABASE_URL the server refuses to start without one (docs/security.md)."""
+    os.environ.setdefault("SECRET_PEPPER", TEST_PEPPER)
 
 
 @pytest.fixture(scope="session")
@@ -78,7 +85,7 @@ def redis_url() -> str:
 def settings_for(database_url: str, media_root: Path, **changes: object) -> Settings:
     """Fast, permissive settings for tests; a test that checks a limit turns it on."""
     base = Settings(database_url=database_url, media_root=media_root, var_dir=media_root.parent / "var",
-                    bcrypt_rounds=4, register_rate_per_min=0, login_failures_per_15_min=0,
+                    pepper=TEST_PEPPER, bcrypt_rounds=4, register_rate_per_min=0, login_failures_per_15_min=0,
                     chat_rate_per_s=0, ws_auth_timeout=2.0)
     return base.replace(**changes)
 

@@ -29,3 +29,11 @@ def test_readme_leads_with_the_two_commands() -> None:
     assert "make run" in readme and "make test" in readme
     ci = (PROJECT_ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
+
+
+def test_every_setting_is_in_the_readme() -> None:
+    from secure_link.config import _VARIABLES
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    missing = sorted(name for name in _VARIABLES if f"`{name}`" not in readme)
+    assert not missing, f"settings missing from the README's table: {missing}"

@@ -10,8 +10,9 @@ SELECT pg_notify(channel, $2) FROM unnest($1::text[]) AS channel;
 -- name: fanout_spill_notify
 -- NOTIFY payloads must stay under 8,000 bytes: park a large message and notify
 -- '@' and its id in the same transaction, so the row is visible to every receiver.
+-- The channels are kept with it, so a clearing can find and drop it ($1 are identifiers).
 WITH spilled AS (
-    INSERT INTO fanout_spill (payload) VALUES ($2) RETURNING id
+    INSERT INTO fanout_spill (payload, channels) VALUES ($2, $1::text[]) RETURNING id
 )
 SELECT pg_notify(channel, '@' || id) FROM spilled, unnest($1::text[]) AS channel;
 
@@ -20,8 +21,13 @@ SELECT pg_notify(channel, '@' || id) FROM spilled, unnest($1::text[]) AS channel
 SELECT payload FROM fanout_spill WHERE id = $1;
 
 -- name: fanout_prune_spill
--- Every worker has read a parked message within seconds; five minutes is a generous margin.
-DELETE FROM fanout_spill WHERE created_at < now() - interval '5 minutes';
+-- Receivers read a parked message within milliseconds; one read after $1 seconds
+-- finds nothing and sends its subscribers a GAP, so they catch up from the messages.
+DELETE FROM fanout_spill WHERE created_at < now() - make_interval(secs => $1);
+
+-- name: fanout_forget_spill
+-- Logout's clearing: a parked message of any of these channels goes with the conversation.
+DELETE FROM fanout_spill WHERE channels && $1::text[];
 
 -- name: fanout_probe
 -- asyncpg does not notice an idle LISTEN connection dying; a round trip with a timeout does.

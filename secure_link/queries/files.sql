@@ -5,6 +5,16 @@ INSERT INTO files (id, owner_id, purpose, path, thumbnail_path, name, content_ty
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 RETURNING *;
 
+-- name: lock_user_uploads
+-- Uploads of one user record one at a time, so each sees the others in the quota.
+SELECT pg_advisory_xact_lock(7003, $1::int);
+
+-- name: pending_upload_bytes
+-- The user's stored but unsent attachments, which UPLOAD_QUOTA_BYTES bounds
+-- (a sent one is the conversation's, and goes with it).
+SELECT COALESCE(sum(size), 0)::bigint FROM files
+WHERE owner_id = $1 AND purpose = 'attachment' AND used_with IS NULL;
+
 -- name: replace_avatar
 -- Returns the previous avatar's id, to delete with its files in the same
 -- transaction; the row lock makes concurrent avatar uploads replace in turn.

@@ -26,10 +26,15 @@ ORDER BY last_used_at DESC;
 DELETE FROM sessions WHERE id = $1 AND user_id = $2 RETURNING id;
 
 -- name: delete_expired_sessions
--- Returns the ids so their sockets can be told, as for a revoked session.
-DELETE FROM sessions WHERE expires_at <= now() RETURNING id;
+-- Their sockets close by themselves: list_live_session_ids no longer names them.
+DELETE FROM sessions WHERE expires_at <= now();
 
 -- name: session_is_live
 -- A socket re-checks its session after a fan-out gap, in case the revocation
 -- event was lost with the connection.
 SELECT EXISTS (SELECT 1 FROM sessions WHERE id = $1 AND expires_at > now());
+
+-- name: list_live_session_ids
+-- Which of a worker's socket sessions are still live; housekeeping closes the
+-- sockets of the others, even when the revocation's event never arrived.
+SELECT id FROM sessions WHERE id = ANY($1::bigint[]) AND expires_at > now();
