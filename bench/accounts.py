@@ -5,8 +5,10 @@
 Runs `python -m secure_link serve` with DATABASE_URL unset and a fresh data
 folder under var/, so the first start includes initdb (cold) and the second
 reuses it (warm). Then registers and logs in users one at a time with the
-default BCRYPT_ROUNDS (12): what a person waits for. Prints a table and
-writes bench/results/accounts.json. Every process is stopped by its PID.
+default BCRYPT_ROUNDS (12): what a person waits for. Last, a flood: 150
+wrong-phrase logins at once while a real user logs in, to show what the
+bounded hashing line (BCRYPT_QUEUE) gives them. Prints a table and writes
+bench/results/accounts.json. Every process is stopped by its PID.
 """
 
 from __future__ import annotations
@@ -97,6 +99,28 @@ async def _latencies(port: int, users: int) -> dict[str, list[float]]:
     return found
 
 
+async def _flood(port: int, size: int = 150) -> dict:
+    """`size` wrong phrases at once; meanwhile one real user logs in, five times in a row."""
+    name = f"real_{uuid.uuid4().hex[:10]}"
+    limits = httpx.Limits(max_connections=size + 10)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60, limits=limits) as http:
+        await http.post("/api/register/", json={"username": name, "phrase": PHRASE})
+        started = time.perf_counter()
+        flood = asyncio.gather(*(http.post("/api/login/", json={"username": f"x_{n}", "phrase": PHRASE})
+                                 for n in range(size)))
+        await asyncio.sleep(0.05)
+        real: list[tuple[int, float]] = []
+        for _ in range(5):
+            begun = time.perf_counter()
+            response = await http.post("/api/login/", json={"username": name, "phrase": PHRASE})
+            real.append((response.status_code, (time.perf_counter() - begun) * 1000))
+        answers = await flood
+    statuses = [answer.status_code for answer in answers]
+    return {"flood": size, "flood_s": time.perf_counter() - started,
+            "flood_401": statuses.count(401), "flood_503": statuses.count(503),
+            "real_login_status": [status for status, _ in real], "real_login_ms": [ms for _, ms in real]}
+
+
 def _summary(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
     return {"median": statistics.median(ordered), "min": ordered[0], "max": ordered[-1], "n": len(ordered)}
@@ -111,12 +135,13 @@ async def run(users: int) -> dict:
         process, warm = await _start(var_dir, port)
         try:
             latencies = await _latencies(port, users)
+            flood = await _flood(port)
         finally:
             _stop(process)
     finally:
         shutil.rmtree(var_dir, ignore_errors=True)
     return {"start_cold_s": cold, "start_warm_s": warm, "bcrypt_rounds": 12,
-            "latency_ms": {k: _summary(v) for k, v in latencies.items()}}
+            "latency_ms": {k: _summary(v) for k, v in latencies.items()}, "flood": flood}
 
 
 def print_table(result: dict) -> None:
@@ -125,6 +150,11 @@ def print_table(result: dict) -> None:
     print(f"\n{'request (bcrypt cost 12)':<26}{'median ms':>10}{'min':>8}{'max':>8}{'n':>4}")
     for name, figures in result["latency_ms"].items():
         print(f"{name:<26}{figures['median']:>10.0f}{figures['min']:>8.0f}{figures['max']:>8.0f}{figures['n']:>4}")
+    flood = result["flood"]
+    print(f"\nflood of {flood['flood']} wrong phrases at once: {flood['flood_401']} hashed (401), "
+          f"{flood['flood_503']} turned away (503 busy), over {flood['flood_s']:.1f} s")
+    print("a real user's logins meanwhile: " + ", ".join(
+        f"{status} in {ms:.0f} ms" for status, ms in zip(flood["real_login_status"], flood["real_login_ms"])))
 
 
 def main() -> None:
