@@ -5,9 +5,11 @@
 Runs `python -m secure_link serve` with DATABASE_URL unset and a fresh data
 folder under var/, so the first start includes initdb (cold) and the second
 reuses it (warm). Then registers and logs in users one at a time with the
-default BCRYPT_ROUNDS (12): what a person waits for. Last, a flood: 150
+default BCRYPT_ROUNDS (12): what a person waits for. Then a flood: 150
 wrong-phrase logins at once while a real user logs in, to show what the
-bounded hashing line (BCRYPT_QUEUE) gives them. Prints a table and writes
+bounded hashing line (BCRYPT_QUEUE) gives them. Last, 200 logins each with
+the right phrase, a wrong one and an unknown user, interleaved: the ratio of
+their medians says whether timing tells them apart. Prints a table and writes
 bench/results/accounts.json. Every process is stopped by its PID.
 """
 
@@ -99,6 +101,24 @@ async def _latencies(port: int, users: int) -> dict[str, list[float]]:
     return found
 
 
+async def _timing(port: int, attempts: int) -> dict:
+    """Right phrase, wrong phrase, unknown user, interleaved `attempts` times: can timing tell them apart?"""
+    name = f"timed_{uuid.uuid4().hex[:10]}"
+    found: dict[str, list[float]] = {"right phrase": [], "wrong phrase": [], "unknown user": []}
+    bodies = {"right phrase": ({"username": name, "phrase": PHRASE}, 200),
+              "wrong phrase": ({"username": name, "phrase": PHRASE + " typo"}, 401),
+              "unknown user": ({"username": "nobody_" + name, "phrase": PHRASE}, 401)}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+        await http.post("/api/register/", json={"username": name, "phrase": PHRASE})
+        for _ in range(attempts):
+            for kind, (body, status) in bodies.items():
+                found[kind].append(await _timed(lambda: http.post("/api/login/", json=body), status))
+    medians = {kind: statistics.median(samples) for kind, samples in found.items()}
+    right = medians["right phrase"]
+    return {"attempts": attempts, "median_ms": medians,
+            "ratio_to_right": {kind: median / right for kind, median in medians.items()}}
+
+
 async def _flood(port: int, size: int = 150) -> dict:
     """`size` wrong phrases at once; meanwhile one real user logs in, five times in a row."""
     name = f"real_{uuid.uuid4().hex[:10]}"
@@ -126,7 +146,7 @@ def _summary(samples: list[float]) -> dict[str, float]:
     return {"median": statistics.median(ordered), "min": ordered[0], "max": ordered[-1], "n": len(ordered)}
 
 
-async def run(users: int) -> dict:
+async def run(users: int, timing_attempts: int) -> dict:
     var_dir = PROJECT_ROOT / "var" / f"bench-accounts-{os.getpid()}"
     port = _free_port()
     try:
@@ -136,12 +156,13 @@ async def run(users: int) -> dict:
         try:
             latencies = await _latencies(port, users)
             flood = await _flood(port)
+            timing = await _timing(port, timing_attempts)
         finally:
             _stop(process)
     finally:
         shutil.rmtree(var_dir, ignore_errors=True)
     return {"start_cold_s": cold, "start_warm_s": warm, "bcrypt_rounds": 12,
-            "latency_ms": {k: _summary(v) for k, v in latencies.items()}, "flood": flood}
+            "latency_ms": {k: _summary(v) for k, v in latencies.items()}, "flood": flood, "timing": timing}
 
 
 def print_table(result: dict) -> None:
@@ -155,12 +176,18 @@ def print_table(result: dict) -> None:
           f"{flood['flood_503']} turned away (503 busy), over {flood['flood_s']:.1f} s")
     print("a real user's logins meanwhile: " + ", ".join(
         f"{status} in {ms:.0f} ms" for status, ms in zip(flood["real_login_status"], flood["real_login_ms"])))
+    timing = result["timing"]
+    print(f"\nlogin timing over {timing['attempts']} attempts each (median ms, ratio to the right phrase):")
+    for kind, median in timing["median_ms"].items():
+        print(f"  {kind:<14}{median:>8.1f}{timing['ratio_to_right'][kind]:>8.3f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=10)
-    result = asyncio.run(run(parser.parse_args().users))
+    parser.add_argument("--timing-attempts", type=int, default=200)
+    arguments = parser.parse_args()
+    result = asyncio.run(run(arguments.users, arguments.timing_attempts))
     print_table(result)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2))

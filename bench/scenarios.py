@@ -32,7 +32,8 @@ from . import loadgen
 from .loadgen import TEXT, Account, Peer
 
 SERVER_ENV = {"BCRYPT_ROUNDS": "4", "CHAT_RATE_PER_S": "0", "REGISTER_RATE_PER_MIN": "0",
-              "LOGIN_FAILURES_PER_15_MIN": "0", "SECURE_LINK_LOG_LEVEL": "warning"}
+              "LOGIN_FAILURES_PER_15_MIN": "0", "WS_MAX_SOCKETS_PER_USER": "0",
+              "SECRET_PEPPER": "bench-only-pepper", "SECURE_LINK_LOG_LEVEL": "warning"}
 
 
 def free_port() -> int:

@@ -83,7 +83,8 @@ async def measure(size_mib: int) -> dict[str, object]:
     """Serve, register, upload once, and report time and RSS."""
     media_root = PROJECT_ROOT / "var" / "bench-media"
     settings = Settings(database_url=await database_url(), media_root=media_root, bcrypt_rounds=4,
-                        register_rate_per_min=0, max_upload_bytes=size_mib * MIB + MIB)
+                        pepper="bench-only-pepper", register_rate_per_min=0, upload_rate_per_min=0,
+                        upload_quota_bytes=0, max_upload_bytes=size_mib * MIB + MIB)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning", lifespan="on"))

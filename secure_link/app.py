@@ -9,28 +9,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from typing import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import auth, devdb, drain, housekeeping, images, routes, secretfile
+from .middleware import AccessLog, JsonCORSMiddleware
 from .config import Settings
 from .db import Database, apply_schema
-from .errors import AppError, error_body
+from .errors import AppError, DatabaseUnavailable, error_body, outage
 from .fanout import Fanout
+from .metrics import Metrics
 from .ratelimit import BoundedSlots, KeyedBuckets, SlidingWindow
 from .services import Services
 
 DRAIN_TIMEOUT_S = 5.0  # longest wait for in-flight acks before uvicorn closes sockets
 log = logging.getLogger("secure_link")
-access_log = logging.getLogger("secure_link.access")
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -44,7 +42,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
                        allow_methods=["GET", "POST", "PATCH", "DELETE"],
                        allow_headers=["Authorization", "Content-Type"], max_age=600),
         ],
-        exception_handlers={AppError: app_error, HTTPException: http_error, Exception: internal_error},
+        exception_handlers={AppError: app_error, HTTPException: http_error,
+                            DatabaseUnavailable: dependency_error, OSError: dependency_error,
+                            Exception: internal_error},
         lifespan=lambda app: lifespan(settings),
     )
 
@@ -78,6 +78,7 @@ async def open_services(settings: Settings) -> Services:
         image_slots=asyncio.Semaphore(max(1, settings.image_concurrency)),
         upload_limiter=SlidingWindow(settings.upload_rate_per_min, 60.0),
         dummy_hash=await asyncio.to_thread(auth.make_dummy_hash, settings.bcrypt_rounds),
+        metrics=Metrics(settings.metrics_dir),
     )
 
 
@@ -107,7 +108,12 @@ async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Services]]:
 async def app_error(request: Request, exc: Exception) -> Response:
     """A refusal raised by our code: its status, code, message and fields."""
     assert isinstance(exc, AppError)
+    _count_error(request, exc.code)
     return JSONResponse(error_body(exc.code, exc.message, exc.fields), exc.status, headers=exc.headers())
+
+
+def _count_error(request: Request, code: str) -> None:
+    request.state.services.metrics.errors.labels(code).inc()
 
 
 _HTTP_CODES = {404: ("not_found", "Nothing here."), 405: ("method_not_allowed", "That method is not allowed here.")}
@@ -117,48 +123,26 @@ async def http_error(request: Request, exc: Exception) -> Response:
     """Starlette's own 404/405 (unknown route, wrong method) in our shape."""
     assert isinstance(exc, HTTPException)
     code, message = _HTTP_CODES.get(exc.status_code, ("http_error", str(exc.detail)))
+    _count_error(request, code)
     return JSONResponse(error_body(code, message), exc.status_code, headers=exc.headers)
+
+
+async def dependency_error(request: Request, exc: Exception) -> Response:
+    """The database or the disk failed: 503 `unavailable` with Retry-After; else a bug after all.
+
+    Registered per exception class, so Starlette does not re-raise it to the
+    server as it does for the catch-all `Exception` handler.
+    """
+    error = outage(exc)
+    if error is None:
+        return await internal_error(request, exc)
+    log.warning("%s on %s %s: %r", error.code, request.method, request.url.path, exc)
+    _count_error(request, error.code)
+    return JSONResponse(error_body(error.code, error.message), error.status, headers=error.headers())
 
 
 async def internal_error(request: Request, exc: Exception) -> Response:
     """A bug: logged with its traceback, answered without one."""
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    _count_error(request, "internal")
     return JSONResponse(error_body("internal", "Something went wrong on our side."), 500)
-
-
-class JsonCORSMiddleware(CORSMiddleware):
-    """Starlette's CORS, with a refused preflight answered in the one error shape."""
-
-    def preflight_response(self, request_headers):  # type: ignore[no-untyped-def]
-        response = super().preflight_response(request_headers)
-        if response.status_code != 400:
-            return response
-        reason = bytes(response.body).decode(errors="replace")
-        return JSONResponse(error_body("cors_refused", reason), 400)
-
-
-class AccessLog:
-    """One structured log line per HTTP request: method, path, status, duration."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = [500]
-
-        async def send_and_remember(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_remember)
-        finally:
-            access_log.info("request", extra={
-                "method": scope["method"], "path": scope["path"], "status": status[0],
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-            })

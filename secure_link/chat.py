@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import time
 from typing import Any, AsyncIterator
 
 from . import auth, media
@@ -52,15 +53,21 @@ async def close_session_sockets(services: Services, session_id: int) -> None:
     await publish(services, [session_channel(session_id)], encode_event(REVOKED_FRAME))
 
 
-def encode_event(frame: dict[str, Any], skip_connection: str = "") -> str:
-    """Serialise a frame once for all its receivers; `skip_connection` is not sent it."""
-    return skip_connection + "\n" + json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+def encode_event(frame: dict[str, Any], skip_connection: str = "", message_id: int | None = None) -> str:
+    """Serialise a frame once for all its receivers; `skip_connection` is not sent it.
+
+    A chat event names its message id in the envelope, so receivers can count
+    and log deliveries without parsing the frame.
+    """
+    header = skip_connection if message_id is None else f"{skip_connection} {message_id}"
+    return header + "\n" + json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
 
 
-def decode_event(event: str) -> tuple[str, str]:
-    """The connection to skip and the frame text, ready to send as is."""
-    skip, _, frame = event.partition("\n")
-    return skip, frame
+def decode_event(event: str) -> tuple[str, str, str]:
+    """The connection to skip, the message id ('' unless a chat event), and the frame text to send as is."""
+    header, _, frame = event.partition("\n")
+    skip, _, message_id = header.partition(" ")
+    return skip, message_id, frame
 
 
 def message_json(row: Any) -> dict[str, Any]:
@@ -128,12 +135,16 @@ async def find_peer(services: Services, user: User, username: str) -> Any:
 async def send_message(services: Services, user: User, draft: Draft,
                        origin: str = "") -> tuple[dict[str, Any], bool]:
     """Store (once per client_id) in one round trip, then publish; returns the Message and whether it is new."""
+    started = time.perf_counter()
     row = await services.db.fetchrow(
         "insert_message", user.id, draft.to, draft.message, draft.client_id, draft.attachment)
     if row is None:
         return await _not_inserted(services, user, draft), False
+    services.metrics.send_seconds.observe(time.perf_counter() - started)
+    services.metrics.messages_stored.inc()
+    log.info("message stored", extra={"message_id": row["id"], "sender": user.id, "origin": origin or "rest"})
     message = message_json(row)
-    event = encode_event({"type": "chat", "message": message}, skip_connection=origin)
+    event = encode_event({"type": "chat", "message": message}, skip_connection=origin, message_id=row["id"])
     await publish(services, [user_channel(row["recipient_id"]), user_channel(user.id)], event)
     return message, True
 

@@ -7,8 +7,11 @@ SECURE_LINK_* variables in the README); a flag given here wins.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
+import shutil
 import signal
+from pathlib import Path
 
 import click
 import uvicorn
@@ -51,6 +54,8 @@ def serve(host: str | None, port: int | None, workers: int | None, reload: bool)
         os.environ["SECRET_PEPPER_FILE"] = str(settings.pepper_file)
     workers = workers or settings.workers
     several = workers > 1 or reload
+    if several:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_fresh_metrics_dir(settings))
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     uvicorn.run(
         "secure_link.app:create_app" if several else _single_app(settings.replace(database_url=url)),
@@ -64,7 +69,7 @@ def serve(host: str | None, port: int | None, workers: int | None, reload: bool)
         ws_ping_interval=settings.ws_ping_interval,
         ws_ping_timeout=settings.ws_ping_interval,
         ws_per_message_deflate=False,
-        log_config=log_config(settings.log_level),
+        log_config=log_config(settings.log_level, settings.log_format),
         access_log=False,
         timeout_graceful_shutdown=10,
     )
@@ -88,6 +93,19 @@ def _serving_settings() -> Settings:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     return settings
+
+
+def _fresh_metrics_dir(settings: Settings) -> Path:
+    """Where the workers keep their metrics (multiprocess mode): PROMETHEUS_MULTIPROC_DIR as
+    given, else an empty folder of this server process under var/, removed at exit."""
+    if settings.metrics_dir:
+        settings.metrics_dir.mkdir(parents=True, exist_ok=True)
+        return settings.metrics_dir
+    folder = settings.var_dir / f"metrics-{os.getpid()}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

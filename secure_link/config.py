@@ -63,11 +63,14 @@ class Settings:
     ws_auth_timeout: float = 10.0
     ws_send_queue: int = 256
     ws_send_timeout: float = 10.0
+    ws_max_sockets_per_user: int = 20
     max_message_chars: int = 4000
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
     log_level: str = "info"
+    log_format: str = "auto"
+    metrics_dir: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -95,6 +98,12 @@ def _origins(value: str) -> tuple[str, ...]:
             raise ConfigError(f"CORS_ORIGINS: {origin!r} is not an origin like https://app.example "
                               "(a wildcard is refused: cookies authenticate these requests)")
     return origins
+
+
+def _log_format(value: str) -> str:
+    if value not in ("auto", "json", "text"):
+        raise ConfigError(f"LOG_FORMAT must be auto, json or text, not {value!r}")
+    return value
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -136,10 +145,13 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "WS_MAX_FRAME_BYTES": ("ws_max_frame_bytes", int),
     "WS_PING_INTERVAL": ("ws_ping_interval", float),
     "WS_SEND_TIMEOUT": ("ws_send_timeout", float),
+    "WS_MAX_SOCKETS_PER_USER": ("ws_max_sockets_per_user", int),
     "SECURE_LINK_HOST": ("host", str),
     "SECURE_LINK_PORT": ("port", int),
     "SECURE_LINK_WORKERS": ("workers", int),
     "SECURE_LINK_LOG_LEVEL": ("log_level", str),
+    "LOG_FORMAT": ("log_format", _log_format),
+    "PROMETHEUS_MULTIPROC_DIR": ("metrics_dir", Path),
 }
 
 

@@ -17,9 +17,20 @@ from typing import Any, AsyncIterator
 
 import asyncpg
 
+from .errors import DatabaseUnavailable
+
 QUERIES_DIR = Path(__file__).resolve().parent / "queries"
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "sql"
 log = logging.getLogger("secure_link.db")
+# What a database that is down, restarting or unreachable raises through asyncpg:
+CONNECTION_ERRORS = (
+    OSError,                                        # refused, reset, no socket file, timed out
+    asyncpg.PostgresConnectionError,                # the connection broke (SQLSTATE class 08)
+    asyncpg.exceptions.OperatorInterventionError,   # shutting down, starting up (class 57)
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full (class 53)
+    asyncpg.InterfaceError,                         # "connection is closed", "pool is closing"
+    asyncpg.exceptions.InternalClientError,         # the driver's state after a connection broke mid-query
+)
 _NAME_LINE = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s*$")
 
 
@@ -86,6 +97,7 @@ class Database:
     def __init__(self, pool: asyncpg.Pool, queries: dict[str, Query]) -> None:
         self.pool = pool
         self.queries = queries
+        self.in_flight = 0  # queries and transactions under way, for the pool metrics
 
     @classmethod
     async def connect(cls, url: str, min_size: int = 2, max_size: int = 10) -> "Database":
@@ -113,19 +125,29 @@ class Database:
 
     async def fetch(self, name: str, *args: Any, conn: asyncpg.Connection | None = None) -> list[asyncpg.Record]:
         """All rows of a named query."""
-        return await (conn or self.pool).fetch(self.sql(name), *args)
+        return await self._run("fetch", name, args, conn)
 
     async def fetchrow(self, name: str, *args: Any, conn: asyncpg.Connection | None = None) -> asyncpg.Record | None:
         """The first row of a named query, or None."""
-        return await (conn or self.pool).fetchrow(self.sql(name), *args)
+        return await self._run("fetchrow", name, args, conn)
 
     async def fetchval(self, name: str, *args: Any, conn: asyncpg.Connection | None = None) -> Any:
         """The first column of the first row, or None."""
-        return await (conn or self.pool).fetchval(self.sql(name), *args)
+        return await self._run("fetchval", name, args, conn)
 
     async def execute(self, name: str, *args: Any, conn: asyncpg.Connection | None = None) -> str:
         """Run a statement for its effect; returns the status tag (e.g. `DELETE 3`)."""
-        return await (conn or self.pool).execute(self.sql(name), *args)
+        return await self._run("execute", name, args, conn)
+
+    async def _run(self, method: str, name: str, args: tuple[Any, ...], conn: asyncpg.Connection | None) -> Any:
+        """One named query; a broken or refused connection becomes `DatabaseUnavailable` (a 503)."""
+        self.in_flight += 1
+        try:
+            return await getattr(conn or self.pool, method)(self.sql(name), *args)
+        except CONNECTION_ERRORS as exc:
+            raise DatabaseUnavailable(repr(exc)) from exc
+        finally:
+            self.in_flight -= 1
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
@@ -134,9 +156,19 @@ class Database:
         Pass it as `conn=` to every query that must be part of the transaction;
         nothing joins it implicitly (the trap `databases` falls into).
         """
-        async with self.pool.acquire() as connection:
-            async with connection.transaction():
-                yield connection
+        self.in_flight += 1
+        try:
+            async with self.pool.acquire() as connection:
+                async with connection.transaction():
+                    yield connection
+        except CONNECTION_ERRORS as exc:
+            raise DatabaseUnavailable(repr(exc)) from exc
+        finally:
+            self.in_flight -= 1
+
+    def pool_state(self) -> tuple[int, int, int]:
+        """Connections open, idle, and queries under way: what the pool metrics show."""
+        return self.pool.get_size(), self.pool.get_idle_size(), self.in_flight
 
 
 async def apply_schema(url: str, schema_dir: Path = SCHEMA_DIR) -> list[int]:

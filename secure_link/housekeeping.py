@@ -26,6 +26,7 @@ async def one_round(services: Services) -> None:
     """Heartbeat this worker, sweep dead ones, drop expired sessions, old failures, parked
     fan-out payloads and stale uploads."""
     await services.db.execute("insert_worker", services.worker_id)
+    services.sample_metrics()
     await presence.sweep_dead_workers(services)
     await services.db.execute("delete_expired_sessions")
     await chat.close_ended_sessions(services)

@@ -1,10 +1,17 @@
-"""Structured logs: one JSON object per line, for access and error logs alike."""
+"""Logs for machines and for people: JSON lines, or readable lines on a terminal.
+
+LOG_FORMAT=auto (the default) writes readable lines when stderr is a terminal
+(`make run`) and JSON lines otherwise (a service, a container, a pipe); `json`
+or `text` force one. Neither carries colour codes, so JSON stays parseable.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
+from typing import IO
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -25,13 +32,33 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def log_config(level: str) -> dict:
-    """A logging.dictConfig for uvicorn's `log_config=`: every logger as JSON to stderr."""
-    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+class TextFormatter(logging.Formatter):
+    """`12:00:01 INFO secure_link.access request method=GET path=/ status=200`, plus the traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD)
+        line = (f"{time.strftime('%H:%M:%S', time.localtime(record.created))} {record.levelname:<7} "
+                f"{record.name} {record.getMessage()}" + (f" {fields}" if fields else ""))
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def resolved_format(log_format: str, stream: IO[str]) -> str:
+    """`auto` is text for a person at a terminal, JSON for everything else."""
+    if log_format != "auto":
+        return log_format
+    return "text" if stream.isatty() else "json"
+
+
+def log_config(level: str, log_format: str = "auto") -> dict:
+    """A logging.dictConfig for uvicorn's `log_config=`: every logger to stderr, as JSON or text."""
+    handler = {"class": "logging.StreamHandler", "formatter": resolved_format(log_format, sys.stderr),
+               "stream": "ext://sys.stderr"}
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"json": {"()": JsonFormatter}},
+        "formatters": {"json": {"()": JsonFormatter}, "text": {"()": TextFormatter}},
         "handlers": {"default": handler},
         "root": {"handlers": ["default"], "level": level.upper()},
         "loggers": {"uvicorn.access": {"level": "WARNING"}},

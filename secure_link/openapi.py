@@ -57,6 +57,7 @@ OPERATIONS: list[tuple[str, str, str, str | None, int, tuple[int, ...]]] = [
     ("/api/openapi.json", "get", "This document", None, 200, ()),
     ("/healthz", "get", "Liveness: the process is up", None, 200, ()),
     ("/readyz", "get", "Readiness: the database answers", None, 200, (503,)),
+    ("/metrics", "get", "Prometheus metrics of this host's workers (text format)", None, 200, ()),
 ]
 
 

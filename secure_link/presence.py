@@ -17,11 +17,19 @@ from .services import Services
 DEAD_AFTER_S = 30.0
 
 
+class TooManySockets(Exception):
+    """The user already holds WS_MAX_SOCKETS_PER_USER sockets, counted across workers."""
+
+
 async def connection_opened(services: Services, user: User, connection_id: uuid.UUID) -> None:
-    """Record a socket; the user's first one announces them online."""
+    """Record a socket; the user's first one announces them online; one past the cap is refused."""
+    cap = services.settings.ws_max_sockets_per_user
     async with services.db.transaction() as conn:
         await services.db.execute("lock_user_presence", user.id, conn=conn)
-        before = await services.db.fetchval("open_connection", connection_id, services.worker_id, user.id, conn=conn)
+        before = await services.db.fetchval("open_connection", connection_id, services.worker_id, user.id,
+                                            max(cap, 0), conn=conn)
+        if 0 < cap <= before:
+            raise TooManySockets(f"{before} sockets open")
         if before == 0:  # announced under the lock: a reload's offline/online cannot swap
             await announce(services, user.id, user.username, online=True, conn=conn)
 

@@ -106,6 +106,7 @@ async def send_message(request: Request) -> Response:
         raise rate_limited(wait)
     draft = chat.parse_draft(services, await read_json(request))
     message, created = await chat.send_message(services, user, draft)
+    request.state.message_id = message["id"]  # for the access log line
     return JSONResponse(message, status_code=201 if created else 200)
 
 
@@ -157,6 +158,14 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready"})
 
 
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics of this host's workers (not exposed through the nginx kit)."""
+    services: Services = request.state.services
+    services.sample_metrics()
+    body, content_type = services.metrics.exposition()
+    return Response(body, media_type=content_type)
+
+
 async def openapi_document(request: Request) -> Response:
     """The OpenAPI description of this API."""
     return JSONResponse(openapi.document())
@@ -178,5 +187,6 @@ routes = [
     Route("/api/openapi.json", openapi_document, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
     WebSocketRoute("/ws/chat/", sockets.chat_socket),
 ]

@@ -14,6 +14,7 @@ from .config import Settings
 from .db import Database
 from .drain import InFlight
 from .fanout import Fanout
+from .metrics import Metrics
 from .ratelimit import BoundedSlots, KeyedBuckets, KeyedLocks, SlidingWindow
 
 
@@ -30,6 +31,11 @@ class Services:
     image_slots: asyncio.Semaphore
     upload_limiter: SlidingWindow
     dummy_hash: bytes
+    metrics: Metrics
     in_flight: InFlight = dataclasses.field(default_factory=InFlight)
     image_locks: KeyedLocks = dataclasses.field(default_factory=KeyedLocks)  # one decode per user
     worker_id: uuid.UUID = dataclasses.field(default_factory=uuid.uuid4)
+
+    def sample_metrics(self) -> None:
+        """Record what is sampled rather than counted (pool, tasks, channels): at each scrape and chore round."""
+        self.metrics.observe_worker(self.db.pool_state(), len(asyncio.all_tasks()), len(self.fanout.local_channels()))

@@ -22,7 +22,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from . import auth, chat, presence
 from .auth import User
 from .errors import (CLOSE_INTERNAL, CLOSE_POLICY, CLOSE_RATE_LIMITED, CLOSE_TOO_BIG, CLOSE_TRY_AGAIN,
-                     CLOSE_UNAUTHENTICATED, AppError, error_frame, rate_limited)
+                     CLOSE_UNAUTHENTICATED, AppError, error_frame, outage, rate_limited)
 from .fanout import Gap, SubscriptionOverflow
 from .payload import is_storable_text, is_utf8, take
 from .proxy import origin_allowed
@@ -30,7 +30,8 @@ from .ratelimit import TokenBucket
 from .services import Services
 
 STRIKES_BEFORE_CLOSE = 20
-REVOKED_TEXT = chat.decode_event(chat.encode_event(chat.REVOKED_FRAME))[1]
+REVOKED_TEXT = chat.decode_event(chat.encode_event(chat.REVOKED_FRAME))[2]
+RESYNC_TEXT = json.dumps({"type": "resync"})
 CLOSE_TIMEOUT_S = 10.0  # a stalled client that reads again within this sees the close code
 log = logging.getLogger("secure_link.sockets")
 
@@ -59,10 +60,19 @@ async def chat_socket(websocket: WebSocket) -> None:
             await asyncio.wait_for(websocket.close(closing.code, closing.reason), CLOSE_TIMEOUT_S)
     except WebSocketDisconnect:
         pass
-    except Exception:  # a bug: say so with 1011 rather than dropping the TCP connection
-        log.exception("socket failed")
+    except Exception as exc:  # say why with a close code rather than dropping the TCP connection
+        code, reason = _close_for(exc)
         with contextlib.suppress(Exception):
-            await websocket.close(CLOSE_INTERNAL, "internal error")
+            await websocket.close(code, reason)
+
+
+def _close_for(exc: Exception) -> tuple[int, str]:
+    """1013 when the database failed (reconnect and sync later), else 1011 for a bug (logged)."""
+    if outage(exc) is not None:
+        log.warning("socket closed, a dependency failed: %r", exc)
+        return CLOSE_TRY_AGAIN, "service unavailable; reconnect shortly"
+    log.error("socket failed", exc_info=exc)
+    return CLOSE_INTERNAL, "internal error"
 
 
 async def authenticate(websocket: WebSocket, services: Services) -> User:
@@ -109,6 +119,12 @@ async def _receive_text(websocket: WebSocket, services: Services) -> str | None:
     return text
 
 
+def _client_id_of(frame: Any) -> str | None:
+    """The frame's client_id, echoed in any error answering it, so the client knows which send to retry."""
+    client_id = frame.get("client_id") if isinstance(frame, dict) else None
+    return client_id if isinstance(client_id, str) and is_utf8(client_id) else None
+
+
 def _parse(text: str | None) -> Any:
     if text is None:
         raise AppError(400, "unsupported_frame", "Send text frames holding JSON.")
@@ -140,12 +156,17 @@ class Connection:
         """Subscribe, announce, say `ready`, then serve until either side ends."""
         channels = [chat.user_channel(self.user.id), chat.session_channel(self.user.session_id)]
         async with self.services.fanout.subscribe_many(channels) as subscription:
-            await presence.connection_opened(self.services, self.user, self.id)
+            try:
+                await presence.connection_opened(self.services, self.user, self.id)
+            except presence.TooManySockets:
+                raise Closing(CLOSE_POLICY, "too many sockets open for this account") from None
+            self.services.metrics.sockets_open.inc()
             try:
                 self.floor = await self.services.db.fetchval("max_message_id_for_user", self.user.id)
                 await self._greet()
                 await self._serve(subscription)
             finally:
+                self.services.metrics.sockets_open.dec()
                 await asyncio.shield(presence.connection_closed(self.services, self.user, self.id))
 
     async def _greet(self) -> None:
@@ -189,27 +210,40 @@ class Connection:
                 if isinstance(event, Gap):
                     await self._catch_up()
                     continue
-                skip, frame = chat.decode_event(event)
+                skip, message_id, frame = chat.decode_event(event)
                 if frame == REVOKED_TEXT:
                     raise Closing(CLOSE_UNAUTHENTICATED, "session revoked")
                 if skip != self.id.hex:
                     await self._send_text(frame)
+                    if message_id:
+                        self._delivered(message_id)
         except SubscriptionOverflow:
             raise Closing(CLOSE_TRY_AGAIN, "too far behind; reconnect and sync") from None
+
+    def _delivered(self, message_id: str | int) -> None:
+        """Count a chat frame handed to this socket; at debug level, log it to follow a message across hosts."""
+        self.services.metrics.messages_delivered.inc()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("message delivered", extra={"message_id": int(message_id), "connection": self.id.hex})
 
     async def _catch_up(self) -> None:
         """After a fan-out reconnect, resend what may have been missed (clients dedupe by id).
 
-        A revocation published during the gap was lost too, so the session is re-checked.
+        A revocation published during the gap was lost too, so the session is
+        re-checked; so were removals (`cleared`), which no replay can show, so
+        the client is told to reload what it shows (`resync`) before the replay.
         """
         if not await self.services.db.fetchval("session_is_live", self.user.session_id):
             raise Closing(CLOSE_UNAUTHENTICATED, "session revoked")
+        self.services.metrics.fanout_catch_ups.inc()
+        await self._send_text(RESYNC_TEXT)
         self.floor = await self._replay(self.floor)
 
     async def _replay(self, since: int) -> int:
         last_id = since
         async for message in chat.replay(self.services, self.user, since):
             await self._send({"type": "chat", "message": message})
+            self._delivered(message["id"])
             last_id = message["id"]
         return last_id
 
@@ -221,14 +255,17 @@ class Connection:
                 frame = _parse(text)
                 await self._handle(frame)
             except AppError as error:
-                client_id = frame.get("client_id") if isinstance(frame, dict) else None
-                echo = client_id if isinstance(client_id, str) and is_utf8(client_id) else None
-                await self._send(error_frame(error, echo))
+                self.services.metrics.errors.labels(error.code).inc()
+                await self._send(error_frame(error, _client_id_of(frame)))
             except (Closing, WebSocketDisconnect):
                 raise
-            except Exception:  # one bad frame must not kill a healthy socket
-                log.exception("frame failed")
-                await self._send({"type": "error", "code": "internal", "message": "Something went wrong."})
+            except Exception as exc:  # one bad frame must not kill a healthy socket
+                error = outage(exc)
+                if error is None:
+                    log.error("frame failed", exc_info=exc)
+                    error = AppError(500, "internal", "Something went wrong on our side.")
+                self.services.metrics.errors.labels(error.code).inc()
+                await self._send(error_frame(error, _client_id_of(frame)))
 
     async def _handle(self, frame: Any) -> None:
         kind = frame.get("type") if isinstance(frame, dict) else None

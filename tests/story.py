@@ -51,7 +51,8 @@ class Socket:
     async def next(self, timeout: float = 5.0) -> dict[str, Any]:
         return json.loads(await asyncio.wait_for(self.connection.recv(), timeout))
 
-    async def expect(self, kind: str, timeout: float = 5.0, skip: tuple[str, ...] = ("presence", "typing")) -> dict[str, Any]:
+    async def expect(self, kind: str, timeout: float = 5.0,
+                     skip: tuple[str, ...] = ("presence", "typing", "resync")) -> dict[str, Any]:
         """The next frame of `kind`, passing over chatter in `skip`; anything else fails."""
         while True:
             frame = await self.next(timeout)
@@ -136,7 +137,7 @@ class Person:
             frame["client_id"] = client_id
         await socket.send(frame)
         # replays after a fan-out gap may come first; clients dedupe those by id
-        ack = await socket.expect("ack", skip=("presence", "typing", "chat"))
+        ack = await socket.expect("ack", skip=("presence", "typing", "chat", "resync"))
         return ack["message"]
 
     async def close_sockets(self) -> None:

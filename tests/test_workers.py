@@ -35,14 +35,15 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def server_process(database_url: str, broadcast_url: str, settings) -> AsyncIterator[Server]:  # type: ignore[no-untyped-def]
+async def server_process(database_url: str, broadcast_url: str, settings, workers: int = 1,  # type: ignore[no-untyped-def]
+                         **extra_env: str) -> AsyncIterator[Server]:
     """A server in its own process; stopped by PID however the test ends."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": database_url, "BROADCAST_URL": broadcast_url,
            "BCRYPT_ROUNDS": "4", "CHAT_RATE_PER_S": "0", "REGISTER_RATE_PER_MIN": "0",
-           "LOGIN_FAILURES_PER_15_MIN": "0", "SECURE_LINK_LOG_LEVEL": "warning"}
-    process = subprocess.Popen([sys.executable, "-m", "secure_link", "serve", "--port", str(port)],
-                               env=env, cwd=PROJECT_ROOT)
+           "LOGIN_FAILURES_PER_15_MIN": "0", "SECURE_LINK_LOG_LEVEL": "warning", **extra_env}
+    process = subprocess.Popen([sys.executable, "-m", "secure_link", "serve", "--port", str(port),
+                                "--workers", str(workers)], env=env, cwd=PROJECT_ROOT)
     try:
         await _wait_until_serving(port, process)
         yield Server(f"127.0.0.1:{port}", settings, pid=process.pid)

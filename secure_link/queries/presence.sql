@@ -21,11 +21,15 @@ SELECT DISTINCT user_id FROM gone;
 SELECT pg_advisory_xact_lock(7002, $1::int);
 
 -- name: open_connection
--- Returns how many connections the user had before this one.
-WITH inserted AS (
-    INSERT INTO live_connections (id, worker_id, user_id) VALUES ($1, $2, $3)
+-- Records the connection unless the user already holds $4 of them (0: no
+-- cap); returns how many the user had before this one, on every worker.
+WITH before AS (
+    SELECT count(*) AS open FROM live_connections WHERE user_id = $3
+), inserted AS (
+    INSERT INTO live_connections (id, worker_id, user_id)
+    SELECT $1, $2, $3 FROM before WHERE $4 = 0 OR before.open < $4
 )
-SELECT count(*) FROM live_connections WHERE user_id = $3;
+SELECT open FROM before;
 
 -- name: close_connection
 -- Returns how many connections the user still has after this one closed.

@@ -6,7 +6,7 @@
 -- name: lock_login_address
 -- Attempts from one address are reserved one at a time, so each sees every
 -- attempt before it; both limits include the address, so this one lock covers both.
-SELECT pg_advisory_xact_lock(7002, hashtext($1));
+SELECT pg_advisory_xact_lock(7004, hashtext($1));
 
 -- name: reserve_login_attempt
 -- Count this attempt before hashing, unless username+address (limit $3) or the
