@@ -7,13 +7,14 @@ SECURE_LINK_* variables in the README); a flag given here wins.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 
 import click
 import uvicorn
 
-from . import devdb, media
+from . import devdb, media, openapi
 from .config import Settings
 from .db import Database, apply_schema
 from .logs import log_config
@@ -79,6 +80,12 @@ def _single_app(settings: Settings):  # type: ignore[no-untyped-def]
     from .app import create_app
 
     return create_app(settings)
+
+
+@main.command("openapi")
+def openapi_command() -> None:
+    """Print the OpenAPI document, so the web client's types are generated without a server."""
+    click.echo(json.dumps(openapi.document(), indent=2, sort_keys=True))
 
 
 @main.group()
