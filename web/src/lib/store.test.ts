@@ -70,6 +70,12 @@ describe("store", () => {
     expect(state.threads.bob.peerReadUpTo).toBe(0);
   });
 
+  it("takes a read receipt or typing as a sign the peer is online", () => {
+    const state = run({ type: "presence", user: "bob", online: false }, { type: "typing", from: "bob", until: 5 });
+    expect(state.presence.bob).toBe(true);
+    expect(run({ type: "read", by: "carol", up_to: 3 }).presence.carol).toBe(true);
+  });
+
   it("removes `deleted` messages by id", () => {
     const state = run(
       { type: "message", message: message(1) },

@@ -134,6 +134,10 @@ function lastIdOf(list: Conversation[], lastId: number): number {
   return list.reduce((max, c) => Math.max(max, c.last_message.id), lastId);
 }
 
+function online(state: State, user: string): State {
+  return { ...state, presence: { ...state.presence, [user]: true } };
+}
+
 /** The one place state changes; every action is a frame or an answer from the server. */
 export function reduce(state: State, action: Action): State {
   switch (action.type) {
@@ -158,10 +162,12 @@ export function reduce(state: State, action: Action): State {
       return Object.keys(state.threads).reduce((s, peer) => withThread(s, peer, (t) => ({
         ...t, entries: t.entries.map((e) => e.id === null && e.client_id === action.client_id ? { ...e, failed: action.reason } : e),
       })), state);
+    // Receipts and typing come only from a connected client: the peer is online, even if
+    // the server had no presence to announce because the conversation began after they connected.
     case "read":
-      return withThread(state, action.by, (t) => ({ ...t, peerReadUpTo: Math.max(t.peerReadUpTo, action.up_to) }));
+      return withThread(online(state, action.by), action.by, (t) => ({ ...t, peerReadUpTo: Math.max(t.peerReadUpTo, action.up_to) }));
     case "typing":
-      return { ...state, typingUntil: { ...state.typingUntil, [action.from]: action.until } };
+      return { ...online(state, action.from), typingUntil: { ...state.typingUntil, [action.from]: action.until } };
     case "presence":
       return { ...state, presence: { ...state.presence, [action.user]: action.online } };
     case "cleared": {

@@ -12,7 +12,7 @@ export function AttachmentView({ file }: { file: FileInfo }) {
   }
   return (
     <a className="attachment file" href={file.url} download={file.name}>
-      <span aria-hidden="true">📄</span> {file.name} <span className="size">({formatSize(file.size)})</span>
+      {file.name} <span className="size">({formatSize(file.size)})</span>
     </a>
   );
 }

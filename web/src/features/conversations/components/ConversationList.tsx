@@ -12,7 +12,7 @@ interface ConversationListProps {
 
 function preview(meta: ConversationMeta, me: string): string {
   if (!meta.last) return "";
-  const text = meta.last.message || (meta.last.attachment ? `📎 ${meta.last.attachment.name}` : "");
+  const text = meta.last.message || (meta.last.attachment ? `Attachment: ${meta.last.attachment.name}` : "");
   return meta.last.from === me ? `You: ${text}` : text;
 }
 
