@@ -278,3 +278,32 @@ async def logout_clears_both_sides(alice: Person, bob: Person) -> None:
     await expect(bob.log().locator("li[data-id]")).to_have_count(0)
     await bob.accessible("cleared chat")
     await bob.shoot("10-bob-cleared-phone-dark")
+
+
+async def test_keyboard_login_and_history_paging_in_on_scroll(browser: Browser, server: Server) -> None:
+    """Sixty messages: the newest fifty show first, the rest page in when the log is scrolled to the top."""
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    for n in range(60):
+        answer = await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": f"note {n}"})
+        assert answer.status_code == 201, answer.text
+    person = await new_person(browser, server, "bob", viewport=PHONE)
+    try:
+        await person.page.keyboard.press("Tab")
+        await person.page.keyboard.type(bob.username)  # focus starts on Username
+        await person.page.keyboard.press("Tab")
+        await person.page.keyboard.type(bob.phrase)
+        await person.page.keyboard.press("Enter")      # the form's first button: Log in
+        conversation = person.page.get_by_role("button", name=re.compile(alice.username))
+        await expect(conversation).to_contain_text("60 unread")
+        await conversation.focus()
+        await person.page.keyboard.press("Enter")
+        items = person.log().locator("li[data-id]")
+        await expect(items).to_have_count(50)
+        await expect(items.first).to_contain_text("note 10")
+        await person.log().evaluate("log => log.scrollTo(0, 0)")
+        await expect(items).to_have_count(60)
+        await expect(items.first).to_contain_text("note 0")
+        await expect(person.log().get_by_role("button", name="Show older messages")).to_have_count(0)
+    finally:
+        await person.context.close()
+    assert person.errors == []
