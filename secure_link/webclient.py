@@ -17,7 +17,7 @@ from .errors import AppError
 
 INDEX_HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
 ASSET_HEADERS = {"Cache-Control": "public, max-age=31536000, immutable", "X-Content-Type-Options": "nosniff"}
-API_PREFIXES = ("/api/", "/media/", "/ws/", "/assets/")
+NOT_CLIENT_ROUTES = ("/api/", "/media/", "/ws/", "/assets/")  # their 404s stay JSON
 
 
 def _root(request: Request) -> Path:
@@ -52,7 +52,7 @@ async def asset(request: Request) -> Response:
 
 def serves_client_route(request: Request) -> bool:
     """Whether a 404 should become index.html: a browser navigating to a client
-    route (GET, asks for HTML, not under an API prefix) while a build exists."""
+    route (GET, asks for HTML, not under NOT_CLIENT_ROUTES) while a build exists."""
     path = request.url.path
     return (request.method == "GET" and "text/html" in request.headers.get("accept", "")
-            and not path.startswith(API_PREFIXES) and (_root(request) / "index.html").is_file())
+            and not path.startswith(NOT_CLIENT_ROUTES) and (_root(request) / "index.html").is_file())

@@ -179,7 +179,7 @@ async def test_two_people_chat_in_two_browsers(browser: Browser, server: Server)
         await send_an_image(alice, bob)
         await reload_keeps_history(bob, alice)
         await offline_and_back(bob, alice)
-        await account_and_sessions(alice, bob)
+        await account_and_sessions(alice, bob, server)
         await logout_clears_both_sides(alice, bob)
     finally:
         await alice.context.close()
@@ -253,9 +253,18 @@ async def offline_and_back(bob: Person, alice: Person) -> None:
     assert ids == sorted(set(ids)), f"messages out of order or doubled: {ids}"
 
 
-async def account_and_sessions(alice: Person, bob: Person) -> None:
+async def account_and_sessions(alice: Person, bob: Person, server: Server) -> None:
+    """Alice sees her sessions, revokes one left on another device, and changes her avatar."""
+    async with server.client() as http:
+        other = await http.post("/api/login/", json={"username": alice.username, "phrase": PHRASE})
+        assert other.status_code == 200, other.text
     await alice.page.get_by_role("button", name="Account").click()
     await expect(alice.page.get_by_text("This device")).to_be_visible()
+    await alice.page.get_by_role("button", name="Revoke").click()
+    await expect(alice.page.get_by_role("button", name="Revoke")).to_have_count(0)
+    async with server.client() as http:
+        revoked = await http.get("/api/user-profile/", headers={"Authorization": f"Bearer {other.json()['token']}"})
+    assert revoked.status_code == 401
     async with alice.page.expect_file_chooser() as chooser:
         await alice.page.get_by_role("button", name="Change avatar").click()
     await (await chooser.value).set_files(png("me.png"))

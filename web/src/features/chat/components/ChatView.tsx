@@ -1,4 +1,4 @@
-import { useEffect, useLayoutEffect, useRef, type ReactNode } from "react";
+import { useEffect, useLayoutEffect, useRef, type ReactNode, type RefObject } from "react";
 import { formatTime } from "../../../components/format";
 import type { FileInfo } from "../../../lib/api";
 import type { Entry, Thread } from "../../../lib/store";
@@ -25,8 +25,9 @@ function status(entry: Entry, readUpTo: number): string {
   return entry.id <= readUpTo ? "Read" : "Sent";
 }
 
-/** Keeps the view pinned to the newest message, and in place when older ones page in above. */
-function useScrollKeeper(list: React.RefObject<HTMLDivElement | null>, entries: Entry[]) {
+/** Keeps the view at the newest message while the reader is there, and in place when
+ *  older messages page in above or new ones arrive while they read back. */
+function useScrollKeeper(list: RefObject<HTMLDivElement | null>, entries: Entry[]) {
   const previous = useRef({ height: 0, first: null as number | null, count: 0 });
   useLayoutEffect(() => {
     const element = list.current;
@@ -34,10 +35,21 @@ function useScrollKeeper(list: React.RefObject<HTMLDivElement | null>, entries: 
     const before = previous.current;
     const first = entries[0]?.id ?? null;
     const prepended = before.count > 0 && first !== before.first && entries.length > before.count;
-    if (prepended && element.scrollTop < 50) element.scrollTop += element.scrollHeight - before.height;
-    else if (!prepended) element.scrollTop = element.scrollHeight;
+    const wasAtBottom = before.height - element.scrollTop - element.clientHeight < 80;
+    if (prepended) element.scrollTop += element.scrollHeight - before.height;
+    else if (wasAtBottom || before.count === 0) element.scrollTop = element.scrollHeight;
     previous.current = { height: element.scrollHeight, first, count: entries.length };
   }, [list, entries]);
+}
+
+/** Sends a receipt for the newest message from the peer whenever it is on screen. */
+function useReadReceipts(newestFromPeer: number, onRead: (upTo: number) => void) {
+  useEffect(() => {
+    const send = () => newestFromPeer > 0 && document.visibilityState === "visible" && onRead(newestFromPeer);
+    send();
+    document.addEventListener("visibilitychange", send);
+    return () => document.removeEventListener("visibilitychange", send);
+  }, [newestFromPeer, onRead]);
 }
 
 /** One conversation: its history (paged in when scrolled to the top), live messages, and the composer. */
@@ -48,9 +60,7 @@ export function ChatView(props: ChatViewProps) {
   const newestFromPeer = thread.entries.reduce((max, e) => (e.from === peer && e.id !== null ? Math.max(max, e.id) : max), 0);
   const lastMine = [...thread.entries].reverse().find((e) => e.from === me);
 
-  useEffect(() => {
-    if (newestFromPeer > 0 && document.visibilityState === "visible") onRead(newestFromPeer);
-  }, [newestFromPeer, onRead]);
+  useReadReceipts(newestFromPeer, onRead);
 
   function scrolled() {
     if (list.current && list.current.scrollTop < 40 && thread.hasMore) onLoadOlder();
