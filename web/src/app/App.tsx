@@ -11,11 +11,11 @@ import { useChat } from "./useChat";
 type Panel = "chat" | "account";
 
 const CONNECTION_TEXT: Record<State["connection"], string> = {
-  connecting: "Connecting…", online: "Connected", offline: "Offline: reconnecting…",
+  connecting: "Connecting…", online: "Connected", offline: "Offline: messages wait to be sent",
 };
 
-/** The current time, re-read when the soonest typing indicator runs out, so it disappears on time. */
-function useTypingClock(typingUntil: Record<string, number>): number {
+/** Renders again when the soonest typing indicator runs out, so it disappears on time. */
+function useTypingExpiry(typingUntil: Record<string, number>): void {
   const [now, setNow] = useState(Date.now());
   useEffect(() => {
     const current = Date.now();
@@ -24,14 +24,13 @@ function useTypingClock(typingUntil: Record<string, number>): number {
     const timer = setTimeout(() => setNow(Date.now()), soonest - current + 10);
     return () => clearTimeout(timer);
   }, [typingUntil, now]);
-  return now;
 }
 
 /** The shell: the login screen, or the conversation list beside the open chat (one at a time on a phone). */
 export function App() {
   const { state, store, socket, checked, loadHistory, signIn, logOut, refreshProfile } = useChat();
   const [panel, setPanel] = useState<Panel>("chat");
-  const now = useTypingClock(state.typingUntil);
+  useTypingExpiry(state.typingUntil);
   const me = state.me;
   const peer = state.open;
 
@@ -66,7 +65,7 @@ export function App() {
                           onUploaded={refreshProfile} />} />
         ) : peer && thread ? (
           <ChatView peer={peer} me={me.username} thread={thread} online={state.presence[peer] ?? false}
-                    typing={(state.typingUntil[peer] ?? 0) > Math.max(now, Date.now())} onSend={(text) => send(text)}
+                    typing={(state.typingUntil[peer] ?? 0) > Date.now()} onSend={(text) => send(text)}
                     onTyping={() => thread.entries.some((e) => e.id !== null) && socket?.typing(peer)}
                     onRead={read} onLoadOlder={() => loadHistory(peer, true)} onBack={() => open(null)}
                     renderAttachment={(file) => <AttachmentView file={file} />}
