@@ -74,6 +74,7 @@ describe("store", () => {
     const state = run({ type: "presence", user: "bob", online: false }, { type: "typing", from: "bob", until: 5 });
     expect(state.presence.bob).toBe(true);
     expect(run({ type: "read", by: "carol", up_to: 3 }).presence.carol).toBe(true);
+    expect(run({ type: "typing", from: "bob", until: 5 }, { type: "connection", status: "offline" }).presence).toEqual({});
   });
 
   it("removes `deleted` messages by id", () => {

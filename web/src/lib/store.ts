@@ -182,8 +182,8 @@ export function reduce(state: State, action: Action): State {
     }
     case "synced":
       return { ...state, lastId: Math.max(state.lastId, action.last_id) };
-    case "connection":
-      return { ...state, connection: action.status };
+    case "connection":  // while cut off we know nobody's presence; `ready` brings it again
+      return { ...state, connection: action.status, presence: action.status === "online" ? state.presence : {} };
   }
 }
 
