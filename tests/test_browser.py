@@ -297,8 +297,10 @@ async def test_keyboard_login_and_history_paging_in_on_scroll(browser: Browser, 
         assert answer.status_code == 201, answer.text
     person = await new_person(browser, server, "bob", viewport=PHONE)
     try:
+        await expect(person.page.get_by_label("Username")).to_be_visible()  # React has rendered
         await person.page.keyboard.press("Tab")
-        await person.page.keyboard.type(bob.username)  # focus starts on Username
+        await expect(person.page.get_by_label("Username")).to_be_focused()  # the first stop
+        await person.page.keyboard.type(bob.username)
         await person.page.keyboard.press("Tab")
         await person.page.keyboard.type(bob.phrase)
         await person.page.keyboard.press("Enter")      # the form's first button: Log in
