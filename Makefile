@@ -1,11 +1,17 @@
 # The README's two commands: `make run` and `make test`. Each creates .venv with
-# the Python found on PATH, installs the project into it, then runs.
+# the Python found on PATH, installs the project into it, then runs. Both build
+# the web client (web/ → secure_link/web_dist/) when npm is there and the build
+# is older than its sources.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NPM := $(shell command -v npm 2>/dev/null)
+WEB_BUILD := secure_link/web_dist/index.html
+WEB_DEPS := web/node_modules/.package-lock.json
+WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/index.html web/vite.config.ts web/tsconfig.json web/package-lock.json
 
-.PHONY: run test bench clean
+.PHONY: run test bench clean web web-test api-types screens
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,14 +19,41 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
-run: $(STAMP)
+$(WEB_DEPS): web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+
+$(WEB_BUILD): $(WEB_DEPS) $(WEB_SOURCES)
+	cd web && npm run build
+
+ifeq ($(NPM),)
+web web-test:
+	@echo "npm is not installed: the web client is not built, and its tests are skipped."
+	@echo "Install Node.js 20+ with npm to build web/ (the API works without it)."
+else
+web: $(WEB_BUILD)
+
+web-test: $(WEB_DEPS)
+	cd web && npm test --silent
+endif
+
+run: $(STAMP) web
 	$(BIN)/secure-link serve
 
-test: $(STAMP)
+test: $(STAMP) web web-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Regenerate web/src/lib/api-types.ts from the OpenAPI document (no server needed).
+api-types: $(STAMP) $(WEB_DEPS)
+	mkdir -p var
+	$(BIN)/secure-link openapi > var/openapi.json
+	cd web && npx openapi-typescript ../var/openapi.json -o src/lib/api-types.ts
+
+# Retake the README's screenshots (docs/screens/) with the browser test.
+screens: $(STAMP) web
+	SECURE_LINK_SCREENS=docs/screens $(BIN)/python -m pytest tests/test_browser.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) var build *.egg-info
+	rm -rf $(VENV) var build *.egg-info secure_link/web_dist web/node_modules

@@ -17,7 +17,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from . import auth, devdb, drain, housekeeping, images, routes, secretfile
+from . import auth, devdb, drain, housekeeping, images, routes, secretfile, webclient
 from .middleware import AccessLog, JsonCORSMiddleware
 from .config import Settings
 from .db import Database, apply_schema
@@ -120,8 +120,11 @@ _HTTP_CODES = {404: ("not_found", "Nothing here."), 405: ("method_not_allowed", 
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's own 404/405 (unknown route, wrong method) in our shape."""
+    """Starlette's own 404/405 (unknown route, wrong method) in our shape; a
+    browser opening one of the web client's own routes gets its page."""
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 404 and webclient.serves_client_route(request):
+        return webclient.index_response(request.state.services.settings.web_root)
     code, message = _HTTP_CODES.get(exc.status_code, ("http_error", str(exc.detail)))
     _count_error(request, code)
     return JSONResponse(error_body(code, message), exc.status_code, headers=exc.headers)

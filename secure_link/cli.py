@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import json
 import os
 import shutil
 import signal
@@ -16,7 +17,7 @@ from pathlib import Path
 import click
 import uvicorn
 
-from . import devdb, media, secretfile
+from . import devdb, media, openapi, secretfile
 from .config import ConfigError, Settings
 from .db import Database, apply_schema
 from .logs import log_config
@@ -119,6 +120,12 @@ def _single_app(settings: Settings):  # type: ignore[no-untyped-def]
     from .app import create_app
 
     return create_app(settings)
+
+
+@main.command("openapi")
+def openapi_command() -> None:
+    """Print the OpenAPI document, so the web client's types are generated without a server."""
+    click.echo(json.dumps(openapi.document(), indent=2, sort_keys=True))
 
 
 @main.group()

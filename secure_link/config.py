@@ -33,6 +33,7 @@ class Settings:
     broadcast_url: str | None = None
     media_root: Path = PROJECT_ROOT / "media"
     var_dir: Path = PROJECT_ROOT / "var"
+    web_root: Path = Path(__file__).resolve().parent / "web_dist"  # the built client; in the wheel too
     cors_origins: tuple[str, ...] = ()
     public_url: str | None = None
     trusted_proxies: tuple[IpNetwork, ...] = ()
@@ -120,6 +121,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "BROADCAST_URL": ("broadcast_url", str),
     "MEDIA_ROOT": ("media_root", Path),
     "SECURE_LINK_VAR_DIR": ("var_dir", Path),
+    "SECURE_LINK_WEB_ROOT": ("web_root", Path),
     "CORS_ORIGINS": ("cors_origins", _origins),
     "PUBLIC_URL": ("public_url", _origin),
     "TRUSTED_PROXIES": ("trusted_proxies", _networks),

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from . import accounts, auth, chat, media, openapi, sockets
+from . import accounts, auth, chat, media, openapi, sockets, webclient
 from .errors import AppError, rate_limited
 from .proxy import client_address, is_secure
 from .services import Services
@@ -189,4 +189,6 @@ routes = [
     Route("/readyz", readyz, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
     WebSocketRoute("/ws/chat/", sockets.chat_socket),
+    Route("/", webclient.index, methods=["GET"]),
+    Route("/assets/{name}", webclient.asset, methods=["GET"]),
 ]

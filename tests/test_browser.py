@@ -1,0 +1,320 @@
+"""The web client in a real browser: Debian's Chromium driven by Playwright.
+
+Two browser contexts are two people, Alice on a desktop-sized window and Bob on
+a phone-sized one in dark mode, against the real server serving the built
+client. They register, chat both ways live, see typing and read receipts, send
+an image, reload, lose the network, and log out. Each screen is scanned with
+axe-core and photographed (into var/screens, or SECURE_LINK_SCREENS: `make
+screens` writes docs/screens). Nothing may be logged as an error on the way.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import pytest
+from PIL import Image
+from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright, expect
+
+from secure_link.config import PROJECT_ROOT, Settings
+
+from .story import PHRASE, Server
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+AXE = PROJECT_ROOT / "web" / "node_modules" / "axe-core" / "axe.min.js"
+SCREENS = Path(os.environ.get("SECURE_LINK_SCREENS") or PROJECT_ROOT / "var" / "screens")
+METRICS = PROJECT_ROOT / "var" / "browser-metrics.json"
+DESKTOP = {"width": 1000, "height": 640}
+PHONE = {"width": 390, "height": 720}
+USABLE_LOGIN = """() => {
+  const button = [...document.querySelectorAll("button")].find((b) => b.textContent === "Log in");
+  return button && !button.disabled && document.querySelector("input[name=phrase]") ? performance.now() : null;
+}"""
+
+
+def _require(condition: bool, what: str) -> None:
+    """Missing parts fail in CI (which installs them) and skip elsewhere."""
+    if condition:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is missing (make test installs it)")
+    pytest.skip(f"{what} is missing: run `make test`")
+
+
+@pytest.fixture(scope="module")
+async def browser(settings: Settings) -> AsyncIterator[Browser]:
+    """One Chromium for the module; Playwright stops it and its driver in `finally`."""
+    _require(CHROMIUM.exists(), "/usr/bin/chromium")
+    _require((settings.web_root / "index.html").exists(), "the built web client")
+    _require(AXE.exists(), "web/node_modules/axe-core")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+class Person:
+    """One person: a browser context of their own, and every error their page logs."""
+
+    def __init__(self, name: str, context: BrowserContext, page: Page) -> None:
+        self.username = f"{name}_{os.urandom(3).hex()}"
+        self.context, self.page = context, page
+        self.errors: list[str] = []
+        page.on("console", self._console)
+        page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.errors.append(f"console: {message.text} at {message.location.get('url')}")
+
+    def log(self):  # type: ignore[no-untyped-def]
+        return self.page.get_by_role("log")
+
+    async def register(self) -> None:
+        await self.page.get_by_label("Username").fill(self.username)
+        await self.page.get_by_label("Phrase").fill(PHRASE)
+        await self.page.get_by_role("button", name="Register").click()
+        await expect(self.page.get_by_role("status")).to_have_text("Connected")
+
+    async def open_chat(self, peer: "Person") -> None:
+        await self.page.get_by_label("Start a conversation with").fill(peer.username)
+        await self.page.get_by_label("Start a conversation with").press("Enter")
+        await expect(self.page.get_by_role("heading", name=peer.username)).to_be_visible()
+
+    async def say(self, text: str) -> None:
+        """Type and send with the keyboard alone."""
+        box = self.page.get_by_label("Message", exact=True)
+        await box.fill(text)
+        await box.press("Enter")
+
+    async def sees(self, text: str, count: int = 1) -> None:
+        await expect(self.log().get_by_text(text, exact=True)).to_have_count(count)
+
+    async def shoot(self, name: str) -> None:
+        SCREENS.mkdir(parents=True, exist_ok=True)
+        await self.page.screenshot(path=str(SCREENS / f"{name}.png"))
+
+    async def accessible(self, screen: str) -> None:
+        """axe-core finds no serious or critical violation on what is shown now."""
+        await self.page.add_script_tag(path=str(AXE))
+        result = await self.page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
+        bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]])
+               for v in result["violations"] if v["impact"] in ("serious", "critical")]
+        assert not bad, f"{screen}: {bad}"
+
+
+async def new_person(browser: Browser, server: Server, name: str, **options: Any) -> Person:
+    context = await browser.new_context(base_url=server.http_url, **options)
+    person = Person(name, context, await context.new_page())
+    await person.page.goto("/")
+    return person
+
+
+def png(name: str) -> dict[str, Any]:
+    buffer = io.BytesIO()
+    Image.new("RGB", (640, 480), (40, 120, 200)).save(buffer, "PNG")
+    return {"name": name, "mimeType": "image/png", "buffer": buffer.getvalue()}
+
+
+async def first_load_ms(browser: Browser, server: Server) -> float:
+    """Milliseconds from navigation start to a login form that takes input, in a fresh context."""
+    context = await browser.new_context(base_url=server.http_url, viewport=DESKTOP)
+    try:
+        page = await context.new_page()
+        await page.goto("/", wait_until="commit")
+        usable = await page.wait_for_function(USABLE_LOGIN, polling="raf")
+        await expect(page.get_by_text("at least 3 words")).to_be_visible()  # phrase rules before submit
+        return await usable.json_value()
+    finally:
+        await context.close()
+
+
+async def test_first_load_shows_a_usable_login_screen(browser: Browser, server: Server) -> None:
+    """The figures for the issue's target (under 1 s) are recorded, not asserted: timing is no test.
+    The first load in a just-started browser also pays for its renderer process."""
+    cold = await first_load_ms(browser, server)
+    warm = [await first_load_ms(browser, server) for _ in range(3)]
+    METRICS.parent.mkdir(exist_ok=True)
+    METRICS.write_text(json.dumps({"first_load_cold_browser_ms": round(cold),
+                                   "first_load_warm_browser_ms": [round(ms) for ms in warm]}))
+
+
+async def test_server_errors_are_shown_by_field(browser: Browser, server: Server) -> None:
+    person = await new_person(browser, server, "shorty", viewport=DESKTOP)
+    try:
+        await person.page.get_by_label("Username").fill(person.username)
+        await person.page.get_by_label("Phrase").fill("too short")
+        await person.page.get_by_role("button", name="Register").click()
+        phrase = person.page.get_by_label("Phrase")
+        await expect(phrase).to_have_attribute("aria-invalid", "true")
+        described = await phrase.get_attribute("aria-describedby") or ""
+        error_id = described.split()[-1]
+        await expect(person.page.locator(f"[id='{error_id}']")).to_contain_text(re.compile("character|word"))
+        await person.accessible("login with an error")
+        await person.shoot("02-field-error")
+    finally:
+        await person.context.close()
+    # Only the answer this test asked for may show in the console (Chromium logs a 4xx as an error).
+    assert all("status of 422" in error for error in person.errors), person.errors
+
+
+async def test_two_people_chat_in_two_browsers(browser: Browser, server: Server) -> None:
+    alice = await new_person(browser, server, "alice", viewport=DESKTOP)
+    bob = await new_person(browser, server, "bob", viewport=PHONE, color_scheme="dark", is_mobile=True, has_touch=True)
+    try:
+        await alice.accessible("login")
+        await alice.shoot("01-login")
+        await alice.register()
+        await bob.register()
+        await chat_both_ways(alice, bob)
+        await send_an_image(alice, bob)
+        await reload_keeps_history(bob, alice)
+        await offline_and_back(bob, alice)
+        await account_and_sessions(alice, bob, server)
+        await logout_clears_both_sides(alice, bob)
+    finally:
+        await alice.context.close()
+        await bob.context.close()
+    assert alice.errors == [] and bob.errors == []
+
+
+async def chat_both_ways(alice: Person, bob: Person) -> None:
+    await alice.open_chat(bob)
+    await alice.say("Hi Bob, it's Alice")
+    await alice.sees("Hi Bob, it's Alice")
+    conversation = bob.page.get_by_role("button", name=re.compile(alice.username))
+    await expect(conversation).to_contain_text("1 unread")
+    await bob.accessible("conversation list on a phone, dark")
+    await bob.shoot("03-bob-conversations-phone-dark")
+    await conversation.click()
+    await bob.sees("Hi Bob, it's Alice")
+    await expect(alice.log().get_by_text("Read")).to_be_visible()  # Bob's receipt
+    await bob.page.get_by_label("Message", exact=True).press_sequentially("typing", delay=20)
+    await expect(alice.page.get_by_text(f"{bob.username} is typing…")).to_be_visible()
+    await alice.shoot("04-alice-sees-bob-typing")
+    await bob.page.get_by_label("Message", exact=True).press("Enter")
+    await alice.sees("typing")
+    await bob.say("Hello Alice!")
+    await alice.sees("Hello Alice!")
+    await bob.sees("Hello Alice!")
+    await expect(alice.page.get_by_text(f"{bob.username} is typing…")).to_be_hidden()
+    await alice.accessible("chat")
+    await bob.accessible("chat on a phone, dark")
+    await bob.shoot("05-bob-chat-phone-dark")
+
+
+async def send_an_image(alice: Person, bob: Person) -> None:
+    async with alice.page.expect_file_chooser() as chooser:
+        await alice.page.get_by_role("button", name="Attach").click()
+    await (await chooser.value).set_files(png("harbour.png"))
+    for person in (alice, bob):
+        image = person.log().get_by_role("img", name="harbour.png")
+        await expect(image).to_be_visible()
+        await expect(image).to_have_attribute("src", re.compile(r"^/media/.+/thumbnail$"))
+        assert await image.evaluate("img => img.complete && img.naturalWidth > 0"), "thumbnail did not load"
+    await alice.shoot("06-alice-image")
+
+
+async def reload_keeps_history(bob: Person, alice: Person) -> None:
+    await bob.page.reload()
+    await bob.page.get_by_role("button", name=re.compile(alice.username)).click()
+    for text in ("Hi Bob, it's Alice", "typing", "Hello Alice!"):
+        await bob.sees(text)
+    await expect(bob.log().get_by_role("img", name="harbour.png")).to_be_visible()
+
+
+async def offline_and_back(bob: Person, alice: Person) -> None:
+    """Bob loses the network while Alice sends, and writes one himself; back online, each shows once."""
+    await bob.context.set_offline(True)
+    await expect(bob.page.get_by_role("status")).to_contain_text("Offline")
+    for n in range(3):
+        await alice.say(f"while you were away {n}")
+    await bob.say("sent from a tunnel")
+    await expect(bob.log().get_by_text("sent from a tunnel", exact=True)).to_be_visible()
+    await expect(bob.log().locator("[aria-busy=true]")).to_have_count(1)  # pending until its ack
+    await bob.shoot("07-bob-offline-pending")
+    await bob.context.set_offline(False)
+    await expect(bob.page.get_by_role("status")).to_have_text("Connected")
+    for n in range(3):
+        await bob.sees(f"while you were away {n}")
+    await expect(bob.log().locator("[aria-busy=true]")).to_have_count(0)
+    await alice.sees("sent from a tunnel")
+    await bob.sees("sent from a tunnel")
+    ids = await bob.log().locator("li[data-id]").evaluate_all("items => items.map(i => Number(i.dataset.id))")
+    assert ids == sorted(set(ids)), f"messages out of order or doubled: {ids}"
+
+
+async def account_and_sessions(alice: Person, bob: Person, server: Server) -> None:
+    """Alice sees her sessions, revokes one left on another device, and changes her avatar."""
+    async with server.client() as http:
+        other = await http.post("/api/login/", json={"username": alice.username, "phrase": PHRASE})
+        assert other.status_code == 200, other.text
+    await alice.page.get_by_role("button", name="Account").click()
+    await expect(alice.page.get_by_text("This device")).to_be_visible()
+    await alice.page.get_by_role("button", name="Revoke").click()
+    await expect(alice.page.get_by_role("button", name="Revoke")).to_have_count(0)
+    async with server.client() as http:
+        revoked = await http.get("/api/user-profile/", headers={"Authorization": f"Bearer {other.json()['token']}"})
+    assert revoked.status_code == 401
+    async with alice.page.expect_file_chooser() as chooser:
+        await alice.page.get_by_role("button", name="Change avatar").click()
+    await (await chooser.value).set_files(png("me.png"))
+    await expect(alice.page.locator(".me img")).to_have_attribute("src", re.compile("^/media/"))
+    await alice.accessible("account")
+    await alice.shoot("08-alice-account")
+    await alice.page.get_by_role("button", name=re.compile(bob.username)).click()
+    await alice.sees("sent from a tunnel")
+
+
+async def logout_clears_both_sides(alice: Person, bob: Person) -> None:
+    await alice.page.get_by_role("button", name="Log out").click()
+    dialog = alice.page.get_by_role("dialog")
+    await expect(dialog).to_contain_text("for you and for the people you talk to")
+    await alice.accessible("logout dialog")
+    await alice.shoot("09-alice-logout-warning")
+    await dialog.get_by_role("button", name="Erase and log out").click()
+    await expect(alice.page.get_by_role("button", name="Log in")).to_be_visible()
+    await expect(bob.log().get_by_text("This conversation was erased by a logout.")).to_be_visible()
+    await expect(bob.log().locator("li[data-id]")).to_have_count(0)
+    await bob.accessible("cleared chat")
+    await bob.shoot("10-bob-cleared-phone-dark")
+
+
+async def test_keyboard_login_and_history_paging_in_on_scroll(browser: Browser, server: Server) -> None:
+    """Sixty messages: the newest fifty show first, the rest page in when the log is scrolled to the top."""
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    for n in range(60):
+        answer = await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": f"note {n}"})
+        assert answer.status_code == 201, answer.text
+    person = await new_person(browser, server, "bob", viewport=PHONE)
+    try:
+        await expect(person.page.get_by_label("Username")).to_be_visible()  # React has rendered
+        await person.page.keyboard.press("Tab")
+        await expect(person.page.get_by_label("Username")).to_be_focused()  # the first stop
+        await person.page.keyboard.type(bob.username)
+        await person.page.keyboard.press("Tab")
+        await person.page.keyboard.type(bob.phrase)
+        await person.page.keyboard.press("Enter")      # the form's first button: Log in
+        conversation = person.page.get_by_role("button", name=re.compile(alice.username))
+        await expect(conversation).to_contain_text("60 unread")
+        await conversation.focus()
+        await person.page.keyboard.press("Enter")
+        items = person.log().locator("li[data-id]")
+        await expect(items).to_have_count(50)
+        await expect(items.first).to_contain_text("note 10")
+        await person.log().evaluate("log => log.scrollTo(0, 0)")
+        await expect(items).to_have_count(60)
+        await expect(items.first).to_contain_text("note 0")
+        await expect(person.log().get_by_role("button", name="Show older messages")).to_have_count(0)
+    finally:
+        await person.context.close()
+    assert person.errors == []

@@ -1,0 +1,2 @@
+export { AttachButton } from "./components/AttachButton";
+export { AttachmentView } from "./components/AttachmentView";

@@ -1,0 +1,80 @@
+// REST calls, typed by the schemas generated from the server's OpenAPI document
+// (api-types.ts, regenerated with `make api-types`; a test checks it is current).
+import type { components } from "./api-types";
+
+type Schemas = components["schemas"];
+export type User = Schemas["User"];
+export type FileInfo = Schemas["File"];
+export type Message = Schemas["Message"];
+export type Session = Schemas["Session"];
+export type Conversation = Schemas["Conversation"];
+export type MessagePage = Schemas["MessagePage"];
+export type ServerFrame = Schemas["ServerFrame"];
+export type ClientFrame = Schemas["ClientFrame"];
+export type ErrorBody = Schemas["Error"]["error"];
+
+/** A refusal from the server, in the one error shape, so forms can show `fields`. */
+export class ApiError extends Error {
+  constructor(readonly status: number, readonly code: string, message: string,
+              readonly fields: Record<string, string> = {}) {
+    super(message);
+  }
+}
+
+function toApiError(status: number, body: unknown): ApiError {
+  const error = (body as { error?: ErrorBody } | null)?.error;
+  if (!error) return new ApiError(status, "network", "The server could not be reached.");
+  return new ApiError(status, error.code, error.message, error.fields ?? {});
+}
+
+async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = body === undefined ? {} : { "Content-Type": "application/json" };
+  let response: Response;
+  try {
+    response = await fetch(path, { method, headers, credentials: "same-origin",
+                                   body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch {
+    throw toApiError(0, null);
+  }
+  const json: unknown = await response.json().catch(() => null);
+  if (!response.ok) throw toApiError(response.status, json);
+  return json as T;
+}
+
+export const api = {
+  register: (username: string, phrase: string) =>
+    request<Schemas["LoggedIn"]>("POST", "/api/register/", { username, phrase }),
+  login: (username: string, phrase: string) =>
+    request<Schemas["LoggedIn"]>("POST", "/api/login/", { username, phrase }),
+  logout: () => request<Schemas["Cleared"]>("POST", "/api/logout/"),
+  profile: () => request<Schemas["Profile"]>("GET", "/api/user-profile/"),
+  sessions: () => request<Schemas["SessionList"]>("GET", "/api/sessions/"),
+  revokeSession: (id: number) => request<Schemas["Revoked"]>("DELETE", `/api/sessions/${id}`),
+  conversations: () => request<Schemas["ConversationList"]>("GET", "/api/conversations/"),
+  history: (peer: string, before?: number) => {
+    const query = new URLSearchParams({ with: peer, limit: "50" });
+    if (before !== undefined) query.set("before", String(before));
+    return request<MessagePage>("GET", `/api/messages/?${query}`);
+  },
+};
+
+export type UploadPurpose = "attachment" | "avatar";
+
+/** Upload with XHR, because fetch cannot report upload progress. */
+export function upload(file: File, purpose: UploadPurpose, onProgress: (fraction: number) => void): Promise<FileInfo> {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    const form = new FormData();
+    form.append("purpose", purpose);
+    form.append("file", file);
+    xhr.upload.onprogress = (event) => event.lengthComputable && onProgress(event.loaded / event.total);
+    xhr.onerror = () => reject(toApiError(0, null));
+    xhr.onload = () => {
+      const body: unknown = (() => { try { return JSON.parse(xhr.responseText); } catch { return null; } })();
+      if (xhr.status === 201) resolve((body as Schemas["Uploaded"]).file);
+      else reject(toApiError(xhr.status, body));
+    };
+    xhr.open("POST", "/api/upload-file/");
+    xhr.send(form);
+  });
+}

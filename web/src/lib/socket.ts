@@ -1,0 +1,201 @@
+// The chat socket: connects, waits for `ready`, `sync`s from the last id it saw,
+// keeps every unacknowledged send by client_id and sends it again (same client_id,
+// so the server never stores it twice) until its `ack`. Not React: it feeds the store.
+import type { ClientFrame, FileInfo, ServerFrame } from "./api";
+import type { Action, State } from "./store";
+
+/** What the class needs of a WebSocket; tests give it a fake, the app the browser's. */
+export interface WebSocketLike {
+  onopen: ((event: unknown) => void) | null;
+  onmessage: ((event: { data: unknown }) => void) | null;
+  onclose: ((event: { code: number }) => void) | null;
+  onerror: ((event: unknown) => void) | null;
+  send(data: string): void;
+  close(code?: number): void;
+}
+
+export interface SocketOptions {
+  url: string;
+  getState: () => State;
+  dispatch: (action: Action) => void;
+  onUnauthenticated?: () => void;
+  onRefused?: (code: string, message: string) => void;
+  onResync?: () => void;
+  createSocket?: (url: string) => WebSocketLike;
+  newClientId?: () => string;
+  random?: () => number;
+  now?: () => number;
+  isOnline?: () => boolean;
+}
+
+type ChatFrame = Extract<ClientFrame, { type: "chat" }>;
+
+const BACKOFF_BASE_MS = 500;
+const BACKOFF_MAX_MS = 15_000;
+const HEARTBEAT_MS = 15_000;
+const TYPING_EVERY_MS = 2_000;
+const TYPING_SHOWN_MS = 4_000;
+const RETRYABLE = new Set(["rate_limited", "unavailable"]);
+const UNAUTHENTICATED = 4401;
+
+export class ChatSocket {
+  private socket: WebSocketLike | null = null;
+  private ready = false;
+  private stopped = false;
+  private attempt = 0;
+  private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  private heartbeat: ReturnType<typeof setInterval> | undefined;
+  private lastHeard = 0;
+  private lastTyping = 0;
+  private readonly pending = new Map<string, ChatFrame>();
+  private readonly options: Required<Omit<SocketOptions, "onUnauthenticated" | "onRefused" | "onResync">> & SocketOptions;
+
+  constructor(options: SocketOptions) {
+    this.options = {
+      createSocket: (url) => new WebSocket(url) as unknown as WebSocketLike,
+      newClientId: () => crypto.randomUUID(),
+      random: Math.random,
+      now: Date.now,
+      isOnline: () => true,
+      ...options,
+    };
+  }
+
+  /** Open the socket; it reconnects by itself until `stop`. */
+  start(): void {
+    this.stopped = false;
+    this.connect();
+    this.heartbeat = setInterval(() => this.checkAlive(), HEARTBEAT_MS);
+  }
+
+  /** Close for good (logout): no reconnect, pending sends forgotten. */
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.reconnectTimer);
+    clearInterval(this.heartbeat);
+    this.pending.clear();
+    this.socket?.close(1000);
+    this.socket = null;
+  }
+
+  /** The network went away: drop the socket now rather than wait for a timeout. */
+  drop(): void {
+    this.socket?.close(1000);
+  }
+
+  /** The network is back: reconnect at once instead of waiting out the backoff. */
+  reconnectNow(): void {
+    if (this.stopped || this.ready) return;
+    clearTimeout(this.reconnectTimer);
+    this.attempt = 0;
+    this.connect();
+  }
+
+  /** Send a message; it shows as pending until the server's `ack`. Returns its client_id. */
+  send(to: string, message: string, attachment?: FileInfo): string {
+    const clientId = this.options.newClientId();
+    const frame: ChatFrame = { type: "chat", to, message, client_id: clientId, ...(attachment ? { attachment: attachment.id } : {}) };
+    const me = this.options.getState().me?.username ?? "";
+    this.options.dispatch({ type: "pending", entry: {
+      id: null, client_id: clientId, from: me, to, message, attachment: attachment ?? null, sent_at: new Date(this.options.now()).toISOString(),
+    } });
+    this.pending.set(clientId, frame);
+    if (this.ready) this.transmit(frame);
+    return clientId;
+  }
+
+  /** Tell the peer we are typing, at most every couple of seconds. */
+  typing(to: string): void {
+    const now = this.options.now();
+    if (!this.ready || now - this.lastTyping < TYPING_EVERY_MS) return;
+    this.lastTyping = now;
+    this.transmit({ type: "typing", to });
+  }
+
+  /** A read receipt for the peer's messages up to `upTo`. */
+  read(peer: string, upTo: number): void {
+    if (this.ready) this.transmit({ type: "read", with: peer, up_to: upTo });
+  }
+
+  private connect(): void {
+    this.ready = false;
+    this.options.dispatch({ type: "connection", status: "connecting" });
+    const socket = this.options.createSocket(this.options.url);
+    this.socket = socket;
+    socket.onmessage = (event) => this.socket === socket && this.receive(JSON.parse(String(event.data)) as ServerFrame);
+    socket.onclose = (event) => this.socket === socket && this.closed(event.code);
+    socket.onerror = () => undefined;  // onclose follows and decides
+  }
+
+  private closed(code: number): void {
+    this.socket = null;
+    this.ready = false;
+    this.options.dispatch({ type: "connection", status: "offline" });
+    if (code === UNAUTHENTICATED) this.options.onUnauthenticated?.();
+    // Offline, a try would only fail: `reconnectNow` runs when the network is back.
+    if (this.stopped || code === UNAUTHENTICATED || !this.options.isOnline()) return;
+    const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** this.attempt);
+    this.attempt += 1;
+    this.reconnectTimer = setTimeout(() => this.connect(), ceiling * (0.5 + this.options.random() / 2));
+  }
+
+  private checkAlive(): void {
+    if (!this.ready) return;
+    if (this.options.now() - this.lastHeard > 2 * HEARTBEAT_MS) this.socket?.close(4000);
+    else this.transmit({ type: "ping" });
+  }
+
+  private transmit(frame: ClientFrame): void {
+    this.socket?.send(JSON.stringify(frame));
+  }
+
+  private receive(frame: ServerFrame): void {
+    this.lastHeard = this.options.now();
+    const dispatch = this.options.dispatch;
+    switch (frame.type) {
+      case "ready":
+        this.ready = true;
+        this.attempt = 0;
+        dispatch({ type: "me", user: frame.user });
+        dispatch({ type: "connection", status: "online" });
+        this.transmit({ type: "sync", since: this.options.getState().lastId });
+        return;
+      case "synced":
+        dispatch({ type: "synced", last_id: frame.last_id });
+        this.pending.forEach((pending) => this.transmit(pending));
+        return;
+      case "ack":
+        if (frame.client_id) this.pending.delete(frame.client_id);
+        dispatch({ type: "ack", client_id: frame.client_id, message: frame.message });
+        return;
+      case "chat":
+        return dispatch({ type: "message", message: frame.message });
+      case "read":
+        return dispatch({ type: "read", by: frame.by, up_to: frame.up_to });
+      case "typing":
+        return dispatch({ type: "typing", from: frame.from, until: this.options.now() + TYPING_SHOWN_MS });
+      case "presence":
+        return dispatch({ type: "presence", user: frame.user, online: frame.online });
+      case "cleared":
+        return dispatch({ type: "cleared", with: frame.with });
+      case "resync":
+        dispatch({ type: "resync" });
+        return this.options.onResync?.();
+      case "error":
+        return this.refused(frame.code, frame.message, frame.client_id ?? null, frame.retry_after_ms);
+      case "pong":
+        return;
+    }
+  }
+
+  private refused(code: string, message: string, clientId: string | null, retryAfterMs?: number): void {
+    const frame = clientId ? this.pending.get(clientId) : undefined;
+    if (!frame || !clientId) return this.options.onRefused?.(code, message);
+    if (RETRYABLE.has(code)) {
+      setTimeout(() => this.pending.has(clientId) && this.ready && this.transmit(frame), retryAfterMs ?? 1000);
+      return;
+    }
+    this.pending.delete(clientId);
+    this.options.dispatch({ type: "failed", client_id: clientId, reason: message });
+  }
+}
