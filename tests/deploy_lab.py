@@ -67,17 +67,25 @@ def free_port(address: str) -> int:
         return probe.getsockname()[1]
 
 
-def wait_until(check, what: str, seconds: float = 15.0, process: subprocess.Popen | None = None) -> None:  # type: ignore[no-untyped-def]
-    """Poll `check()` until true, for a bounded time; fail early if `process` exited."""
+def wait_until(check, what: str, seconds: float = 15.0, process: subprocess.Popen | None = None,  # type: ignore[no-untyped-def]
+               log: Path | None = None) -> None:
+    """Poll `check()` until true, for a bounded time; fail early if `process` exited,
+    quoting the end of its log (the lab's folder is removed afterwards)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise AssertionError(f"{what}: the process exited with {process.returncode}")
+            raise AssertionError(f"{what}: the process exited with {process.returncode}{tail(log)}")
         with contextlib.suppress(OSError, httpx.HTTPError):
             if check():
                 return
         time.sleep(0.05)
-    raise AssertionError(f"{what}: not ready in {seconds} s")
+    raise AssertionError(f"{what}: not ready in {seconds} s{tail(log)}")
+
+
+def tail(log: Path | None, lines: int = 30) -> str:
+    if log is None or not log.exists():
+        return ""
+    return "\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
 def accepts(address: str, port: int) -> bool:
@@ -204,7 +212,7 @@ def private_postgres(folder: Path) -> Iterator[Database]:
         admin = {"PGHOST": str(sockets), "PGPORT": str(port), "PGUSER": "postgres",
                  "PATH": f"{bin_dir}:{os.environ['PATH']}"}
         wait_until(lambda: subprocess.run([str(bin_dir / "pg_isready"), "-q"], env=admin, timeout=5).returncode == 0,
-                   "PostgreSQL", process=process)
+                   "PostgreSQL", process=process, log=folder / "postgres.log")
         password = secrets.token_urlsafe(16)
         # docs/deploy.md: `sudo -u postgres DB_PASSWORD=… deploy/bootstrap-db`
         run(str(DEPLOY / "bootstrap-db"), env={**admin, "DB_PASSWORD": password})
@@ -276,9 +284,9 @@ def app_host(host: str, env_path: Path, log_path: Path, **extra: str) -> Iterato
         log.close()
 
 
-def wait_for_app(address: str, port: int, process: subprocess.Popen) -> None:
+def wait_for_app(address: str, port: int, process: subprocess.Popen, log: Path | None = None) -> None:
     wait_until(lambda: httpx.get(f"http://{address}:{port}/readyz", timeout=2).status_code == 200,
-               f"app host {address}", seconds=30, process=process)
+               f"app host {address}", seconds=30, process=process, log=log)
 
 
 # ---- nginx -----------------------------------------------------------------
@@ -349,7 +357,8 @@ def nginx(folder: Path, proxy: Proxy) -> Iterator[subprocess.Popen]:
     run(binary, "-t", "-q", "-c", str(config))
     process = subprocess.Popen([binary, "-c", str(config)])
     try:
-        wait_until(lambda: accepts("127.0.0.1", proxy.https_port), "nginx", process=process)
+        wait_until(lambda: accepts("127.0.0.1", proxy.https_port), "nginx", process=process,
+                   log=folder / "nginx-logs" / "error.log")
         yield process
     finally:
         stop_process(process)

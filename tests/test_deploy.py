@@ -92,6 +92,7 @@ def lab() -> Iterator[Lab]:
     folder = PROJECT_ROOT / "var" / f"deploy-test-{os.getpid()}"
     with contextlib.ExitStack() as stack:
         folder.mkdir(parents=True)
+        folder.chmod(0o755)  # nginx's workers (www-data) go through it to the media
         stack.callback(shutil.rmtree, folder, True)
         stack.enter_context(lab_parts.exclusive_lab())
         stack.enter_context(lab_parts.private_network())
@@ -109,10 +110,10 @@ def lab() -> Iterator[Lab]:
         hosts = {host: stack.enter_context(lab_parts.app_host(host, env_files[host], folder / f"{host}.log",
                                                               BCRYPT_ROUNDS="4"))
                  for host in HOSTS}
-        for host, process in hosts.items():
-            lab_parts.wait_for_app(HOSTS[host], lab_parts.APP_PORT, process)
-        proxy = lab_parts.render_site(folder, env_files["a"])
+        proxy = lab_parts.render_site(folder, env_files["a"])  # while the hosts start
         stack.enter_context(lab_parts.nginx(folder, proxy))
+        for host, process in hosts.items():
+            lab_parts.wait_for_app(HOSTS[host], lab_parts.APP_PORT, process, log=folder / f"{host}.log")
         tls = ssl.create_default_context(cafile=str(proxy.cert))
         public = ProxiedServer(f"127.0.0.1:{proxy.https_port}", Settings(), tls=tls)
         yield Lab(folder, database.url, proxy, public, hosts, env_files)
