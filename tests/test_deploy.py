@@ -39,9 +39,11 @@ from .conftest import stop_process
 from .deploy_clients import ProxiedServer, Talk, connect_on, settled_counts, sync_all, talk
 from .deploy_lab import GATEWAY, HOSTS, Proxy
 from .story import Person, Server
-from .test_media import PDF, upload
 
 pytestmark = pytest.mark.deploy
+
+# Stored as received (not re-encoded), so what nginx sends must be these bytes.
+PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 
 
 @dataclasses.dataclass
@@ -126,7 +128,9 @@ async def test_chat_media_and_addresses_through_nginx(lab: Lab) -> None:
     sessions = (await alice.api("GET", "/api/sessions/", headers=spoof)).json()["sessions"]
     assert [s["address"] for s in sessions] == ["127.0.0.1"]
 
-    file = await upload(alice, PDF, "notes.pdf")
+    uploaded = await alice.api("POST", "/api/upload-file/", files={"file": ("notes.pdf", PDF, "application/pdf")})
+    assert uploaded.status_code == 201, uploaded.text
+    file = uploaded.json()["file"]
     with_file = await alice.api("POST", "/api/send-message/",
                                 json={"to": bob.username, "message": "the notes", "attachment": file["id"]})
     assert with_file.status_code == 201, with_file.text
