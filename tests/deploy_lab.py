@@ -286,7 +286,7 @@ def app_host(host: str, env_path: Path, log_path: Path, **extra: str) -> Iterato
 
 def wait_for_app(address: str, port: int, process: subprocess.Popen, log: Path | None = None) -> None:
     wait_until(lambda: httpx.get(f"http://{address}:{port}/readyz", timeout=2).status_code == 200,
-               f"app host {address}", seconds=30, process=process, log=log)
+               f"app host {address}", seconds=60, process=process, log=log)  # 17 s seen at load 8
 
 
 # ---- nginx -----------------------------------------------------------------
