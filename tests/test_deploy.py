@@ -1,0 +1,313 @@
+"""The deploy kit for real: nginx with the shipped site in front of two app hosts.
+
+Follows docs/deploy.md, "Several hosts": deploy/bootstrap-db creates the
+database, each host runs the unit's ExecStart with deploy/secure-link.env filled
+in, deploy/render-site renders the site, and nginx serves it (tests/deploy_lab.py
+builds the machines). Through nginx, Alice and Bob register, land on different
+hosts, chat, share a file nginx sends itself, and cannot fake their address;
+then host A dies by SIGKILL mid-conversation and nobody loses a message.
+Needs root, `ip`, nginx, openssl, redis-server: in CI their absence fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import asyncpg
+import httpx
+import pytest
+
+from secure_link.config import PROJECT_ROOT, Settings
+
+from . import deploy_lab as lab_parts
+from .conftest import stop_process
+from .deploy_clients import ProxiedServer, Talk, connect_on, settled_counts, sync_all, talk
+from .deploy_lab import GATEWAY, HOSTS, Proxy
+from .story import Person, Server
+
+pytestmark = pytest.mark.deploy
+
+# Stored as received (not re-encoded), so what nginx sends must be these bytes.
+PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+
+
+@dataclasses.dataclass
+class Lab:
+    folder: Path
+    database_url: str
+    proxy: Proxy
+    public: ProxiedServer
+    hosts: dict[str, subprocess.Popen]
+    env_files: dict[str, Path]
+
+
+def require_lab_tools() -> None:
+    """Root and the tools; missing ones fail in CI and skip, saying which, elsewhere."""
+    missing = [what for ok, what in [
+        (os.geteuid() == 0, "root (for ip netns)"),
+        *((shutil.which(tool) is not None, tool) for tool in ("ip", "ss", "nginx", "openssl", "redis-server")),
+    ] if not ok]
+    if missing:
+        message = f"the deploy lab needs {', '.join(missing)}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    require_lab_tools()
+    folder = PROJECT_ROOT / "var" / f"deploy-test-{os.getpid()}"
+    with contextlib.ExitStack() as stack:
+        folder.mkdir(parents=True)
+        folder.chmod(0o755)  # nginx's workers (www-data) go through it to the media
+        stack.callback(shutil.rmtree, folder, True)
+        stack.enter_context(lab_parts.exclusive_lab())
+        stack.enter_context(lab_parts.private_network())
+        database = stack.enter_context(lab_parts.private_postgres(folder))
+        broadcast = stack.enter_context(lab_parts.private_redis(folder))
+        media = folder / "media"
+        media.mkdir()
+        shutil.chown(media, "root", "www-data")  # nginx reads through the group, as in docs/deploy.md
+        media.chmod(0o2750)
+        shared = dict(DATABASE_URL=database.url, BROADCAST_URL=broadcast, MEDIA_ROOT=str(media),
+                      TRUSTED_PROXIES=GATEWAY, PUBLIC_URL=f"https://{lab_parts.SERVER_NAME}",
+                      SECRET_PEPPER=os.urandom(16).hex())
+        env_files = {host: lab_parts.env_file(folder / f"{host}.env", SECURE_LINK_HOST=address, **shared)
+                     for host, address in HOSTS.items()}
+        hosts = {host: stack.enter_context(lab_parts.app_host(host, env_files[host], folder / f"{host}.log",
+                                                              BCRYPT_ROUNDS="4"))
+                 for host in HOSTS}
+        proxy = lab_parts.render_site(folder, env_files["a"])  # while the hosts start
+        stack.enter_context(lab_parts.nginx(folder, proxy))
+        for host, process in hosts.items():
+            lab_parts.wait_for_app(HOSTS[host], lab_parts.APP_PORT, process, log=folder / f"{host}.log")
+        tls = ssl.create_default_context(cafile=str(proxy.cert))
+        public = ProxiedServer(f"127.0.0.1:{proxy.https_port}", Settings(), tls=tls)
+        yield Lab(folder, database.url, proxy, public, hosts, env_files)
+
+
+# ---- the story through nginx ---------------------------------------------------
+
+async def test_chat_media_and_addresses_through_nginx(lab: Lab) -> None:
+    spoof = {"X-Forwarded-For": "203.0.113.66"}
+    alice = lab.public.person("alice")
+    async with lab.public.client() as http:
+        response = await http.post("/api/register/", headers=spoof,
+                                   json={"username": alice.username, "phrase": alice.phrase})
+    assert response.status_code == 201, response.text
+    alice.token, alice.user = response.json()["token"], response.json()["user"]
+    bob = await lab.public.person("bob").register()
+
+    alice_tab, alice_host, _ = await connect_on(alice, lab.public.tls)
+    bob_tab, bob_host, attempts = await connect_on(bob, lab.public.tls, avoid=alice_host)
+    assert {alice_host, bob_host} == set(HOSTS)
+    assert attempts == 1, "least_conn should have sent the second socket to the idle host"
+
+    sent = await alice.say(alice_tab, bob, "from host " + alice_host)
+    assert (await bob_tab.expect("chat", timeout=10))["message"] == sent
+    reply = await bob.say(bob_tab, alice, "and back from host " + bob_host)
+    assert (await alice_tab.expect("chat", timeout=10))["message"] == reply
+
+    # The client's own X-Forwarded-For is dropped; the app believes nginx's view of it.
+    sessions = (await alice.api("GET", "/api/sessions/", headers=spoof)).json()["sessions"]
+    assert [s["address"] for s in sessions] == ["127.0.0.1"]
+
+    uploaded = await alice.api("POST", "/api/upload-file/", files={"file": ("notes.pdf", PDF, "application/pdf")})
+    assert uploaded.status_code == 201, uploaded.text
+    file = uploaded.json()["file"]
+    with_file = await alice.api("POST", "/api/send-message/",
+                                json={"to": bob.username, "message": "the notes", "attachment": file["id"]})
+    assert with_file.status_code == 201, with_file.text
+    await media_is_sent_by_nginx(lab, bob, file, PDF)
+    await bob_tab.close()
+    await alice_tab.close()
+
+
+async def media_is_sent_by_nginx(lab: Lab, viewer: Person, file: dict, content: bytes) -> None:
+    """Each app host answers with an empty body and X-Accel-Redirect; nginx sends the bytes."""
+    for address in HOSTS.values():
+        async with httpx.AsyncClient(base_url=f"http://{address}:{lab_parts.APP_PORT}") as direct:
+            answer = await direct.get(file["url"], headers=viewer.headers)
+        assert answer.status_code == 200 and answer.content == b""
+        accel = answer.headers["x-accel-redirect"]
+        assert accel.startswith("/_protected_media/")
+    served = await viewer.api("GET", file["url"])
+    assert served.status_code == 200, served.text
+    assert served.content == content
+    assert "x-accel-redirect" not in served.headers
+    assert served.headers["x-content-type-options"] == "nosniff"
+    assert served.headers["content-security-policy"] == "default-src 'none'; sandbox"
+    assert served.headers["content-disposition"].startswith("attachment;")
+    assert served.headers["cache-control"] == "private, no-cache"
+    ranged = await viewer.api("GET", file["url"], headers={"Range": "bytes=0-3"})
+    assert ranged.status_code == 206 and ranged.content == content[:4]
+    stranger = await lab.public.person("eve").register()
+    assert (await stranger.api("GET", file["url"])).status_code == 404
+    async with lab.public.client() as http:
+        internal = await http.get(accel)  # `internal`: not reachable from outside
+    assert internal.status_code == 404 and internal.json()["error"]["code"] == "not_found"
+
+
+async def test_nginx_refuses_in_the_api_error_shape(lab: Lab) -> None:
+    async with lab.public.client() as http:
+        metrics = await http.get("/metrics")
+    assert metrics.status_code == 404 and metrics.json()["error"]["code"] == "not_found"
+    limit = int(_env(lab)["MAX_UPLOAD_BYTES"]) + 64 * 1024
+    assert f"client_max_body_size {limit};" in lab.proxy.site.read_text()
+    status, body = raw_https(lab, f"POST /api/upload-file/ HTTP/1.1\r\nHost: {lab_parts.SERVER_NAME}\r\n"
+                                  f"Content-Length: {limit + 1}\r\nContent-Type: multipart/form-data; boundary=x\r\n\r\n")
+    assert status == 413 and json.loads(body)["error"]["code"] == "too_large"
+    async with httpx.AsyncClient() as plain:
+        redirect = await plain.get(f"http://127.0.0.1:{lab.proxy.http_port}/api/user-profile/",
+                                   headers={"Host": lab_parts.SERVER_NAME})
+    assert redirect.status_code == 301
+    assert redirect.headers["location"] == f"https://{lab_parts.SERVER_NAME}/api/user-profile/"
+
+
+def _env(lab: Lab) -> dict[str, str]:
+    from dotenv import dotenv_values
+
+    return {k: v or "" for k, v in dotenv_values(lab.env_files["a"]).items()}
+
+
+def raw_https(lab: Lab, request: str) -> tuple[int, str]:
+    """A request whose headers lie about the body (httpx would send the body)."""
+    with socket.create_connection(("127.0.0.1", lab.proxy.https_port), timeout=5) as raw, \
+            lab.public.tls.wrap_socket(raw, server_hostname="127.0.0.1") as tls:  # type: ignore[union-attr]
+        tls.sendall(request.encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < _length(answer):
+            chunk = tls.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode()
+
+
+def _length(answer: bytes) -> int:
+    match = re.search(rb"(?i)content-length:\s*(\d+)", answer)
+    return int(match.group(1)) if match else 0
+
+
+# ---- Procfile ------------------------------------------------------------------
+
+async def test_procfile_serves_on_port_with_database_url(lab: Lab) -> None:
+    """The PaaS line, run by a shell as Heroku-like hosts do, inside host B's namespace."""
+    line = next(l for l in (PROJECT_ROOT / "Procfile").read_text().splitlines() if l.startswith("web:"))
+    command = line.removeprefix("web:").strip()
+    port = 5000
+    env = {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PORT": str(port),
+           "DATABASE_URL": lab.database_url, "BCRYPT_ROUNDS": "4", "SECURE_LINK_LOG_LEVEL": "warning"}
+    process = subprocess.Popen(["ip", "netns", "exec", lab_parts.namespace("b"), "bash", "-c", f"exec {command}"],
+                               env=env, cwd=PROJECT_ROOT)
+    try:
+        lab_parts.wait_for_app(HOSTS["b"], port, process)
+        server = Server(f"{HOSTS['b']}:{port}", Settings())
+        person = await server.person("paas").register()
+    finally:
+        stop_process(process)
+    # serve ends a graceful stop on SIGTERM with 128 + 15, as a process the signal killed would
+    assert process.returncode == 128 + signal.SIGTERM, f"{shlex.join(['bash', '-c', command])}: {process.returncode}"
+    connection = await asyncpg.connect(lab.database_url)
+    try:
+        assert await connection.fetchval("SELECT count(*) FROM users WHERE username = $1", person.username) == 1
+    finally:
+        await connection.close()
+
+
+async def test_sigkill_of_a_host_mid_conversation_loses_nothing(lab: Lab) -> None:
+    alice, bob = await lab.public.person("alice").register(), await lab.public.person("bob").register()
+    alice_tab, doomed, _ = await connect_on(alice, lab.public.tls)
+    bob_tab, survivor, _ = await connect_on(bob, lab.public.tls, avoid=doomed)
+    sides = [Talk(alice, bob, alice_tab, doomed), Talk(bob, alice, bob_tab, survivor)]
+    count, interval = 40, 0.06
+    killed = asyncio.Event()
+    talking = [asyncio.create_task(talk(side, lab.public.tls, count, interval, killed)) for side in sides]
+    await asyncio.sleep(count * interval / 2)
+    killed.set()
+    killed_at = time.monotonic()
+    pids = lab_parts.kill_namespace(doomed)
+    assert len(pids) >= 3, f"host {doomed}: expected the server and its two workers, found {pids}"
+    await asyncio.gather(*talking)
+    for side in sides:
+        await sync_all(side)
+
+    moved = sides[0].reconnected_at
+    assert moved is not None, "Alice's socket on the killed host was never dropped"
+    assert sides[1].reconnected_at is None, "Bob's socket on the surviving host was dropped"
+    assert await settled_counts() == {survivor: 2}, "both sockets should now be on the surviving host"
+    database = await asyncpg.connect(lab.database_url)
+    try:
+        for side, other in (sides, sides[::-1]):
+            stored = {row["client_id"]: row["id"] for row in await database.fetch(
+                "SELECT m.client_id, m.id FROM messages m JOIN users u ON u.id = m.sender_id WHERE u.username = $1",
+                side.person.username)}
+            assert stored == side.acked, "every client_id stored once, as acknowledged"
+            assert other.received == {v: k for k, v in side.acked.items()}, "lost or doubled on delivery"
+        figures = {side.person.username.split("_")[0]: {
+            "sent": len(side.sent), "acked": len(side.acked), "unacked_at_kill": side.unacked_at_kill,
+            "delivered": len(other.received), "lost": len(set(side.acked.values()) - set(other.received)),
+            "frames": other.frames_received} for side, other in (sides, sides[::-1])}
+    finally:
+        await database.close()
+    assert not sides[0].errors and not sides[1].errors, (sides[0].errors, sides[1].errors)
+    print(f"\nhost {doomed} killed (pids {pids}); Alice moved to {survivor} in "
+          f"{moved - killed_at:.2f} s; {json.dumps(figures)}")
+    for side in sides:
+        await side.socket.close()
+
+
+async def test_with_every_host_down_nginx_answers_503(lab: Lab) -> None:
+    """Runs last: it kills what is left. The JSON shape and Retry-After, not a 502 page."""
+    for host in HOSTS:
+        lab_parts.kill_namespace(host)
+    async with lab.public.client() as http:
+        response = await http.get("/api/user-profile/")
+    assert response.status_code == 503, response.text
+    assert response.json()["error"]["code"] == "unavailable"
+    assert response.headers["retry-after"] == "5"
+
+
+# ---- the systemd unit ------------------------------------------------------------
+
+def test_the_unit_is_hardened_and_writes_only_media() -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        if os.environ.get("CI"):
+            pytest.fail("systemd-analyze is missing")
+        pytest.skip("systemd-analyze is not installed")
+    unit_path = PROJECT_ROOT / "deploy" / "secure-link.service"
+    unit = dict(line.split("=", 1) for line in unit_path.read_text().splitlines()
+                if "=" in line and not line.startswith("#") and not line.startswith("SystemCallFilter"))
+    template = _template_env()
+    assert unit["ProtectSystem"] == "strict"
+    assert unit["ReadWritePaths"] == template["MEDIA_ROOT"], "the media folder, and nothing else, is writable"
+    assert unit["User"] != "root" and "DynamicUser" not in unit
+    assert "--workers" in unit["ExecStart"]
+    report = subprocess.run([analyze, "security", "--offline=yes", str(unit_path)],
+                            capture_output=True, text=True, timeout=60).stdout
+    exposure = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", report).group(1))  # type: ignore[union-attr]
+    assert exposure <= 2.0, report
+
+
+def _template_env() -> dict[str, str]:
+    from dotenv import dotenv_values
+
+    return {k: v or "" for k, v in dotenv_values(PROJECT_ROOT / "deploy" / "secure-link.env").items()}
