@@ -180,6 +180,27 @@ async def test_nginx_refuses_in_the_api_error_shape(lab: Lab) -> None:
     assert redirect.headers["location"] == f"https://{lab_parts.SERVER_NAME}/api/user-profile/"
 
 
+async def test_unfinished_requests_never_reach_the_app_hosts(lab: Lab) -> None:
+    """Slowloris: 300 connections whose headers never end. nginx holds them (and closes
+    them after client_header_timeout); the app hosts never see one; others are served."""
+    before = {host: lab_parts.websockets_on(host) for host in HOSTS}
+    slow: list[socket.socket] = []
+    try:
+        for _ in range(300):
+            connection = socket.create_connection(("127.0.0.1", lab.proxy.http_port), timeout=5)
+            connection.sendall(f"GET /healthz HTTP/1.1\r\nHost: {lab_parts.SERVER_NAME}\r\nX-Slow: ".encode())
+            slow.append(connection)
+        async with lab.public.client() as http:
+            answer = await http.get("/healthz")
+        assert answer.status_code == 200
+        assert re.fullmatch(r"[0-9a-f]{32}", answer.headers["x-request-id"])  # nginx's $request_id, via the app
+        assert {host: lab_parts.websockets_on(host) for host in HOSTS} == before
+    finally:
+        for connection in slow:
+            connection.close()
+    assert "client_header_timeout 10s;" in lab.proxy.site.read_text()
+
+
 def _env(lab: Lab) -> dict[str, str]:
     from dotenv import dotenv_values
 
@@ -213,8 +234,10 @@ async def test_procfile_serves_on_port_with_database_url(lab: Lab) -> None:
     line = next(l for l in (PROJECT_ROOT / "Procfile").read_text().splitlines() if l.startswith("web:"))
     command = line.removeprefix("web:").strip()
     port = 5000
+    # A PaaS's config vars: the database it attaches, and the pepper serve refuses to start without.
     env = {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PORT": str(port),
-           "DATABASE_URL": lab.database_url, "BCRYPT_ROUNDS": "4", "SECURE_LINK_LOG_LEVEL": "warning"}
+           "DATABASE_URL": lab.database_url, "SECRET_PEPPER": os.urandom(16).hex(),
+           "BCRYPT_ROUNDS": "4", "SECURE_LINK_LOG_LEVEL": "warning"}
     process = subprocess.Popen(["ip", "netns", "exec", lab_parts.namespace("b"), "bash", "-c", f"exec {command}"],
                                env=env, cwd=PROJECT_ROOT)
     try:
