@@ -27,7 +27,8 @@ async def register(services: Services, body: Any, address: str, user_agent: str)
         raise invalid(fields)
     if wait := services.register_limiter.hit(address):
         raise rate_limited(wait, "Too many registrations from this address; try again later.")
-    phrase_hash = await auth.hash_phrase(services, values["phrase"])
+    with auth.hashing_place(services):
+        phrase_hash = await auth.hash_phrase(services, values["phrase"])
     row = await services.db.fetchrow("insert_user", username, display_name, phrase_hash)
     if row is None:
         raise AppError(409, "username_taken", "That username is taken.", fields={"username": "is taken"})
@@ -39,13 +40,10 @@ async def login(services: Services, body: Any, address: str, user_agent: str) ->
     """Check the phrase; unknown users and wrong phrases get the same answer in the same time."""
     values = take(body, {"username": str, "phrase": str})
     username = auth.fold_username(values["username"])[:64]
-    attempt = await auth.reserve_login_attempt(services, username, address)
-    row = await services.db.fetchrow("find_user_credentials", username)
-    try:
+    with auth.hashing_place(services):  # first: a full line answers 503 busy, counting nothing
+        attempt = await auth.reserve_login_attempt(services, username, address)
+        row = await services.db.fetchrow("find_user_credentials", username)
         ok = await auth.phrase_matches(services, values["phrase"], row["phrase_hash"] if row else None)
-    except auth.HashingBusy:  # nothing was hashed, so the attempt does not count
-        await auth.release_login_attempt(services, attempt)
-        raise
     await auth.settle_login_attempt(services, username, address, attempt, succeeded=ok)
     if not ok or row is None:
         raise AppError(401, "invalid_credentials", "Unknown username or wrong phrase.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -17,7 +18,7 @@ import hmac
 import re
 import secrets
 import unicodedata
-from typing import Any, Callable
+from typing import Any, Iterator
 
 import asyncpg
 import bcrypt
@@ -118,15 +119,17 @@ def _prehash(phrase: str, pepper: str) -> bytes:
 
 
 async def hash_phrase(services: Services, phrase: str) -> bytes:
-    """bcrypt of the pre-hash, in a thread, within the bounded hashing slots."""
+    """bcrypt of the pre-hash, in a thread, in a hashing slot (hold a `hashing_place` first)."""
     salt = bcrypt.gensalt(services.settings.bcrypt_rounds)
-    return await _in_hash_slot(services, bcrypt.hashpw, _prehash(phrase, services.settings.pepper), salt)
+    async with services.hash_slots.slot():
+        return await asyncio.to_thread(bcrypt.hashpw, _prehash(phrase, services.settings.pepper), salt)
 
 
 async def phrase_matches(services: Services, phrase: str, stored: bytes | None) -> bool:
     """Check a phrase; with no stored hash, check against a dummy so timing is alike."""
     prehash = _prehash(phrase, services.settings.pepper)
-    ok = await _in_hash_slot(services, bcrypt.checkpw, prehash, stored or services.dummy_hash)
+    async with services.hash_slots.slot():
+        ok = await asyncio.to_thread(bcrypt.checkpw, prehash, stored or services.dummy_hash)
     return ok and stored is not None
 
 
@@ -138,11 +141,16 @@ class HashingBusy(AppError):
                          retry_after=BUSY_RETRY_S)
 
 
-async def _in_hash_slot(services: Services, work: Callable[[bytes, bytes], Any], *args: bytes) -> Any:
-    """Run bcrypt in a thread once a slot is free; `HashingBusy` at once when the line is full."""
+@contextlib.contextmanager
+def hashing_place(services: Services) -> Iterator[None]:
+    """A place in this worker's line for bcrypt, held for a whole login or registration.
+
+    Taken before anything else, so a full line turns a request away at once
+    (503 `busy`) without a database round trip, and nothing is counted for it.
+    """
     try:
-        async with services.hash_slots.hold():
-            return await asyncio.to_thread(work, *args)
+        with services.hash_slots.place():
+            yield
     except QueueFull:
         raise HashingBusy() from None
 
@@ -233,9 +241,3 @@ async def settle_login_attempt(services: Services, username: str, address: str, 
     """A failure stays counted; a success forgives this username+address's earlier failures."""
     if attempt_id is not None and succeeded:
         await services.db.execute("delete_login_failures", username, address)
-
-
-async def release_login_attempt(services: Services, attempt_id: int | None) -> None:
-    """An attempt that was never hashed (turned away as busy) does not count."""
-    if attempt_id is not None:
-        await services.db.execute("delete_login_attempt", attempt_id)

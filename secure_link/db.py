@@ -28,9 +28,23 @@ CONNECTION_ERRORS = (
     asyncpg.PostgresConnectionError,                # the connection broke (SQLSTATE class 08)
     asyncpg.exceptions.OperatorInterventionError,   # shutting down, starting up (class 57)
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full (class 53)
-    asyncpg.InterfaceError,                         # "connection is closed", "pool is closing"
+    asyncpg.InterfaceError,                         # only "connection is closed", "pool is closing"
     asyncpg.exceptions.InternalClientError,         # the driver's state after a connection broke mid-query
 )
+CONNECT_TIMEOUT_S = 5.0    # a database that does not answer is unavailable, not a hang (detail 14)
+COMMAND_TIMEOUT_S = 30.0   # generous: a send may wait on a logout's clearing lock
+ACQUIRE_TIMEOUT_S = 10.0
+
+
+def is_connection_failure(exc: BaseException) -> bool:
+    """Whether the driver failed to reach the database, rather than our code misusing it.
+
+    asyncpg's InterfaceError also names our own mistakes (a wrong argument
+    count, one connection used twice at once): those stay bugs, answered 500.
+    """
+    if isinstance(exc, asyncpg.InterfaceError):
+        return "clos" in str(exc)
+    return isinstance(exc, CONNECTION_ERRORS)
 _NAME_LINE = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s*$")
 
 
@@ -103,7 +117,8 @@ class Database:
     async def connect(cls, url: str, min_size: int = 2, max_size: int = 10) -> "Database":
         """Open the pool; statements are prepared and cached per connection by asyncpg."""
         pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size,
-                                         init=_init_connection, reset=keep_session)
+                                         init=_init_connection, reset=keep_session,
+                                         timeout=CONNECT_TIMEOUT_S, command_timeout=COMMAND_TIMEOUT_S)
         return cls(pool, load_queries())
 
     async def close(self) -> None:
@@ -140,14 +155,20 @@ class Database:
         return await self._run("execute", name, args, conn)
 
     async def _run(self, method: str, name: str, args: tuple[Any, ...], conn: asyncpg.Connection | None) -> Any:
-        """One named query; a broken or refused connection becomes `DatabaseUnavailable` (a 503)."""
-        self.in_flight += 1
+        """One named query; a broken or refused connection becomes `DatabaseUnavailable` (a 503).
+
+        Queries on a transaction's connection are counted by the transaction.
+        """
+        counted = conn is None
+        self.in_flight += counted
         try:
             return await getattr(conn or self.pool, method)(self.sql(name), *args)
         except CONNECTION_ERRORS as exc:
+            if not is_connection_failure(exc):
+                raise
             raise DatabaseUnavailable(repr(exc)) from exc
         finally:
-            self.in_flight -= 1
+            self.in_flight -= counted
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
@@ -157,11 +178,16 @@ class Database:
         nothing joins it implicitly (the trap `databases` falls into).
         """
         self.in_flight += 1
+        in_body = False  # what the caller's own code raises passes unchanged
         try:
-            async with self.pool.acquire() as connection:
+            async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as connection:
                 async with connection.transaction():
+                    in_body = True
                     yield connection
+                    in_body = False
         except CONNECTION_ERRORS as exc:
+            if in_body or not is_connection_failure(exc):
+                raise
             raise DatabaseUnavailable(repr(exc)) from exc
         finally:
             self.in_flight -= 1

@@ -48,10 +48,19 @@ def stop_server(var_dir: Path, folder: str = "pgdata", timeout: float = 30.0) ->
     if not pid_file.exists():
         return  # not running
     pid = int(pid_file.read_text().split()[0])
+    if not _is_postgres(pid):
+        return  # a stale file after a crash: that PID is gone, or someone else's now
     os.kill(pid, signal.SIGINT)
     deadline = time.monotonic() + timeout
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def _is_postgres(pid: int) -> bool:
+    try:
+        return b"postgres" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def _forget_dead_handles(pgdata: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Awaitable, Callable
 
 from . import chat, media, presence
 from .services import Services
@@ -13,23 +14,34 @@ log = logging.getLogger("secure_link.housekeeping")
 
 
 async def run(services: Services, interval: float) -> None:
-    """Forever: one round every `interval` seconds; a failed round is logged, not fatal."""
+    """Forever: one round every `interval` seconds."""
     while True:
-        try:
-            await one_round(services)
-        except Exception:  # a database blip must not end housekeeping for the process
-            log.exception("housekeeping round failed; retrying in %.0f s", interval)
+        await one_round(services)
         await asyncio.sleep(interval)
 
 
 async def one_round(services: Services) -> None:
-    """Heartbeat this worker, sweep dead ones, drop expired sessions, old failures, parked
-    fan-out payloads and stale uploads."""
-    await services.db.execute("insert_worker", services.worker_id)
-    services.sample_metrics()
-    await presence.sweep_dead_workers(services)
-    await services.db.execute("delete_expired_sessions")
-    await chat.close_ended_sessions(services)
-    await services.db.execute("delete_old_login_failures")
-    await services.fanout.prune(SPILL_TTL_S)
-    await media.collect_garbage(services.db, services.settings)
+    """Heartbeat this worker, sweep dead ones, close sockets of ended sessions, prune old
+    failures, parked fan-out payloads and stale uploads.
+
+    Each chore fails alone (logged): one that breaks must not stop the others,
+    some of which keep promises (parked payloads expire, revoked sockets close).
+    """
+    chores: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+        ("heartbeat", lambda: services.db.execute("insert_worker", services.worker_id)),
+        ("dead workers", lambda: presence.sweep_dead_workers(services)),
+        ("expired sessions", lambda: services.db.execute("delete_expired_sessions")),
+        ("ended sessions' sockets", lambda: chat.close_ended_sessions(services)),
+        ("old login failures", lambda: services.db.execute("delete_old_login_failures")),
+        ("parked fan-out payloads", lambda: services.fanout.prune(SPILL_TTL_S)),
+        ("stale uploads", lambda: media.collect_garbage(services.db, services.settings)),
+    ]
+    for name, chore in chores:
+        try:
+            await chore()
+        except Exception:  # a database blip must not end housekeeping for the process
+            log.exception("housekeeping: %s failed; retrying next round", name)
+    try:
+        services.sample_metrics()
+    except Exception:
+        log.exception("housekeeping: sampling metrics failed")

@@ -30,7 +30,7 @@ class Metrics:
                                        registry=registry)
         self.messages_delivered = Counter("secure_link_messages_delivered",
                                           "Chat frames handed to sockets, live or replayed.", registry=registry)
-        self.send_seconds = Histogram("secure_link_send_seconds", "From a send's receipt to its commit.",
+        self.send_seconds = Histogram("secure_link_send_seconds", "A new message's insert, to its commit (retries excluded).",
                                       buckets=SEND_BUCKETS, registry=registry)
         self.fanout_catch_ups = Counter("secure_link_fanout_catch_ups",
                                         "Sockets that caught up from the database after a fan-out gap.",

@@ -10,7 +10,7 @@ import asyncio
 import collections
 import contextlib
 import time
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator, Callable, Iterator
 
 
 class SlidingWindow:
@@ -108,17 +108,22 @@ class BoundedSlots:
         self._capacity = max(1, concurrency) + max(0, waiting)
         self._inside = 0
 
-    @contextlib.asynccontextmanager
-    async def hold(self) -> AsyncIterator[None]:
-        """Wait for a slot; raise `QueueFull` at once when the line is full."""
+    @contextlib.contextmanager
+    def place(self) -> Iterator[None]:
+        """A place in line for the whole piece of work; `QueueFull` at once when there is none."""
         if self._inside >= self._capacity:
             raise QueueFull
         self._inside += 1
         try:
-            async with self._semaphore:
-                yield
+            yield
         finally:
             self._inside -= 1
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Wait for one of the `concurrency` slots (taken from within a place in line)."""
+        async with self._semaphore:
+            yield
 
 
 class KeyedLocks:

@@ -21,16 +21,24 @@ PEPPER_FILE_NAME = "secret-pepper"
 def read_or_create(path: Path, nbytes: int = 32) -> str:
     """The secret in `path`; on first use, a new random one written with mode 0600.
 
-    `O_EXCL` makes two workers starting together agree: the loser reads the
-    winner's file instead of writing its own.
+    Written whole to a private temporary file, then linked into place: the
+    link fails if the file exists, so two workers starting together agree (the
+    loser reads the winner's), and nobody ever reads a half-written secret.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return read(path)
-    with os.fdopen(descriptor, "w") as file:
-        file.write(secrets.token_urlsafe(nbytes) + "\n")
+    if not path.exists():
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_urlsafe(nbytes) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink()
     return read(path)
 
 

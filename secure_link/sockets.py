@@ -264,6 +264,8 @@ class Connection:
                 if error is None:
                     log.error("frame failed", exc_info=exc)
                     error = AppError(500, "internal", "Something went wrong on our side.")
+                else:
+                    log.warning("frame refused, a dependency failed: %r", exc)
                 self.services.metrics.errors.labels(error.code).inc()
                 await self._send(error_frame(error, _client_id_of(frame)))
 

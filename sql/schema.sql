@@ -2,7 +2,7 @@
 -- Bootstraps an empty database with plain `psql -f sql/schema.sql`, and is
 -- what `secure-link db init` runs before any numbered file in sql/migrations/.
 -- A later change adds sql/migrations/NNNN_name.sql AND updates this file,
--- adding NNNN to the INSERT at the end, so new and old databases agree.
+-- adding NNNN to the versions at the end, so new and old databases agree.
 
 CREATE TABLE IF NOT EXISTS schema_migrations (
     version     integer PRIMARY KEY,
@@ -129,8 +129,13 @@ CREATE INDEX IF NOT EXISTS live_connections_user_idx ON live_connections (user_i
 CREATE TABLE IF NOT EXISTS fanout_spill (
     id          bigserial PRIMARY KEY,
     payload     text NOT NULL,
+    channels    text[] NOT NULL DEFAULT '{}',
     created_at  timestamptz NOT NULL DEFAULT now()
 );
-ALTER TABLE fanout_spill ADD COLUMN IF NOT EXISTS channels text[] NOT NULL DEFAULT '{}';
 
-INSERT INTO schema_migrations (version) VALUES (1) ON CONFLICT DO NOTHING;
+-- The versions this file already contains, recorded only when it has just
+-- created the database: an older database keeps its record, so the
+-- migrations it lacks still run after this file.
+INSERT INTO schema_migrations (version)
+SELECT version FROM (VALUES (1), (2)) AS shipped (version)
+WHERE NOT EXISTS (SELECT 1 FROM schema_migrations);

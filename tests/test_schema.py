@@ -42,17 +42,30 @@ async def test_plain_psql_bootstraps_an_blank_database_twice(blank_database: str
 
 async def test_migrations_apply_in_order_once(blank_database: str, tmp_path: Path) -> None:
     shutil.copy(SCHEMA_DIR / "schema.sql", tmp_path / "schema.sql")
-    (tmp_path / "migrations").mkdir()
-    (tmp_path / "migrations" / "0002_nicknames.sql").write_text("ALTER TABLE users ADD COLUMN nickname text;")
-    (tmp_path / "migrations" / "0003_index.sql").write_text("CREATE INDEX users_nickname_idx ON users (nickname);")
-    assert await apply_schema(blank_database, tmp_path) == [2, 3]
+    shutil.copytree(SCHEMA_DIR / "migrations", tmp_path / "migrations")
+    (tmp_path / "migrations" / "0101_nicknames.sql").write_text("ALTER TABLE users ADD COLUMN nickname text;")
+    (tmp_path / "migrations" / "0102_index.sql").write_text("CREATE INDEX users_nickname_idx ON users (nickname);")
+    assert await apply_schema(blank_database, tmp_path) == [101, 102]  # schema.sql holds the shipped ones
     assert await apply_schema(blank_database, tmp_path) == []
     connection = await asyncpg.connect(blank_database)
     try:
         versions = [row["version"] for row in await connection.fetch("SELECT version FROM schema_migrations ORDER BY 1")]
     finally:
         await connection.close()
-    assert versions == [1, 2, 3]
+    assert versions == [1, 2, 101, 102]
+
+
+async def test_a_database_from_before_a_migration_is_brought_up_to_date(blank_database: str) -> None:
+    """A version-1 database (fanout_spill without its channels) gets migration 0002 at start."""
+    await apply_schema(blank_database)
+    connection = await asyncpg.connect(blank_database)
+    try:
+        await connection.execute("ALTER TABLE fanout_spill DROP COLUMN channels; DELETE FROM schema_migrations WHERE version = 2")
+        assert await apply_schema(blank_database) == [2]
+        assert await connection.fetchval("SELECT count(*) FROM information_schema.columns "
+                                         "WHERE table_name = 'fanout_spill' AND column_name = 'channels'") == 1
+    finally:
+        await connection.close()
 
 
 async def test_every_named_query_prepares_against_the_schema(db: asyncpg.Connection) -> None:

@@ -1,7 +1,6 @@
 -- Failed-login throttling, shared by every worker. A row of login_failures is
 -- an attempt that has not succeeded: it is written before the phrase is
--- hashed, deleted again if the phrase was right or the attempt was never
--- hashed, and kept as a failure otherwise.
+-- hashed, deleted again if the phrase was right, and kept as a failure otherwise.
 
 -- name: lock_login_address
 -- Attempts from one address are reserved one at a time, so each sees every
@@ -27,10 +26,6 @@ WITH wait AS (
     RETURNING id
 )
 SELECT (SELECT id FROM reserved) AS attempt_id, (SELECT seconds FROM wait) AS wait_seconds;
-
--- name: delete_login_attempt
--- An attempt turned away before hashing (the hash queue was full) does not count.
-DELETE FROM login_failures WHERE id = $1;
 
 -- name: delete_login_failures
 -- A successful login forgives this username+address's earlier mistakes.
