@@ -11,7 +11,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The web client (when built), and its routes */
+        /** The web client's page (when built) */
         get: {
             parameters: {
                 query?: never;
@@ -21,14 +21,16 @@ export interface paths {
             };
             requestBody?: never;
             responses: {
-                /** @description Success */
+                /** @description index.html */
                 200: {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "text/html": string;
+                    };
                 };
-                /** @description Error */
+                /** @description `not_found` or `unknown_user` */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -73,7 +75,7 @@ export interface paths {
                         "application/json": components["schemas"]["ConversationList"];
                     };
                 };
-                /** @description Error */
+                /** @description `unauthenticated` (or `invalid_credentials` for a login) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -82,9 +84,11 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
                 503: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -120,11 +124,11 @@ export interface paths {
             };
             requestBody: {
                 content: {
-                    "application/json": components["schemas"]["Credentials"];
+                    "application/json": components["schemas"]["Login"];
                 };
             };
             responses: {
-                /** @description Success */
+                /** @description Logged in; the session cookie is set */
                 200: {
                     headers: {
                         [name: string]: unknown;
@@ -133,7 +137,7 @@ export interface paths {
                         "application/json": components["schemas"]["LoggedIn"];
                     };
                 };
-                /** @description Error */
+                /** @description `bad_json`: the body is not valid JSON */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -142,7 +146,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unauthenticated` (or `invalid_credentials` for a login) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -151,7 +155,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `too_large` or `quota_exceeded` */
                 413: {
                     headers: {
                         [name: string]: unknown;
@@ -160,7 +164,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unsupported_media_type` or `unsupported_file_type` */
                 415: {
                     headers: {
                         [name: string]: unknown;
@@ -169,7 +173,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `invalid_input` (with `fields`) or a more precise code */
                 422: {
                     headers: {
                         [name: string]: unknown;
@@ -178,18 +182,22 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `rate_limited` or `quota_exceeded`; `Retry-After` */
                 429: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
                 503: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -213,7 +221,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Log out and clear the user's chats */
+        /** Log out and clear the user's chats (any body is ignored) */
         post: {
             parameters: {
                 query?: never;
@@ -232,7 +240,7 @@ export interface paths {
                         "application/json": components["schemas"]["Cleared"];
                     };
                 };
-                /** @description Error */
+                /** @description `unauthenticated` (or `invalid_credentials` for a login) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -241,7 +249,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `origin_refused`: a cookie-authenticated change from another site's page */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -250,9 +258,11 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
                 503: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -277,7 +287,16 @@ export interface paths {
         /** A page of one conversation's history */
         get: {
             parameters: {
-                query?: never;
+                query: {
+                    /** @description The other party's username */
+                    with: string;
+                    /** @description Page back: messages with smaller ids */
+                    before?: number;
+                    /** @description Page forward: messages with larger ids */
+                    after?: number;
+                    /** @description Page size; above 100 is clamped to 100 */
+                    limit?: number;
+                };
                 header?: never;
                 path?: never;
                 cookie?: never;
@@ -293,7 +312,7 @@ export interface paths {
                         "application/json": components["schemas"]["MessagePage"];
                     };
                 };
-                /** @description Error */
+                /** @description `unauthenticated` (or `invalid_credentials` for a login) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -302,7 +321,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `not_found` or `unknown_user` */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -311,7 +330,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `invalid_input` (with `fields`) or a more precise code */
                 422: {
                     headers: {
                         [name: string]: unknown;
@@ -320,9 +339,11 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
                 503: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -356,12 +377,14 @@ export interface paths {
             };
             requestBody?: never;
             responses: {
-                /** @description Success */
+                /** @description OpenAPI 3.1 */
                 200: {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": Record<string, never>;
+                    };
                 };
             };
         };
@@ -396,7 +419,7 @@ export interface paths {
                 };
             };
             responses: {
-                /** @description Success */
+                /** @description Registered; the session cookie is set */
                 201: {
                     headers: {
                         [name: string]: unknown;
@@ -405,7 +428,7 @@ export interface paths {
                         "application/json": components["schemas"]["LoggedIn"];
                     };
                 };
-                /** @description Error */
+                /** @description `bad_json`: the body is not valid JSON */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -414,7 +437,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `username_taken` */
                 409: {
                     headers: {
                         [name: string]: unknown;
@@ -423,7 +446,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `too_large` or `quota_exceeded` */
                 413: {
                     headers: {
                         [name: string]: unknown;
@@ -432,7 +455,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unsupported_media_type` or `unsupported_file_type` */
                 415: {
                     headers: {
                         [name: string]: unknown;
@@ -441,7 +464,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `invalid_input` (with `fields`) or a more precise code */
                 422: {
                     headers: {
                         [name: string]: unknown;
@@ -450,18 +473,22 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `rate_limited` or `quota_exceeded`; `Retry-After` */
                 429: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
                 503: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -499,7 +526,16 @@ export interface paths {
                 };
             };
             responses: {
-                /** @description Success */
+                /** @description A retry with the same client_id: the original, nothing stored twice */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Message"];
+                    };
+                };
+                /** @description Stored */
                 201: {
                     headers: {
                         [name: string]: unknown;
@@ -508,7 +544,7 @@ export interface paths {
                         "application/json": components["schemas"]["Message"];
                     };
                 };
-                /** @description Error */
+                /** @description `bad_json`: the body is not valid JSON */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -517,7 +553,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unauthenticated` (or `invalid_credentials` for a login) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -526,7 +562,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `origin_refused`: a cookie-authenticated change from another site's page */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -535,7 +571,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `not_found` or `unknown_user` */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -544,7 +580,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `too_large` or `quota_exceeded` */
                 413: {
                     headers: {
                         [name: string]: unknown;
@@ -553,7 +589,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unsupported_media_type` or `unsupported_file_type` */
                 415: {
                     headers: {
                         [name: string]: unknown;
@@ -562,7 +598,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `invalid_input` (with `fields`) or a more precise code */
                 422: {
                     headers: {
                         [name: string]: unknown;
@@ -571,18 +607,22 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `rate_limited` or `quota_exceeded`; `Retry-After` */
                 429: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
                 503: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -623,7 +663,7 @@ export interface paths {
                         "application/json": components["schemas"]["SessionList"];
                     };
                 };
-                /** @description Error */
+                /** @description `unauthenticated` (or `invalid_credentials` for a login) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -632,9 +672,11 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
                 503: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -661,12 +703,14 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
-        /** Revoke a session */
+        /** Revoke one of the user's sessions */
         delete: {
             parameters: {
                 query?: never;
                 header?: never;
-                path?: never;
+                path: {
+                    session_id: number;
+                };
                 cookie?: never;
             };
             requestBody?: never;
@@ -680,7 +724,7 @@ export interface paths {
                         "application/json": components["schemas"]["Revoked"];
                     };
                 };
-                /** @description Error */
+                /** @description `unauthenticated` (or `invalid_credentials` for a login) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -689,7 +733,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `origin_refused`: a cookie-authenticated change from another site's page */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -698,7 +742,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `not_found` or `unknown_user` */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -707,9 +751,11 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
                 503: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -732,7 +778,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Upload an attachment or avatar (multipart) */
+        /** Upload an attachment or avatar */
         post: {
             parameters: {
                 query?: never;
@@ -740,7 +786,11 @@ export interface paths {
                 path?: never;
                 cookie?: never;
             };
-            requestBody?: never;
+            requestBody: {
+                content: {
+                    "multipart/form-data": components["schemas"]["Upload"];
+                };
+            };
             responses: {
                 /** @description Success */
                 201: {
@@ -751,7 +801,7 @@ export interface paths {
                         "application/json": components["schemas"]["Uploaded"];
                     };
                 };
-                /** @description Error */
+                /** @description `unauthenticated` (or `invalid_credentials` for a login) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -760,7 +810,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `origin_refused`: a cookie-authenticated change from another site's page */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -769,7 +819,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `too_large` or `quota_exceeded` */
                 413: {
                     headers: {
                         [name: string]: unknown;
@@ -778,7 +828,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unsupported_media_type` or `unsupported_file_type` */
                 415: {
                     headers: {
                         [name: string]: unknown;
@@ -787,7 +837,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `invalid_input` (with `fields`) or a more precise code */
                 422: {
                     headers: {
                         [name: string]: unknown;
@@ -796,18 +846,22 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `rate_limited` or `quota_exceeded`; `Retry-After` */
                 429: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
                 503: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -848,7 +902,7 @@ export interface paths {
                         "application/json": components["schemas"]["Profile"];
                     };
                 };
-                /** @description Error */
+                /** @description `unauthenticated` (or `invalid_credentials` for a login) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -857,9 +911,11 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
                 503: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -896,7 +952,7 @@ export interface paths {
                         "application/json": components["schemas"]["Profile"];
                     };
                 };
-                /** @description Error */
+                /** @description `bad_json`: the body is not valid JSON */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -905,7 +961,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unauthenticated` (or `invalid_credentials` for a login) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -914,7 +970,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `origin_refused`: a cookie-authenticated change from another site's page */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -923,7 +979,16 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `too_large` or `quota_exceeded` */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `unsupported_media_type` or `unsupported_file_type` */
                 415: {
                     headers: {
                         [name: string]: unknown;
@@ -932,7 +997,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `invalid_input` (with `fields`) or a more precise code */
                 422: {
                     headers: {
                         [name: string]: unknown;
@@ -941,9 +1006,11 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
                 503: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -966,19 +1033,23 @@ export interface paths {
             parameters: {
                 query?: never;
                 header?: never;
-                path?: never;
+                path: {
+                    name: string;
+                };
                 cookie?: never;
             };
             requestBody?: never;
             responses: {
-                /** @description Success */
+                /** @description The asset */
                 200: {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "*/*": string;
+                    };
                 };
-                /** @description Error */
+                /** @description `not_found` or `unknown_user` */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -1044,20 +1115,54 @@ export interface paths {
         get: {
             parameters: {
                 query?: never;
-                header?: never;
-                path?: never;
+                header?: {
+                    /** @description An ETag seen before: 304 if unchanged */
+                    "If-None-Match"?: string;
+                };
+                path: {
+                    file_id: string;
+                };
                 cookie?: never;
             };
             requestBody?: never;
             responses: {
-                /** @description Success */
+                /** @description The file; a download unless it is a re-encoded image */
                 200: {
                     headers: {
+                        ETag: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "*/*": string;
+                    };
+                };
+                /** @description The requested byte range(s) of the file (`Range`) */
+                206: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "*/*": string;
+                    };
+                };
+                /** @description Unchanged since the ETag in If-None-Match */
+                304: {
+                    headers: {
+                        ETag: string;
                         [name: string]: unknown;
                     };
                     content?: never;
                 };
-                /** @description Error */
+                /** @description A malformed `Range` header (plain text) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "text/plain": string;
+                    };
+                };
+                /** @description `not_found` or `unknown_user` */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -1066,9 +1171,20 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description A `Range` beyond the end of the file */
+                416: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "text/plain": string;
+                    };
+                };
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
                 503: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -1092,24 +1208,58 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** An image's thumbnail */
+        /** An image's thumbnail, under the same rule */
         get: {
             parameters: {
                 query?: never;
-                header?: never;
-                path?: never;
+                header?: {
+                    /** @description An ETag seen before: 304 if unchanged */
+                    "If-None-Match"?: string;
+                };
+                path: {
+                    file_id: string;
+                };
                 cookie?: never;
             };
             requestBody?: never;
             responses: {
-                /** @description Success */
+                /** @description The file; a download unless it is a re-encoded image */
                 200: {
                     headers: {
+                        ETag: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "*/*": string;
+                    };
+                };
+                /** @description The requested byte range(s) of the file (`Range`) */
+                206: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "*/*": string;
+                    };
+                };
+                /** @description Unchanged since the ETag in If-None-Match */
+                304: {
+                    headers: {
+                        ETag: string;
                         [name: string]: unknown;
                     };
                     content?: never;
                 };
-                /** @description Error */
+                /** @description A malformed `Range` header (plain text) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "text/plain": string;
+                    };
+                };
+                /** @description `not_found` or `unknown_user` */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -1118,9 +1268,20 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description A `Range` beyond the end of the file */
+                416: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "text/plain": string;
+                    };
+                };
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
                 503: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -1144,7 +1305,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Prometheus metrics of this host's workers (text format) */
+        /** Prometheus metrics of this host's workers */
         get: {
             parameters: {
                 query?: never;
@@ -1154,12 +1315,14 @@ export interface paths {
             };
             requestBody?: never;
             responses: {
-                /** @description Success */
+                /** @description Prometheus text format */
                 200: {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "text/plain": string;
+                    };
                 };
             };
         };
@@ -1197,7 +1360,7 @@ export interface paths {
                         "application/json": components["schemas"]["Status"];
                     };
                 };
-                /** @description Error */
+                /** @description `not_ready`: the database does not answer */
                 503: {
                     headers: {
                         [name: string]: unknown;
@@ -1233,15 +1396,22 @@ export interface paths {
             };
             requestBody?: never;
             responses: {
-                /** @description Success */
+                /** @description Switching protocols: the socket speaks ClientFrame and ServerFrame */
                 101: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content?: never;
                 };
-                /** @description Error */
+                /** @description A refused Origin, before the handshake (no body) */
                 403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description A plain GET without the WebSocket upgrade */
+                404: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -1308,12 +1478,16 @@ export interface components {
             conversations: components["schemas"]["Conversation"][];
         };
         Credentials: {
+            /** @description Trimmed; no control or text-direction characters. */
             display_name?: string;
+            /** @description Counted after NFKC; at least 3 words; may not contain the username. */
             phrase: string;
+            /** @description NFKC-normalised and case-folded first: `Alice` is `alice`. */
             username: string;
         };
         Draft: {
             attachment?: string;
+            /** @description Printable characters. */
             client_id?: string;
             message: string;
             to: string;
@@ -1349,6 +1523,10 @@ export interface components {
             token: string;
             user: components["schemas"]["User"];
         };
+        Login: {
+            phrase: string;
+            username: string;
+        };
         Message: {
             attachment: components["schemas"]["File"] | null;
             client_id: string | null;
@@ -1381,6 +1559,7 @@ export interface components {
             user: components["schemas"]["User"];
         };
         ProfileChange: {
+            /** @description Trimmed; no control or text-direction characters. */
             display_name: string;
         };
         ReadEvent: {
@@ -1445,6 +1624,15 @@ export interface components {
             to?: string;
             /** @constant */
             type: "typing";
+        };
+        Upload: {
+            /** Format: binary */
+            file: string;
+            /**
+             * @default attachment
+             * @enum {string}
+             */
+            purpose: "attachment" | "avatar";
         };
         Uploaded: {
             file: components["schemas"]["File"];
