@@ -29,6 +29,7 @@ _DISPLAY_NAME = {"type": "string", "minLength": 1, "maxLength": 64,
                  "description": "Trimmed; no control or text-direction characters."}
 _CLIENT_ID = {"type": "string", "minLength": 1, "maxLength": 64, "description": "Printable characters."}
 _FILE_ID = {"type": "string", "minLength": 1, "maxLength": 64}
+_NAME = {"type": "string", "minLength": 1, "description": "A username (folded like one)"}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -60,7 +61,7 @@ _RECORDS: dict[str, Any] = {
                            optional=("display_name",)),
     "Login": _object({"username": _STR, "phrase": _STR}),
     "ProfileChange": _object({"display_name": _DISPLAY_NAME}),
-    "Draft": _object({"to": _STR, "message": {"type": "string", "maxLength": 4000}, "client_id": _CLIENT_ID,
+    "Draft": _object({"to": _NAME, "message": {"type": "string", "maxLength": 4000}, "client_id": _CLIENT_ID,
                       "attachment": _FILE_ID}, optional=("client_id", "attachment")),
     "Upload": _object({"file": {"type": "string", "format": "binary"},
                        "purpose": {"type": "string", "enum": ["attachment", "avatar"], "default": "attachment"}},
@@ -190,7 +191,7 @@ _MEDIA_ANSWERS = {
 _MEDIA_SECURITY = [{"bearer": []}, {"cookie": []}, {}]  # anonymous is allowed, and answered 404
 _PAGE_NUMBER = {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}  # under 19 digits
 _HISTORY_PARAMETERS = (
-    _parameter("query", "with", _STR, required=True, description="The other party's username"),
+    _parameter("query", "with", _NAME, required=True, description="The other party's username"),
     _parameter("query", "before", _PAGE_NUMBER, description="Page back: messages with smaller ids"),
     _parameter("query", "after", _PAGE_NUMBER, description="Page forward: messages with larger ids"),
     _parameter("query", "limit", {"type": "integer", "minimum": 1, "maximum": 10**18 - 1, "default": 50},

@@ -1490,6 +1490,7 @@ export interface components {
             /** @description Printable characters. */
             client_id?: string;
             message: string;
+            /** @description A username (folded like one) */
             to: string;
         };
         Error: {
