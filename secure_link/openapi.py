@@ -130,6 +130,9 @@ _ERRORS: dict[int, str] = {
 _RETRY_AFTER = {"Retry-After": {"required": True, "description": "Seconds to wait", "schema": _INT}}
 _BINARY = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
 _CACHED = {"ETag": {"required": True, "schema": _STR}}
+_SETS_COOKIE = {"Set-Cookie": {"required": True, "schema": _STR,
+                               "description": "The `session` cookie: HttpOnly, SameSite=Lax, Secure over https"}}
+_CLEARS_COOKIE = {"Set-Cookie": {"required": True, "schema": _STR, "description": "Expires the `session` cookie"}}
 
 _JSON_BODY = (400, 413, 415, 422)         # read_json and take() refuse these
 _AUTHENTICATED = (401, 503)               # every session lookup reads the database
@@ -141,9 +144,10 @@ def _json_content(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
-def _answer(answer: str | None, description: str = "Success") -> dict[str, Any]:
-    """A success answer: JSON of the named schema, or nothing (a no-body answer such as 304)."""
-    return {"description": description, **({"content": _json_content(_ref(answer))} if answer else {})}
+def _answer(answer: str, description: str = "Success", headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A success answer: JSON of the named schema, and the headers it always carries."""
+    success: dict[str, Any] = {"description": description, "content": _json_content(_ref(answer))}
+    return {**success, "headers": headers} if headers else success
 
 
 def _error(status: int) -> dict[str, Any]:
@@ -205,13 +209,13 @@ _WS_ANSWERS = {
 }
 
 PATHS: dict[str, dict[str, dict[str, Any]]] = {
-    "/api/register/": {"post": _op("Create an account and log in", {201: _answer("LoggedIn", "Registered; "
-                                   "the session cookie is set")}, (*_JSON_BODY, 409, 429, 503),
-                                   body="Credentials", security=_ANONYMOUS)},
-    "/api/login/": {"post": _op("Log in", {200: _answer("LoggedIn", "Logged in; the session cookie is set")},
+    "/api/register/": {"post": _op("Create an account and log in",
+                                   {201: _answer("LoggedIn", "Registered and logged in", _SETS_COOKIE)},
+                                   (*_JSON_BODY, 409, 429, 503), body="Credentials", security=_ANONYMOUS)},
+    "/api/login/": {"post": _op("Log in", {200: _answer("LoggedIn", "Logged in", _SETS_COOKIE)},
                                 (*_JSON_BODY, 401, 429, 503), body="Login", security=_ANONYMOUS)},
     "/api/logout/": {"post": _op("Log out and clear the user's chats (any body is ignored)",
-                                 {200: _answer("Cleared")}, _CHANGE)},
+                                 {200: _answer("Cleared", "Logged out", _CLEARS_COOKIE)}, _CHANGE)},
     "/api/user-profile/": {
         "get": _op("The logged-in user", {200: _answer("Profile")}, _AUTHENTICATED),
         "patch": _op("Change the display name", {200: _answer("Profile")}, (*_CHANGE, *_JSON_BODY),

@@ -128,9 +128,11 @@ export interface paths {
                 };
             };
             responses: {
-                /** @description Logged in; the session cookie is set */
+                /** @description Logged in */
                 200: {
                     headers: {
+                        /** @description The `session` cookie: HttpOnly, SameSite=Lax, Secure over https */
+                        "Set-Cookie": string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -231,9 +233,11 @@ export interface paths {
             };
             requestBody?: never;
             responses: {
-                /** @description Success */
+                /** @description Logged out */
                 200: {
                     headers: {
+                        /** @description Expires the `session` cookie */
+                        "Set-Cookie": string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -419,9 +423,11 @@ export interface paths {
                 };
             };
             responses: {
-                /** @description Registered; the session cookie is set */
+                /** @description Registered and logged in */
                 201: {
                     headers: {
+                        /** @description The `session` cookie: HttpOnly, SameSite=Lax, Secure over https */
+                        "Set-Cookie": string;
                         [name: string]: unknown;
                     };
                     content: {
