@@ -8,6 +8,7 @@ WebSocket frame has a schema with its required fields.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from . import __version__
@@ -19,6 +20,16 @@ _BOOL = {"type": "boolean"}
 _TIME = {"type": "string", "format": "date-time"}
 _NULLABLE_STR = {"type": ["string", "null"]}
 _NULLABLE_INT = {"type": ["integer", "null"]}
+# The limits the server enforces, so a generated client (or a fuzzer) knows them.
+_USERNAME = {"type": "string", "pattern": r"^[A-Za-z0-9_.\-]{3,32}$",
+             "description": "NFKC-normalised and case-folded first: `Alice` is `alice`."}
+_PHRASE = {"type": "string", "minLength": 12, "maxLength": 256,
+           "description": "Counted after NFKC; at least 3 words; may not contain the username."}
+_DISPLAY_NAME = {"type": "string", "minLength": 1, "maxLength": 64,
+                 "description": "Trimmed; no control or text-direction characters."}
+_CLIENT_ID = {"type": "string", "minLength": 1, "maxLength": 64, "description": "Printable characters."}
+_FILE_ID = {"type": "string", "minLength": 1, "maxLength": 64}
+_NAME = {"type": "string", "minLength": 1, "description": "A username (folded like one)"}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -46,10 +57,15 @@ _RECORDS: dict[str, Any] = {
                      "width": _NULLABLE_INT, "height": _NULLABLE_INT, "thumbnail_url": _NULLABLE_STR}),
     "Message": _object({"id": _INT, "from": _STR, "to": _STR, "message": _STR, "client_id": _NULLABLE_STR,
                         "attachment": {"oneOf": [_ref("File"), {"type": "null"}]}, "sent_at": _TIME}),
-    "Credentials": _object({"username": _STR, "phrase": _STR, "display_name": _STR}, optional=("display_name",)),
-    "ProfileChange": _object({"display_name": _STR}),
-    "Draft": _object({"to": _STR, "message": {"type": "string", "maxLength": 4000}, "client_id": _STR,
-                      "attachment": _STR}, optional=("client_id", "attachment")),
+    "Credentials": _object({"username": _USERNAME, "phrase": _PHRASE, "display_name": _DISPLAY_NAME},
+                           optional=("display_name",)),
+    "Login": _object({"username": _STR, "phrase": _STR}),
+    "ProfileChange": _object({"display_name": _DISPLAY_NAME}),
+    "Draft": _object({"to": _NAME, "message": {"type": "string", "maxLength": 4000}, "client_id": _CLIENT_ID,
+                      "attachment": _FILE_ID}, optional=("client_id", "attachment")),
+    "Upload": _object({"file": {"type": "string", "format": "binary"},
+                       "purpose": {"type": "string", "enum": ["attachment", "avatar"], "default": "attachment"}},
+                      optional=("purpose",)),
     "Session": _object({"id": _INT, "created_at": _TIME, "last_used_at": _TIME, "expires_at": _TIME,
                         "user_agent": _STR, "address": _STR, "current": _BOOL}),
     "Conversation": _object({"with": _ref("User"), "last_message": _ref("Message"), "unread": _INT}),
@@ -98,65 +114,159 @@ SCHEMAS: dict[str, Any] = {
     "ServerFrame": {"oneOf": [_ref(name) for name in _SERVER_FRAMES]},
 }
 
-# (path, method, summary, request body schema, answer schema, success status, errors)
-OPERATIONS: list[tuple[str, str, str, str | None, str | None, int, tuple[int, ...]]] = [
-    ("/api/register/", "post", "Create an account and log in", "Credentials", "LoggedIn", 201,
-     (400, 409, 413, 415, 422, 429, 503)),
-    ("/api/login/", "post", "Log in", "Credentials", "LoggedIn", 200, (400, 401, 413, 415, 422, 429, 503)),
-    ("/api/logout/", "post", "Log out and clear the user's chats", None, "Cleared", 200, (401, 403, 503)),
-    ("/api/user-profile/", "get", "The logged-in user", None, "Profile", 200, (401, 503)),
-    ("/api/user-profile/", "patch", "Change the display name", "ProfileChange", "Profile", 200,
-     (400, 401, 403, 415, 422, 503)),
-    ("/api/sessions/", "get", "List the user's sessions", None, "SessionList", 200, (401, 503)),
-    ("/api/sessions/{session_id}", "delete", "Revoke a session", None, "Revoked", 200, (401, 403, 404, 503)),
-    ("/api/send-message/", "post", "Send a message (REST fallback)", "Draft", "Message", 201,
-     (400, 401, 403, 404, 413, 415, 422, 429, 503)),
-    ("/api/conversations/", "get", "Conversations, newest first", None, "ConversationList", 200, (401, 503)),
-    ("/api/messages/", "get", "A page of one conversation's history", None, "MessagePage", 200,
-     (401, 404, 422, 503)),
-    ("/api/upload-file/", "post", "Upload an attachment or avatar (multipart)", None, "Uploaded", 201,
-     (401, 403, 413, 415, 422, 429, 503)),
-    ("/media/{file_id}", "get", "A file, to those allowed to see it", None, None, 200, (404, 503)),
-    ("/media/{file_id}/thumbnail", "get", "An image's thumbnail", None, None, 200, (404, 503)),
-    ("/ws/chat/", "get", "The chat WebSocket (frames: ClientFrame, ServerFrame)", None, None, 101, (403,)),
-    ("/api/openapi.json", "get", "This document", None, None, 200, ()),
-    ("/healthz", "get", "Liveness: the process is up", None, "Status", 200, ()),
-    ("/readyz", "get", "Readiness: the database answers", None, "Status", 200, (503,)),
-    ("/metrics", "get", "Prometheus metrics of this host's workers (text format)", None, None, 200, ()),
-    ("/", "get", "The web client (when built), and its routes", None, None, 200, (404,)),
-    ("/assets/{name}", "get", "The web client's hashed assets, cached for a year", None, None, 200, (404,)),
-]
+# What each error status means here; 429 and 503 carry Retry-After (seconds).
+_ERRORS: dict[int, str] = {
+    400: "`bad_json`: the body is not valid JSON",
+    401: "`unauthenticated` (or `invalid_credentials` for a login)",
+    403: "`origin_refused`: a cookie-authenticated change from another site's page",
+    404: "`not_found` or `unknown_user`",
+    409: "`username_taken`",
+    413: "`too_large` or `quota_exceeded`",
+    415: "`unsupported_media_type` or `unsupported_file_type`",
+    422: "`invalid_input` (with `fields`) or a more precise code",
+    429: "`rate_limited` or `quota_exceeded`; `Retry-After`",
+    503: "`unavailable` (database or storage down; also `busy` for register and login); `Retry-After`",
+}
+_RETRY_AFTER = {"Retry-After": {"required": True, "description": "Seconds to wait", "schema": _INT}}
+_BINARY = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+_CACHED = {"ETag": {"required": True, "schema": _STR}}
+_SETS_COOKIE = {"Set-Cookie": {"required": True, "schema": _STR,
+                               "description": "The `session` cookie: HttpOnly, SameSite=Lax, Secure over https"}}
+_CLEARS_COOKIE = {"Set-Cookie": {"required": True, "schema": _STR, "description": "Expires the `session` cookie"}}
+
+_JSON_BODY = (400, 413, 415, 422)         # read_json and take() refuse these
+_AUTHENTICATED = (401, 503)               # every session lookup reads the database
+_CHANGE = (*_AUTHENTICATED, 403)          # state-changing with a cookie: origin checked
+_ANONYMOUS: list[dict[str, Any]] = []     # the security of public operations
 
 
 def _json_content(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
-def _operation(summary: str, body: str | None, answer: str | None, status: int,
-               errors: tuple[int, ...]) -> dict[str, Any]:
-    success: dict[str, Any] = {"description": "Success"}
-    if answer:
-        success["content"] = _json_content(_ref(answer))
-    responses: dict[str, Any] = {str(status): success}
-    for code in errors:
-        responses[str(code)] = {"description": "Error", "content": _json_content(_ERROR)}
+def _answer(answer: str, description: str = "Success", headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A success answer: JSON of the named schema, and the headers it always carries."""
+    success: dict[str, Any] = {"description": description, "content": _json_content(_ref(answer))}
+    return {**success, "headers": headers} if headers else success
+
+
+def _error(status: int) -> dict[str, Any]:
+    error: dict[str, Any] = {"description": _ERRORS[status], "content": _json_content(_ERROR)}
+    if status in (429, 503):
+        error["headers"] = _RETRY_AFTER
+    return error
+
+
+def _parameter(where: str, name: str, schema: dict[str, Any], required: bool = False,
+               description: str = "") -> dict[str, Any]:
+    parameter = {"in": where, "name": name, "required": required or where == "path", "schema": schema}
+    return {**parameter, "description": description} if description else parameter
+
+
+def _op(summary: str, answers: dict[int, dict[str, Any]], errors: tuple[int, ...] = (), *,
+        body: str | None = None, parameters: tuple[dict[str, Any], ...] = (),
+        security: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One operation: its success answers as given, then the error shape for each error status."""
+    responses = {str(status): answer for status, answer in answers.items()}
+    responses.update({str(status): _error(status) for status in sorted(set(errors))})
     operation: dict[str, Any] = {"summary": summary, "responses": responses}
     if body:
         operation["requestBody"] = {"required": True, "content": _json_content(_ref(body))}
+    if parameters:
+        operation["parameters"] = list(parameters)
+    if security is not None:
+        operation["security"] = security
     return operation
 
 
+_FILE_ID_PARAMETER = _parameter("path", "file_id", _STR)
+_MEDIA_PARAMETERS = (
+    _FILE_ID_PARAMETER,
+    _parameter("header", "If-None-Match", _STR, description="An ETag seen before: 304 if unchanged"),
+)
+_MEDIA_ANSWERS = {
+    200: {"description": "The file; a download unless it is a re-encoded image", "headers": _CACHED,
+          "content": _BINARY},
+    206: {"description": "The requested byte range(s) of the file (`Range`)", "content": _BINARY},
+    304: {"description": "Unchanged since the ETag in If-None-Match", "headers": _CACHED},
+    400: {"description": "A malformed `Range` header (plain text)", "content": {"text/plain": {"schema": _STR}}},
+    416: {"description": "A `Range` beyond the end of the file", "content": {"text/plain": {"schema": _STR}}},
+}
+_MEDIA_SECURITY = [{"bearer": []}, {"cookie": []}, {}]  # anonymous is allowed, and answered 404
+_PAGE_NUMBER = {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}  # under 19 digits
+_HISTORY_PARAMETERS = (
+    _parameter("query", "with", _NAME, required=True, description="The other party's username"),
+    _parameter("query", "before", _PAGE_NUMBER, description="Page back: messages with smaller ids"),
+    _parameter("query", "after", _PAGE_NUMBER, description="Page forward: messages with larger ids"),
+    _parameter("query", "limit", {"type": "integer", "minimum": 1, "maximum": 10**18 - 1, "default": 50},
+               description="Page size; above 100 is clamped to 100"),
+)
+_UPLOAD_BODY = {"required": True, "content": {"multipart/form-data": {"schema": _ref("Upload")}}}
+_WS_ANSWERS = {
+    101: {"description": "Switching protocols: the socket speaks ClientFrame and ServerFrame"},
+    403: {"description": "A refused Origin, before the handshake (no body)"},
+    404: {"description": "A plain GET without the WebSocket upgrade", "content": _json_content(_ERROR)},
+}
+
+PATHS: dict[str, dict[str, dict[str, Any]]] = {
+    "/api/register/": {"post": _op("Create an account and log in",
+                                   {201: _answer("LoggedIn", "Registered and logged in", _SETS_COOKIE)},
+                                   (*_JSON_BODY, 409, 429, 503), body="Credentials", security=_ANONYMOUS)},
+    "/api/login/": {"post": _op("Log in", {200: _answer("LoggedIn", "Logged in", _SETS_COOKIE)},
+                                (*_JSON_BODY, 401, 429, 503), body="Login", security=_ANONYMOUS)},
+    "/api/logout/": {"post": _op("Log out and clear the user's chats (any body is ignored)",
+                                 {200: _answer("Cleared", "Logged out", _CLEARS_COOKIE)}, _CHANGE)},
+    "/api/user-profile/": {
+        "get": _op("The logged-in user", {200: _answer("Profile")}, _AUTHENTICATED),
+        "patch": _op("Change the display name", {200: _answer("Profile")}, (*_CHANGE, *_JSON_BODY),
+                     body="ProfileChange"),
+    },
+    "/api/sessions/": {"get": _op("List the user's sessions", {200: _answer("SessionList")}, _AUTHENTICATED)},
+    "/api/sessions/{session_id}": {"delete": _op(
+        "Revoke one of the user's sessions", {200: _answer("Revoked")}, (*_CHANGE, 404),
+        parameters=(_parameter("path", "session_id", {"type": "integer", "minimum": 0}),))},
+    "/api/send-message/": {"post": _op(
+        "Send a message (REST fallback)",
+        {201: _answer("Message", "Stored"), 200: _answer("Message", "A retry with the same client_id: "
+                                                          "the original, nothing stored twice")},
+        (*_CHANGE, *_JSON_BODY, 404, 429), body="Draft")},
+    "/api/conversations/": {"get": _op("Conversations, newest first", {200: _answer("ConversationList")},
+                                       _AUTHENTICATED)},
+    "/api/messages/": {"get": _op("A page of one conversation's history", {200: _answer("MessagePage")},
+                                  (*_AUTHENTICATED, 404, 422), parameters=_HISTORY_PARAMETERS)},
+    "/api/upload-file/": {"post": {**_op("Upload an attachment or avatar", {201: _answer("Uploaded")},
+                                         (*_CHANGE, 413, 415, 422, 429)), "requestBody": _UPLOAD_BODY}},
+    "/media/{file_id}": {"get": _op("A file, to those allowed to see it", _MEDIA_ANSWERS, (404, 503),
+                                    parameters=_MEDIA_PARAMETERS, security=_MEDIA_SECURITY)},
+    "/media/{file_id}/thumbnail": {"get": _op("An image's thumbnail, under the same rule", _MEDIA_ANSWERS,
+                                              (404, 503), parameters=_MEDIA_PARAMETERS,
+                                              security=_MEDIA_SECURITY)},
+    "/ws/chat/": {"get": _op("The chat WebSocket (frames: ClientFrame, ServerFrame)", _WS_ANSWERS)},
+    "/api/openapi.json": {"get": _op("This document", {200: {"description": "OpenAPI 3.1", "content":
+                                     _json_content({"type": "object"})}}, security=_ANONYMOUS)},
+    "/healthz": {"get": _op("Liveness: the process is up", {200: _answer("Status")}, security=_ANONYMOUS)},
+    "/readyz": {"get": _op("Readiness: the database answers", {200: _answer("Status"), 503: {
+        "description": "`not_ready`: the database does not answer", "content": _json_content(_ERROR)}},
+        security=_ANONYMOUS)},
+    "/metrics": {"get": _op("Prometheus metrics of this host's workers", {200: {
+        "description": "Prometheus text format", "content": {"text/plain": {"schema": _STR}}}},
+        security=_ANONYMOUS)},
+    "/": {"get": _op("The web client's page (when built)", {200: {
+        "description": "index.html", "content": {"text/html": {"schema": _STR}}}}, (404,), security=_ANONYMOUS)},
+    "/assets/{name}": {"get": _op("The web client's hashed assets, cached for a year", {200: {
+        "description": "The asset", "content": _BINARY}}, (404,), parameters=(_parameter("path", "name", _STR),),
+        security=_ANONYMOUS)},
+}
+
+
 def document() -> dict[str, Any]:
-    """The whole OpenAPI document."""
-    paths: dict[str, dict[str, Any]] = {}
-    for path, method, summary, body, answer, status, errors in OPERATIONS:
-        paths.setdefault(path, {})[method] = _operation(summary, body, answer, status, errors)
-    return {
+    """The whole OpenAPI document (built anew: callers may change their copy)."""
+    return copy.deepcopy({
         "openapi": "3.1.0",
         "info": {"title": "Secure Link", "version": __version__},
         "components": {"schemas": SCHEMAS, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer"},
             "cookie": {"type": "apiKey", "in": "cookie", "name": "session"}}},
         "security": [{"bearer": []}, {"cookie": []}],
-        "paths": paths,
-    }
+        "paths": PATHS,
+    })

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import uuid
 from pathlib import Path
 
@@ -51,6 +52,17 @@ async def test_openapi_describes_every_route(server: Server) -> None:
                 assert method.lower() in document["paths"][path], (path, method)
         else:
             assert isinstance(route, WebSocketRoute)
+
+
+def test_openapi_declares_each_path_parameter_the_route_has() -> None:
+    """A fuzzer or a generated client can only fill in the parameters the document names."""
+    paths = openapi.document()["paths"]
+    for route in routes.routes:
+        template = re.sub(r"{(\w+):\w+}", r"{\1}", route.path)
+        for method, operation in paths[template].items():
+            declared = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
+            assert declared == set(route.param_convertors), (template, method, declared)
+            assert all(p["required"] for p in operation.get("parameters", []) if p["in"] == "path")
 
 
 async def test_cors_preflight_from_an_allowed_and_a_refused_origin(server: Server) -> None:

@@ -11,7 +11,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The web client (when built), and its routes */
+        /** The web client's page (when built) */
         get: {
             parameters: {
                 query?: never;
@@ -21,14 +21,16 @@ export interface paths {
             };
             requestBody?: never;
             responses: {
-                /** @description Success */
+                /** @description index.html */
                 200: {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "text/html": string;
+                    };
                 };
-                /** @description Error */
+                /** @description `not_found` or `unknown_user` */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -73,7 +75,7 @@ export interface paths {
                         "application/json": components["schemas"]["ConversationList"];
                     };
                 };
-                /** @description Error */
+                /** @description `unauthenticated` (or `invalid_credentials` for a login) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -82,9 +84,11 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
                 503: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -120,20 +124,22 @@ export interface paths {
             };
             requestBody: {
                 content: {
-                    "application/json": components["schemas"]["Credentials"];
+                    "application/json": components["schemas"]["Login"];
                 };
             };
             responses: {
-                /** @description Success */
+                /** @description Logged in */
                 200: {
                     headers: {
+                        /** @description The `session` cookie: HttpOnly, SameSite=Lax, Secure over https */
+                        "Set-Cookie": string;
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": components["schemas"]["LoggedIn"];
                     };
                 };
-                /** @description Error */
+                /** @description `bad_json`: the body is not valid JSON */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -142,7 +148,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unauthenticated` (or `invalid_credentials` for a login) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -151,7 +157,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `too_large` or `quota_exceeded` */
                 413: {
                     headers: {
                         [name: string]: unknown;
@@ -160,7 +166,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unsupported_media_type` or `unsupported_file_type` */
                 415: {
                     headers: {
                         [name: string]: unknown;
@@ -169,7 +175,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `invalid_input` (with `fields`) or a more precise code */
                 422: {
                     headers: {
                         [name: string]: unknown;
@@ -178,18 +184,22 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `rate_limited` or `quota_exceeded`; `Retry-After` */
                 429: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
                 503: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -213,7 +223,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Log out and clear the user's chats */
+        /** Log out and clear the user's chats (any body is ignored) */
         post: {
             parameters: {
                 query?: never;
@@ -223,16 +233,18 @@ export interface paths {
             };
             requestBody?: never;
             responses: {
-                /** @description Success */
+                /** @description Logged out */
                 200: {
                     headers: {
+                        /** @description Expires the `session` cookie */
+                        "Set-Cookie": string;
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": components["schemas"]["Cleared"];
                     };
                 };
-                /** @description Error */
+                /** @description `unauthenticated` (or `invalid_credentials` for a login) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -241,7 +253,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `origin_refused`: a cookie-authenticated change from another site's page */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -250,9 +262,11 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
                 503: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -277,7 +291,16 @@ export interface paths {
         /** A page of one conversation's history */
         get: {
             parameters: {
-                query?: never;
+                query: {
+                    /** @description The other party's username */
+                    with: string;
+                    /** @description Page back: messages with smaller ids */
+                    before?: number;
+                    /** @description Page forward: messages with larger ids */
+                    after?: number;
+                    /** @description Page size; above 100 is clamped to 100 */
+                    limit?: number;
+                };
                 header?: never;
                 path?: never;
                 cookie?: never;
@@ -293,7 +316,7 @@ export interface paths {
                         "application/json": components["schemas"]["MessagePage"];
                     };
                 };
-                /** @description Error */
+                /** @description `unauthenticated` (or `invalid_credentials` for a login) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -302,7 +325,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `not_found` or `unknown_user` */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -311,7 +334,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `invalid_input` (with `fields`) or a more precise code */
                 422: {
                     headers: {
                         [name: string]: unknown;
@@ -320,9 +343,11 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
                 503: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -356,12 +381,14 @@ export interface paths {
             };
             requestBody?: never;
             responses: {
-                /** @description Success */
+                /** @description OpenAPI 3.1 */
                 200: {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": Record<string, never>;
+                    };
                 };
             };
         };
@@ -396,16 +423,18 @@ export interface paths {
                 };
             };
             responses: {
-                /** @description Success */
+                /** @description Registered and logged in */
                 201: {
                     headers: {
+                        /** @description The `session` cookie: HttpOnly, SameSite=Lax, Secure over https */
+                        "Set-Cookie": string;
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": components["schemas"]["LoggedIn"];
                     };
                 };
-                /** @description Error */
+                /** @description `bad_json`: the body is not valid JSON */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -414,7 +443,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `username_taken` */
                 409: {
                     headers: {
                         [name: string]: unknown;
@@ -423,7 +452,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `too_large` or `quota_exceeded` */
                 413: {
                     headers: {
                         [name: string]: unknown;
@@ -432,7 +461,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unsupported_media_type` or `unsupported_file_type` */
                 415: {
                     headers: {
                         [name: string]: unknown;
@@ -441,7 +470,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `invalid_input` (with `fields`) or a more precise code */
                 422: {
                     headers: {
                         [name: string]: unknown;
@@ -450,18 +479,22 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `rate_limited` or `quota_exceeded`; `Retry-After` */
                 429: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
                 503: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -499,7 +532,16 @@ export interface paths {
                 };
             };
             responses: {
-                /** @description Success */
+                /** @description A retry with the same client_id: the original, nothing stored twice */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Message"];
+                    };
+                };
+                /** @description Stored */
                 201: {
                     headers: {
                         [name: string]: unknown;
@@ -508,7 +550,7 @@ export interface paths {
                         "application/json": components["schemas"]["Message"];
                     };
                 };
-                /** @description Error */
+                /** @description `bad_json`: the body is not valid JSON */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -517,7 +559,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unauthenticated` (or `invalid_credentials` for a login) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -526,7 +568,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `origin_refused`: a cookie-authenticated change from another site's page */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -535,7 +577,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `not_found` or `unknown_user` */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -544,7 +586,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `too_large` or `quota_exceeded` */
                 413: {
                     headers: {
                         [name: string]: unknown;
@@ -553,7 +595,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unsupported_media_type` or `unsupported_file_type` */
                 415: {
                     headers: {
                         [name: string]: unknown;
@@ -562,7 +604,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `invalid_input` (with `fields`) or a more precise code */
                 422: {
                     headers: {
                         [name: string]: unknown;
@@ -571,18 +613,22 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `rate_limited` or `quota_exceeded`; `Retry-After` */
                 429: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
                 503: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -623,7 +669,7 @@ export interface paths {
                         "application/json": components["schemas"]["SessionList"];
                     };
                 };
-                /** @description Error */
+                /** @description `unauthenticated` (or `invalid_credentials` for a login) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -632,9 +678,11 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
                 503: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -661,12 +709,14 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
-        /** Revoke a session */
+        /** Revoke one of the user's sessions */
         delete: {
             parameters: {
                 query?: never;
                 header?: never;
-                path?: never;
+                path: {
+                    session_id: number;
+                };
                 cookie?: never;
             };
             requestBody?: never;
@@ -680,7 +730,7 @@ export interface paths {
                         "application/json": components["schemas"]["Revoked"];
                     };
                 };
-                /** @description Error */
+                /** @description `unauthenticated` (or `invalid_credentials` for a login) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -689,7 +739,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `origin_refused`: a cookie-authenticated change from another site's page */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -698,7 +748,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `not_found` or `unknown_user` */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -707,9 +757,11 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
                 503: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -732,7 +784,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Upload an attachment or avatar (multipart) */
+        /** Upload an attachment or avatar */
         post: {
             parameters: {
                 query?: never;
@@ -740,7 +792,11 @@ export interface paths {
                 path?: never;
                 cookie?: never;
             };
-            requestBody?: never;
+            requestBody: {
+                content: {
+                    "multipart/form-data": components["schemas"]["Upload"];
+                };
+            };
             responses: {
                 /** @description Success */
                 201: {
@@ -751,7 +807,7 @@ export interface paths {
                         "application/json": components["schemas"]["Uploaded"];
                     };
                 };
-                /** @description Error */
+                /** @description `unauthenticated` (or `invalid_credentials` for a login) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -760,7 +816,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `origin_refused`: a cookie-authenticated change from another site's page */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -769,7 +825,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `too_large` or `quota_exceeded` */
                 413: {
                     headers: {
                         [name: string]: unknown;
@@ -778,7 +834,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unsupported_media_type` or `unsupported_file_type` */
                 415: {
                     headers: {
                         [name: string]: unknown;
@@ -787,7 +843,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `invalid_input` (with `fields`) or a more precise code */
                 422: {
                     headers: {
                         [name: string]: unknown;
@@ -796,18 +852,22 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `rate_limited` or `quota_exceeded`; `Retry-After` */
                 429: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
                 503: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -848,7 +908,7 @@ export interface paths {
                         "application/json": components["schemas"]["Profile"];
                     };
                 };
-                /** @description Error */
+                /** @description `unauthenticated` (or `invalid_credentials` for a login) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -857,9 +917,11 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
                 503: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -896,7 +958,7 @@ export interface paths {
                         "application/json": components["schemas"]["Profile"];
                     };
                 };
-                /** @description Error */
+                /** @description `bad_json`: the body is not valid JSON */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -905,7 +967,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unauthenticated` (or `invalid_credentials` for a login) */
                 401: {
                     headers: {
                         [name: string]: unknown;
@@ -914,7 +976,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `origin_refused`: a cookie-authenticated change from another site's page */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -923,7 +985,16 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `too_large` or `quota_exceeded` */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `unsupported_media_type` or `unsupported_file_type` */
                 415: {
                     headers: {
                         [name: string]: unknown;
@@ -932,7 +1003,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `invalid_input` (with `fields`) or a more precise code */
                 422: {
                     headers: {
                         [name: string]: unknown;
@@ -941,9 +1012,11 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
                 503: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -966,19 +1039,23 @@ export interface paths {
             parameters: {
                 query?: never;
                 header?: never;
-                path?: never;
+                path: {
+                    name: string;
+                };
                 cookie?: never;
             };
             requestBody?: never;
             responses: {
-                /** @description Success */
+                /** @description The asset */
                 200: {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "*/*": string;
+                    };
                 };
-                /** @description Error */
+                /** @description `not_found` or `unknown_user` */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -1044,20 +1121,54 @@ export interface paths {
         get: {
             parameters: {
                 query?: never;
-                header?: never;
-                path?: never;
+                header?: {
+                    /** @description An ETag seen before: 304 if unchanged */
+                    "If-None-Match"?: string;
+                };
+                path: {
+                    file_id: string;
+                };
                 cookie?: never;
             };
             requestBody?: never;
             responses: {
-                /** @description Success */
+                /** @description The file; a download unless it is a re-encoded image */
                 200: {
                     headers: {
+                        ETag: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "*/*": string;
+                    };
+                };
+                /** @description The requested byte range(s) of the file (`Range`) */
+                206: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "*/*": string;
+                    };
+                };
+                /** @description Unchanged since the ETag in If-None-Match */
+                304: {
+                    headers: {
+                        ETag: string;
                         [name: string]: unknown;
                     };
                     content?: never;
                 };
-                /** @description Error */
+                /** @description A malformed `Range` header (plain text) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "text/plain": string;
+                    };
+                };
+                /** @description `not_found` or `unknown_user` */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -1066,9 +1177,20 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description A `Range` beyond the end of the file */
+                416: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "text/plain": string;
+                    };
+                };
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
                 503: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -1092,24 +1214,58 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** An image's thumbnail */
+        /** An image's thumbnail, under the same rule */
         get: {
             parameters: {
                 query?: never;
-                header?: never;
-                path?: never;
+                header?: {
+                    /** @description An ETag seen before: 304 if unchanged */
+                    "If-None-Match"?: string;
+                };
+                path: {
+                    file_id: string;
+                };
                 cookie?: never;
             };
             requestBody?: never;
             responses: {
-                /** @description Success */
+                /** @description The file; a download unless it is a re-encoded image */
                 200: {
                     headers: {
+                        ETag: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "*/*": string;
+                    };
+                };
+                /** @description The requested byte range(s) of the file (`Range`) */
+                206: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "*/*": string;
+                    };
+                };
+                /** @description Unchanged since the ETag in If-None-Match */
+                304: {
+                    headers: {
+                        ETag: string;
                         [name: string]: unknown;
                     };
                     content?: never;
                 };
-                /** @description Error */
+                /** @description A malformed `Range` header (plain text) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "text/plain": string;
+                    };
+                };
+                /** @description `not_found` or `unknown_user` */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -1118,9 +1274,20 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description Error */
+                /** @description A `Range` beyond the end of the file */
+                416: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "text/plain": string;
+                    };
+                };
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
                 503: {
                     headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -1144,7 +1311,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Prometheus metrics of this host's workers (text format) */
+        /** Prometheus metrics of this host's workers */
         get: {
             parameters: {
                 query?: never;
@@ -1154,12 +1321,14 @@ export interface paths {
             };
             requestBody?: never;
             responses: {
-                /** @description Success */
+                /** @description Prometheus text format */
                 200: {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "text/plain": string;
+                    };
                 };
             };
         };
@@ -1197,7 +1366,7 @@ export interface paths {
                         "application/json": components["schemas"]["Status"];
                     };
                 };
-                /** @description Error */
+                /** @description `not_ready`: the database does not answer */
                 503: {
                     headers: {
                         [name: string]: unknown;
@@ -1233,15 +1402,22 @@ export interface paths {
             };
             requestBody?: never;
             responses: {
-                /** @description Success */
+                /** @description Switching protocols: the socket speaks ClientFrame and ServerFrame */
                 101: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content?: never;
                 };
-                /** @description Error */
+                /** @description A refused Origin, before the handshake (no body) */
                 403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description A plain GET without the WebSocket upgrade */
+                404: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -1308,14 +1484,19 @@ export interface components {
             conversations: components["schemas"]["Conversation"][];
         };
         Credentials: {
+            /** @description Trimmed; no control or text-direction characters. */
             display_name?: string;
+            /** @description Counted after NFKC; at least 3 words; may not contain the username. */
             phrase: string;
+            /** @description NFKC-normalised and case-folded first: `Alice` is `alice`. */
             username: string;
         };
         Draft: {
             attachment?: string;
+            /** @description Printable characters. */
             client_id?: string;
             message: string;
+            /** @description A username (folded like one) */
             to: string;
         };
         Error: {
@@ -1349,6 +1530,10 @@ export interface components {
             token: string;
             user: components["schemas"]["User"];
         };
+        Login: {
+            phrase: string;
+            username: string;
+        };
         Message: {
             attachment: components["schemas"]["File"] | null;
             client_id: string | null;
@@ -1381,6 +1566,7 @@ export interface components {
             user: components["schemas"]["User"];
         };
         ProfileChange: {
+            /** @description Trimmed; no control or text-direction characters. */
             display_name: string;
         };
         ReadEvent: {
@@ -1445,6 +1631,15 @@ export interface components {
             to?: string;
             /** @constant */
             type: "typing";
+        };
+        Upload: {
+            /** Format: binary */
+            file: string;
+            /**
+             * @default attachment
+             * @enum {string}
+             */
+            purpose: "attachment" | "avatar";
         };
         Uploaded: {
             file: components["schemas"]["File"];
