@@ -32,6 +32,7 @@ class AppError(Exception):
         message: str,
         fields: dict[str, str] | None = None,
         retry_after: float | None = None,
+        extra_headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -39,12 +40,13 @@ class AppError(Exception):
         self.message = message
         self.fields = fields
         self.retry_after = retry_after
+        self.extra_headers = extra_headers or {}
 
     def headers(self) -> dict[str, str]:
-        """HTTP headers the refusal needs: Retry-After in whole seconds, at least 1."""
+        """HTTP headers the refusal needs: Retry-After in whole seconds (at least 1), and any other."""
         if self.retry_after is None:
-            return {}
-        return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}
+            return dict(self.extra_headers)
+        return {**self.extra_headers, "Retry-After": str(max(1, math.ceil(self.retry_after)))}
 
 
 def error_body(code: str, message: str, fields: dict[str, str] | None = None) -> dict[str, Any]:

@@ -189,8 +189,9 @@ _MEDIA_ANSWERS = {
           "content": _BINARY},
     206: {"description": "The requested byte range(s) of the file (`Range`)", "content": _BINARY},
     304: {"description": "Unchanged since the ETag in If-None-Match", "headers": _CACHED},
-    400: {"description": "A malformed `Range` header (plain text)", "content": {"text/plain": {"schema": _STR}}},
-    416: {"description": "A `Range` beyond the end of the file", "content": {"text/plain": {"schema": _STR}}},
+    400: {"description": "A malformed `Range` header (`bad_range`)", "content": _json_content(_ERROR)},
+    416: {"description": "A `Range` beyond the end of the file (`range_not_satisfiable`)",
+          "content": _json_content(_ERROR)},
 }
 _MEDIA_SECURITY = [{"bearer": []}, {"cookie": []}, {}]  # anonymous is allowed, and answered 404
 _PAGE_NUMBER = {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}  # under 19 digits

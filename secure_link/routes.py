@@ -134,7 +134,8 @@ async def media_file(request: Request) -> Response:
     services: Services = request.state.services
     viewer = await auth.user_for_token(services, auth.token_from(request))
     return await media.serve(services, viewer, request.path_params["file_id"], thumbnail=False,
-                             if_none_match=request.headers.get("if-none-match"))
+                             if_none_match=request.headers.get("if-none-match"),
+                             byte_range=request.headers.get("range"))
 
 
 async def media_thumbnail(request: Request) -> Response:
@@ -142,7 +143,8 @@ async def media_thumbnail(request: Request) -> Response:
     services: Services = request.state.services
     viewer = await auth.user_for_token(services, auth.token_from(request))
     return await media.serve(services, viewer, request.path_params["file_id"], thumbnail=True,
-                             if_none_match=request.headers.get("if-none-match"))
+                             if_none_match=request.headers.get("if-none-match"),
+                             byte_range=request.headers.get("range"))
 
 
 async def healthz(request: Request) -> Response:

@@ -353,6 +353,10 @@ async def test_images_are_inline_with_etag_ranges_and_a_thumbnail(server: Server
     part = await alice.api("GET", file["url"], headers={"Range": "bytes=0-9"})
     assert part.status_code == 206 and part.content == full.content[:10]
     assert part.headers["content-range"] == f"bytes 0-9/{file['size']}"
+    beyond = await alice.api("GET", file["url"], headers={"Range": f"bytes={file['size']}-"})
+    assert_error(beyond, 416, "range_not_satisfiable")
+    assert beyond.headers["content-range"] == f"bytes */{file['size']}"
+    assert_error(await alice.api("GET", file["url"], headers={"Range": "lines=1-2"}), 400, "bad_range")
 
     thumbnail = await alice.api("GET", file["thumbnail_url"])
     assert thumbnail.headers["etag"] != full.headers["etag"]

@@ -1159,13 +1159,13 @@ export interface paths {
                     };
                     content?: never;
                 };
-                /** @description A malformed `Range` header (plain text) */
+                /** @description A malformed `Range` header (`bad_range`) */
                 400: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
-                        "text/plain": string;
+                        "application/json": components["schemas"]["Error"];
                     };
                 };
                 /** @description `not_found` or `unknown_user` */
@@ -1177,13 +1177,13 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description A `Range` beyond the end of the file */
+                /** @description A `Range` beyond the end of the file (`range_not_satisfiable`) */
                 416: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
-                        "text/plain": string;
+                        "application/json": components["schemas"]["Error"];
                     };
                 };
                 /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
@@ -1256,13 +1256,13 @@ export interface paths {
                     };
                     content?: never;
                 };
-                /** @description A malformed `Range` header (plain text) */
+                /** @description A malformed `Range` header (`bad_range`) */
                 400: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
-                        "text/plain": string;
+                        "application/json": components["schemas"]["Error"];
                     };
                 };
                 /** @description `not_found` or `unknown_user` */
@@ -1274,13 +1274,13 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description A `Range` beyond the end of the file */
+                /** @description A `Range` beyond the end of the file (`range_not_satisfiable`) */
                 416: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
-                        "text/plain": string;
+                        "application/json": components["schemas"]["Error"];
                     };
                 };
                 /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
