@@ -27,7 +27,7 @@ from PIL import ExifTags, Image
 from secure_link import cli
 
 from .conftest import running_server, settings_for
-from .story import BOUNDARY, PNG, Person, Server, assert_error, form, image_bytes, multipart, upload
+from .story import PNG, Server, assert_error, form, image_bytes, upload
 
 MIB = 1024 * 1024
 
