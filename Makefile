@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench clean
+.PHONY: run test bench mutants clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,5 +22,17 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# Mutation testing (slow: not in CI). mutmut over the modules in setup.cfg's
+# [mutmut], then the hand-made SQL and issue-15 mutants, each with its killer.
+# MUTMUT_ARGS narrows a run, e.g. MUTMUT_ARGS='"secure_link.chat*"'.
+$(VENV)/.mutants: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench,mutants]'
+	touch $@
+
+mutants: $(VENV)/.mutants
+	$(BIN)/mutmut run --max-children 2 $(MUTMUT_ARGS)
+	$(BIN)/mutmut export-cicd-stats || true
+	$(BIN)/python tests/mutants/hand_made.py
+
 clean:
-	rm -rf $(VENV) var build *.egg-info
+	rm -rf $(VENV) var build *.egg-info mutants
