@@ -213,6 +213,9 @@ async def test_profile_display_name_can_change(server: Server) -> None:
     assert changed.status_code == 200 and changed.json()["user"]["display_name"] == "Alice 🌸"
     assert_error(await alice.api("PATCH", "/api/user-profile/", json={"display_name": "a\x00b"}), 422, "invalid_input", "display_name")
     assert_error(await alice.api("PATCH", "/api/user-profile/", json={}), 422, "invalid_input", "display_name")
+    for hostile in ("   ", "evil\u202eexe.txt", "x" * 65):  # well-formed strings the name rules refuse
+        assert_error(await alice.api("PATCH", "/api/user-profile/", json={"display_name": hostile}), 422, "invalid_input", "display_name")
+    assert (await alice.api("GET", "/api/user-profile/")).json()["user"]["display_name"] == "Alice 🌸"
 
 
 async def test_logout_ignores_any_body_and_needs_a_session(server: Server) -> None:
