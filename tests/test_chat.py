@@ -130,8 +130,12 @@ async def test_errors_echo_the_client_id(server: Server) -> None:
 async def test_authentication_by_first_frame(server: Server) -> None:
     alice, bob = await server.person("alice").register(), await server.person("bob").register()
     socket = await server.person("anonymous").connect(ready=False)
-    await socket.send({"type": "chat", "to": bob.username, "message": "before auth"})
-    assert (await socket.expect("error"))["code"] == "unauthenticated"
+    for early in ({"type": "chat", "to": bob.username, "message": "before auth"}, {"type": "auth", "token": 123}):
+        await socket.send(early)
+        refused = await socket.expect("error")
+        assert refused["code"] == "unauthenticated" and refused["message"]
+    await socket.send("not json")  # a typo before auth is answered too, and the socket waits on
+    assert (await socket.expect("error"))["code"] == "bad_json"
     await socket.send({"type": "auth", "token": alice.token})
     assert (await socket.expect("ready"))["user"]["username"] == alice.username
 
