@@ -368,3 +368,23 @@ def test_an_unknown_scheme_is_refused_at_construction() -> None:
 async def test_publish_takes_an_already_serialised_string(fanout: Fanout) -> None:
     with pytest.raises(TypeError):
         await fanout.publish(channel("user"), {"type": "message"})  # type: ignore[arg-type]
+
+
+async def test_the_smallest_queue_holds_exactly_one_message() -> None:
+    """queue_size=1 is allowed and means it; zero sizes and probe intervals are refused."""
+    for bad in ({"queue_size": 0}, {"probe_interval": 0}):
+        with pytest.raises(ValueError, match="must be positive"):
+            Fanout("memory://", **bad)
+    fanout = Fanout("memory://", queue_size=1)
+    await fanout.connect()
+    try:
+        room = channel("room")
+        async with fanout.subscribe(room) as slow:
+            await fanout.publish(room, "one")
+            assert await next_item(slow) == "one"
+            await fanout.publish(room, "two")
+            await fanout.publish(room, "three")
+            with pytest.raises(SubscriptionOverflow):
+                await next_item(slow)
+    finally:
+        await fanout.disconnect()
