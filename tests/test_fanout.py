@@ -365,6 +365,14 @@ def test_an_unknown_scheme_is_refused_at_construction() -> None:
         Fanout("amqp://localhost")
 
 
+@pytest.mark.parametrize(("url", "backend"), [
+    ("memory://", "memory"), ("postgres://u@db.example/chat", "postgres"), ("postgresql://u@db.example/chat", "postgres"),
+    ("redis://cache.example:6379/0", "redis"), ("rediss://cache.example:6380/0", "redis")])
+def test_each_documented_scheme_picks_its_backend(url: str, backend: str) -> None:
+    """Every scheme BROADCAST_URL accepts, aliases included (postgres://, rediss:// for TLS); nothing connects yet."""
+    assert Fanout(url).backend_name == backend
+
+
 async def test_publish_takes_an_already_serialised_string(fanout: Fanout) -> None:
     with pytest.raises(TypeError):
         await fanout.publish(channel("user"), {"type": "message"})  # type: ignore[arg-type]
