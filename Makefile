@@ -31,7 +31,7 @@ $(VENV)/.mutants: $(STAMP)
 
 mutants: $(VENV)/.mutants
 	$(BIN)/mutmut run --max-children 2 $(MUTMUT_ARGS)
-	$(BIN)/mutmut export-cicd-stats || true
+	$(BIN)/python tests/mutants/scores.py
 	$(BIN)/python tests/mutants/hand_made.py
 
 clean:
