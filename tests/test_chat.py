@@ -367,3 +367,11 @@ async def bystander_rows(db: asyncpg.Connection, user_ids: list[int]) -> dict[st
     messages = await db.fetch("SELECT * FROM messages WHERE sender_id = ANY($1) AND recipient_id = ANY($1) ORDER BY id", user_ids)
     reads = await db.fetch("SELECT * FROM conversation_reads WHERE user_id = ANY($1) ORDER BY user_id, peer_id", user_ids)
     return {"messages": messages, "reads": reads}
+
+
+async def test_a_negative_sync_cursor_names_the_field(server: Server) -> None:
+    alice = await server.person("alice").register()
+    socket = await alice.connect()
+    await socket.send({"type": "sync", "since": -1})
+    error = await socket.expect("error")
+    assert error["code"] == "invalid_input" and set(error["fields"]) == {"since"}

@@ -16,7 +16,7 @@ import pytest
 from secure_link.config import Settings
 
 from .conftest import free_port, listen_outage, private_redis, running_server, stop_process, wait_for_redis
-from .story import Server, converse, hear_until_live
+from .story import Server, converse, hear_until_live, sync
 
 Outage = Callable[[], contextlib.AbstractAsyncContextManager[None]]
 
@@ -77,3 +77,15 @@ async def test_a_session_revoked_during_the_outage_is_closed_when_it_ends(
         assert (await bob.api("DELETE", f"/api/sessions/{tablet_id}")).status_code == 200
     await hear_until_live(alice, alice_tab, bob, bob_phone)
     assert await bob_tablet.closed_with() == 4401
+
+
+async def test_a_sync_before_the_outage_does_not_stop_the_catch_up(fanout: tuple[Server, Outage]) -> None:
+    """Bob syncs once on connecting, as clients do; the socket's catch-up must go on from there."""
+    server, outage = fanout
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    alice_tab, bob_phone = await alice.connect(), await bob.connect()
+    await converse(alice, alice_tab, bob, bob_phone, "before the outage")
+    await sync(bob_phone, 0)
+    async with outage():
+        during = [(await alice.say(alice_tab, bob, f"during {i}"))["id"] for i in range(3)]
+    assert set(during) <= await hear_until_live(alice, alice_tab, bob, bob_phone)
