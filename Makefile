@@ -11,7 +11,7 @@ WEB_BUILD := secure_link/web_dist/index.html
 WEB_DEPS := web/node_modules/.package-lock.json
 WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/index.html web/vite.config.ts web/tsconfig.json web/package-lock.json
 
-.PHONY: run test bench clean web web-test api-types screens
+.PHONY: run test bench mutants clean web web-test api-types screens
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,5 +55,17 @@ screens: $(STAMP) web
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# Mutation testing (slow: not in CI). mutmut over the modules in setup.cfg's
+# [mutmut], then the hand-made SQL and issue-15 mutants, each with its killer.
+# MUTMUT_ARGS narrows a run, e.g. MUTMUT_ARGS='"secure_link.chat*"'.
+$(VENV)/.mutants: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench,mutants]'
+	touch $@
+
+mutants: $(VENV)/.mutants
+	$(BIN)/mutmut run --max-children 2 $(MUTMUT_ARGS)
+	$(BIN)/python tests/mutants/scores.py
+	$(BIN)/python tests/mutants/hand_made.py
+
 clean:
-	rm -rf $(VENV) var build *.egg-info secure_link/web_dist web/node_modules
+	rm -rf $(VENV) var build *.egg-info secure_link/web_dist web/node_modules mutants

@@ -105,7 +105,7 @@ async def _first_auth_frame(websocket: WebSocket, services: Services) -> str:
         if isinstance(frame, dict) and frame.get("type") == "auth" and isinstance(frame.get("token"), str):
             return frame["token"]
         await websocket.send_json(error_frame(AppError(
-            401, "unauthenticated", 'Authenticate first: {"type": "auth", "token": "..."}.')))
+            401, "unauthenticated", 'Authenticate first: {"type": "auth", "token": "..."}.'), _client_id_of(frame)))
 
 
 async def _receive_text(websocket: WebSocket, services: Services) -> str | None:

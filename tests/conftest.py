@@ -10,13 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
+import sys
+import tempfile
+import urllib.parse
 import uuid
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Iterator
 
 import asyncpg
+import httpx
 import pytest
 import uvicorn
 
@@ -24,6 +29,7 @@ from secure_link import devdb
 from secure_link.app import create_app
 from secure_link.config import PROJECT_ROOT, Settings
 from secure_link.db import apply_schema
+from secure_link.fanout_backends import LISTEN_NAME
 
 from .story import Server
 
@@ -150,7 +156,116 @@ async def blank_database(pg_server_url: str) -> AsyncIterator[str]:
     await devdb.drop_database(pg_server_url, name)
 
 
+@pytest.fixture
+async def own_database(pg_server_url: str, template_database: str) -> AsyncIterator[str]:
+    """A database for one test that breaks it on purpose (drops a table, refuses connections)."""
+    name = f"sl_own_{uuid.uuid4().hex[:12]}"
+    await devdb.create_database(pg_server_url, name, template=template_database)
+    yield devdb.with_database(pg_server_url, name)
+    await devdb.drop_database(pg_server_url, name)
+
+
 @pytest.fixture(scope="module")
 async def server(settings: Settings) -> AsyncIterator[Server]:
     async with running_server(settings) as running:
         yield running
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.asynccontextmanager
+async def server_process(database_url: str, broadcast_url: str, settings: Settings, workers: int = 1,
+                         **extra_env: str) -> AsyncIterator[Server]:
+    """A server in its own process (`workers` of them on one port); stopped by PID however the test ends."""
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url, "BROADCAST_URL": broadcast_url,
+           "BCRYPT_ROUNDS": "4", "CHAT_RATE_PER_S": "0", "REGISTER_RATE_PER_MIN": "0",
+           "LOGIN_FAILURES_PER_15_MIN": "0", "SECURE_LINK_LOG_LEVEL": "warning", **extra_env}
+    process = subprocess.Popen([sys.executable, "-m", "secure_link", "serve", "--port", str(port),
+                                "--workers", str(workers)], env=env, cwd=PROJECT_ROOT)
+    try:
+        await wait_until_serving(port, process)
+        yield Server(f"127.0.0.1:{port}", settings, pid=process.pid)
+    finally:
+        stop_process(process)
+
+
+async def wait_until_serving(port: int, process: subprocess.Popen) -> None:
+    """Poll /readyz until the process answers; fail at once if it exits."""
+    async with httpx.AsyncClient() as http:
+        for _ in range(300):
+            assert process.poll() is None, "server process exited during start-up"
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.05)
+    raise AssertionError("server did not become ready in 15 s")
+
+
+@pytest.fixture
+def redis_binary() -> str:
+    """redis-server, for tests that stop and start a Redis of their own."""
+    path = shutil.which("redis-server")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server must be installed in CI")
+        pytest.skip("redis-server is not installed")
+    return path
+
+
+@contextlib.contextmanager
+def private_redis(binary: str, port: int) -> Iterator[subprocess.Popen]:
+    """A Redis of our own on a free port, so restarting it disturbs nobody else's."""
+    folder = tempfile.mkdtemp(prefix="sl-redis-")
+    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no", "--dir", folder], stdout=subprocess.DEVNULL)
+    try:
+        yield process
+    finally:
+        stop_process(process)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def wait_for_redis(port: int) -> None:
+    """Until the private Redis accepts connections."""
+    for _ in range(100):
+        with contextlib.suppress(OSError):
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("redis did not start")
+
+
+@contextlib.asynccontextmanager
+async def database_refusing(pg_server_url: str, database_url: str, cut: str | None = None) -> AsyncIterator[None]:
+    """The database refuses new connections until the block ends, after cutting the
+    connections named `cut` (by application_name), or all of them when None.
+
+    Pools keep any connection not cut, so in a LISTEN outage a send still
+    commits while whatever it publishes is surely lost live.
+    """
+    name = urllib.parse.urlsplit(database_url).path.lstrip("/")
+    admin = await asyncpg.connect(pg_server_url)  # the server's default database: not the one refusing
+    victims = "datname = $1 AND ($2::text IS NULL OR application_name = $2)"
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        try:
+            await admin.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE {victims}", name, cut)
+            while await admin.fetchval(f"SELECT count(*) FROM pg_stat_activity WHERE {victims}", name, cut):
+                await asyncio.sleep(0.01)
+            yield
+        finally:
+            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    finally:
+        await admin.close()
+
+
+def listen_outage(pg_server_url: str, database_url: str) -> contextlib.AbstractAsyncContextManager[None]:
+    """The fan-out's LISTEN connections cut, and kept from coming back until the block ends."""
+    return database_refusing(pg_server_url, database_url, cut=LISTEN_NAME)

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import copy
 import dataclasses
+import io
 import json
+import re
 import uuid
 from typing import Any
 
 import httpx
+from PIL import Image
 from websockets.asyncio.client import ClientConnection, connect
 
 from secure_link.config import Settings
 
 PHRASE = "correct horse battery staple"
+BOUNDARY = "sl-test-boundary-7f3a9c"
+
 
 
 @dataclasses.dataclass
@@ -140,7 +147,122 @@ class Person:
         ack = await socket.expect("ack", skip=("presence", "typing", "chat", "resync"))
         return ack["message"]
 
+    def on(self, server: Server) -> "Person":
+        """The same person and session, reaching another worker."""
+        twin = copy.copy(self)
+        twin.server, twin.sockets = server, []
+        return twin
+
     async def close_sockets(self) -> None:
         for socket in self.sockets:
             await socket.close()
         self.sockets.clear()
+
+
+async def converse(alice: Person, alice_tab: Socket, bob: Person, bob_tab: Socket, text: str) -> dict[str, Any]:
+    """Alice says something; Bob hears it live."""
+    sent = await alice.say(alice_tab, bob, text)
+    assert (await bob_tab.expect("chat", timeout=10))["message"] == sent
+    return sent
+
+
+async def hear_until_live(alice: Person, alice_tab: Socket, bob: Person, bob_tab: Socket) -> set[int]:
+    """After an outage: Alice asks "are you back?" until Bob hears her live; every id Bob heard meanwhile.
+
+    Bob never sends `sync`: whatever he heard came live or from the socket's own catch-up.
+    """
+    heard: set[int] = set()
+    for attempt in range(40):
+        marker = await alice.say(alice_tab, bob, f"are you back? {attempt}")
+        with contextlib.suppress(asyncio.TimeoutError):
+            while marker["id"] not in heard:
+                heard.add((await bob_tab.expect("chat", timeout=0.5))["message"]["id"])
+            return heard
+    raise AssertionError("live delivery did not resume")
+
+
+def unique_address() -> dict[str, str]:
+    """A client address of this test's own, as a trusted proxy reports it."""
+    return {"X-Forwarded-For": f"198.18.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250 + 1}"}
+
+
+def assert_error(response: httpx.Response, status: int, code: str, field: str | None = None) -> None:
+    """A refusal in the one error shape: its status, code, a message, and the field named."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    if field is not None:
+        assert field in body["error"]["fields"], body
+
+
+async def sync(socket: Socket, since: int) -> tuple[list[int], int]:
+    """One `sync`: the ids of the chat frames between the request and `synced`, and `last_id`.
+
+    Callers make sure no live chat frame can arrive meanwhile (nothing is
+    published to this user), so every id counted here came from the replay.
+    """
+    await socket.send({"type": "sync", "since": since})
+    ids: list[int] = []
+    while True:
+        frame = await socket.next()
+        if frame["type"] == "synced":
+            return ids, frame["last_id"]
+        if frame["type"] == "chat":
+            ids.append(frame["message"]["id"])
+
+
+# ---- files ----------------------------------------------------------------
+
+def image_bytes(fmt: str = "PNG", size: tuple[int, int] = (64, 48), **options: Any) -> bytes:
+    """A small image generated here, so no binary is committed."""
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 40, 40)).save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+PNG = image_bytes()
+
+
+def multipart(*parts: tuple[str, str | None, bytes]) -> dict[str, Any]:
+    """Request kwargs for a hand-built multipart body, so hostile names arrive byte for byte."""
+    body = b""
+    for field, filename, content in parts:
+        disposition = f'form-data; name="{field}"' + (f'; filename="{filename}"' if filename is not None else "")
+        body += f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\nContent-Type: image/png\r\n\r\n".encode()
+        body += content + b"\r\n"
+    body += f"--{BOUNDARY}--\r\n".encode()
+    return {"content": body, "headers": {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}}
+
+
+def form(content: bytes | None, name: str = "upload.bin", purpose: str | None = None) -> dict[str, Any]:
+    """An upload form: the file (if any) and its purpose (if any)."""
+    parts: list[tuple[str, str | None, bytes]] = []
+    if content is not None:
+        parts.append(("file", name, content))
+    if purpose is not None:
+        parts.append(("purpose", None, purpose.encode()))
+    return multipart(*parts) if parts else multipart(("note", None, b"no file here"))
+
+
+async def upload(person: Person, content: bytes, name: str = "upload.bin", purpose: str | None = None) -> dict[str, Any]:
+    """The person uploads a file; the File as the server will serve it."""
+    response = await person.api("POST", "/api/upload-file/", **form(content, name, purpose))
+    assert response.status_code == 201, response.text
+    return response.json()["file"]
+
+
+# ---- what an operator scrapes ---------------------------------------------
+
+def sample(text: str, name: str, labels: str = "") -> float:
+    """One sample's value from the Prometheus text format (0 when absent)."""
+    match = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+async def scrape(server: Server) -> str:
+    async with server.client() as http:
+        answer = await http.get("/metrics")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+    return answer.text

@@ -8,21 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from http.cookies import SimpleCookie
 
 import asyncpg
 import pytest
 
-from .story import PHRASE, Server
-
-
-def assert_error(response, status: int, code: str, field: str | None = None) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"}
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    if field is not None:
-        assert field in body["error"]["fields"], body
+from .story import PHRASE, Server, assert_error
 
 
 async def user_count(db: asyncpg.Connection) -> int:
@@ -222,6 +213,9 @@ async def test_profile_display_name_can_change(server: Server) -> None:
     assert changed.status_code == 200 and changed.json()["user"]["display_name"] == "Alice 🌸"
     assert_error(await alice.api("PATCH", "/api/user-profile/", json={"display_name": "a\x00b"}), 422, "invalid_input", "display_name")
     assert_error(await alice.api("PATCH", "/api/user-profile/", json={}), 422, "invalid_input", "display_name")
+    for hostile in ("   ", "evil\u202eexe.txt", "x" * 65):  # well-formed strings the name rules refuse
+        assert_error(await alice.api("PATCH", "/api/user-profile/", json={"display_name": hostile}), 422, "invalid_input", "display_name")
+    assert (await alice.api("GET", "/api/user-profile/")).json()["user"]["display_name"] == "Alice 🌸"
 
 
 async def test_logout_ignores_any_body_and_needs_a_session(server: Server) -> None:
@@ -229,6 +223,8 @@ async def test_logout_ignores_any_body_and_needs_a_session(server: Server) -> No
     response = await alice.api("POST", "/api/logout/", content=b"\x00garbage", headers={"Content-Type": "text/html"})
     assert response.status_code == 200
     assert response.json() == {"cleared": {"messages": 0, "files": 0}}
-    assert "session=" in response.headers["set-cookie"]
+    cookie = SimpleCookie()
+    cookie.load(response.headers["set-cookie"])
+    assert cookie["session"].value == "" and cookie["session"]["max-age"] == "0"  # deleted, not replaced
     async with server.client() as http:
         assert_error(await http.post("/api/logout/"), 401, "unauthenticated")

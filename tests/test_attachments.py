@@ -6,8 +6,7 @@ import asyncio
 
 import asyncpg
 
-from .story import Server
-from .test_media import PNG, upload
+from .story import PNG, Server, upload
 
 
 async def test_a_retry_cannot_claim_a_new_file(server: Server, db: asyncpg.Connection) -> None:

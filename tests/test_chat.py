@@ -13,8 +13,7 @@ from websockets.exceptions import InvalidStatus
 from secure_link.config import Settings
 
 from .conftest import settings_for
-from .story import Server
-from .test_accounts import assert_error
+from .story import Server, assert_error, sync
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +130,14 @@ async def test_errors_echo_the_client_id(server: Server) -> None:
 async def test_authentication_by_first_frame(server: Server) -> None:
     alice, bob = await server.person("alice").register(), await server.person("bob").register()
     socket = await server.person("anonymous").connect(ready=False)
-    await socket.send({"type": "chat", "to": bob.username, "message": "before auth"})
-    assert (await socket.expect("error"))["code"] == "unauthenticated"
+    for early in ({"type": "chat", "to": bob.username, "message": "before auth", "client_id": "early-1"},
+                  {"type": "auth", "token": 123}):
+        await socket.send(early)
+        refused = await socket.expect("error")
+        assert refused["code"] == "unauthenticated" and refused["message"]
+        assert refused.get("client_id") == early.get("client_id")  # echoed whatever the error (detail 14)
+    await socket.send("not json")  # a typo before auth is answered too, and the socket waits on
+    assert (await socket.expect("error"))["code"] == "bad_json"
     await socket.send({"type": "auth", "token": alice.token})
     assert (await socket.expect("ready"))["user"]["username"] == alice.username
 
@@ -172,21 +177,9 @@ async def test_carol_never_sees_alice_and_bobs_messages(server: Server) -> None:
     await carol_tab.silent(0.5)
     page = await carol.api("GET", "/api/messages/", params={"with": alice.username})
     assert page.json() == {"messages": [], "has_more": False}
-    synced = await _sync_all(carol_tab, 0)
-    assert synced == []
+    replayed, _ = await sync(carol_tab, 0)
+    assert replayed == []
     assert (await carol.api("GET", "/api/conversations/")).json() == {"conversations": []}
-
-
-async def _sync_all(socket, since: int) -> list[dict]:
-    await socket.send({"type": "sync", "since": since})
-    replayed = []
-    while True:
-        frame = await socket.next()
-        if frame["type"] == "synced":
-            assert frame["last_id"] >= since
-            return replayed
-        if frame["type"] == "chat":
-            replayed.append(frame["message"])
 
 
 async def test_read_receipts_typing_and_unread_counts(server: Server) -> None:
@@ -322,3 +315,65 @@ async def test_messages_sent_by_rest_arrive_live(server: Server) -> None:
     sent = (await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "via REST"})).json()
     assert (await bob_tab.expect("chat"))["message"] == sent
     assert (await alice_tab.expect("chat"))["message"] == sent  # the sender's tabs see it too
+
+
+async def test_client_ids_are_per_sender(server: Server, db: asyncpg.Connection) -> None:
+    """Two apps may pick the same client_id: Alice's retry key must not swallow Bob's message."""
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    mine = await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "from Alice", "client_id": "same"})
+    theirs = await bob.api("POST", "/api/send-message/", json={"to": alice.username, "message": "from Bob", "client_id": "same"})
+    assert (mine.status_code, theirs.status_code) == (201, 201)
+    assert theirs.json()["message"] == "from Bob" and theirs.json()["id"] != mine.json()["id"]
+    history = (await alice.api("GET", "/api/messages/", params={"with": bob.username})).json()["messages"]
+    assert [m["message"] for m in history] == ["from Alice", "from Bob"]
+
+
+async def test_history_pages_are_capped_at_100(server: Server, db: asyncpg.Connection) -> None:
+    """Asking for 1,000 gets 100 and `has_more`: one request cannot pull a whole archive."""
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    await db.execute("INSERT INTO messages (sender_id, recipient_id, body) "
+                     "SELECT $1, $2, 'old ' || n FROM generate_series(1, 130) AS n", alice.user["id"], bob.user["id"])
+    page = (await bob.api("GET", "/api/messages/", params={"with": alice.username, "limit": 1000})).json()
+    assert len(page["messages"]) == 100 and page["has_more"] is True
+    assert page["messages"][-1]["message"] == "old 130"
+
+
+async def test_conversations_are_listed_newest_first(server: Server) -> None:
+    bob, alice, carol = [await server.person(n).register() for n in ("bob", "alice", "carol")]
+    for person, text in ((alice, "first"), (carol, "second"), (alice, "third")):
+        await person.api("POST", "/api/send-message/", json={"to": bob.username, "message": text})
+    listing = (await bob.api("GET", "/api/conversations/")).json()["conversations"]
+    assert [(c["with"]["username"], c["last_message"]["message"]) for c in listing] == [
+        (alice.username, "third"), (carol.username, "second")]
+
+
+async def test_logout_leaves_every_bystander_conversation_alone(server: Server, db: asyncpg.Connection) -> None:
+    """Alice logs out: her chat with Bob goes; Bob's chat with Carol and Carol's with Dave stay, row for row."""
+    alice, bob, carol, dave = [await server.person(n).register() for n in ("alice", "bob", "carol", "dave")]
+    for sender, to in ((alice, bob), (bob, alice), (bob, carol), (carol, bob), (carol, dave), (dave, carol)):
+        await sender.api("POST", "/api/send-message/", json={"to": to.username, "message": f"{sender.username} to {to.username}"})
+    bystanders = [bob.user["id"], carol.user["id"], dave.user["id"]]
+    await db.execute("INSERT INTO conversation_reads (user_id, peer_id, last_read_id) "
+                     "SELECT r.user_id, r.peer_id, 1 FROM unnest($1::bigint[], $2::bigint[]) AS r(user_id, peer_id)",
+                     [bob.user["id"], carol.user["id"], carol.user["id"], bob.user["id"], alice.user["id"]],
+                     [carol.user["id"], bob.user["id"], dave.user["id"], alice.user["id"], bob.user["id"]])
+    before = await bystander_rows(db, bystanders)
+    assert (await alice.api("POST", "/api/logout/")).json() == {"cleared": {"messages": 2, "files": 0}}
+    after = await bystander_rows(db, bystanders)
+    assert after == {"messages": before["messages"], "reads": [r for r in before["reads"] if r["peer_id"] != alice.user["id"]]}
+    assert len(after["messages"]) == 4 and len(after["reads"]) == 3
+
+
+async def bystander_rows(db: asyncpg.Connection, user_ids: list[int]) -> dict[str, list[asyncpg.Record]]:
+    """Every message among these users and every read receipt they hold, in a stable order."""
+    messages = await db.fetch("SELECT * FROM messages WHERE sender_id = ANY($1) AND recipient_id = ANY($1) ORDER BY id", user_ids)
+    reads = await db.fetch("SELECT * FROM conversation_reads WHERE user_id = ANY($1) ORDER BY user_id, peer_id", user_ids)
+    return {"messages": messages, "reads": reads}
+
+
+async def test_a_negative_sync_cursor_names_the_field(server: Server) -> None:
+    alice = await server.person("alice").register()
+    socket = await alice.connect()
+    await socket.send({"type": "sync", "since": -1})
+    error = await socket.expect("error")
+    assert error["code"] == "invalid_input" and set(error["fields"]) == {"since"}

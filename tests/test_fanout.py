@@ -365,6 +365,34 @@ def test_an_unknown_scheme_is_refused_at_construction() -> None:
         Fanout("amqp://localhost")
 
 
+@pytest.mark.parametrize(("url", "backend"), [
+    ("memory://", "memory"), ("postgres://u@db.example/chat", "postgres"), ("postgresql://u@db.example/chat", "postgres"),
+    ("redis://cache.example:6379/0", "redis"), ("rediss://cache.example:6380/0", "redis")])
+def test_each_documented_scheme_picks_its_backend(url: str, backend: str) -> None:
+    """Every scheme BROADCAST_URL accepts, aliases included (postgres://, rediss:// for TLS); nothing connects yet."""
+    assert Fanout(url).backend_name == backend
+
+
 async def test_publish_takes_an_already_serialised_string(fanout: Fanout) -> None:
     with pytest.raises(TypeError):
         await fanout.publish(channel("user"), {"type": "message"})  # type: ignore[arg-type]
+
+
+async def test_the_smallest_queue_holds_exactly_one_message() -> None:
+    """queue_size=1 is allowed and means it; zero sizes and probe intervals are refused."""
+    for bad in ({"queue_size": 0}, {"probe_interval": 0}):
+        with pytest.raises(ValueError, match="must be positive"):
+            Fanout("memory://", **bad)
+    fanout = Fanout("memory://", queue_size=1)
+    await fanout.connect()
+    try:
+        room = channel("room")
+        async with fanout.subscribe(room) as slow:
+            await fanout.publish(room, "one")
+            assert await next_item(slow) == "one"
+            await fanout.publish(room, "two")
+            await fanout.publish(room, "three")
+            with pytest.raises(SubscriptionOverflow):
+                await next_item(slow)
+    finally:
+        await fanout.disconnect()

@@ -28,15 +28,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from secure_link import devdb
 from secure_link.config import PROJECT_ROOT, Settings
 
-from .conftest import running_server, settings_for
-from .story import Person, Server, Socket
-from .test_accounts import assert_error
-from .test_media import form, upload
-from .test_observability import sample, scrape
-from .test_sync import sync
-from .test_workers import free_port, private_redis, redis_binary, server_process, wait_for_redis
-
-__all__ = ["redis_binary"]  # a fixture, used by name
+from .conftest import free_port, private_redis, running_server, server_process, settings_for, wait_for_redis
+from .story import Person, Server, Socket, assert_error, form, sample, scrape, sync, upload
 
 
 # ---- a client that keeps sending through an outage -------------------------

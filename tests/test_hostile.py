@@ -13,8 +13,7 @@ import pytest
 from secure_link.config import Settings
 
 from .conftest import settings_for
-from .story import PHRASE, Server
-from .test_accounts import assert_error
+from .story import PHRASE, Server, assert_error
 
 SURROGATE = "\ud800"  # what the JSON escape "\ud800" decodes to: not storable text
 

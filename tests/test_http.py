@@ -5,18 +5,20 @@ from __future__ import annotations
 import ipaddress
 import re
 import uuid
+from http.cookies import Morsel, SimpleCookie
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 from starlette.routing import Route, WebSocketRoute
+from websockets.exceptions import InvalidStatus
 
 from secure_link import openapi, routes
 from secure_link.config import Settings
 
-from .conftest import running_server, settings_for
-from .story import PHRASE, Server
-from .test_accounts import assert_error
+from .conftest import database_refusing, running_server, settings_for
+from .story import PHRASE, Server, assert_error, unique_address
 
 ALLOWED = "https://app.example"
 
@@ -43,15 +45,18 @@ async def test_probes(server: Server) -> None:
 async def test_openapi_describes_every_route(server: Server) -> None:
     async with server.client() as http:
         document = (await http.get("/api/openapi.json")).json()
-    assert document == openapi.document()
+    assert document["openapi"].startswith("3.") and document["info"]["title"]
+    served = set()
     for route in routes.routes:
         path = route.path.replace("{session_id:int}", "{session_id}").replace("{file_id:str}", "{file_id}")
+        served.add(path)
         assert path in document["paths"], path
         if isinstance(route, Route):
             for method in route.methods - {"HEAD"}:
                 assert method.lower() in document["paths"][path], (path, method)
         else:
             assert isinstance(route, WebSocketRoute)
+    assert set(document["paths"]) <= served, "the document describes a path nobody serves"
 
 
 def test_openapi_declares_each_path_parameter_the_route_has() -> None:
@@ -119,3 +124,76 @@ async def test_registrations_per_address_are_limited(server: Server, db: asyncpg
     assert_error(answers[-1], 429, "rate_limited")
     assert int(answers[-1].headers["retry-after"]) >= 1
 
+
+
+def session_cookie(response: httpx.Response) -> Morsel:
+    """The Set-Cookie for `session`, parsed."""
+    jar: SimpleCookie = SimpleCookie()
+    jar.load(response.headers["set-cookie"])
+    return jar["session"]
+
+
+async def test_cookies_are_secure_behind_a_trusted_https_proxy(server: Server) -> None:
+    async with server.client() as client:
+        plain = await client.post("/api/register/", json={"username": f"p_{uuid.uuid4().hex[:8]}", "phrase": PHRASE},
+                                  headers=unique_address())
+        proxied = await client.post("/api/register/", json={"username": f"s_{uuid.uuid4().hex[:8]}", "phrase": PHRASE},
+                                    headers={"X-Forwarded-Proto": "https", **unique_address()})
+    assert not session_cookie(plain)["secure"]
+    assert session_cookie(proxied)["secure"]
+
+
+async def test_cookies_are_secure_when_the_public_url_is_https(database_url: str, media_root: Path) -> None:
+    settings = settings_for(database_url, media_root, public_url="https://chat.example")
+    async with running_server(settings) as server:
+        async with server.client() as client:
+            response = await client.post("/api/register/", json={"username": f"u_{uuid.uuid4().hex[:8]}", "phrase": PHRASE})
+        assert session_cookie(response)["secure"]
+        alice = await server.person("alice").register()
+        await alice.connect(origin="https://chat.example")  # the public origin is the server's own
+
+
+async def test_the_session_list_says_which_device_and_from_where(server: Server) -> None:
+    """Alice spots her phone among her sessions by its browser and address (the nearest untrusted hop)."""
+    alice = await server.person("alice").register()
+    async with server.client() as client:
+        phone = await client.post("/api/login/", json={"username": alice.username, "phrase": PHRASE},
+                                  headers={"User-Agent": "AlicePhone/2.1", "X-Forwarded-For": "192.0.2.77, 127.0.0.1"})
+    listed = (await alice.api("GET", "/api/sessions/")).json()["sessions"]
+    mine = [(s["user_agent"], s["address"]) for s in listed if not s["current"]]
+    assert phone.status_code == 200 and mine == [("AlicePhone/2.1", "192.0.2.77")]
+
+
+async def test_the_socket_accepts_origins_in_cors_origins(server: Server) -> None:
+    alice = await server.person("alice").register()
+    await alice.connect(origin=ALLOWED)
+    with pytest.raises(InvalidStatus) as refused:
+        await alice.connect(origin="https://evil.example")
+    assert refused.value.response.status_code == 403
+
+
+async def test_readyz_answers_503_while_the_database_is_away(pg_server_url: str, own_database: str,
+                                                              media_root: Path) -> None:
+    """A load balancer must stop sending traffic while PostgreSQL refuses us, and resume after."""
+    async with running_server(settings_for(own_database, media_root)) as server:
+        async with database_refusing(pg_server_url, own_database), server.client() as client:
+            assert_error(await client.get("/readyz"), 503, "not_ready")
+        async with server.client() as client:
+            assert (await client.get("/readyz")).json() == {"status": "ready"}
+
+
+async def test_a_bug_answers_500_and_closes_sockets_with_1011(own_database: str, media_root: Path) -> None:
+    """A table gone missing stands in for a bug: the generic 500 (no traceback) and the 1011 close."""
+    async with running_server(settings_for(own_database, media_root)) as server:
+        alice = await server.person("alice").register()
+        broken = await asyncpg.connect(own_database)
+        try:
+            await broken.execute("ALTER TABLE conversation_reads RENAME TO conversation_reads_gone")
+            await broken.execute("ALTER TABLE live_connections RENAME TO live_connections_gone")
+        finally:
+            await broken.close()
+        answer = await alice.api("GET", "/api/conversations/")
+        assert answer.status_code == 500
+        assert answer.json() == {"error": {"code": "internal", "message": "Something went wrong on our side."}}
+        socket = await alice.connect(ready=False)
+        assert await socket.closed_with() == 1011

@@ -27,20 +27,12 @@ from PIL import ExifTags, Image
 from secure_link import cli
 
 from .conftest import running_server, settings_for
-from .story import Person, Server
-from .test_accounts import assert_error
+from .story import PNG, Server, assert_error, form, image_bytes, upload
 
-BOUNDARY = "sl-test-boundary-7f3a9c"
 MIB = 1024 * 1024
 
 
 # ---- generated files ------------------------------------------------------
-
-def image_bytes(fmt: str = "PNG", size: tuple[int, int] = (64, 48), **options: Any) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, (200, 40, 40)).save(buffer, fmt, **options)
-    return buffer.getvalue()
-
 
 def png_claiming(width: int, height: int) -> bytes:
     """A small PNG whose IHDR claims another size (with a correct CRC): bombs and 0x0 images."""
@@ -71,35 +63,8 @@ def zip_bytes() -> bytes:
     return buffer.getvalue()
 
 
-PNG = image_bytes()
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
-
-
-def multipart(*parts: tuple[str, str | None, bytes]) -> dict[str, Any]:
-    """Request kwargs for a hand-built multipart body, so hostile names arrive byte for byte."""
-    body = b""
-    for field, filename, content in parts:
-        disposition = f'form-data; name="{field}"' + (f'; filename="{filename}"' if filename is not None else "")
-        body += f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\nContent-Type: image/png\r\n\r\n".encode()
-        body += content + b"\r\n"
-    body += f"--{BOUNDARY}--\r\n".encode()
-    return {"content": body, "headers": {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}}
-
-
-def form(content: bytes | None, name: str = "upload.bin", purpose: str | None = None) -> dict[str, Any]:
-    parts: list[tuple[str, str | None, bytes]] = []
-    if content is not None:
-        parts.append(("file", name, content))
-    if purpose is not None:
-        parts.append(("purpose", None, purpose.encode()))
-    return multipart(*parts) if parts else multipart(("note", None, b"no file here"))
-
-
-async def upload(person: Person, content: bytes, name: str = "upload.bin", purpose: str | None = None) -> dict[str, Any]:
-    response = await person.api("POST", "/api/upload-file/", **form(content, name, purpose))
-    assert response.status_code == 201, response.text
-    return response.json()["file"]
 
 
 def files_under(root: Path) -> set[Path]:

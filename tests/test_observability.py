@@ -16,21 +16,8 @@ import pytest
 
 from secure_link.logs import JsonFormatter, TextFormatter, log_config, resolved_format
 
-from .story import Server
-from .test_workers import server_process
-
-
-def sample(text: str, name: str, labels: str = "") -> float:
-    """One sample's value from the Prometheus text format (0 when absent)."""
-    match = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
-
-
-async def scrape(server: Server) -> str:
-    async with server.client() as http:
-        answer = await http.get("/metrics")
-    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
-    return answer.text
+from .conftest import server_process
+from .story import Server, sample, scrape
 
 
 async def test_metrics_count_sockets_messages_deliveries_and_errors(server: Server) -> None:

@@ -32,8 +32,7 @@ from secure_link import openapi
 from secure_link.config import Settings
 
 from .conftest import running_server
-from .story import PHRASE, Server
-from .test_media import image_bytes
+from .story import PHRASE, Server, image_bytes
 
 FUZZER, REVOKER = "fuzzer", "revoker"
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,

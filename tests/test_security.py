@@ -20,11 +20,8 @@ import redis.asyncio as redis
 
 from secure_link.config import ConfigError, Settings
 
-from .conftest import running_server, settings_for
-from .story import PHRASE, Person, Server
-from .test_accounts import assert_error
-from .test_media import PNG, form, upload
-from .test_workers import free_port, private_redis, wait_for_redis
+from .conftest import free_port, private_redis, running_server, server_process, settings_for, wait_for_redis
+from .story import PHRASE, PNG, Person, Server, assert_error, form, upload
 
 LOCAL_PROXY = (ipaddress.ip_network("127.0.0.1/32"),)
 
@@ -209,8 +206,6 @@ async def test_image_decodes_are_one_per_user_and_bound_a_workers_memory(databas
     one after the other (peak: one image); three users' at once, two at a time
     (IMAGE_CONCURRENCY); afterwards the memory goes back to the system.
     """
-    from .test_workers import server_process
-
     big = huge_png()
 
     async def upload_big(person: Person) -> None:  # a loaded CI machine may take seconds per decode

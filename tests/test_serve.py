@@ -25,9 +25,8 @@ from websockets.exceptions import ConnectionClosed
 
 from secure_link.config import PROJECT_ROOT
 
-from .conftest import stop_process
+from .conftest import free_port, server_process, stop_process, wait_until_serving
 from .story import PHRASE
-from .test_workers import _wait_until_serving, free_port
 
 
 @pytest.fixture
@@ -57,7 +56,7 @@ async def test_zero_configuration_serve_starts_and_stops_its_database(var_dir: P
     process = subprocess.Popen([sys.executable, "-m", "secure_link", "serve", "--port", str(port),
                                 "--workers", str(workers)], env=env, cwd=PROJECT_ROOT)
     try:
-        await _wait_until_serving(port, process)
+        await wait_until_serving(port, process)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             response = await http.post("/api/register/", json={"username": "first_user", "phrase": PHRASE})
             assert response.status_code == 201, response.text
@@ -84,8 +83,6 @@ async def test_zero_configuration_serve_starts_and_stops_its_database(var_dir: P
 async def test_shutdown_acknowledges_the_message_in_flight_then_closes_with_1012(database_url: str, settings) -> None:  # type: ignore[no-untyped-def]
     """SIGTERM while Alice's message is mid-send: she gets its ack, then 1012."""
     from websockets.asyncio.client import connect
-
-    from .test_workers import server_process
 
     async with server_process(database_url, database_url, settings) as server:
         process_pid = server.pid

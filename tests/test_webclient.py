@@ -14,8 +14,7 @@ import pytest
 from secure_link.config import Settings
 
 from .conftest import running_server, settings_for
-from .story import Server
-from .test_accounts import assert_error
+from .story import Server, assert_error
 
 INDEX = "<!doctype html><title>Secure Link</title><script src=/assets/index-abc123.js></script>"
 HTML = {"Accept": "text/html,application/xhtml+xml"}

@@ -1,0 +1,202 @@
+"""Hand-made mutants, applied one at a time: each must make its named test fail.
+
+mutmut does not reach the SQL, and some of the issue-15 gaps are easier to
+state as one deliberate change than to hope a generator finds them. For each
+mutant: check the original text is there exactly once, write the changed file,
+run only the killing test, restore the file (always), and expect a failure.
+
+    python tests/mutants/hand_made.py            # all of them
+    python tests/mutants/hand_made.py sync-lock  # some, by name
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclasses.dataclass(frozen=True)
+class Edit:
+    """In `path`, the text `old` (found exactly once) becomes `new`."""
+
+    path: str
+    old: str
+    new: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Mutant:
+    """One deliberate bug, made of one or more edits; `killer` must then fail."""
+
+    name: str
+    killer: str
+    edits: tuple[Edit, ...]
+
+
+def mutant(name: str, path: str, old: str, new: str, killer: str) -> Mutant:
+    """The usual case: one edit in one file."""
+    return Mutant(name, killer, (Edit(path, old, new),))
+
+
+SQL = [
+    mutant("sql-drop-advisory-locks", "secure_link/queries/messages.sql",
+           "    SELECT peer.id AS peer_id,\n"
+           "           pg_advisory_xact_lock(7001, LEAST($1::bigint, peer.id)::int),\n"
+           "           pg_advisory_xact_lock(7001, GREATEST($1::bigint, peer.id)::int)\n",
+           "    SELECT peer.id AS peer_id\n",
+           "tests/test_sync.py::test_an_uncommitted_earlier_id_holds_back_later_ones"),
+    Mutant("sql-widen-client-id-key", "tests/test_chat.py::test_client_ids_are_per_sender", (
+        Edit("sql/schema.sql", "CONSTRAINT messages_client_id_unique UNIQUE (sender_id, client_id)",
+             "CONSTRAINT messages_client_id_unique UNIQUE (client_id)"),
+        Edit("secure_link/queries/messages.sql", "ON CONFLICT (sender_id, client_id) DO NOTHING",
+             "ON CONFLICT (client_id) DO NOTHING"))),
+    mutant("sql-drop-sync-limit", "secure_link/queries/messages.sql",
+           "ORDER BY id LIMIT $3;", "ORDER BY id;",
+           "tests/test_sync.py::test_the_replay_reads_in_bounded_batches"),
+    mutant("sql-sync-without-user-filter", "secure_link/queries/messages.sql",
+           "WHERE (sender_id = $1 OR recipient_id = $1) AND id > $2",
+           "WHERE id > $2",
+           "tests/test_chat.py::test_carol_never_sees_alice_and_bobs_messages"),
+    mutant("sql-revoke-any-users-session", "secure_link/queries/sessions.sql",
+           "DELETE FROM sessions WHERE id = $1 AND user_id = $2",
+           "DELETE FROM sessions WHERE id = $1",
+           "tests/test_accounts.py::test_alice_lists_and_revokes_her_sessions"),
+]
+ISSUE_15 = [
+    mutant("sync-replays-nothing", "secure_link/chat.py",
+           "    while True:\n        rows = await services.db.fetch(\"list_messages_since\"",
+           "    while False:\n        rows = await services.db.fetch(\"list_messages_since\"",
+           "tests/test_sync.py::test_sync_never_skips_under_concurrent_senders"),
+    mutant("sync-stops-after-one-batch", "secure_link/chat.py",
+           "        if len(rows) < SYNC_BATCH:\n            return\n", "        return\n",
+           "tests/test_sync.py::test_sync_goes_on_past_one_batch"),
+    mutant("no-catch-up-after-a-gap", "secure_link/sockets.py",
+           "        self.floor = await self._replay(self.floor)\n", "",
+           "tests/test_outages.py::test_a_socket_that_never_syncs_still_gets_what_the_outage_dropped"),
+    mutant("no-session-recheck-after-a-gap", "secure_link/sockets.py",
+           "        if not await self.services.db.fetchval(\"session_is_live\", self.user.session_id):\n"
+           "            raise Closing(CLOSE_UNAUTHENTICATED, \"session revoked\")\n", "",
+           "tests/test_outages.py::test_a_session_revoked_during_the_outage_is_closed_when_it_ends"),
+    mutant("history-uncapped", "secure_link/chat.py",
+           'numbers["after"], min(limit, 100)', 'numbers["after"], limit',
+           "tests/test_chat.py::test_history_pages_are_capped_at_100"),
+    mutant("logout-clears-bystander-messages", "secure_link/queries/messages.sql",
+           "    DELETE FROM messages WHERE sender_id = $1 OR recipient_id = $1\n",
+           "    DELETE FROM messages WHERE sender_id = $1 OR recipient_id = $1\n"
+           "       OR sender_id IN (SELECT recipient_id FROM messages WHERE sender_id = $1)\n"
+           "       OR recipient_id IN (SELECT recipient_id FROM messages WHERE sender_id = $1)\n",
+           "tests/test_chat.py::test_logout_leaves_every_bystander_conversation_alone"),
+    mutant("logout-clears-bystander-reads", "secure_link/queries/messages.sql",
+           "DELETE FROM conversation_reads WHERE user_id = $1 OR peer_id = $1;",
+           "DELETE FROM conversation_reads WHERE user_id = $1 OR peer_id = $1\n"
+           "   OR user_id IN (SELECT peer_id FROM conversation_reads WHERE user_id = $1);",
+           "tests/test_chat.py::test_logout_leaves_every_bystander_conversation_alone"),
+    mutant("rest-budget-shared-by-all", "secure_link/routes.py",
+           "services.rest_send_limiter.take(user.id)", "services.rest_send_limiter.take(0)",
+           "tests/test_limits.py::test_one_users_rest_budget_is_not_anothers"),
+    mutant("login-throttle-ignores-username", "secure_link/queries/throttle.sql",
+           "WHERE username = $1 AND address = $2 AND failed_at", "WHERE address = $2 AND failed_at",
+           "tests/test_limits.py::test_failures_against_one_name_do_not_lock_out_another"),
+    mutant("success-forgives-nothing", "secure_link/queries/throttle.sql",
+           "DELETE FROM login_failures WHERE username = $1 AND address = $2;",
+           "DELETE FROM login_failures WHERE username = $1 AND address = $2 AND false;",
+           "tests/test_limits.py::test_a_successful_login_forgives_earlier_failures"),
+    mutant("address-limit-times-11", "secure_link/queries/throttle.sql",
+           "OFFSET $3 * 10 - 1", "OFFSET $3 * 11 - 1",
+           "tests/test_limits.py::test_one_address_may_fail_ten_times_the_limit_across_names"),
+    mutant("logout-sets-a-long-lived-cookie", "secure_link/routes.py",
+           'response.delete_cookie(auth.SESSION_COOKIE, path="/", httponly=True, samesite="lax")',
+           'response.set_cookie(auth.SESSION_COOKIE, "stale", max_age=86400, path="/", httponly=True, samesite="lax")',
+           "tests/test_accounts.py::test_logout_ignores_any_body_and_needs_a_session"),
+    mutant("openapi-describes-a-stale-path", "secure_link/openapi.py",
+           '    ("/api/logout/", "post", "Log out and clear the user\'s chats", None, 200, (401,)),\n',
+           '    ("/api/logout/", "post", "Log out and clear the user\'s chats", None, 200, (401,)),\n'
+           '    ("/api/logoff/", "post", "The old name", None, 200, (401,)),\n',
+           "tests/test_http.py::test_openapi_describes_every_route"),
+    mutant("cli-without-media", "secure_link/cli.py",
+           '@main.group("media")', '@main.group("files")',
+           "tests/test_cli.py::test_help_lists_every_command"),
+    mutant("presence-counted-per-worker", "secure_link/queries/presence.sql",
+           "    DELETE FROM live_connections WHERE id = $1 RETURNING id\n)\n"
+           "SELECT count(*) - (SELECT count(*) FROM deleted) FROM live_connections WHERE user_id = $2;",
+           "    DELETE FROM live_connections WHERE id = $1 RETURNING id, worker_id\n)\n"
+           "SELECT count(*) - (SELECT count(*) FROM deleted) FROM live_connections WHERE user_id = $2\n"
+           "   AND worker_id IN (SELECT worker_id FROM deleted);",
+           "tests/test_presence.py::test_two_tabs_on_two_workers_count_as_one_user"),
+    mutant("dead-workers-users-not-announced", "secure_link/presence.py",
+           "                    await announce(services, user[\"id\"], user[\"username\"], online=False, conn=conn)\n",
+           "                    pass\n",
+           "tests/test_presence.py::test_a_dead_workers_users_are_announced_offline"),
+    mutant("conversations-oldest-first", "secure_link/queries/messages.sql",
+           "ORDER BY last.last_id DESC;", "ORDER BY last.last_id;",
+           "tests/test_chat.py::test_conversations_are_listed_newest_first"),
+    mutant("readyz-always-ready", "secure_link/routes.py",
+           "if not await services.db.is_reachable():", "if False:",
+           "tests/test_http.py::test_readyz_answers_503_while_the_database_is_away"),
+    mutant("secure-ignores-trusted-proxy", "secure_link/proxy.py",
+           'if forwarded in ("http", "https") and _trusted(peer, settings):', "if False:",
+           "tests/test_http.py::test_cookies_are_secure_behind_a_trusted_https_proxy"),
+    mutant("secure-ignores-public-url", "secure_link/proxy.py",
+           '    if settings.public_url:\n        return settings.public_url.startswith("https://")\n', "",
+           "tests/test_http.py::test_cookies_are_secure_when_the_public_url_is_https"),
+    mutant("socket-ignores-cors-origins", "secure_link/sockets.py",
+           "origin in services.settings.cors_origins or ", "",
+           "tests/test_http.py::test_the_socket_accepts_origins_in_cors_origins"),
+    mutant("bug-answers-200", "secure_link/app.py",
+           'error_body("internal", "Something went wrong on our side."), 500)',
+           'error_body("internal", "Something went wrong on our side."), 200)',
+           "tests/test_http.py::test_a_bug_answers_500_and_closes_sockets_with_1011"),
+    mutant("bug-closes-socket-normally", "secure_link/sockets.py",
+           'await websocket.close(CLOSE_INTERNAL, "internal error")', 'await websocket.close(1000, "internal error")',
+           "tests/test_http.py::test_a_bug_answers_500_and_closes_sockets_with_1011"),
+    mutant("session-list-without-user-agent", "secure_link/accounts.py",
+           '"user_agent": row["user_agent"],', '"user_agent": None,',
+           "tests/test_http.py::test_the_session_list_says_which_device_and_from_where"),
+    mutant("session-list-without-address", "secure_link/accounts.py",
+           '"address": row["address"],', '"address": "",',
+           "tests/test_http.py::test_the_session_list_says_which_device_and_from_where"),
+]
+MUTANTS = SQL + ISSUE_15
+
+
+def run(mutant: Mutant) -> bool:
+    """Apply, run the killer, restore; True when the killer failed (the mutant is killed)."""
+    originals = {edit.path: (ROOT / edit.path).read_text() for edit in mutant.edits}
+    changed = dict(originals)
+    for edit in mutant.edits:
+        if changed[edit.path].count(edit.old) != 1:
+            raise SystemExit(f"{mutant.name}: the text to change is not in {edit.path} exactly once; update the mutant")
+        changed[edit.path] = changed[edit.path].replace(edit.old, edit.new)
+    try:
+        for path, text in changed.items():
+            (ROOT / path).write_text(text)
+        result = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", mutant.killer],
+                                cwd=ROOT, capture_output=True, text=True)
+    finally:
+        for path, text in originals.items():
+            (ROOT / path).write_text(text)
+    if result.returncode not in (0, 1):
+        print(result.stdout[-2000:], result.stderr[-2000:])
+        raise SystemExit(f"{mutant.name}: pytest could not run {mutant.killer} (exit {result.returncode})")
+    return result.returncode == 1
+
+
+def main(names: list[str]) -> int:
+    """Run the chosen mutants (all by default); exit 1 if any survived."""
+    chosen = [m for m in MUTANTS if not names or m.name in names]
+    survivors = []
+    for mutant in chosen:
+        killed = run(mutant)
+        print(f"{'killed  ' if killed else 'SURVIVED'} {mutant.name:45} by {mutant.killer}", flush=True)
+        if not killed:
+            survivors.append(mutant.name)
+    print(f"{len(chosen) - len(survivors)}/{len(chosen)} hand-made mutants killed")
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
