@@ -18,7 +18,7 @@ import tempfile
 import urllib.parse
 import uuid
 from pathlib import Path
-from typing import AsyncIterator, Iterator
+from typing import AsyncIterator, Iterator, NoReturn
 
 import asyncpg
 import httpx
@@ -207,15 +207,25 @@ async def wait_until_serving(port: int, process: subprocess.Popen) -> None:
     raise AssertionError("server did not become ready in 15 s")
 
 
+def missing_in_ci(message: str) -> NoReturn:
+    """A tool or right a test needs is missing: a failure in CI, a skip saying which elsewhere."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def required_tool(name: str) -> str:
+    """The path of a program a test runs (missing: see `missing_in_ci`)."""
+    path = shutil.which(name)
+    if path is None:
+        missing_in_ci(f"{name} is not installed")
+    return path
+
+
 @pytest.fixture
 def redis_binary() -> str:
     """redis-server, for tests that stop and start a Redis of their own."""
-    path = shutil.which("redis-server")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server must be installed in CI")
-        pytest.skip("redis-server is not installed")
-    return path
+    return required_tool("redis-server")
 
 
 @contextlib.contextmanager

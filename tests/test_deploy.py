@@ -35,7 +35,7 @@ import pytest
 from secure_link.config import PROJECT_ROOT, Settings
 
 from . import deploy_lab as lab_parts
-from .conftest import stop_process
+from .conftest import missing_in_ci, required_tool, stop_process
 from .deploy_clients import ProxiedServer, Talk, connect_on, settled_counts, sync_all, talk
 from .deploy_lab import GATEWAY, HOSTS, Proxy
 from .story import Person, Server
@@ -63,10 +63,7 @@ def require_lab_tools() -> None:
         *((shutil.which(tool) is not None, tool) for tool in ("ip", "ss", "nginx", "openssl", "redis-server")),
     ] if not ok]
     if missing:
-        message = f"the deploy lab needs {', '.join(missing)}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_in_ci(f"the deploy lab needs {', '.join(missing)}")
 
 
 @pytest.fixture(scope="module")
@@ -311,11 +308,7 @@ async def test_with_every_host_down_nginx_answers_503(lab: Lab) -> None:
 # ---- the systemd unit ------------------------------------------------------------
 
 def test_the_unit_is_hardened_and_writes_only_media() -> None:
-    analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        if os.environ.get("CI"):
-            pytest.fail("systemd-analyze is missing")
-        pytest.skip("systemd-analyze is not installed")
+    analyze = required_tool("systemd-analyze")
     unit_path = PROJECT_ROOT / "deploy" / "secure-link.service"
     unit = dict(line.split("=", 1) for line in unit_path.read_text().splitlines()
                 if "=" in line and not line.startswith("#") and not line.startswith("SystemCallFilter"))
