@@ -271,6 +271,16 @@ async def test_a_cookie_changes_nothing_from_another_sites_page(server: Server, 
     assert own_page.status_code in (200, 201), own_page.text
 
 
+async def test_a_cookie_still_reads_from_a_link_on_another_site(server: Server) -> None:
+    """Only changes are checked: a GET followed from elsewhere (no Origin, cross-site) still reads."""
+    alice, cookies = await cookie_person(server, "alice")
+    async with server.client(cookies=cookies) as http:
+        for foreign in ({"Sec-Fetch-Site": "cross-site"}, {"Origin": "http://evil.example"}):
+            for path in ("/api/user-profile/", "/api/sessions/", "/api/conversations/"):
+                answer = await http.get(path, headers=foreign)
+                assert answer.status_code == 200, (path, foreign, answer.text)
+
+
 @pytest.mark.parametrize("change", list(CHANGES))
 async def test_a_bearer_token_needs_no_origin_check(server: Server, db: asyncpg.Connection, change: str) -> None:
     """The header proves the caller chose to send it; no page can add it by itself."""
