@@ -149,8 +149,11 @@ async def test_unsent_uploads_stop_at_the_quota_and_sending_frees_it(database_ur
         alice, bob = await server.person("alice").register(), await server.person("bob").register()
         first = await upload(alice, b"a" * 1000 + b"\n", "one.txt")
         await upload(alice, b"b" * 1000 + b"\n", "two.txt")
+        before = sorted(path for path in media_root.rglob("*") if path.is_file())
         over = await alice.api("POST", "/api/upload-file/", **form(b"c" * 1000 + b"\n", "three.txt"))
         assert_error(over, 413, "quota_exceeded")
+        # refused only once stored (2002 bytes passed the first check): what was stored is gone again
+        assert sorted(path for path in media_root.rglob("*") if path.is_file()) == before
         assert (await bob.api("POST", "/api/upload-file/", **form(b"d" * 1000 + b"\n", "bobs.txt"))).status_code == 201
         sent = await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "here",
                                                                    "attachment": first["id"]})
