@@ -13,7 +13,7 @@ import pytest
 
 from secure_link.config import Settings
 
-from .conftest import settings_for
+from .conftest import running_server, settings_for
 from .story import PHRASE, Person, Server, assert_error, unique_address
 
 RATE = 5  # per second, bursts of 10
@@ -101,6 +101,18 @@ async def test_a_successful_login_forgives_earlier_failures(server: Server) -> N
             for _ in range(2):
                 assert_error(await log_in(http, alice.username, "typo typo typo typo", home), 401, "invalid_credentials")
             assert (await log_in(http, alice.username, PHRASE, home)).status_code == 200
+
+
+async def test_a_limit_of_one_login_failure_is_a_limit_not_off(database_url: str, media_root: Path) -> None:
+    """LOGIN_FAILURES_PER_15_MIN=1: one wrong phrase, and even the right one must wait (only 0 turns it off)."""
+    settings = settings_for(database_url, media_root, login_failures_per_15_min=1,
+                            trusted_proxies=(ipaddress.ip_network("127.0.0.1/32"),))
+    async with running_server(settings) as server:
+        alice = await server.person("alice").register()
+        home = unique_address()
+        async with server.client() as http:
+            assert_error(await log_in(http, alice.username, "typo typo typo typo", home), 401, "invalid_credentials")
+            assert_error(await log_in(http, alice.username, PHRASE, home), 429, "rate_limited")
 
 
 async def test_one_address_may_fail_ten_times_the_limit_across_names(server: Server) -> None:

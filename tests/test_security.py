@@ -149,8 +149,11 @@ async def test_unsent_uploads_stop_at_the_quota_and_sending_frees_it(database_ur
         alice, bob = await server.person("alice").register(), await server.person("bob").register()
         first = await upload(alice, b"a" * 1000 + b"\n", "one.txt")
         await upload(alice, b"b" * 1000 + b"\n", "two.txt")
+        before = sorted(path for path in media_root.rglob("*") if path.is_file())
         over = await alice.api("POST", "/api/upload-file/", **form(b"c" * 1000 + b"\n", "three.txt"))
         assert_error(over, 413, "quota_exceeded")
+        # refused only once stored (2002 bytes passed the first check): what was stored is gone again
+        assert sorted(path for path in media_root.rglob("*") if path.is_file()) == before
         assert (await bob.api("POST", "/api/upload-file/", **form(b"d" * 1000 + b"\n", "bobs.txt"))).status_code == 201
         sent = await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "here",
                                                                    "attachment": first["id"]})
@@ -269,6 +272,16 @@ async def test_a_cookie_changes_nothing_from_another_sites_page(server: Server, 
     assert await db.fetchval("SELECT count(*) FROM files WHERE owner_id = $1", alice.user["id"]) == 0  # type: ignore[index]
     own_page = await attempt(server, change, cookies, {"Origin": server.http_url}, bob, other_session)
     assert own_page.status_code in (200, 201), own_page.text
+
+
+async def test_a_cookie_still_reads_from_a_link_on_another_site(server: Server) -> None:
+    """Only changes are checked: a GET followed from elsewhere (no Origin, cross-site) still reads."""
+    alice, cookies = await cookie_person(server, "alice")
+    async with server.client(cookies=cookies) as http:
+        for foreign in ({"Sec-Fetch-Site": "cross-site"}, {"Origin": "http://evil.example"}):
+            for path in ("/api/user-profile/", "/api/sessions/", "/api/conversations/"):
+                answer = await http.get(path, headers=foreign)
+                assert answer.status_code == 200, (path, foreign, answer.text)
 
 
 @pytest.mark.parametrize("change", list(CHANGES))

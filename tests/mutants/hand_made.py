@@ -4,14 +4,21 @@ mutmut does not reach the SQL, and some of the issue-15 gaps are easier to
 state as one deliberate change than to hope a generator finds them. For each
 mutant: check the original text is there exactly once, write the changed file,
 run only the killing test, restore the file (always), and expect a failure.
+First, every chosen killer must pass on the unchanged code (a killer that
+already fails would "kill" anything).
 
     python tests/mutants/hand_made.py            # all of them
     python tests/mutants/hand_made.py sync-lock  # some, by name
+
+The environment is passed to each killer: `ended-sessions-sockets-not-swept`
+needs REDIS_URL (its killer is a Redis test), and the script stops rather than
+count a skipped killer as a survivor or a kill.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,11 +42,12 @@ class Mutant:
     name: str
     killer: str
     edits: tuple[Edit, ...]
+    needs: tuple[str, ...] = ()  # environment variables the killer needs, else it would be skipped
 
 
-def mutant(name: str, path: str, old: str, new: str, killer: str) -> Mutant:
+def mutant(name: str, path: str, old: str, new: str, killer: str, needs: tuple[str, ...] = ()) -> Mutant:
     """The usual case: one edit in one file."""
-    return Mutant(name, killer, (Edit(path, old, new),))
+    return Mutant(name, killer, (Edit(path, old, new),), needs)
 
 
 SQL = [
@@ -113,9 +121,9 @@ ISSUE_15 = [
            'response.set_cookie(auth.SESSION_COOKIE, "stale", max_age=86400, path="/", httponly=True, samesite="lax")',
            "tests/test_accounts.py::test_logout_ignores_any_body_and_needs_a_session"),
     mutant("openapi-describes-a-stale-path", "secure_link/openapi.py",
-           '    ("/api/logout/", "post", "Log out and clear the user\'s chats", None, 200, (401,)),\n',
-           '    ("/api/logout/", "post", "Log out and clear the user\'s chats", None, 200, (401,)),\n'
-           '    ("/api/logoff/", "post", "The old name", None, 200, (401,)),\n',
+           '    "/api/logout/": {"post": _op(',
+           '    "/api/logoff/": {"post": _op("The old name", {200: _answer("Cleared", "Logged out")}, _CHANGE)},\n'
+           '    "/api/logout/": {"post": _op(',
            "tests/test_http.py::test_openapi_describes_every_route"),
     mutant("cli-without-media", "secure_link/cli.py",
            '@main.group("media")', '@main.group("files")',
@@ -143,15 +151,15 @@ ISSUE_15 = [
     mutant("secure-ignores-public-url", "secure_link/proxy.py",
            '    if settings.public_url:\n        return settings.public_url.startswith("https://")\n', "",
            "tests/test_http.py::test_cookies_are_secure_when_the_public_url_is_https"),
-    mutant("socket-ignores-cors-origins", "secure_link/sockets.py",
-           "origin in services.settings.cors_origins or ", "",
+    mutant("socket-ignores-cors-origins", "secure_link/proxy.py",
+           "return origin in settings.cors_origins or ", "return ",
            "tests/test_http.py::test_the_socket_accepts_origins_in_cors_origins"),
     mutant("bug-answers-200", "secure_link/app.py",
            'error_body("internal", "Something went wrong on our side."), 500)',
            'error_body("internal", "Something went wrong on our side."), 200)',
            "tests/test_http.py::test_a_bug_answers_500_and_closes_sockets_with_1011"),
     mutant("bug-closes-socket-normally", "secure_link/sockets.py",
-           'await websocket.close(CLOSE_INTERNAL, "internal error")', 'await websocket.close(1000, "internal error")',
+           'return CLOSE_INTERNAL, "internal error"', 'return 1000, "internal error"',
            "tests/test_http.py::test_a_bug_answers_500_and_closes_sockets_with_1011"),
     mutant("session-list-without-user-agent", "secure_link/accounts.py",
            '"user_agent": row["user_agent"],', '"user_agent": None,',
@@ -160,7 +168,45 @@ ISSUE_15 = [
            '"address": row["address"],', '"address": "",',
            "tests/test_http.py::test_the_session_list_says_which_device_and_from_where"),
 ]
-MUTANTS = SQL + ISSUE_15
+SECURITY_AND_FAULTS = [
+    mutant("login-reservations-unlocked", "secure_link/auth.py",
+           '        await services.db.execute("lock_login_address", address, conn=conn)\n', "",
+           "tests/test_security.py::test_a_concurrent_burst_of_wrong_phrases_hashes_at_most_the_limit"),
+    mutant("hashing-line-never-full", "secure_link/ratelimit.py",
+           "        if self._inside >= self._capacity:\n", "        if False:\n",
+           "tests/test_security.py::test_a_full_hashing_line_turns_logins_away_at_once_and_they_do_not_count"),
+    mutant("logout-keeps-parked-payloads", "secure_link/chat.py",
+           "    await _forget_parked(services, user)\n", "    pass\n",
+           "tests/test_security.py::test_after_a_logout_no_live_row_holds_anything_that_was_said"),
+    mutant("parked-payloads-never-expire", "secure_link/housekeeping.py",
+           '        ("parked fan-out payloads", lambda: services.fanout.prune(SPILL_TTL_S)),\n', "",
+           "tests/test_security.py::test_parked_fan_out_payloads_expire_within_seconds"),
+    mutant("upload-quota-unlocked", "secure_link/media.py",
+           '            await services.db.execute("lock_user_uploads", user.id, conn=conn)\n', "            pass\n",
+           "tests/test_security.py::test_concurrent_uploads_cannot_overshoot_the_quota"),
+    mutant("image-decodes-not-one-per-user", "secure_link/media.py",
+           "    async with services.image_locks.hold(user.id), services.image_slots:\n",
+           "    async with services.image_slots:\n",
+           "tests/test_security.py::test_image_decodes_are_one_per_user_and_bound_a_workers_memory"),
+    mutant("cookie-from-any-origin", "secure_link/auth.py",
+           "                and not origin_allowed(connection, services.settings):\n",
+           "                and False:\n",
+           "tests/test_security.py::test_a_cookie_changes_nothing_from_another_sites_page"),
+    mutant("ended-sessions-sockets-not-swept", "secure_link/housekeeping.py",
+           "        (\"ended sessions' sockets\", lambda: chat.close_ended_sessions(services)),\n", "",
+           "tests/test_security.py::test_a_revoked_sessions_socket_closes_even_when_the_publish_fails",
+           needs=("REDIS_URL",)),
+    mutant("no-resync-after-a-gap", "secure_link/sockets.py",
+           "        await self._send_text(RESYNC_TEXT)\n", "",
+           "tests/test_faults.py::test_a_clearing_lost_in_a_fan_out_outage_arrives_as_resync"),
+    mutant("socket-cap-ignored", "secure_link/presence.py",
+           "        if 0 < cap <= before:\n", "        if False:\n",
+           "tests/test_faults.py::test_one_account_cannot_hold_more_sockets_than_the_cap"),
+    mutant("disk-trouble-is-a-bug", "secure_link/errors.py",
+           "    elif isinstance(exc, OSError) and exc.errno in _DISK_TROUBLE:\n", "    elif False:\n",
+           "tests/test_faults.py::test_a_full_or_read_only_media_disk_answers_503_and_leaves_nothing"),
+]
+MUTANTS = SQL + ISSUE_15 + SECURITY_AND_FAULTS
 
 
 def run(mutant: Mutant) -> bool:
@@ -182,12 +228,37 @@ def run(mutant: Mutant) -> bool:
     if result.returncode not in (0, 1):
         print(result.stdout[-2000:], result.stderr[-2000:])
         raise SystemExit(f"{mutant.name}: pytest could not run {mutant.killer} (exit {result.returncode})")
+    summary = (result.stdout.strip().splitlines() or [""])[-1]
+    if result.returncode == 0 and " passed" not in summary:
+        print(result.stdout[-2000:])
+        raise SystemExit(f"{mutant.name}: {mutant.killer} did not run (skipped?), so it proves nothing")
+    if result.returncode == 1 and " failed" not in summary:
+        print(result.stdout[-2000:])
+        raise SystemExit(f"{mutant.name}: {mutant.killer} errored rather than failed; fix the setup first")
     return result.returncode == 1
 
 
+def baseline(chosen: list[Mutant]) -> None:
+    """Every killer must pass on the unchanged code, else its failure under a mutant proves nothing."""
+    killers = sorted({mutant.killer for mutant in chosen})
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *killers],
+                            cwd=ROOT, capture_output=True, text=True)
+    summary = (result.stdout.strip().splitlines() or [""])[-1]
+    if result.returncode != 0 or " passed" not in summary or "skipped" in summary:
+        print(result.stdout[-4000:], result.stderr[-2000:])
+        raise SystemExit("the killers do not all pass on the unchanged code; fix them first")
+    print(f"baseline: the {len(killers)} killers pass on the unchanged code ({summary})", flush=True)
+
+
 def main(names: list[str]) -> int:
-    """Run the chosen mutants (all by default); exit 1 if any survived."""
+    """Check the killers pass, then run the chosen mutants (all by default); exit 1 if any survived."""
     chosen = [m for m in MUTANTS if not names or m.name in names]
+    for mutant in chosen:
+        missing = [name for name in mutant.needs if not os.environ.get(name)]
+        if missing:
+            raise SystemExit(f"{mutant.name}: its killer needs {', '.join(missing)} (e.g. "
+                             "REDIS_URL=redis://127.0.0.1:6379/0); set it, or name the other mutants")
+    baseline(chosen)
     survivors = []
     for mutant in chosen:
         killed = run(mutant)
