@@ -142,7 +142,8 @@ async def send_message(services: Services, user: User, draft: Draft,
         return await _not_inserted(services, user, draft), False
     services.metrics.send_seconds.observe(time.perf_counter() - started)
     services.metrics.messages_stored.inc()
-    log.debug("message stored", extra={"message_id": row["id"], "sender": user.id, "origin": origin or "rest"})
+    if log.isEnabledFor(logging.DEBUG):  # per message: build nothing when nobody reads it
+        log.debug("message stored", extra={"message_id": row["id"], "sender": user.id, "origin": origin or "rest"})
     message = message_json(row)
     event = encode_event({"type": "chat", "message": message}, skip_connection=origin, message_id=row["id"])
     await publish(services, [user_channel(row["recipient_id"]), user_channel(user.id)], event)
