@@ -4,8 +4,8 @@
   serve`, with no database. It answers the frames the load generator expects
   (`ready`, an ack-like frame, a chat-like frame to the peer's socket), so the
   generator runs the very same code against it: `python -m bench.limits echo --port P`.
-- `commit_rate`: the project's `insert_message` statement alone, through an
-  asyncpg pool of the server's size (10), in a scratch database.
+- `commit_rate`: the group-commit writer's `insert_messages` statement alone,
+  one writer committing batches of a given size back to back, in a scratch database.
 - `notify_round_trips` / `redis_round_trips`: publish-to-receive round trips of
   the two cross-worker transports, with the project's `fanout_notify` statement.
 """
@@ -159,29 +159,31 @@ async def _until(deadline: float, step: Callable[[], Awaitable[None]]) -> int:
     return done
 
 
-async def commit_rate(database_url: str, duration: float, writers: int = 100, pool_size: int = 10) -> float:
-    """Committed `insert_message` per second: one autocommit statement, as the server runs it."""
-    sql = load_queries()["insert_message"].sql
+async def commit_rate(database_url: str, duration: float, batch: int, pairs: int = 50) -> float:
+    """Rows per second of `insert_messages`, one writer, batches of `batch` drafts (as writer.py runs it)."""
+    sql = load_queries()["insert_messages"].sql
     admin = await asyncpg.connect(database_url)
     try:
         users = [(row["id"], row["username"]) for row in await admin.fetch(
             "INSERT INTO users (username, display_name, phrase_hash) "
             "SELECT 'commit_' || g || '_' || $2, 'bench', '\\x00' FROM generate_series(1, $1) g "
-            "RETURNING id, username", writers, secrets.token_hex(4))]
+            "RETURNING id, username", 2 * pairs, secrets.token_hex(4))]
     finally:
         await admin.close()
-    tag = secrets.token_hex(4)
-    async with asyncpg.create_pool(database_url, min_size=pool_size, max_size=pool_size,
-                                   reset=keep_session) as pool:
-        async def writer(index: int) -> int:
-            sender, recipient, numbers = users[index][0], users[index ^ 1][1], itertools.count()
-            return await _until(deadline, lambda: pool.fetchval(
-                sql, sender, recipient, PAYLOAD[:64], f"{tag}-{index}-{next(numbers)}", None))
+    tag, numbers = secrets.token_hex(4), itertools.count()
+    connection = await asyncpg.connect(database_url)
+    try:
+        async def one_batch() -> Any:
+            drafts = [(users[n % len(users)][0], users[(n % len(users)) ^ 1][1], f"{tag}-{n}")
+                      for n in itertools.islice(numbers, batch)]
+            return await connection.fetch(sql, list(range(batch)), [d[0] for d in drafts], [d[1] for d in drafts],
+                                          [PAYLOAD[:64]] * batch, [d[2] for d in drafts], [None] * batch)
 
         start = time.perf_counter()
-        deadline = start + duration
-        counts = await asyncio.gather(*(writer(i) for i in range(len(users) - len(users) % 2)))
-        return sum(counts) / (time.perf_counter() - start)
+        batches = await _until(start + duration, one_batch)
+        return batches * batch / (time.perf_counter() - start)
+    finally:
+        await connection.close()
 
 
 async def _round_trips(publish: Callable[[str], Awaitable[Any]], waiting: dict[str, asyncio.Future[None]],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from typing import AsyncIterator
 
@@ -17,7 +18,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from . import auth, devdb, drain, housekeeping, images, routes, secretfile, webclient
+from . import auth, chat, devdb, drain, housekeeping, images, routes, secretfile, webclient
 from .middleware import AccessLog, JsonCORSMiddleware
 from .config import Settings
 from .db import Database, apply_schema
@@ -26,6 +27,7 @@ from .fanout import Fanout
 from .metrics import Metrics
 from .ratelimit import BoundedSlots, KeyedBuckets, SlidingWindow
 from .services import Services
+from .writer import MessageWriter
 
 DRAIN_TIMEOUT_S = 5.0  # longest wait for in-flight acks before uvicorn closes sockets
 log = logging.getLogger("secure_link")
@@ -68,7 +70,7 @@ async def open_services(settings: Settings) -> Services:
     fanout = Fanout(settings.broadcast_url or url, queue_size=settings.ws_send_queue)
     await fanout.connect()
     rate = settings.chat_rate_per_s
-    return Services(
+    services = Services(
         settings=settings.replace(database_url=url, pepper=pepper),
         db=db,
         fanout=fanout,
@@ -80,10 +82,15 @@ async def open_services(settings: Settings) -> Services:
         dummy_hash=await asyncio.to_thread(auth.make_dummy_hash, settings.bcrypt_rounds),
         metrics=Metrics(settings.metrics_dir),
     )
+    services.writer = MessageWriter(db, chat.stored_message, functools.partial(chat.announce, services),
+                                    services.metrics.send_batch_size.observe)
+    services.writer.start()
+    return services
 
 
 async def close_services(services: Services) -> None:
-    """Leave no worker row, subscription or connection behind."""
+    """Store what is queued, then leave no worker row, subscription or connection behind."""
+    await services.writer.close()
     with contextlib.suppress(Exception):
         await services.db.execute("delete_worker", services.worker_id)
     await services.fanout.disconnect()

@@ -19,6 +19,7 @@ from .auth import User
 from .errors import AppError, invalid
 from .payload import is_storable_text, take
 from .services import Services
+from .writer import Pending, Stored
 
 SYNC_BATCH = 500
 SESSION_CHANNEL_PREFIX = "session:"
@@ -134,20 +135,48 @@ async def find_peer(services: Services, user: User, username: str) -> Any:
 
 async def send_message(services: Services, user: User, draft: Draft,
                        origin: str = "") -> tuple[dict[str, Any], bool]:
-    """Store (once per client_id) in one round trip, then publish; returns the Message and whether it is new."""
+    """Store (once per client_id) through the worker's group-commit writer; returns the Message and whether it is new.
+
+    The writer answers after the commit of the batch that holds this draft,
+    and announces the batch to both parties' connections after that.
+    """
     started = time.perf_counter()
-    row = await services.db.fetchrow(
-        "insert_message", user.id, draft.to, draft.message, draft.client_id, draft.attachment)
-    if row is None:
+    message = await services.writer.store(user.id, user.username, draft.to, draft.message, draft.client_id,
+                                          draft.attachment, origin)
+    if message is None:
         return await _not_inserted(services, user, draft), False
     services.metrics.send_seconds.observe(time.perf_counter() - started)
     services.metrics.messages_stored.inc()
     if log.isEnabledFor(logging.DEBUG):  # per message: build nothing when nobody reads it
-        log.debug("message stored", extra={"message_id": row["id"], "sender": user.id, "origin": origin or "rest"})
-    message = message_json(row)
-    event = encode_event({"type": "chat", "message": message}, skip_connection=origin, message_id=row["id"])
-    await publish(services, [user_channel(row["recipient_id"]), user_channel(user.id)], event)
+        log.debug("message stored", extra={"message_id": message["id"], "sender": user.id, "origin": origin or "rest"})
     return message, True
+
+
+def stored_message(pending: Pending, row: Any) -> dict[str, Any]:
+    """The Message of a draft the writer just stored: the draft's fields plus the row's id, time and file."""
+    return {
+        "id": row["id"],
+        "from": pending.sender,
+        "to": pending.to,
+        "message": pending.body,
+        "attachment": media.file_json(row, "file_"),
+        "client_id": pending.client_id,
+        "sent_at": auth.rfc3339(row["sent_at"]),
+    }
+
+
+async def announce(services: Services, messages: list[Stored]) -> None:
+    """Publish a committed batch: one event per message to both parties, one round trip in all.
+
+    Connections on this worker get their events at once, in id order; other
+    workers get them through the fan-out transport.
+    """
+    events = []
+    for pending, row, message in messages:
+        event = encode_event({"type": "chat", "message": message}, skip_connection=pending.origin,
+                             message_id=row["id"])
+        events.append(([user_channel(row["recipient_id"]), user_channel(pending.sender_id)], event))
+    await services.fanout.publish_batch(events)
 
 
 async def _not_inserted(services: Services, user: User, draft: Draft) -> dict[str, Any]:

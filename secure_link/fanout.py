@@ -12,6 +12,7 @@ chosen by URL scheme; the cross-worker ones live in `fanout_backends`.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections import deque
 from types import TracebackType
 from typing import Protocol
@@ -20,6 +21,8 @@ from secure_link.fanout_backends import GAP, Deliver, Gap, PostgresBackend
 from secure_link.fanout_redis import RedisBackend
 
 __all__ = ["GAP", "Fanout", "Gap", "Subscription", "SubscriptionClosed", "SubscriptionOverflow"]
+
+ORIGIN_END = "|"  # every payload on the wire starts with its publisher's origin tag and this
 
 
 class Backend(Protocol):
@@ -32,6 +35,7 @@ class Backend(Protocol):
     async def listen(self, channel: str) -> None: ...
     async def unlisten(self, channel: str) -> None: ...
     async def publish(self, channels: list[str], message: str) -> None: ...
+    async def publish_batch(self, items: list[tuple[list[str], str]]) -> None: ...
     async def forget(self, channels: list[str]) -> None: ...
     async def prune(self, older_than_s: float) -> None: ...
 
@@ -60,6 +64,11 @@ class MemoryBackend:
         """Deliver synchronously: there is no wire to cross."""
         for channel in channels:
             self._deliver(channel, message)
+
+    async def publish_batch(self, items: list[tuple[list[str], str]]) -> None:
+        """Each message to its channels, in order."""
+        for channels, message in items:
+            await self.publish(channels, message)
 
     async def forget(self, channels: list[str]) -> None:
         """Nothing is kept once delivered."""
@@ -146,7 +155,8 @@ class Fanout:
     def __init__(self, url: str, *, queue_size: int = 256, probe_interval: float = 5.0) -> None:
         if queue_size < 1 or probe_interval <= 0:
             raise ValueError("queue_size and probe_interval must be positive")
-        self._backend = _backend_for(url, self._deliver, probe_interval)
+        self._backend = _backend_for(url, self._receive, probe_interval)
+        self._origin = secrets.token_hex(6)  # tags what this process delivered itself (publish_batch)
         self._queue_size = queue_size
         self._subscribers: dict[str, set[Subscription]] = {}
         self._lock = asyncio.Lock()  # first-subscribe/last-unsubscribe decisions, one at a time
@@ -175,7 +185,23 @@ class Fanout:
         """The same message to several channels in one round trip (e.g. both parties of a chat)."""
         if not isinstance(message, str):
             raise TypeError(f"publish() takes a str (serialise once), not {type(message).__name__}")
-        await self._backend.publish(list(dict.fromkeys(channels)), message)
+        await self._backend.publish(list(dict.fromkeys(channels)), ORIGIN_END + message)
+
+    async def publish_batch(self, items: list[tuple[list[str], str]]) -> None:
+        """Several messages, each to its channels: here at once, elsewhere in one round trip.
+
+        This process's subscribers get each message now, in the order given,
+        without waiting for it to come back through the transport; when it does
+        come back, its origin tag says it was delivered already, so none is
+        received twice. Other processes receive the batch in the same order.
+        """
+        tagged = []
+        for channels, message in items:
+            unique = list(dict.fromkeys(channels))
+            for channel in unique:
+                self._deliver(channel, message)
+            tagged.append((unique, self._origin + ORIGIN_END + message))
+        await self._backend.publish_batch(tagged)
 
     async def forget(self, channels: list[str]) -> None:
         """Delete any copy the transport still keeps of messages published to these channels.
@@ -236,8 +262,17 @@ class Fanout:
                 del self._subscribers[channel]
                 await self._backend.unlisten(channel)
 
+    def _receive(self, channel: str | None, item: str | Gap) -> None:
+        """Called by the backend: strip the origin tag, skip what this process delivered already."""
+        if isinstance(item, Gap):
+            self._deliver(channel, item)
+            return
+        origin, _, message = item.partition(ORIGIN_END)
+        if origin != self._origin:
+            self._deliver(channel, message)
+
     def _deliver(self, channel: str | None, item: str | Gap) -> None:
-        """Called by the backend; `None` addresses every local subscriber (a GAP)."""
+        """To this process's subscribers; `None` addresses every one of them (a GAP)."""
         targets = self._all_subscriptions() if channel is None else self._subscribers.get(channel, ())
         for subscription in targets:
             subscription._put(item)

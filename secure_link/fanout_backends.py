@@ -161,6 +161,32 @@ class PostgresBackend:
             return
         await self._pool.execute(self._sql["fanout_spill_notify"], idents, message)
 
+    async def publish_batch(self, items: list[tuple[list[str], str]]) -> None:
+        """Every message to its channels, in order: consecutive small ones in one statement.
+
+        A message too large for NOTIFY is parked on its own, between the runs
+        of small ones, so receivers still get everything in the order given.
+        """
+        assert self._pool is not None, "connect() first"
+        idents: list[str] = []
+        envelopes: list[str] = []
+        for channels, message in items:
+            envelope = INLINE + message
+            if fits_notify(envelope):
+                idents.extend(pg_channel(channel) for channel in channels)
+                envelopes.extend(envelope for _ in channels)
+                continue
+            await self._notify_run(idents, envelopes)
+            await self.publish(channels, message)
+        await self._notify_run(idents, envelopes)
+
+    async def _notify_run(self, idents: list[str], envelopes: list[str]) -> None:
+        """NOTIFY the pairs collected so far in one round trip, and empty the lists."""
+        if idents:
+            await self._pool.execute(self._sql["fanout_notify_pairs"], idents, envelopes)  # type: ignore[union-attr]
+            idents.clear()
+            envelopes.clear()
+
     async def forget(self, channels: list[str]) -> None:
         """Delete the parked copies of messages published to any of these channels."""
         assert self._pool is not None, "connect() first"

@@ -94,6 +94,15 @@ class RedisBackend:
                 pipe.publish(channel, message)
             await pipe.execute()
 
+    async def publish_batch(self, items: list[tuple[list[str], str]]) -> None:
+        """Every message to its channels, in order, in one pipelined round trip."""
+        assert self._publisher is not None, "connect() first"
+        async with self._publisher.pipeline(transaction=False) as pipe:
+            for channels, message in items:
+                for channel in channels:
+                    pipe.publish(channel, message)
+            await pipe.execute()
+
     async def forget(self, channels: list[str]) -> None:
         """Redis keeps nothing it published: there is no parked copy to delete."""
 

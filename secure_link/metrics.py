@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.multiprocess import MultiProcessCollector
 
 SEND_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 class Metrics:
@@ -32,6 +33,11 @@ class Metrics:
                                           "Chat frames handed to sockets, live or replayed.", registry=registry)
         self.send_seconds = Histogram("secure_link_send_seconds", "A new message's insert, to its commit (retries excluded).",
                                       buckets=SEND_BUCKETS, registry=registry)
+        self.send_batch_size = Histogram("secure_link_send_batch_size",
+                                         "Drafts per group commit of the message writer (writer.py).",
+                                         buckets=BATCH_BUCKETS, registry=registry)
+        self.send_queue = Gauge("secure_link_send_queue", "Sends waiting for the message writer's next commit.",
+                                registry=registry, multiprocess_mode="livesum")
         self.fanout_catch_ups = Counter("secure_link_fanout_catch_ups",
                                         "Sockets that caught up from the database after a fan-out gap.",
                                         registry=registry)
@@ -45,9 +51,10 @@ class Metrics:
         self.channels = Gauge("secure_link_fanout_channels", "Fan-out channels the workers listen to.",
                               registry=registry, multiprocess_mode="livesum")
 
-    def observe_worker(self, pool_state: tuple[int, int, int], tasks: int, channels: int) -> None:
+    def observe_worker(self, pool_state: tuple[int, int, int], tasks: int, channels: int, queued: int) -> None:
         """Record what is sampled rather than counted: the pool (`waiting` is the queries in
-        flight beyond the connections in use), live tasks and fan-out channels (a leak shows here)."""
+        flight beyond the connections in use), live tasks and fan-out channels (a leak shows
+        here), and the sends queued for the writer."""
         size, idle, queries_in_flight = pool_state
         in_use = size - idle
         self.pool.labels("in_use").set(in_use)
@@ -55,6 +62,7 @@ class Metrics:
         self.pool.labels("waiting").set(max(0, queries_in_flight - in_use))
         self.tasks.set(tasks)
         self.channels.set(channels)
+        self.send_queue.set(queued)
 
     def exposition(self) -> tuple[bytes, str]:
         """The text format, summed over every worker of this host in multiprocess mode."""

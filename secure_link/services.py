@@ -16,11 +16,12 @@ from .drain import InFlight
 from .fanout import Fanout
 from .metrics import Metrics
 from .ratelimit import BoundedSlots, KeyedBuckets, KeyedLocks, SlidingWindow
+from .writer import MessageWriter
 
 
 @dataclasses.dataclass
 class Services:
-    """The process's shared resources: settings, pool, fan-out, limits, hashing slots."""
+    """The process's shared resources: settings, pool, fan-out, message writer, limits, hashing slots."""
 
     settings: Settings
     db: Database
@@ -35,7 +36,9 @@ class Services:
     in_flight: InFlight = dataclasses.field(default_factory=InFlight)
     image_locks: KeyedLocks = dataclasses.field(default_factory=KeyedLocks)  # one decode per user
     worker_id: uuid.UUID = dataclasses.field(default_factory=uuid.uuid4)
+    writer: MessageWriter = dataclasses.field(init=False)  # group commit of sends: started by the lifespan
 
     def sample_metrics(self) -> None:
-        """Record what is sampled rather than counted (pool, tasks, channels): at each scrape and chore round."""
-        self.metrics.observe_worker(self.db.pool_state(), len(asyncio.all_tasks()), len(self.fanout.local_channels()))
+        """Record what is sampled rather than counted (pool, tasks, channels, send queue): at each scrape and chore round."""
+        self.metrics.observe_worker(self.db.pool_state(), len(asyncio.all_tasks()), len(self.fanout.local_channels()),
+                                    self.writer.queued)

@@ -70,7 +70,7 @@ async def test_a_database_from_before_a_migration_is_brought_up_to_date(blank_da
 
 async def test_every_named_query_prepares_against_the_schema(db: asyncpg.Connection) -> None:
     queries = load_queries()
-    assert {"insert_user", "insert_message", "authenticate_session"} <= set(queries)
+    assert {"insert_user", "insert_messages", "authenticate_session"} <= set(queries)
     for query in queries.values():
         try:
             await db.prepare(query.sql)

@@ -17,12 +17,13 @@ from secure_link.db import load_queries
 
 from .story import Person, Server, sync
 
-INSERT_MESSAGE = load_queries()["insert_message"].sql
+INSERT_MESSAGES = load_queries()["insert_messages"].sql
 
 
 async def store(connection: asyncpg.Connection, sender: Person, to: Person, text: str) -> int:
-    """The send statement, as the server runs it, minus the publish: nobody hears of it live."""
-    return await connection.fetchval(INSERT_MESSAGE, sender.user["id"], to.username, text, None, None)
+    """The send statement, as the server's writer runs it (a batch of one), minus the publish: nobody hears of it live."""
+    row = await connection.fetchrow(INSERT_MESSAGES, [0], [sender.user["id"]], [to.username], [text], [None], [None])
+    return row["id"]
 
 
 async def test_sync_after_a_disconnect_returns_exactly_the_missed_messages(server: Server) -> None:

@@ -7,6 +7,11 @@
 -- publishes cannot collide; one round trip notifies every channel in $1.
 SELECT pg_notify(channel, $2) FROM unnest($1::text[]) AS channel;
 
+-- name: fanout_notify_pairs
+-- A batch of messages in one round trip: $1[i] gets $2[i], in array order,
+-- which is the order receivers get them in.
+SELECT pg_notify(channel, payload) FROM unnest($1::text[], $2::text[]) AS pair (channel, payload);
+
 -- name: fanout_spill_notify
 -- NOTIFY payloads must stay under 8,000 bytes: park a large message and notify
 -- '@' and its id in the same transaction, so the row is visible to every receiver.

@@ -1,50 +1,67 @@
--- name: insert_message
--- One round trip sends a message: find the recipient ($2, a folded username,
--- never the sender), lock both users, check the attachment, insert, mark the
--- attachment used, and return the row shaped like message_view.
--- Order matters and follows the data flow: the advisory locks (locked) come
--- before the file row lock (claimable) and before the id is drawn (inserted),
--- so each user's messages commit in id order (`sync` never skips one) and a
--- logout, which takes the same advisory lock first, cannot deadlock with a
--- send. The attachment ($5) must be the sender's own and not yet used with
--- anyone else; it is marked used only if the message is really inserted, so a
--- retried client_id cannot claim a new file. No row back means: unknown or
--- self recipient, a retried client_id, or a refused attachment (chat.py tells which).
-WITH peer AS (
-    SELECT id, username FROM users WHERE username = $2 AND id <> $1
+-- name: insert_messages
+-- Group commit: one statement stores a whole batch of drafts (writer.py), one
+-- array per field, $1 the drafts' positions. For each draft: find the
+-- recipient ($3, a folded username, never the sender), check the attachment
+-- ($6), insert, mark the attachment used; return the stored drafts by position.
+-- Order matters. `locked` takes the advisory lock of every user of the batch,
+-- in ascending order (so batches on several workers cannot deadlock), and is
+-- evaluated once, before any row of `numbered`: every id is drawn after all
+-- locks are held, so each user's messages commit in id order (`sync` never
+-- skips one) and a logout, which takes the same lock first, cannot interleave.
+-- Ids are drawn in position order. An attachment must be the sender's own and
+-- not yet used with anyone else; it is marked used only if its message is
+-- really inserted, so a retried client_id cannot claim a new file. The writer
+-- never puts two drafts with the same file in one batch; two with the same
+-- sender and client_id may be, and ON CONFLICT keeps the first. No row
+-- back for a draft means: unknown or self recipient, a retried client_id, or
+-- a refused attachment (chat.py asks which).
+WITH draft AS (
+    SELECT * FROM unnest($1::int[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])
+        AS d (ord, sender_id, recipient, body, client_id, attachment_id)
+), addressed AS (
+    SELECT draft.*, peer.id AS recipient_id
+    FROM draft JOIN users peer ON peer.username = draft.recipient AND peer.id <> draft.sender_id
 ), locked AS (
-    SELECT peer.id AS peer_id,
-           pg_advisory_xact_lock(7001, LEAST($1::bigint, peer.id)::int),
-           pg_advisory_xact_lock(7001, GREATEST($1::bigint, peer.id)::int)
-    FROM peer
+    SELECT count(*) AS users FROM (
+        SELECT pg_advisory_xact_lock(7001, user_id::int) FROM (
+            SELECT DISTINCT user_id
+            FROM addressed, LATERAL (VALUES (sender_id), (recipient_id)) AS party (user_id)
+            ORDER BY user_id OFFSET 0
+        ) ascending
+    ) taken
 ), claimable AS (
-    SELECT files.id, files.name, files.content_type, files.size, files.width, files.height,
-           files.thumbnail_path
-    FROM files, locked
-    WHERE $5::text IS NOT NULL AND files.id = $5 AND files.owner_id = $1
-      AND files.purpose = 'attachment'
-      AND (files.used_with IS NULL OR files.used_with = locked.peer_id)
+    SELECT addressed.ord, files.id, files.name, files.content_type, files.size, files.width,
+           files.height, files.thumbnail_path
+    FROM addressed JOIN files ON files.id = addressed.attachment_id
+    WHERE (SELECT users FROM locked) >= 0
+      AND files.owner_id = addressed.sender_id AND files.purpose = 'attachment'
+      AND (files.used_with IS NULL OR files.used_with = addressed.recipient_id)
     FOR UPDATE OF files
+), numbered AS (
+    SELECT nextval(pg_get_serial_sequence('messages', 'id')) AS id, ready.*
+    FROM (
+        SELECT addressed.*, claimable.id AS file_id
+        FROM addressed LEFT JOIN claimable ON claimable.ord = addressed.ord
+        WHERE (SELECT users FROM locked) >= 0
+          AND (addressed.attachment_id IS NULL OR claimable.id IS NOT NULL)
+        ORDER BY addressed.ord OFFSET 0
+    ) ready
 ), inserted AS (
-    INSERT INTO messages (sender_id, recipient_id, body, client_id, attachment_id, sent_at)
-    SELECT $1, locked.peer_id, $3::text, $4::text, (SELECT id FROM claimable), clock_timestamp()
-    FROM locked
-    WHERE $5::text IS NULL OR EXISTS (SELECT 1 FROM claimable)
+    INSERT INTO messages (id, sender_id, recipient_id, body, client_id, attachment_id, sent_at)
+    SELECT id, sender_id, recipient_id, body, client_id, file_id, clock_timestamp() FROM numbered
     ON CONFLICT (sender_id, client_id) DO NOTHING
-    RETURNING id, recipient_id, attachment_id, body, client_id, sent_at
+    RETURNING id, recipient_id, attachment_id, sent_at
 ), marked AS (
     UPDATE files SET used_with = inserted.recipient_id
     FROM inserted WHERE files.id = inserted.attachment_id
 )
-SELECT i.id, s.username AS sender, p.username AS recipient, i.recipient_id,
-       i.body, i.client_id, i.sent_at,
+SELECT n.ord, i.id, i.recipient_id, i.sent_at,
        c.id AS file_id, c.name AS file_name, c.content_type AS file_content_type,
        c.size AS file_size, c.width AS file_width, c.height AS file_height,
        c.thumbnail_path AS file_thumbnail_path
 FROM inserted i
-JOIN users s ON s.id = $1
-CROSS JOIN peer p
-LEFT JOIN claimable c ON c.id = i.attachment_id;
+JOIN numbered n ON n.id = i.id
+LEFT JOIN claimable c ON c.ord = n.ord;
 
 -- name: find_message_by_client_id
 -- The original of a retried send.

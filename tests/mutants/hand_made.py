@@ -52,11 +52,24 @@ def mutant(name: str, path: str, old: str, new: str, killer: str, needs: tuple[s
 
 SQL = [
     mutant("sql-drop-advisory-locks", "secure_link/queries/messages.sql",
-           "    SELECT peer.id AS peer_id,\n"
-           "           pg_advisory_xact_lock(7001, LEAST($1::bigint, peer.id)::int),\n"
-           "           pg_advisory_xact_lock(7001, GREATEST($1::bigint, peer.id)::int)\n",
-           "    SELECT peer.id AS peer_id\n",
+           "        SELECT pg_advisory_xact_lock(7001, user_id::int) FROM (",
+           "        SELECT user_id FROM (",
            "tests/test_sync.py::test_an_uncommitted_earlier_id_holds_back_later_ones"),
+    mutant("sql-batch-claims-a-file-twice", "secure_link/writer.py",
+           "            if len(batch) >= self._max_batch or claim in claimed:",
+           "            if len(batch) >= self._max_batch:",
+           "tests/test_group_commit.py::test_two_sends_of_one_file_in_a_batch_claim_it_once"),
+    mutant("batch-fails-with-its-worst-draft", "secure_link/writer.py",
+           "            if len(batch) == 1:\n                _fail(batch, exc)",
+           "            if len(batch) >= 1:\n                _fail(batch, exc)",
+           "tests/test_group_commit.py::test_a_draft_the_database_refuses_fails_alone"),
+    mutant("own-batch-echoed-back", "secure_link/fanout.py",
+           "        if origin != self._origin:\n", "        if True:\n",
+           "tests/test_fanout.py::test_a_batch_arrives_once_here_at_once_and_in_order_on_another_worker[postgres]"),
+    mutant("close-drops-the-queue", "secure_link/writer.py",
+           "            if not self._queue:\n                if self._closing:",
+           "            if self._closing or not self._queue:\n                if self._closing:",
+           "tests/test_group_commit.py::test_closing_the_writer_stores_what_is_queued_first"),
     Mutant("sql-widen-client-id-key", "tests/test_chat.py::test_client_ids_are_per_sender", (
         Edit("sql/schema.sql", "CONSTRAINT messages_client_id_unique UNIQUE (sender_id, client_id)",
              "CONSTRAINT messages_client_id_unique UNIQUE (client_id)"),

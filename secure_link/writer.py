@@ -1,0 +1,187 @@
+"""Group commit: one writer per worker stores every send in batches, one commit each.
+
+Sends (socket and REST alike) queue their validated draft and wait; the writer
+takes everything queued, stores it with one statement (one round trip, one
+commit) and answers each sender with its own row or its own refusal. Every ack
+still follows the durable commit of its own message: the commit is shared, not
+skipped. There is no timer: a lone send goes at once, and under load the
+queue fills while the previous commit is in flight, so batches grow by
+themselves (docs/performance.md, "Group commit").
+
+Two drafts of one batch may not claim the same attachment: both would find it
+unclaimed in the statement's snapshot, so the second waits for the next batch,
+where it meets the first one's claim. Two drafts with one sender and
+`client_id` may share a batch: the insert's ON CONFLICT sees rows inserted
+earlier by the same statement, so the later one gets the original.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from typing import Any, Awaitable, Callable
+
+from .db import Database
+from .errors import DatabaseUnavailable
+
+MAX_BATCH = 256
+log = logging.getLogger("secure_link.writer")
+
+
+@dataclasses.dataclass(frozen=True)
+class Pending:
+    """One queued send: who sends what to whom, and the future its sender awaits."""
+
+    sender_id: int
+    sender: str
+    to: str
+    body: str
+    client_id: str | None
+    attachment: str | None
+    origin: str  # the sending connection, which gets an ack instead of the chat event
+    answer: asyncio.Future[Any]
+
+    def claims(self) -> str | None:
+        """The file this draft would claim: two drafts of one batch cannot both check it unclaimed."""
+        return self.attachment
+
+
+# Builds the contract's Message from a stored draft and its row (chat.stored_message).
+Shape = Callable[[Pending, Any], dict[str, Any]]
+# Called after each commit with the stored drafts, their rows and Messages, in id order (chat.announce).
+Stored = tuple[Pending, Any, dict[str, Any]]
+Announce = Callable[[list[Stored]], Awaitable[None]]
+
+
+class MessageWriter:
+    """The worker's single writer task and the queue in front of it.
+
+    `store()` resolves to the stored Message, or to None when nothing was stored
+    (an unknown recipient, a retried `client_id`, a refused attachment: the
+    caller asks why, off the hot path). A database failure fails the sends of
+    that batch only; one draft the database refuses is retried alone, so it
+    never fails its neighbours.
+    """
+
+    def __init__(self, db: Database, shape: Shape, announce: Announce,
+                 observe_batch: Callable[[int], None] = lambda size: None, max_batch: int = MAX_BATCH) -> None:
+        self._db = db
+        self._shape = shape
+        self._announce_batch = announce
+        self._observe_batch = observe_batch
+        self._max_batch = max_batch
+        self._queue: list[Pending] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @property
+    def queued(self) -> int:
+        """Sends waiting for a commit (the metrics sample it)."""
+        return len(self._queue)
+
+    def start(self) -> None:
+        """Start the writer task (once the event loop runs)."""
+        self._task = asyncio.create_task(self._run(), name="message-writer")
+
+    async def close(self) -> None:
+        """Store and answer every queued send, then stop: the shutdown drain's last step."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+
+    async def store(self, sender_id: int, sender: str, to: str, body: str, client_id: str | None,
+                    attachment: str | None, origin: str = "") -> dict[str, Any] | None:
+        """Queue one draft and wait for the commit of the batch that holds it."""
+        if self._closing or self._task is None or self._task.done():
+            raise DatabaseUnavailable("the message writer is not running")
+        pending = Pending(sender_id, sender, to, body, client_id, attachment, origin,
+                          asyncio.get_running_loop().create_future())
+        self._queue.append(pending)
+        self._wakeup.set()
+        return await pending.answer
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = self._next_batch()
+            try:
+                await self._write(batch)
+            except Exception as exc:  # a bug must fail its batch, not stop every later send
+                log.error("the writer failed on a batch of %d", len(batch), exc_info=exc)
+                _fail(batch, exc)
+
+    def _next_batch(self) -> list[Pending]:
+        """Up to `max_batch` queued drafts, oldest first; one claiming a file already claimed waits."""
+        batch: list[Pending] = []
+        later: list[Pending] = []
+        claimed: set[str] = set()
+        for pending in self._queue:
+            claim = pending.claims()
+            if len(batch) >= self._max_batch or claim in claimed:
+                later.append(pending)
+            else:
+                batch.append(pending)
+                if claim is not None:
+                    claimed.add(claim)
+        self._queue = later
+        return batch
+
+    async def _write(self, batch: list[Pending]) -> None:
+        """Store one batch and answer its senders; a refused batch is retried draft by draft."""
+        try:
+            stored = await self._insert(batch)
+        except DatabaseUnavailable as exc:
+            _fail(batch, exc)
+            return
+        except Exception as exc:  # the database refused the statement: find the one draft at fault
+            if len(batch) == 1:
+                _fail(batch, exc)
+                return
+            log.warning("a batch of %d was refused (%r); storing its drafts one by one", len(batch), exc)
+            for pending in batch:
+                await self._write([pending])
+            return
+        self._observe_batch(len(batch))
+        messages = [(pending, row, self._shape(pending, row)) for pending, row in stored]
+        for pending, _, message in messages:
+            if not pending.answer.done():
+                pending.answer.set_result(message)
+        for pending in batch:
+            if not pending.answer.done():
+                pending.answer.set_result(None)
+        await self._announce(messages)
+
+    async def _insert(self, batch: list[Pending]) -> list[tuple[Pending, Any]]:
+        """One statement, one commit: the stored drafts with their rows, in id order."""
+        rows = await self._db.fetch(
+            "insert_messages",
+            list(range(len(batch))),
+            [pending.sender_id for pending in batch],
+            [pending.to for pending in batch],
+            [pending.body for pending in batch],
+            [pending.client_id for pending in batch],
+            [pending.attachment for pending in batch])
+        return sorted(((batch[row["ord"]], row) for row in rows), key=lambda stored: stored[1]["id"])
+
+    async def _announce(self, messages: list[Stored]) -> None:
+        """Hand the committed batch on (fan-out); its failure is logged, never an unacked send."""
+        if not messages:
+            return
+        try:
+            await self._announce_batch(messages)
+        except Exception:  # committed and acknowledged: receivers catch up from the database
+            log.warning("announcing a batch of %d failed", len(messages), exc_info=True)
+
+
+def _fail(batch: list[Pending], exc: BaseException) -> None:
+    for pending in batch:
+        if not pending.answer.done():
+            pending.answer.set_exception(exc)

@@ -1,0 +1,227 @@
+"""Group commit: sends that arrive while a commit is in flight share the next one.
+
+To make a batch on purpose, a test holds the advisory lock of one user (as a
+logout would): the writer's first batch waits for it, the sends that arrive
+meanwhile queue up, and when the lock is released they are stored together,
+in one statement and one commit. `/metrics` shows how many are queued and how
+large each batch was, so each story checks it really had the batch it is about.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from typing import Any, AsyncIterator
+
+import asyncpg
+import httpx
+import pytest
+
+from secure_link.config import Settings
+from secure_link.db import Database, load_queries
+from secure_link.errors import DatabaseUnavailable
+from secure_link.writer import MessageWriter
+
+from .conftest import server_process
+from .story import PNG, Person, Server, assert_error, sample, scrape, upload
+
+SYNC_QUERY = load_queries()["list_messages_since"].sql
+
+
+@contextlib.asynccontextmanager
+async def holding_lock_of(database_url: str, person: Person) -> AsyncIterator[None]:
+    """Hold the person's message lock (7001, as logout and every send take it) until the block ends."""
+    holder = await asyncpg.connect(database_url)
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT pg_advisory_xact_lock(7001, $1::int)", person.user["id"])
+            yield
+    finally:
+        await holder.close()
+
+
+async def until_blocked(db: asyncpg.Connection) -> None:
+    """Wait until a statement of the server waits for a lock: the writer's batch in flight."""
+    for _ in range(500):
+        if await db.fetchval("SELECT count(*) FROM pg_stat_activity "
+                             "WHERE wait_event_type = 'Lock' AND datname = current_database()"):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("no statement ever waited for the lock")
+
+
+async def until_queued(server: Server, count: int) -> None:
+    """Wait until the writer has `count` sends queued behind the batch in flight."""
+    for _ in range(500):
+        if sample(await scrape(server), "secure_link_send_queue") == count:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"the writer never had {count} sends queued")
+
+
+async def batches_larger_than(server: Server, size: int) -> float:
+    """How many group commits so far held more than `size` drafts (a histogram bucket bound)."""
+    text = await scrape(server)
+    total = sample(text, "secure_link_send_batch_size_count")
+    return total - sample(text, "secure_link_send_batch_size_bucket", f'{{le="{float(size)}"}}')
+
+
+async def replay(db: asyncpg.Connection, person: Person, since: int) -> list[int]:
+    """What `sync` replays: the person's messages after `since`, by the server's own query."""
+    return [row["id"] for row in await db.fetch(SYNC_QUERY, person.user["id"], since, 10_000)]
+
+
+def send(person: Person, to: str, text: str, **fields: Any) -> asyncio.Task[httpx.Response]:
+    return asyncio.create_task(person.api("POST", "/api/send-message/", json={"to": to, "message": text, **fields}))
+
+
+async def test_one_batch_answers_each_draft_with_its_own_row_or_its_own_refusal(
+        server: Server, database_url: str, db: asyncpg.Connection) -> None:
+    alice, bob, carol = [await server.person(name).register() for name in ("alice", "bob", "carol")]
+    bobs_file = await upload(bob, PNG, "bob.png")
+    async with holding_lock_of(database_url, carol):
+        first = send(carol, alice.username, "the commit in flight")
+        await until_blocked(db)  # the writer took it and waits for Carol's lock
+        drafts = [
+            send(alice, bob.username, "good one", client_id="c-1"),
+            send(alice, "nobody-at-all", "to no one"),
+            send(alice, bob.username, "with Bob's file", attachment=bobs_file["id"]),
+            send(alice, bob.username, "good one, retried", client_id="c-1"),
+            send(alice, bob.username, "good two"),
+        ]
+        await until_queued(server, len(drafts))
+    good, unknown, stolen, retried, good_two = [await draft for draft in drafts]
+    assert (await first).status_code == 201
+    assert good.status_code == 201 and good_two.status_code == 201
+    assert_error(unknown, 404, "unknown_user")
+    assert_error(stolen, 422, "invalid_attachment", "attachment")
+    assert retried.status_code == 200 and retried.json() == good.json()  # the original, once
+    assert good_two.json()["id"] > good.json()["id"]  # ids drawn in the order the sends arrived
+    assert await batches_larger_than(server, 4) == 1  # all five shared one commit
+    bodies = await db.fetch("SELECT body FROM messages WHERE sender_id = $1 ORDER BY id", alice.user["id"])
+    assert [row["body"] for row in bodies] == ["good one", "good two"]
+    assert await db.fetchval("SELECT used_with FROM files WHERE id = $1", bobs_file["id"]) is None
+
+
+async def test_two_sends_of_one_file_in_a_batch_claim_it_once(server: Server, database_url: str,
+                                                              db: asyncpg.Connection) -> None:
+    alice, bob, carol = [await server.person(name).register() for name in ("alice", "bob", "carol")]
+    photo = await upload(alice, PNG, "photo.png")
+    async with holding_lock_of(database_url, carol):
+        first = send(carol, bob.username, "the commit in flight")
+        await until_blocked(db)
+        to_bob = send(alice, bob.username, "for Bob", attachment=photo["id"])
+        to_carol = send(alice, carol.username, "for Carol too", attachment=photo["id"])
+        await until_queued(server, 2)
+    assert (await first).status_code == 201
+    assert (await to_bob).status_code == 201
+    assert_error(await to_carol, 422, "invalid_attachment", "attachment")
+    assert await db.fetchval("SELECT count(*) FROM messages WHERE attachment_id = $1", photo["id"]) == 1
+
+
+@contextlib.asynccontextmanager
+async def writer_of(database_url: str, announced: list[int]) -> AsyncIterator[MessageWriter]:
+    """A message writer of its own, outside any server; it records the ids it announces."""
+    database = await Database.connect(database_url, min_size=1, max_size=2)
+
+    async def announce(messages: list[Any]) -> None:
+        announced.extend(message["id"] for _, _, message in messages)
+
+    writer = MessageWriter(database, lambda pending, row: {"id": row["id"]}, announce)
+    writer.start()
+    try:
+        yield writer
+    finally:
+        await writer.close()
+        await database.close()
+
+
+async def test_closing_the_writer_stores_what_is_queued_first(database_url: str, server: Server) -> None:
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    announced: list[int] = []
+    async with writer_of(database_url, announced) as writer:
+        sends = [asyncio.create_task(writer.store(alice.user["id"], alice.username, bob.username, f"#{i}", None, None))
+                 for i in range(5)]
+        await asyncio.sleep(0)  # all five are queued now
+        await writer.close()
+        assert all(send.done() for send in sends)
+        stored = [send.result()["id"] for send in sends]
+        with pytest.raises(DatabaseUnavailable):  # and nothing new is taken once closing
+            await writer.store(alice.user["id"], alice.username, bob.username, "too late", None, None)
+    assert announced == sorted(stored) and len(stored) == 5
+
+
+async def test_a_draft_the_database_refuses_fails_alone(database_url: str, db: asyncpg.Connection,
+                                                        server: Server) -> None:
+    """Validation keeps such drafts out; if one got through, its neighbours must still be stored."""
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    announced: list[int] = []
+    async with writer_of(database_url, announced) as writer:
+        sends = [writer.store(alice.user["id"], alice.username, bob.username, text, None, None)
+                 for text in ("before", "bad \ud800 surrogate", "after")]
+        before, bad, after = await asyncio.gather(*sends, return_exceptions=True)
+    assert isinstance(bad, Exception) and not isinstance(bad, DatabaseUnavailable)
+    assert isinstance(before, dict) and isinstance(after, dict)
+    assert announced == [before["id"], after["id"]]
+    stored = await db.fetch("SELECT body FROM messages WHERE sender_id = $1 ORDER BY id", alice.user["id"])
+    assert [row["body"] for row in stored] == ["before", "after"]
+
+
+async def test_batches_of_two_workers_that_share_users_neither_deadlock_nor_skip(
+        database_url: str, settings: Settings, db: asyncpg.Connection) -> None:
+    """Six people write to each other through two workers at once while Bob's sync query runs
+    in a loop: every send is stored, no deadlock was ever detected, and the replay sees each of
+    Bob's messages once, in order. (The query is run directly: a socket would also get the
+    live frames, which would hide an id the replay skipped.)"""
+    deadlocks_before = await db.fetchval("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+    async with server_process(database_url, database_url, settings) as one, \
+            server_process(database_url, database_url, settings) as two:
+        bob = await one.person("bob").register()
+        people = [await one.person(f"p{i}").register() for i in range(5)]
+
+        async def chatter(index: int, person: Person) -> list[httpx.Response]:
+            via = person.on(one if index % 2 else two)
+            others = [bob] + [p for p in people if p is not person]
+            return [await via.api("POST", "/api/send-message/",
+                                  json={"to": others[n % len(others)].username, "message": f"{index}/{n}"})
+                    for n in range(40)]
+
+        sending = asyncio.gather(*(chatter(i, p) for i, p in enumerate(people)))
+        received: list[int] = []
+        while not sending.done():
+            received += await replay(db, bob, received[-1] if received else 0)
+        answers = [answer for batch in await sending for answer in batch]
+        received += await replay(db, bob, received[-1] if received else 0)
+        grouped = await batches_larger_than(one, 1) + await batches_larger_than(two, 1)
+    assert [answer.status_code for answer in answers] == [201] * 200
+    to_bob = await db.fetch("SELECT id FROM messages WHERE recipient_id = $1 ORDER BY id", bob.user["id"])
+    assert received == sorted(set(received))
+    assert received == [row["id"] for row in to_bob] and len(received) == 40
+    assert grouped > 0  # the workers really committed batches, not one message at a time
+    deadlocks = await db.fetchval("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+    assert deadlocks == deadlocks_before
+
+
+async def test_sigterm_with_a_full_queue_stores_and_acks_every_queued_send_before_1012(
+        database_url: str, settings: Settings, db: asyncpg.Connection) -> None:
+    async with server_process(database_url, database_url, settings) as server:
+        bob = await server.person("bob").register()
+        senders = [await server.person(f"s{i}").register() for i in range(8)]
+        tabs = [await sender.connect() for sender in senders]
+        async with holding_lock_of(database_url, bob):
+            for index, tab in enumerate(tabs):
+                await tab.send({"type": "chat", "to": bob.username, "message": f"last {index}",
+                                "client_id": f"drain-{index}"})
+                if index == 0:
+                    await until_blocked(db)  # the batch in flight waits for Bob's lock
+            await until_queued(server, len(tabs) - 1)  # the rest wait for the next commit
+            os.kill(server.pid, signal.SIGTERM)
+            await asyncio.sleep(0.3)  # the drain is waiting for the queued sends
+        acks = [await tab.expect("ack", timeout=10) for tab in tabs]
+        codes = [await tab.closed_with(timeout=10) for tab in tabs]
+    assert sorted(ack["client_id"] for ack in acks) == [f"drain-{i}" for i in range(8)]
+    assert codes == [1012] * 8
+    stored = await db.fetchval("SELECT count(*) FROM messages WHERE recipient_id = $1", bob.user["id"])
+    assert stored == 8
