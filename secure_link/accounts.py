@@ -89,4 +89,4 @@ async def revoke_session(services: Services, user: User, session_id: int) -> Non
     deleted = await services.db.fetchval("delete_session", session_id, user.id)
     if deleted is None:
         raise AppError(404, "not_found", "No such session.")
-    await chat.close_session_sockets(services, session_id)
+    await chat.close_session_sockets(services, user.id, session_id)

@@ -22,19 +22,12 @@ from .services import Services
 from .writer import Pending, Stored
 
 SYNC_BATCH = 500
-SESSION_CHANNEL_PREFIX = "session:"
-REVOKED_FRAME = {"type": "revoked"}  # internal: never sent to a client, it closes the socket
 log = logging.getLogger("secure_link.chat")
 
 
 def user_channel(user_id: int) -> str:
     """Every live connection of a user listens here, on every worker."""
     return f"user:{user_id}"
-
-
-def session_channel(session_id: int) -> str:
-    """Connections opened with one session listen here, to close when it is revoked."""
-    return f"{SESSION_CHANNEL_PREFIX}{session_id}"
 
 
 async def publish(services: Services, channels: list[str], event: str) -> None:
@@ -49,9 +42,14 @@ async def publish(services: Services, channels: list[str], event: str) -> None:
         log.warning("publish to %s failed; receivers will catch up from the database", channels, exc_info=True)
 
 
-async def close_session_sockets(services: Services, session_id: int) -> None:
+def revoked_event(session_id: int) -> str:
+    """Internal, on the user's channel: the sockets of this session close (4401); never sent to a client."""
+    return encode_event({"type": "revoked", "session": session_id})
+
+
+async def close_session_sockets(services: Services, user_id: int, session_id: int) -> None:
     """Tell every socket of a revoked or expired session, on any worker, to close (4401)."""
-    await publish(services, [session_channel(session_id)], encode_event(REVOKED_FRAME))
+    await publish(services, [user_channel(user_id)], revoked_event(session_id))
 
 
 def encode_event(frame: dict[str, Any], skip_connection: str = "", message_id: int | None = None) -> str:
@@ -305,10 +303,10 @@ async def close_ended_sessions(services: Services) -> None:
     housekeeping catches the sockets whose event was lost (a failed publish
     is logged, not retried), so none stays usable longer than one interval.
     """
-    ids = [int(channel.removeprefix(SESSION_CHANNEL_PREFIX)) for channel in services.fanout.local_channels()
-           if channel.startswith(SESSION_CHANNEL_PREFIX)]
-    if not ids:
+    here = list(services.sessions_here)
+    if not here:
         return
-    live = {row["id"] for row in await services.db.fetch("list_live_session_ids", ids)}
-    for session_id in set(ids) - live:
-        services.fanout.deliver_locally(session_channel(session_id), encode_event(REVOKED_FRAME))
+    live = {row["id"] for row in await services.db.fetch("list_live_session_ids", [s for _, s in here])}
+    for user_id, session_id in here:
+        if session_id not in live:
+            services.fanout.deliver_locally(user_channel(user_id), revoked_event(session_id))

@@ -15,7 +15,7 @@ import asyncio
 import secrets
 from collections import deque
 from types import TracebackType
-from typing import Protocol
+from typing import Callable, Protocol
 
 from secure_link.fanout_backends import GAP, Deliver, Gap, PostgresBackend
 from secure_link.fanout_redis import RedisBackend
@@ -96,6 +96,7 @@ class Subscription:
         self._wakeup = asyncio.Event()
         self._ended: type[Exception] | None = None
         self._entered = False
+        self._forward: Callable[[str | Gap | None], None] | None = None
 
     async def __aenter__(self) -> Subscription:
         """Return only once every channel is subscribed: a later publish is received."""
@@ -122,6 +123,18 @@ class Subscription:
             self._wakeup.clear()
             await self._wakeup.wait()
 
+    def forward(self, receive: Callable[[str | Gap | None], None]) -> None:
+        """From now on hand each item to `receive` as it arrives (those queued first), instead of queueing.
+
+        For a consumer with its own buffer (a socket's outbox): no task has to
+        wait on `get()` while nothing comes. `receive(None)` says the Fanout closed.
+        """
+        self._forward = receive
+        while self._items:
+            receive(self._items.popleft())
+        if self._ended is SubscriptionClosed:
+            receive(None)
+
     def __aiter__(self) -> Subscription:
         return self
 
@@ -136,6 +149,9 @@ class Subscription:
         """Called by Fanout; never blocks, so a slow consumer cannot stall publishers or peers."""
         if self._ended is not None:
             return
+        if self._forward is not None:
+            self._forward(item)
+            return
         if len(self._items) >= self._queue_size:
             self._end(SubscriptionOverflow)
             return
@@ -147,6 +163,8 @@ class Subscription:
             self._ended = reason
             self._items.clear()
             self._wakeup.set()
+            if self._forward is not None:
+                self._forward(None)
 
 
 class Fanout:

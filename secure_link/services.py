@@ -7,6 +7,7 @@ is global, so tests can run several apps in one process.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import uuid
 
@@ -36,6 +37,8 @@ class Services:
     in_flight: InFlight = dataclasses.field(default_factory=InFlight)
     image_locks: KeyedLocks = dataclasses.field(default_factory=KeyedLocks)  # one decode per user
     worker_id: uuid.UUID = dataclasses.field(default_factory=uuid.uuid4)
+    # (user id, session id) -> this worker's sockets of it: housekeeping closes those of ended sessions
+    sessions_here: collections.Counter[tuple[int, int]] = dataclasses.field(default_factory=collections.Counter)
     writer: MessageWriter = dataclasses.field(init=False)  # group commit of sends: started by the lifespan
 
     def sample_metrics(self) -> None:

@@ -1,11 +1,12 @@
-"""The `/ws/chat/` socket: authenticate, subscribe, then read frames and pump events.
+"""The `/ws/chat/` socket: authenticate, subscribe, then read frames and send events.
 
-Two tasks per socket: a reader for client frames and a pump for fan-out
-events, sending under one lock so frames never interleave. The fan-out
-subscription's bounded queue is the send buffer: a socket that falls too far
-behind is closed with 1013, and its client reconnects and syncs. `ready` is
-sent only once the socket is subscribed, so every message committed after it
-arrives live.
+An idle socket costs one task: the server's own, which reads client frames.
+Fan-out events go to a bounded outbox, and a sender task exists only while the
+outbox holds something; both send under one lock so frames never interleave.
+A socket whose outbox overflows is closed with 1013, and its client reconnects
+and syncs. `ready` is sent only once the socket is subscribed, so every
+message committed after it arrives live. Revocations come on the user's
+channel, naming the session: one channel per user, whatever its sockets.
 """
 
 from __future__ import annotations
@@ -15,22 +16,23 @@ import contextlib
 import json
 import logging
 import uuid
+from collections import deque
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from . import auth, chat, presence
 from .auth import User
-from .errors import (CLOSE_INTERNAL, CLOSE_POLICY, CLOSE_RATE_LIMITED, CLOSE_TOO_BIG, CLOSE_TRY_AGAIN,
-                     CLOSE_UNAUTHENTICATED, AppError, error_frame, outage, rate_limited)
-from .fanout import Gap, SubscriptionOverflow
+from .errors import (CLOSE_INTERNAL, CLOSE_POLICY, CLOSE_RATE_LIMITED, CLOSE_RESTARTING, CLOSE_TOO_BIG,
+                     CLOSE_TRY_AGAIN, CLOSE_UNAUTHENTICATED, AppError, error_frame, outage, rate_limited)
+from .fanout import Gap, Subscription
 from .payload import is_storable_text, is_utf8, take
 from .proxy import origin_allowed
 from .ratelimit import TokenBucket
 from .services import Services
 
 STRIKES_BEFORE_CLOSE = 20
-REVOKED_TEXT = chat.decode_event(chat.encode_event(chat.REVOKED_FRAME))[2]
+REVOKED_START = '{"type":"revoked"'  # an internal frame: closes its session's sockets, never sent
 RESYNC_TEXT = json.dumps({"type": "resync"})
 CLOSE_TIMEOUT_S = 10.0  # a stalled client that reads again within this sees the close code
 log = logging.getLogger("secure_link.sockets")
@@ -137,35 +139,48 @@ def _parse(text: str | None) -> Any:
 class Connection:
     """One authenticated socket: a reader of client frames and a pump of fan-out events."""
 
+    __slots__ = ("websocket", "services", "user", "id", "skip_tag", "bound_peer", "send_lock", "chat_bucket",
+                 "signal_bucket", "strikes", "floor", "outbox", "sender", "reader", "ending", "revoked_text")
+
     def __init__(self, websocket: WebSocket, services: Services, user: User) -> None:
         self.websocket = websocket
         self.services = services
         self.user = user
         self.id = uuid.uuid4()
+        self.skip_tag = self.id.hex  # events this socket sent itself carry it: it gets an ack instead
         bound = websocket.query_params.get("with") or ""
         # an unusable ?with= is as good as none: chat frames then need `to`
         self.bound_peer = bound if 0 < len(bound) <= 64 and is_storable_text(bound) else None
-        self.send_lock = asyncio.Lock()  # reader and pump both send; frames must not interleave
+        self.send_lock = asyncio.Lock()  # reader and sender both send; frames must not interleave
         rate = services.settings.chat_rate_per_s
         self.chat_bucket = TokenBucket(rate, 2 * rate)
         self.signal_bucket = TokenBucket(rate, 2 * rate)  # typing, read and sync: their own budget
         self.strikes = 0
         self.floor = 0  # every message with id <= floor has been given to this socket
+        self.outbox: deque[str | Gap] = deque()  # fan-out events not sent yet
+        self.sender: asyncio.Task[None] | None = None  # alive only while the outbox holds something
+        self.reader: asyncio.Task[Any] | None = None  # the server's task, which reads client frames
+        self.ending: BaseException | None = None  # why the sender ended the socket
+        self.revoked_text = chat.decode_event(chat.revoked_event(user.session_id))[2]
 
     async def run(self) -> None:
         """Subscribe, announce, say `ready`, then serve until either side ends."""
-        channels = [chat.user_channel(self.user.id), chat.session_channel(self.user.session_id)]
-        async with self.services.fanout.subscribe_many(channels) as subscription:
+        async with self.services.fanout.subscribe(chat.user_channel(self.user.id)) as subscription:
             try:
                 await presence.connection_opened(self.services, self.user, self.id)
             except presence.TooManySockets:
                 raise Closing(CLOSE_POLICY, "too many sockets open for this account") from None
             self.services.metrics.sockets_open.inc()
+            session = (self.user.id, self.user.session_id)
+            self.services.sessions_here[session] += 1
             try:
                 self.floor = await self.services.db.fetchval("max_message_id_for_user", self.user.id)
                 await self._greet()
                 await self._serve(subscription)
             finally:
+                self.services.sessions_here[session] -= 1
+                if not self.services.sessions_here[session]:
+                    del self.services.sessions_here[session]
                 self.services.metrics.sockets_open.dec()
                 await asyncio.shield(presence.connection_closed(self.services, self.user, self.id))
 
@@ -176,49 +191,77 @@ class Connection:
         for name in online:
             await self.websocket.send_json({"type": "presence", "user": name, "online": True})
 
-    async def _serve(self, subscription: Any) -> None:
-        """Read frames and pump fan-out events until either ends (Closing, disconnect)."""
-        tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._pump(subscription))]
+    async def _serve(self, subscription: Subscription) -> None:
+        """Read frames in this task until the client leaves or the sender ends the socket.
+
+        The sender ends it by cancelling this task: the cancellation is then
+        turned back into the sender's reason (Closing, a failed catch-up, ...).
+        """
+        self.reader = asyncio.current_task()
+        subscription.forward(self._queue_event)
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()  # re-raise Closing / WebSocketDisconnect
+            await self._read()
+        except asyncio.CancelledError:
+            if self.ending is None:
+                raise  # the server cancelled us
+            self.reader.uncancel()  # type: ignore[union-attr]
+            raise self.ending from None
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if self.sender is not None:
+                self.sender.cancel()
+                await asyncio.gather(self.sender, return_exceptions=True)
+
+    def _queue_event(self, item: str | Gap | None) -> None:
+        """Called by the fan-out for each event (None: it closed); starts the sender if idle."""
+        if item is None:
+            self._end(Closing(CLOSE_RESTARTING, "server restarting; reconnect and sync"))
+        elif len(self.outbox) >= self.services.settings.ws_send_queue:
+            self._end(Closing(CLOSE_TRY_AGAIN, "too far behind; reconnect and sync"))
+        else:
+            self.outbox.append(item)
+            if self.sender is None and self.ending is None:
+                self.sender = asyncio.create_task(self._send_events())
+
+    def _end(self, reason: BaseException) -> None:
+        """End the socket for `reason`: the reader, in the server's task, raises it."""
+        if self.ending is None:
+            self.ending = reason
+            self.outbox.clear()
+            if self.reader is not None:
+                self.reader.cancel()
+
+    async def _send_events(self) -> None:
+        """Send the outbox; a gap triggers a catch-up from the database. Ends when it is empty."""
+        try:
+            while self.outbox:
+                item = self.outbox.popleft()
+                if isinstance(item, Gap):
+                    await self._catch_up()
+                    continue
+                skip, message_id, frame = chat.decode_event(item)
+                if frame.startswith(REVOKED_START):
+                    if frame == self.revoked_text:
+                        raise Closing(CLOSE_UNAUTHENTICATED, "session revoked")
+                elif skip != self.skip_tag:
+                    await self._send_text(frame)
+                    if message_id:
+                        self._delivered(message_id)
+        except Exception as exc:  # the reader ends the socket with it (Closing, disconnect, outage)
+            self._end(exc)
+        finally:
+            self.sender = None
 
     async def _send_text(self, text: str) -> None:
         """Send one frame; a client that has not read for WS_SEND_TIMEOUT is too far behind."""
         async with self.send_lock:
             try:
-                await asyncio.wait_for(self.websocket.send_text(text), self.services.settings.ws_send_timeout)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(self.services.settings.ws_send_timeout):
+                    await self.websocket.send_text(text)
+            except TimeoutError:
                 raise Closing(CLOSE_TRY_AGAIN, "too far behind; reconnect and sync") from None
 
     async def _send(self, frame: dict[str, Any]) -> None:
         await self._send_text(json.dumps(frame, ensure_ascii=False, separators=(",", ":")))
-
-    async def _pump(self, subscription: Any) -> None:
-        """Fan-out events to the client; a gap triggers a catch-up from the database.
-
-        The subscription's bounded queue is this socket's send buffer: a client
-        that reads too slowly makes it overflow, and the socket closes with 1013.
-        """
-        try:
-            async for event in subscription:
-                if isinstance(event, Gap):
-                    await self._catch_up()
-                    continue
-                skip, message_id, frame = chat.decode_event(event)
-                if frame == REVOKED_TEXT:
-                    raise Closing(CLOSE_UNAUTHENTICATED, "session revoked")
-                if skip != self.id.hex:
-                    await self._send_text(frame)
-                    if message_id:
-                        self._delivered(message_id)
-        except SubscriptionOverflow:
-            raise Closing(CLOSE_TRY_AGAIN, "too far behind; reconnect and sync") from None
 
     def _delivered(self, message_id: str | int) -> None:
         """Count a chat frame handed to this socket; at debug level, log it to follow a message across hosts."""

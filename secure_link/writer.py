@@ -151,13 +151,13 @@ class MessageWriter:
             return
         self._observe_batch(len(batch))
         messages = [(pending, row, self._shape(pending, row)) for pending, row in stored]
+        await self._announce(messages)  # before the acks: an acknowledged message is on its way to its receivers
         for pending, _, message in messages:
             if not pending.answer.done():
                 pending.answer.set_result(message)
         for pending in batch:
             if not pending.answer.done():
                 pending.answer.set_result(None)
-        await self._announce(messages)
 
     async def _insert(self, batch: list[Pending]) -> list[tuple[Pending, Any]]:
         """One statement, one commit: the stored drafts with their rows, in id order."""

@@ -36,7 +36,9 @@ async def test_metrics_count_sockets_messages_deliveries_and_errors(server: Serv
     assert sample(during, "secure_link_send_seconds_count") >= 3
     assert sample(during, "secure_link_errors_total", '{code="invalid_input"}') >= 1
     assert sample(during, "secure_link_db_pool_connections", '{state="in_use"}') >= 0
-    assert sample(during, "secure_link_fanout_channels") >= 4  # two users, two sessions
+    assert sample(during, "secure_link_fanout_channels") == 2  # one per user: revocations come on it too
+    assert sample(during, "secure_link_send_batch_size_count") >= 1  # the writer's commits
+    assert sample(during, "secure_link_send_queue") == 0
     await alice_tab.close()
     await bob_tab.close()
     for _ in range(50):
