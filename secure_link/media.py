@@ -1,16 +1,21 @@
 """Files: upload, store, serve only to those allowed, delete, and collect what is left over.
 
-An upload streams to a temp file (uploads.py), is recognised from its bytes,
-re-encoded if it is an image (images.py), moved into place under MEDIA_ROOT
-as `ab/cd/<id>.<ext>`, and only then recorded, so a crash leaves at worst an
-unreferenced file, which `collect_garbage` removes. Every refused fetch is the
-same 404, so a file's existence is never revealed (docs/media.md).
+An upload streams to a temp file (uploads.py), encrypted as it arrives with a
+data key of its own, is recognised from its bytes, re-encoded if it is an
+image (images.py), moved into place under MEDIA_ROOT as `ab/cd/<id>.<ext>`,
+and only then recorded with its data key wrapped by the master key, so a crash
+leaves at worst an unreferenced file, which `collect_garbage` removes, and
+which nothing can decrypt. Serving decrypts only the segments a request needs
+(sealedfile.py). Every refused fetch is the same 404, so a file's existence is
+never revealed (docs/media.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import io
 import os
 import re
 import secrets
@@ -18,13 +23,15 @@ import stat
 import string
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 from urllib.parse import quote
 
 import anyio.to_thread
-from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable, Response
+import asyncpg
+from starlette.responses import (FileResponse, MalformedRangeHeader, RangeNotSatisfiable, Response,
+                                 StreamingResponse)
 
-from . import images, uploads
+from . import crypto, images, keys, sealedfile, uploads
 from .auth import User
 from .config import Settings
 from .db import Database
@@ -84,12 +91,13 @@ async def upload(services: Services, user: User, headers: Mapping[str, str],
     await _check_allowance(services, user)
     file_id = secrets.token_urlsafe(16)
     stem = settings.media_root / file_id[:2] / file_id[2:4] / file_id
+    key = crypto.new_key()
     received = await uploads.receive(headers, stream, stem.with_name(file_id + ".part"),
-                                     settings.max_upload_bytes)
+                                     settings.max_upload_bytes, key, file_aad(file_id, thumbnail=False))
     try:
         purpose = _checked_purpose(received)
-        stored = await _store(services, user, received, stem, purpose)
-        row, replaced = await _record(services, user, file_id, purpose, stored)
+        stored = await _store(services, user, received, stem, purpose, key)
+        row, replaced = await _record(services, user, file_id, purpose, stored, key)
     except BaseException:
         _discard(stem)  # not awaited: it must run even when the request is cancelled
         raise
@@ -117,6 +125,11 @@ def quota_exceeded(quota: int) -> AppError:
                     "send them, or wait until unsent ones expire.")
 
 
+def file_aad(file_id: str, thumbnail: bool) -> bytes:
+    """What a stored file's segments are bound to: its id and its role, so no file passes for another."""
+    return f"file:{file_id}:{'thumbnail' if thumbnail else 'full'}".encode()
+
+
 def _checked_purpose(received: uploads.Received) -> str:
     """422 naming every bad field, then 422 `empty_file`."""
     fields: dict[str, str] = {}
@@ -133,10 +146,11 @@ def _checked_purpose(received: uploads.Received) -> str:
 
 
 async def _store(services: Services, user: User, received: uploads.Received, stem: Path,
-                 purpose: str) -> Stored:
+                 purpose: str, key: bytes) -> Stored:
     """Images are re-encoded from pixels; other allowed types are moved into place as received."""
     settings = services.settings
-    kind = await anyio.to_thread.run_sync(uploads.sniff, received.path)
+    aad = file_aad(stem.name, thumbnail=False)
+    kind = await anyio.to_thread.run_sync(_sniff_sealed, received.path, key, aad)
     if kind is None or kind.content_type not in settings.allowed_upload_types:
         raise AppError(415, "unsupported_file_type", "This type of file is not accepted.",
                        fields={"file": "is not an allowed type"})
@@ -150,30 +164,56 @@ async def _store(services: Services, user: User, received: uploads.Received, ste
                       kind.content_type, received.size, None, None, received.sha256)
     # One decode per user, then one of the worker's slots: one user cannot hold them all.
     async with services.image_locks.hold(user.id), services.image_slots:
-        image = await anyio.to_thread.run_sync(images.render, received.path, kind.image, stem,
+        image = await anyio.to_thread.run_sync(_render_sealed, received.path, key, aad, kind.image,
                                                purpose == "avatar", settings.max_image_pixels)
-    size, digest = await anyio.to_thread.run_sync(_size_and_sha256, image.path)
-    return Stored(image.path, image.thumbnail_path, uploads.clean_name(received.filename, image.content_type),
-                  image.content_type, size, image.width, image.height, digest)
+    path, thumbnail_path = (stem.with_name(stem.name + part + image.extension) for part in ("", ".thumb"))
+    digest = await anyio.to_thread.run_sync(_write_renditions, image, path, thumbnail_path, key, stem.name)
+    return Stored(path, thumbnail_path, uploads.clean_name(received.filename, image.content_type),
+                  image.content_type, len(image.image), image.width, image.height, digest)
+
+
+def _sniff_sealed(path: Path, key: bytes, aad: bytes) -> uploads.Kind | None:
+    with io.BufferedReader(sealedfile.Reader.open(path, key, aad)) as file:
+        return uploads.sniff(file)
+
+
+def _render_sealed(path: Path, key: bytes, aad: bytes, decoder: str, avatar: bool,
+                   max_pixels: int) -> images.Rendition:
+    with io.BufferedReader(sealedfile.Reader.open(path, key, aad)) as file:
+        return images.render(file, decoder, avatar, max_pixels)
+
+
+def _write_renditions(image: images.Rendition, path: Path, thumbnail_path: Path, key: bytes, file_id: str) -> str:
+    """Seal the image and its thumbnail into place; the image's SHA-256 (its ETag)."""
+    sealedfile.write_file(path, key, file_aad(file_id, thumbnail=False), image.image)
+    sealedfile.write_file(thumbnail_path, key, file_aad(file_id, thumbnail=True), image.thumbnail)
+    return hashlib.sha256(image.image).hexdigest()
 
 
 async def _record(services: Services, user: User, file_id: str, purpose: str,
-                  stored: Stored) -> tuple[Any, list[Any]]:
-    """Insert the row; an avatar also replaces the user's previous one (returned, to unlink)."""
+                  stored: Stored, key: bytes) -> tuple[Any, list[Any]]:
+    """Insert the row with the file's data key (wrapped); an avatar also replaces the user's
+    previous one (returned, to unlink)."""
     root = services.settings.media_root
     thumbnail = stored.thumbnail_path.relative_to(root).as_posix() if stored.thumbnail_path else None
     args = (file_id, user.id, purpose, stored.path.relative_to(root).as_posix(), thumbnail, stored.name,
             stored.content_type, stored.size, stored.width, stored.height, stored.sha256)
+
+    async def insert(wrapped: bytes, master_key_id: str, conn: asyncpg.Connection) -> Any:
+        return await services.db.fetchrow("insert_file", *args, wrapped, master_key_id, conn=conn)
+
+    insert_row = functools.partial(keys.insert_wrapped, services, key, keys.file_key_context(file_id), insert)
     if purpose != "avatar":
-        return await _record_attachment(services, user, args, stored.size), []
+        return await _record_attachment(services, user, insert_row, stored.size), []
     async with services.db.transaction() as conn:
-        row = await services.db.fetchrow("insert_file", *args, conn=conn)
+        row = await insert_row(conn)
         previous = await services.db.fetchval("replace_avatar", user.id, file_id, conn=conn)
         replaced = await delete_files(services, [previous] if previous else [], conn=conn)
     return row, replaced
 
 
-async def _record_attachment(services: Services, user: User, args: tuple[Any, ...], size: int) -> Any:
+async def _record_attachment(services: Services, user: User,
+                             insert_row: Callable[[asyncpg.Connection], Awaitable[Any]], size: int) -> Any:
     """Insert an attachment's row if the user's unsent uploads stay within the quota.
 
     Under the user's upload lock, so concurrent uploads cannot all pass the check.
@@ -184,15 +224,7 @@ async def _record_attachment(services: Services, user: User, args: tuple[Any, ..
             await services.db.execute("lock_user_uploads", user.id, conn=conn)
             if await services.db.fetchval("pending_upload_bytes", user.id, conn=conn) + size > quota:
                 raise quota_exceeded(quota)
-        return await services.db.fetchrow("insert_file", *args, conn=conn)
-
-
-def _size_and_sha256(path: Path) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(1024 * 1024):
-            digest.update(chunk)
-    return path.stat().st_size, digest.hexdigest()
+        return await insert_row(conn)
 
 
 def _discard(stem: Path) -> None:
@@ -209,8 +241,9 @@ def not_found() -> AppError:
 
 
 async def serve(services: Services, viewer: User | None, file_id: str, *, thumbnail: bool,
-                if_none_match: str | None, byte_range: str | None = None) -> Response:
-    """The file (or its thumbnail) with safe headers, 304 if unchanged; 404 for everyone else."""
+                if_none_match: str | None, byte_range: str | None = None, if_range: str | None = None) -> Response:
+    """The file (or its thumbnail), decrypted as it is sent, with safe headers; 304 if unchanged;
+    206 for one range; 404 for everyone else."""
     if viewer is None or not _ID.match(file_id):
         raise not_found()
     row = await services.db.fetchrow("find_visible_file", file_id, viewer.id)
@@ -220,33 +253,64 @@ async def serve(services: Services, viewer: User | None, file_id: str, *, thumbn
     headers = _headers(row, thumbnail)
     if _etag_matches(if_none_match, headers["ETag"]):
         return Response(status_code=304, headers=headers)
-    prefix = services.settings.media_accel_prefix
-    if prefix:
-        headers["X-Accel-Redirect"] = f"{prefix.rstrip('/')}/{relative}"
-        return Response(headers=headers, media_type=row["content_type"])
+    if if_range is not None and if_range != headers["ETag"]:
+        byte_range = None  # the client's copy is another version: the whole file, as RFC 9110 says
     path = services.settings.media_root / relative
+    if row["wrapped_key"] is None:
+        return await _serve_as_stored(path, headers, row["content_type"], byte_range)
+    key = services.keyring.unwrap(row["wrapped_key"], keys.file_key_context(file_id))
+    try:
+        reader = await anyio.to_thread.run_sync(sealedfile.Reader.open, path, key, file_aad(file_id, thumbnail))
+    except FileNotFoundError:
+        raise not_found() from None
+    try:
+        return await _sealed_response(reader, headers, row["content_type"], byte_range)
+    except BaseException:
+        reader.close()
+        raise
+
+
+async def _sealed_response(reader: sealedfile.Reader, headers: dict[str, str], content_type: str,
+                           byte_range: str | None) -> Response:
+    """200 or 206 streaming the plaintext. Its first segment is decrypted before any header is
+    sent, so a wrong key or an altered file is a clean error (docs/media.md, "Encryption")."""
+    span = _requested_range(byte_range, reader.size)
+    start, end = span or (0, reader.size)
+    await anyio.to_thread.run_sync(reader.segment, start // reader.segment_size)
+    headers = {**headers, "Accept-Ranges": "bytes", "Content-Length": str(end - start)}
+    if span:
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{reader.size}"
+    return StreamingResponse(sealedfile.stream(reader, start, end), status_code=206 if span else 200,
+                             headers=headers, media_type=content_type)
+
+
+async def _serve_as_stored(path: Path, headers: dict[str, str], content_type: str,
+                           byte_range: str | None) -> Response:
+    """A file stored before encryption at rest (no data key): sent as it is on disk."""
     try:
         found = await anyio.to_thread.run_sync(os.stat, path)
     except FileNotFoundError:
         raise not_found() from None
-    _check_range(byte_range, found.st_size)
-    return FileResponse(path, headers=headers, media_type=row["content_type"], stat_result=found)
+    _requested_range(byte_range, found.st_size)
+    return FileResponse(path, headers=headers, media_type=content_type, stat_result=found)
 
 
-def _check_range(byte_range: str | None, size: int) -> None:
-    """A `Range` FileResponse would refuse in plain text, refused in the error shape instead.
+def _requested_range(byte_range: str | None, size: int) -> tuple[int, int] | None:
+    """The one range [start, end) to send, or None for the whole file (no Range, or several).
 
-    Parsed by FileResponse's own parser, so what passes here is what it serves.
+    Parsed by Starlette's FileResponse parser, so what it accepts is what
+    FileResponse served before; its refusals come in the error shape instead of plain text.
     """
     if byte_range is None:
-        return
+        return None
     try:
-        FileResponse._parse_range_header(byte_range, size)
+        ranges = FileResponse._parse_range_header(byte_range, size)
     except MalformedRangeHeader as exc:
         raise AppError(400, "bad_range", f"The Range header is not understood: {exc.content}") from None
     except RangeNotSatisfiable:
         raise AppError(416, "range_not_satisfiable", "The range starts beyond the end of the file.",
                        extra_headers={"Content-Range": f"bytes */{size}"}) from None
+    return ranges[0] if len(ranges) == 1 else None
 
 
 def _headers(row: Any, thumbnail: bool) -> dict[str, str]:

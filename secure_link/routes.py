@@ -135,7 +135,7 @@ async def media_file(request: Request) -> Response:
     viewer = await auth.user_for_token(services, auth.token_from(request))
     return await media.serve(services, viewer, request.path_params["file_id"], thumbnail=False,
                              if_none_match=request.headers.get("if-none-match"),
-                             byte_range=request.headers.get("range"))
+                             byte_range=request.headers.get("range"), if_range=request.headers.get("if-range"))
 
 
 async def media_thumbnail(request: Request) -> Response:
@@ -144,7 +144,7 @@ async def media_thumbnail(request: Request) -> Response:
     viewer = await auth.user_for_token(services, auth.token_from(request))
     return await media.serve(services, viewer, request.path_params["file_id"], thumbnail=True,
                              if_none_match=request.headers.get("if-none-match"),
-                             byte_range=request.headers.get("range"))
+                             byte_range=request.headers.get("range"), if_range=request.headers.get("if-range"))
 
 
 async def healthz(request: Request) -> Response:
