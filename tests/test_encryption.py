@@ -290,6 +290,24 @@ async def test_a_stored_file_that_does_not_decrypt_is_a_500_never_its_bytes(serv
     await db.execute("DELETE FROM master_keys WHERE id = $1", foreign.wrap_id)
 
 
+async def test_a_file_stored_before_encryption_is_still_served_as_stored(server: Server, vault: SimpleNamespace,
+                                                                        db: asyncpg.Connection) -> None:
+    """An upgraded deployment's old files have no data key: they are sent as they lie on disk."""
+    alice = await server.person("alice").register()
+    content = b"written before issue 13\n" * 100
+    file = await upload(alice, content, "old.txt")
+    row = await db.fetchrow("SELECT path, wrapped_key FROM files WHERE id = $1", file["id"])
+    key = vault.keyring.unwrap(row["wrapped_key"], keys.file_key_context(file["id"]))
+    path = server.settings.media_root / row["path"]
+    with sealedfile.Reader.open(path, key, f"file:{file['id']}:full".encode()) as reader:
+        plain = b"".join(reader.chunks(0, reader.size))
+    path.write_bytes(plain)
+    await db.execute("UPDATE files SET wrapped_key = NULL, master_key_id = NULL WHERE id = $1", file["id"])
+    assert (await alice.api("GET", file["url"])).content == content
+    part = await alice.api("GET", file["url"], headers={"Range": "bytes=6-12"})
+    assert part.status_code == 206 and part.content == content[6:13]
+
+
 # ---- the wrong master key, and rotation -------------------------------------------------
 
 def invoke(*args: str, **env: str) -> tuple[int, str]:
