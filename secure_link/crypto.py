@@ -39,7 +39,7 @@ def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
     return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
 
 
-def open(key: bytes, blob: bytes, aad: bytes) -> bytes:  # noqa: A001 - the NaCl name, as the API promises
+def open(key: bytes, blob: bytes, aad: bytes) -> bytes:  # shadows the builtin here only: NaCl's name for it
     """The plaintext of a sealed blob; DecryptionError if anything about it is wrong."""
     if len(blob) < NONCE_BYTES + TAG_BYTES:
         raise DecryptionError("the sealed value is too short to be one")
