@@ -1,4 +1,4 @@
-"""Upload throughput, and how much the server's memory grows while a large file streams in.
+"""Upload and download throughput, with and without encryption at rest, and the server's memory.
 
     .venv/bin/python -m bench.upload --size-mib 1024     # the real measure
     .venv/bin/python -m bench.upload --size-mib 64       # a quick look
@@ -8,8 +8,12 @@ does), on DATABASE_URL or else a `secure_link_bench` database of the embedded
 PostgreSQL, with MAX_UPLOAD_BYTES raised to fit. One user streams a generated
 file (ZIP magic, then pseudo-random bytes) as multipart with no Content-Length;
 a thread samples the process's RSS meanwhile. The client side only ever holds
-one 1 MiB block, so the growth is the server's. Prints a table and writes
-bench/results/upload.json.
+one 1 MiB block, so the growth is the server's. Then the file is downloaded
+whole, as stored (encrypted, decrypted as it is sent); then the same file is
+turned back into one stored before encryption (plaintext on disk, no data key:
+served by Starlette's FileResponse) and downloaded again, the baseline. Uploads
+have no such switch: compare with the figures before encryption in
+docs/performance.md. Prints a table and writes bench/results/upload.json.
 """
 
 from __future__ import annotations
@@ -31,9 +35,12 @@ import httpx
 import psutil
 import uvicorn
 
-from secure_link import devdb
+import asyncpg
+
+from secure_link import devdb, keys, sealedfile
 from secure_link.app import create_app
 from secure_link.config import PROJECT_ROOT, Settings
+from secure_link.keyring import Keyring
 
 MIB = 1024 * 1024
 BOUNDARY = "bench-upload-boundary"
@@ -83,7 +90,8 @@ async def measure(size_mib: int) -> dict[str, object]:
     """Serve, register, upload once, and report time and RSS."""
     media_root = PROJECT_ROOT / "var" / "bench-media"
     settings = Settings(database_url=await database_url(), media_root=media_root, bcrypt_rounds=4,
-                        pepper="bench-only-pepper", register_rate_per_min=0, upload_rate_per_min=0,
+                        pepper="bench-only-pepper", master_key_file=PROJECT_ROOT / "var" / "bench-master-key",
+                        register_rate_per_min=0, upload_rate_per_min=0,
                         upload_quota_bytes=0, max_upload_bytes=size_mib * MIB + MIB)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -93,14 +101,18 @@ async def measure(size_mib: int) -> dict[str, object]:
         while not server.started:
             await asyncio.sleep(0.01)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}", timeout=None) as http:
-            return await _upload(http, size_mib)
+            result, file_id, headers = await _upload(http, size_mib)
+            result["download_sealed_mib_per_s"] = await _download(http, file_id, headers, size_mib)
+            await _store_as_before_encryption(settings, file_id)
+            result["download_plain_mib_per_s"] = await _download(http, file_id, headers, size_mib)
+            return result
     finally:
         server.should_exit = True
         await task
         shutil.rmtree(media_root, ignore_errors=True)
 
 
-async def _upload(http: httpx.AsyncClient, size_mib: int) -> dict[str, object]:
+async def _upload(http: httpx.AsyncClient, size_mib: int) -> tuple[dict[str, object], str, dict[str, str]]:
     name = f"bench_{os.getpid()}_{int(time.time())}"
     registered = await http.post("/api/register/", json={"username": name, "phrase": "bench upload phrase here"})
     registered.raise_for_status()
@@ -121,16 +133,51 @@ async def _upload(http: httpx.AsyncClient, size_mib: int) -> dict[str, object]:
         "rss_growth_mib": round((peak - before) / MIB, 1),
         "python": platform.python_version(), "cpus": os.cpu_count(),
         "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
+    }, response.json()["file"]["id"], {"Authorization": headers["Authorization"]}
+
+
+async def _download(http: httpx.AsyncClient, file_id: str, headers: dict[str, str], size_mib: int) -> float:
+    """MiB/s of one whole download, read as it arrives and thrown away."""
+    received = 0
+    started = time.perf_counter()
+    async with http.stream("GET", f"/media/{file_id}", headers=headers) as response:
+        response.raise_for_status()
+        async for chunk in response.aiter_raw():
+            received += len(chunk)
+    seconds = time.perf_counter() - started
+    assert received == size_mib * MIB, received
+    return round(size_mib / seconds, 1)
+
+
+async def _store_as_before_encryption(settings: Settings, file_id: str) -> None:
+    """The baseline: the file decrypted in place and its data key dropped, as a file stored
+    before encryption at rest is (served as stored)."""
+    assert settings.database_url and settings.master_key_file
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        row = await connection.fetchrow("SELECT path, wrapped_key FROM files WHERE id = $1", file_id)
+        key = Keyring.load(settings.master_key_file).unwrap(row["wrapped_key"], keys.file_key_context(file_id))
+        await asyncio.to_thread(_decrypt_in_place, settings.media_root / row["path"], key, file_id)
+        await connection.execute("UPDATE files SET wrapped_key = NULL, master_key_id = NULL WHERE id = $1", file_id)
+    finally:
+        await connection.close()
+
+
+def _decrypt_in_place(path: Path, key: bytes, file_id: str) -> None:
+    plain = path.with_name(path.name + ".plain")
+    with sealedfile.Reader.open(path, key, f"file:{file_id}:full".encode()) as reader, open(plain, "wb") as out:
+        for start in range(0, reader.size, MIB):
+            out.writelines(reader.chunks(start, min(reader.size, start + MIB)))
+    os.replace(plain, path)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024, help="file size in MiB (64 for a quick run)")
     result = asyncio.run(measure(parser.parse_args().size_mib))
-    columns = ["size_mib", "seconds", "mib_per_s", "rss_before_mib", "rss_peak_mib", "rss_growth_mib"]
-    print(" | ".join(f"{column:>14}" for column in columns))
-    print(" | ".join(f"{result[column]!s:>14}" for column in columns))
+    columns = ["size_mib", "mib_per_s", "rss_growth_mib", "download_sealed_mib_per_s", "download_plain_mib_per_s"]
+    print(" | ".join(f"{column:>25}" for column in columns))
+    print(" | ".join(f"{result[column]!s:>25}" for column in columns))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"written to {RESULTS.relative_to(PROJECT_ROOT)}")

@@ -18,11 +18,12 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from . import auth, chat, devdb, drain, housekeeping, images, routes, secretfile, webclient
+from . import auth, chat, devdb, drain, housekeeping, images, keys, routes, secretfile, webclient
+from .crypto import DecryptionError
 from .middleware import AccessLog, JsonCORSMiddleware
 from .config import Settings
 from .db import Database, apply_schema
-from .errors import AppError, DatabaseUnavailable, error_body, outage
+from .errors import AppError, DatabaseUnavailable, error_body, outage, undecryptable
 from .fanout import Fanout
 from .metrics import Metrics
 from .ratelimit import BoundedSlots, KeyedBuckets, SlidingWindow
@@ -46,7 +47,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ],
         exception_handlers={AppError: app_error, HTTPException: http_error,
                             DatabaseUnavailable: dependency_error, OSError: dependency_error,
-                            Exception: internal_error},
+                            DecryptionError: decryption_error, Exception: internal_error},
         lifespan=lambda app: lifespan(settings),
     )
 
@@ -63,17 +64,24 @@ async def database_url(settings: Settings) -> str:
 async def open_services(settings: Settings) -> Services:
     """Connect the pool and the fan-out; the schema is brought up to date first."""
     pepper = secretfile.pepper(settings)  # before anything starts: a missing secret fails fast
+    key_file = keys.master_key_path(settings)
     images.return_freed_pixels_to_the_system()
     url = await database_url(settings)
     await apply_schema(url)
     db = await Database.connect(url)
+    try:
+        keyring = await keys.open_keyring(db, key_file)
+    except BaseException:
+        await db.close()
+        raise
     fanout = Fanout(settings.broadcast_url or url, queue_size=settings.ws_send_queue)
     await fanout.connect()
     rate = settings.chat_rate_per_s
     services = Services(
-        settings=settings.replace(database_url=url, pepper=pepper),
+        settings=settings.replace(database_url=url, pepper=pepper, master_key_file=key_file),
         db=db,
         fanout=fanout,
+        keyring=keyring,
         register_limiter=SlidingWindow(settings.register_rate_per_min, 60.0),
         rest_send_limiter=KeyedBuckets(rate, 2 * rate),
         hash_slots=BoundedSlots(settings.bcrypt_concurrency, settings.bcrypt_queue),
@@ -149,6 +157,12 @@ async def dependency_error(request: Request, exc: Exception) -> Response:
     log.warning("%s on %s %s: %r", error.code, request.method, request.url.path, exc)
     _count_error(request, error.code)
     return JSONResponse(error_body(error.code, error.message), error.status, headers=error.headers())
+
+
+async def decryption_error(request: Request, exc: Exception) -> Response:
+    """Stored data that does not decrypt: logged for the operator, 500 `undecryptable` to the client."""
+    log.error("cannot decrypt stored data on %s %s: %s", request.method, request.url.path, exc)
+    return await app_error(request, undecryptable())
 
 
 async def internal_error(request: Request, exc: Exception) -> Response:

@@ -17,8 +17,9 @@ from pathlib import Path
 import click
 import uvicorn
 
-from . import devdb, media, openapi, secretfile
+from . import devdb, keys, media, openapi, rotation, secretfile
 from .config import ConfigError, Settings
+from .crypto import DecryptionError
 from .db import Database, apply_schema
 from .logs import log_config
 
@@ -48,9 +49,11 @@ def serve(host: str | None, port: int | None, workers: int | None, reload: bool)
     settings = _serving_settings()
     url = _database_url(settings, stop_at_exit=True)
     asyncio.run(apply_schema(url))
+    settings = settings.replace(master_key_file=_checked_master_key(url, settings))
     # Worker processes build their app from the environment (uvicorn --factory),
-    # so they must find the database (and the embedded one's pepper) this process chose.
+    # so they must find the database (and the embedded one's pepper and master key) this process chose.
     os.environ["DATABASE_URL"] = url
+    os.environ["MASTER_KEY_FILE"] = str(settings.master_key_file)
     if settings.pepper_file:
         os.environ["SECRET_PEPPER_FILE"] = str(settings.pepper_file)
     workers = workers or settings.workers
@@ -82,6 +85,25 @@ def _env_settings() -> Settings:
         return Settings.from_env()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _checked_master_key(url: str, settings: Settings) -> Path:
+    """MASTER_KEY_FILE, created on first start, checked against the database: a one-line refusal if wrong."""
+    try:
+        path = keys.master_key_path(settings)
+        asyncio.run(_with_database(url, lambda db: keys.open_keyring(db, path)))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    return path
+
+
+async def _with_database(url: str, work):  # type: ignore[no-untyped-def]
+    """Run `work(db)` on a small pool of its own, closed afterwards."""
+    db = await Database.connect(url, min_size=1, max_size=2)
+    try:
+        return await work(db)
+    finally:
+        await db.close()
 
 
 def _serving_settings() -> Settings:
@@ -157,13 +179,32 @@ def media_gc() -> None:
     """Delete unsent uploads older than UPLOAD_GC_AGE and files on disk no row names (all of MEDIA_ROOT)."""
     settings = _env_settings()
     url = _database_url(settings, stop_at_exit=True)
-    removed = asyncio.run(_collect_media_garbage(url, settings))
+    removed = asyncio.run(_with_database(url, lambda db: media.collect_garbage(db, settings, whole_disk=True)))
     click.echo(f"removed {removed['uploads']} stale uploads and {removed['orphans']} orphaned files")
 
 
-async def _collect_media_garbage(url: str, settings: Settings) -> dict[str, int]:
-    db = await Database.connect(url, min_size=1, max_size=2)
+@main.group("keys")
+def keys_group() -> None:
+    """The master key of encryption at rest (MASTER_KEY_FILE)."""
+
+
+@keys_group.command("rotate")
+@click.option("--prepare", is_flag=True,
+              help="Only create and register the new key (MASTER_KEY_FILE.next), to copy it to other hosts first.")
+def keys_rotate(prepare: bool) -> None:
+    """Move to a new master key: rewrap every data key, then retire the old one. Safe to rerun after a crash."""
+    settings = _env_settings()
+    url = _database_url(settings, stop_at_exit=True)
     try:
-        return await media.collect_garbage(db, settings, whole_disk=True)
-    finally:
-        await db.close()
+        path = keys.master_key_path(settings)
+        asyncio.run(_with_database(url, lambda db: keys.open_keyring(db, path)))
+        if prepare:
+            keyring = asyncio.run(_with_database(url, lambda db: rotation.prepare(db, path)))
+            click.echo(f"master key {keyring.wrap_id} is in {path}.next: copy it to every host, then run "
+                       "`secure-link keys rotate`")
+            return
+        done = asyncio.run(_with_database(url, lambda db: rotation.rotate(db, path)))
+    except (ConfigError, DecryptionError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"master key {done.master_key_id} now wraps every key ({done.rewrapped} rewrapped); "
+               f"retired: {', '.join(done.retired) or 'none'}")

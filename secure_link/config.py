@@ -42,6 +42,7 @@ class Settings:
     bcrypt_queue: int = 16
     pepper: str | None = None
     pepper_file: Path | None = None
+    master_key_file: Path | None = None
     session_ttl: int = 30 * 24 * 3600
     max_upload_bytes: int = 25 * 1024 * 1024
     max_json_bytes: int = 64 * 1024
@@ -55,7 +56,6 @@ class Settings:
     upload_quota_bytes: int = 100 * 1024 * 1024
     upload_rate_per_min: int = 30
     housekeeping_interval: float = 10.0
-    media_accel_prefix: str | None = None
     chat_rate_per_s: float = 20.0
     login_failures_per_15_min: int = 10
     register_rate_per_min: int = 20
@@ -107,6 +107,13 @@ def _log_format(value: str) -> str:
     return value
 
 
+def _no_accel(value: str) -> None:
+    """nginx would send the files as stored, which is ciphertext: the app streams them instead."""
+    raise ConfigError("MEDIA_ACCEL_PREFIX is no longer supported: media are encrypted at rest and the app "
+                      "decrypts them as it streams them, so nginx cannot send the files itself. Unset it "
+                      "(and drop the internal media location from the nginx site); see docs/media.md")
+
+
 def _csv(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
@@ -130,6 +137,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "BCRYPT_QUEUE": ("bcrypt_queue", int),
     "SECRET_PEPPER": ("pepper", str),
     "SECRET_PEPPER_FILE": ("pepper_file", Path),
+    "MASTER_KEY_FILE": ("master_key_file", Path),
     "SESSION_TTL": ("session_ttl", int),
     "MAX_UPLOAD_BYTES": ("max_upload_bytes", int),
     "MAX_JSON_BYTES": ("max_json_bytes", int),
@@ -140,7 +148,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "UPLOAD_QUOTA_BYTES": ("upload_quota_bytes", int),
     "UPLOAD_RATE_PER_MIN": ("upload_rate_per_min", int),
     "HOUSEKEEPING_INTERVAL": ("housekeeping_interval", float),
-    "MEDIA_ACCEL_PREFIX": ("media_accel_prefix", str),
+    "MEDIA_ACCEL_PREFIX": ("media_accel_prefix", _no_accel),
     "CHAT_RATE_PER_S": ("chat_rate_per_s", float),
     "LOGIN_FAILURES_PER_15_MIN": ("login_failures_per_15_min", int),
     "REGISTER_RATE_PER_MIN": ("register_rate_per_min", int),

@@ -79,6 +79,15 @@ def rate_limited(retry_after_s: float, message: str = "Too many requests; slow d
     return AppError(429, "rate_limited", message, retry_after=retry_after_s)
 
 
+def undecryptable() -> AppError:
+    """500 for stored data that does not decrypt: the wrong MASTER_KEY_FILE, or altered bytes.
+
+    Not 503: retrying cannot help, the operator must act (docs/privacy.md); and
+    never the undecrypted bytes.
+    """
+    return AppError(500, "undecryptable", "Stored data could not be decrypted; the server's operator has been told.")
+
+
 OUTAGE_RETRY_S = 2.0
 _DISK_TROUBLE = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EIO}
 

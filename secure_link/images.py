@@ -4,16 +4,19 @@ Only decode + re-encode stops polyglots (a `GIF89a/*...*/=alert(1)` file passes
 every magic-byte sniffer): what is served is always a fresh image written by
 Pillow from pixels alone, never the uploaded bytes, so EXIF (GPS included),
 comments, ICC profiles and anything appended after the image are gone.
-Animated images keep their first frame only (docs/media.md). These functions
-block for up to ~150 ms on a large photo: call them in a thread.
+Animated images keep their first frame only (docs/media.md). The upload is
+read through a decrypting file object and the renditions come back as bytes,
+for the caller to encrypt: no plaintext image touches the disk. These
+functions block for up to ~150 ms on a large photo: call them in a thread.
 """
 
 from __future__ import annotations
 
 import ctypes
 import dataclasses
+import io
 import warnings
-from pathlib import Path
+from typing import IO
 
 from PIL import Image, ImageOps
 
@@ -47,13 +50,14 @@ OUTPUTS = {
 
 @dataclasses.dataclass(frozen=True)
 class Rendition:
-    """What was written: the served image and its thumbnail."""
+    """What will be served: the encoded image and its thumbnail, with the image's type and size."""
 
     content_type: str
+    extension: str
     width: int
     height: int
-    path: Path
-    thumbnail_path: Path
+    image: bytes
+    thumbnail: bytes
 
 
 def invalid_image(reason: str = "The image could not be decoded.") -> AppError:
@@ -76,8 +80,8 @@ def return_freed_pixels_to_the_system() -> None:
     libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_FROM_BYTES)
 
 
-def render(source: Path, decoder: str, stem: Path, avatar: bool, max_pixels: int) -> Rendition:
-    """Decode `source` and write `stem`+ext and `stem`.thumb+ext; refuse bombs and broken files."""
+def render(source: IO[bytes], decoder: str, avatar: bool, max_pixels: int) -> Rendition:
+    """Decode `source` and encode the image and its thumbnail anew; refuse bombs and broken files."""
     output = OUTPUTS[decoder]
     # The filter is the same for every call, so threads interleaving here can
     # at worst leave "error" in place, which is what every call wants anyway.
@@ -90,15 +94,19 @@ def render(source: Path, decoder: str, stem: Path, avatar: bool, max_pixels: int
                 side = min(AVATAR_PX, *clean.size)
                 clean = ImageOps.fit(clean, (side, side), _RESAMPLE)  # a new image: no metadata either
             width, height = clean.size
-            path = stem.with_name(stem.name + output.extension)
-            thumbnail_path = stem.with_name(stem.name + ".thumb" + output.extension)
-            clean.save(path, output.format, **dict(output.options))
+            image = _encoded(clean, output)
             clean.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX), _RESAMPLE)
-            clean.save(thumbnail_path, output.format, **dict(output.options))
-    return Rendition(output.content_type, width, height, path, thumbnail_path)
+            thumbnail = _encoded(clean, output)
+    return Rendition(output.content_type, output.extension, width, height, image, thumbnail)
 
 
-def _decode(source: Path, decoder: str, max_pixels: int) -> Image.Image:
+def _encoded(image: Image.Image, output: Output) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, output.format, **dict(output.options))
+    return buffer.getvalue()
+
+
+def _decode(source: IO[bytes], decoder: str, max_pixels: int) -> Image.Image:
     """Open with one allowed decoder, check the size before decoding, decode fully, apply EXIF rotation."""
     try:
         image = Image.open(source, formats=[decoder])

@@ -1,30 +1,31 @@
 """Files: upload, store, serve only to those allowed, delete, and collect what is left over.
 
-An upload streams to a temp file (uploads.py), is recognised from its bytes,
-re-encoded if it is an image (images.py), moved into place under MEDIA_ROOT
-as `ab/cd/<id>.<ext>`, and only then recorded, so a crash leaves at worst an
-unreferenced file, which `collect_garbage` removes. Every refused fetch is the
-same 404, so a file's existence is never revealed (docs/media.md).
+An upload streams to a temp file (uploads.py), encrypted as it arrives with a
+data key of its own, is recognised from its bytes, re-encoded if it is an
+image (images.py), moved into place under MEDIA_ROOT as `ab/cd/<id>.<ext>`,
+and only then recorded with its data key wrapped by the master key, so a crash
+leaves at worst an unreferenced file, which `collect_garbage` removes, and
+which nothing can decrypt. Serving is downloads.py's (docs/media.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import io
 import os
-import re
 import secrets
 import stat
 import string
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Mapping
-from urllib.parse import quote
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 import anyio.to_thread
-from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable, Response
+import asyncpg
 
-from . import images, uploads
+from . import crypto, images, keys, sealedfile, uploads
 from .auth import User
 from .config import Settings
 from .db import Database
@@ -32,10 +33,8 @@ from .errors import AppError, invalid
 from .services import Services
 
 PURPOSES = ("attachment", "avatar")
-CACHE_CONTROL = "private, no-cache"  # revalidate (a cheap 304): a file cleared by logout must not linger
 ORPHAN_AGE_S = 3600           # leftovers of a crash; an upload in progress touches its file far more often
 SWEEP_SLICE_S = 10            # the disk sweep covers 1/64 of MEDIA_ROOT per slice of time
-_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _ID_CHARS = string.ascii_letters + string.digits + "-_"
 
 
@@ -84,12 +83,13 @@ async def upload(services: Services, user: User, headers: Mapping[str, str],
     await _check_allowance(services, user)
     file_id = secrets.token_urlsafe(16)
     stem = settings.media_root / file_id[:2] / file_id[2:4] / file_id
+    key = crypto.new_key()
     received = await uploads.receive(headers, stream, stem.with_name(file_id + ".part"),
-                                     settings.max_upload_bytes)
+                                     settings.max_upload_bytes, key, file_aad(file_id, thumbnail=False))
     try:
         purpose = _checked_purpose(received)
-        stored = await _store(services, user, received, stem, purpose)
-        row, replaced = await _record(services, user, file_id, purpose, stored)
+        stored = await _store(services, user, received, stem, purpose, key)
+        row, replaced = await _record(services, user, file_id, purpose, stored, key)
     except BaseException:
         _discard(stem)  # not awaited: it must run even when the request is cancelled
         raise
@@ -117,6 +117,11 @@ def quota_exceeded(quota: int) -> AppError:
                     "send them, or wait until unsent ones expire.")
 
 
+def file_aad(file_id: str, thumbnail: bool) -> bytes:
+    """What a stored file's segments are bound to: its id and its role, so no file passes for another."""
+    return f"file:{file_id}:{'thumbnail' if thumbnail else 'full'}".encode()
+
+
 def _checked_purpose(received: uploads.Received) -> str:
     """422 naming every bad field, then 422 `empty_file`."""
     fields: dict[str, str] = {}
@@ -133,10 +138,11 @@ def _checked_purpose(received: uploads.Received) -> str:
 
 
 async def _store(services: Services, user: User, received: uploads.Received, stem: Path,
-                 purpose: str) -> Stored:
+                 purpose: str, key: bytes) -> Stored:
     """Images are re-encoded from pixels; other allowed types are moved into place as received."""
     settings = services.settings
-    kind = await anyio.to_thread.run_sync(uploads.sniff, received.path)
+    aad = file_aad(stem.name, thumbnail=False)
+    kind = await anyio.to_thread.run_sync(_sniff_sealed, received.path, key, aad)
     if kind is None or kind.content_type not in settings.allowed_upload_types:
         raise AppError(415, "unsupported_file_type", "This type of file is not accepted.",
                        fields={"file": "is not an allowed type"})
@@ -150,30 +156,56 @@ async def _store(services: Services, user: User, received: uploads.Received, ste
                       kind.content_type, received.size, None, None, received.sha256)
     # One decode per user, then one of the worker's slots: one user cannot hold them all.
     async with services.image_locks.hold(user.id), services.image_slots:
-        image = await anyio.to_thread.run_sync(images.render, received.path, kind.image, stem,
+        image = await anyio.to_thread.run_sync(_render_sealed, received.path, key, aad, kind.image,
                                                purpose == "avatar", settings.max_image_pixels)
-    size, digest = await anyio.to_thread.run_sync(_size_and_sha256, image.path)
-    return Stored(image.path, image.thumbnail_path, uploads.clean_name(received.filename, image.content_type),
-                  image.content_type, size, image.width, image.height, digest)
+    path, thumbnail_path = (stem.with_name(stem.name + part + image.extension) for part in ("", ".thumb"))
+    digest = await anyio.to_thread.run_sync(_write_renditions, image, path, thumbnail_path, key, stem.name)
+    return Stored(path, thumbnail_path, uploads.clean_name(received.filename, image.content_type),
+                  image.content_type, len(image.image), image.width, image.height, digest)
+
+
+def _sniff_sealed(path: Path, key: bytes, aad: bytes) -> uploads.Kind | None:
+    with io.BufferedReader(sealedfile.Reader.open(path, key, aad)) as file:
+        return uploads.sniff(file)
+
+
+def _render_sealed(path: Path, key: bytes, aad: bytes, decoder: str, avatar: bool,
+                   max_pixels: int) -> images.Rendition:
+    with io.BufferedReader(sealedfile.Reader.open(path, key, aad)) as file:
+        return images.render(file, decoder, avatar, max_pixels)
+
+
+def _write_renditions(image: images.Rendition, path: Path, thumbnail_path: Path, key: bytes, file_id: str) -> str:
+    """Seal the image and its thumbnail into place; the image's SHA-256 (its ETag)."""
+    sealedfile.write_file(path, key, file_aad(file_id, thumbnail=False), image.image)
+    sealedfile.write_file(thumbnail_path, key, file_aad(file_id, thumbnail=True), image.thumbnail)
+    return hashlib.sha256(image.image).hexdigest()
 
 
 async def _record(services: Services, user: User, file_id: str, purpose: str,
-                  stored: Stored) -> tuple[Any, list[Any]]:
-    """Insert the row; an avatar also replaces the user's previous one (returned, to unlink)."""
+                  stored: Stored, key: bytes) -> tuple[Any, list[Any]]:
+    """Insert the row with the file's data key (wrapped); an avatar also replaces the user's
+    previous one (returned, to unlink)."""
     root = services.settings.media_root
     thumbnail = stored.thumbnail_path.relative_to(root).as_posix() if stored.thumbnail_path else None
     args = (file_id, user.id, purpose, stored.path.relative_to(root).as_posix(), thumbnail, stored.name,
             stored.content_type, stored.size, stored.width, stored.height, stored.sha256)
+
+    async def insert(wrapped: bytes, master_key_id: str, conn: asyncpg.Connection) -> Any:
+        return await services.db.fetchrow("insert_file", *args, wrapped, master_key_id, conn=conn)
+
+    insert_row = functools.partial(keys.insert_wrapped, services, key, keys.file_key_context(file_id), insert)
     if purpose != "avatar":
-        return await _record_attachment(services, user, args, stored.size), []
+        return await _record_attachment(services, user, insert_row, stored.size), []
     async with services.db.transaction() as conn:
-        row = await services.db.fetchrow("insert_file", *args, conn=conn)
+        row = await insert_row(conn)
         previous = await services.db.fetchval("replace_avatar", user.id, file_id, conn=conn)
         replaced = await delete_files(services, [previous] if previous else [], conn=conn)
     return row, replaced
 
 
-async def _record_attachment(services: Services, user: User, args: tuple[Any, ...], size: int) -> Any:
+async def _record_attachment(services: Services, user: User,
+                             insert_row: Callable[[asyncpg.Connection], Awaitable[Any]], size: int) -> Any:
     """Insert an attachment's row if the user's unsent uploads stay within the quota.
 
     Under the user's upload lock, so concurrent uploads cannot all pass the check.
@@ -184,88 +216,13 @@ async def _record_attachment(services: Services, user: User, args: tuple[Any, ..
             await services.db.execute("lock_user_uploads", user.id, conn=conn)
             if await services.db.fetchval("pending_upload_bytes", user.id, conn=conn) + size > quota:
                 raise quota_exceeded(quota)
-        return await services.db.fetchrow("insert_file", *args, conn=conn)
-
-
-def _size_and_sha256(path: Path) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(1024 * 1024):
-            digest.update(chunk)
-    return path.stat().st_size, digest.hexdigest()
+        return await insert_row(conn)
 
 
 def _discard(stem: Path) -> None:
     """Remove whatever a failed upload left: its temp file and any output written so far."""
     for path in stem.parent.glob(stem.name + ".*"):
         path.unlink(missing_ok=True)
-
-
-# ---- serving --------------------------------------------------------------
-
-def not_found() -> AppError:
-    """The one answer for a missing file and a file the viewer may not see."""
-    return AppError(404, "not_found", "Nothing here.")
-
-
-async def serve(services: Services, viewer: User | None, file_id: str, *, thumbnail: bool,
-                if_none_match: str | None, byte_range: str | None = None) -> Response:
-    """The file (or its thumbnail) with safe headers, 304 if unchanged; 404 for everyone else."""
-    if viewer is None or not _ID.match(file_id):
-        raise not_found()
-    row = await services.db.fetchrow("find_visible_file", file_id, viewer.id)
-    relative = None if row is None else row["thumbnail_path"] if thumbnail else row["path"]
-    if relative is None:
-        raise not_found()
-    headers = _headers(row, thumbnail)
-    if _etag_matches(if_none_match, headers["ETag"]):
-        return Response(status_code=304, headers=headers)
-    prefix = services.settings.media_accel_prefix
-    if prefix:
-        headers["X-Accel-Redirect"] = f"{prefix.rstrip('/')}/{relative}"
-        return Response(headers=headers, media_type=row["content_type"])
-    path = services.settings.media_root / relative
-    try:
-        found = await anyio.to_thread.run_sync(os.stat, path)
-    except FileNotFoundError:
-        raise not_found() from None
-    _check_range(byte_range, found.st_size)
-    return FileResponse(path, headers=headers, media_type=row["content_type"], stat_result=found)
-
-
-def _check_range(byte_range: str | None, size: int) -> None:
-    """A `Range` FileResponse would refuse in plain text, refused in the error shape instead.
-
-    Parsed by FileResponse's own parser, so what passes here is what it serves.
-    """
-    if byte_range is None:
-        return
-    try:
-        FileResponse._parse_range_header(byte_range, size)
-    except MalformedRangeHeader as exc:
-        raise AppError(400, "bad_range", f"The Range header is not understood: {exc.content}") from None
-    except RangeNotSatisfiable:
-        raise AppError(416, "range_not_satisfiable", "The range starts beyond the end of the file.",
-                       extra_headers={"Content-Range": f"bytes */{size}"}) from None
-
-
-def _headers(row: Any, thumbnail: bool) -> dict[str, str]:
-    """Only re-encoded images are shown inline; anything else is a download, never sniffed."""
-    disposition = "inline" if row["content_type"].startswith("image/") else "attachment"
-    return {
-        "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(row['name'], safe='')}",
-        "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "default-src 'none'; sandbox",
-        "Cache-Control": CACHE_CONTROL,
-        "ETag": f'"{row["sha256"]}{".thumb" if thumbnail else ""}"',
-    }
-
-
-def _etag_matches(if_none_match: str | None, etag: str) -> bool:
-    if not if_none_match:
-        return False
-    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
-    return "*" in tags or etag in tags
 
 
 # ---- deletion and garbage -------------------------------------------------

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from . import accounts, auth, chat, media, openapi, sockets, webclient
+from . import accounts, auth, chat, downloads, media, openapi, sockets, webclient
 from .errors import AppError, rate_limited
 from .proxy import client_address, is_secure
 from .services import Services
@@ -133,18 +133,18 @@ async def media_file(request: Request) -> Response:
     """A file, to those allowed to see it; anyone else, anonymous included, gets the same 404."""
     services: Services = request.state.services
     viewer = await auth.user_for_token(services, auth.token_from(request))
-    return await media.serve(services, viewer, request.path_params["file_id"], thumbnail=False,
+    return await downloads.serve(services, viewer, request.path_params["file_id"], thumbnail=False,
                              if_none_match=request.headers.get("if-none-match"),
-                             byte_range=request.headers.get("range"))
+                             byte_range=request.headers.get("range"), if_range=request.headers.get("if-range"))
 
 
 async def media_thumbnail(request: Request) -> Response:
     """An image's thumbnail, under the same rule as the image."""
     services: Services = request.state.services
     viewer = await auth.user_for_token(services, auth.token_from(request))
-    return await media.serve(services, viewer, request.path_params["file_id"], thumbnail=True,
+    return await downloads.serve(services, viewer, request.path_params["file_id"], thumbnail=True,
                              if_none_match=request.headers.get("if-none-match"),
-                             byte_range=request.headers.get("range"))
+                             byte_range=request.headers.get("range"), if_range=request.headers.get("if-range"))
 
 
 async def healthz(request: Request) -> Response:

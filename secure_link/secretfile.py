@@ -1,5 +1,6 @@
 """Secrets kept in files: created once, readable by the owner only, read at start.
 
+The master key of encryption at rest is kept in such a file too (keyring.py).
 The pepper of the phrase pre-hash must be secret and must never change (every
 stored hash depends on it). A constant in the source is neither, so the server
 refuses to run on a real database without one (docs/security.md); on the
@@ -19,27 +20,33 @@ PEPPER_FILE_NAME = "secret-pepper"
 
 
 def read_or_create(path: Path, nbytes: int = 32) -> str:
-    """The secret in `path`; on first use, a new random one written with mode 0600.
+    """The secret in `path`; on first use, a new random one written with mode 0600."""
+    if not path.exists():
+        create(path, secrets.token_urlsafe(nbytes))
+    return read(path)
+
+
+def create(path: Path, secret: str) -> bool:
+    """Write `secret` to a new file at `path` with mode 0600; False if one was there already.
 
     Written whole to a private temporary file, then linked into place: the
     link fails if the file exists, so two workers starting together agree (the
     loser reads the winner's), and nobody ever reads a half-written secret.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        temporary = path.with_name(f".{path.name}.{os.getpid()}")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as file:
-            file.write(secrets.token_urlsafe(nbytes) + "\n")
-            file.flush()
-            os.fsync(file.fileno())
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            pass
-        finally:
-            temporary.unlink()
-    return read(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(secret + "\n")
+        file.flush()
+        os.fsync(file.fileno())
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        return False
+    finally:
+        temporary.unlink()
+    return True
 
 
 def read(path: Path) -> str:

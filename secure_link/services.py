@@ -15,6 +15,7 @@ from .config import Settings
 from .db import Database
 from .drain import InFlight
 from .fanout import Fanout
+from .keyring import Keyring
 from .metrics import Metrics
 from .ratelimit import BoundedSlots, KeyedBuckets, KeyedLocks, SlidingWindow
 from .writer import MessageWriter
@@ -22,11 +23,12 @@ from .writer import MessageWriter
 
 @dataclasses.dataclass
 class Services:
-    """The process's shared resources: settings, pool, fan-out, message writer, limits, hashing slots."""
+    """The process's shared resources: settings, pool, fan-out, message writer, master key, limits, hashing slots."""
 
     settings: Settings
     db: Database
     fanout: Fanout
+    keyring: Keyring
     register_limiter: SlidingWindow
     rest_send_limiter: KeyedBuckets
     hash_slots: BoundedSlots

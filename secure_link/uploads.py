@@ -2,26 +2,25 @@
 
 The body is parsed as it arrives (python-multipart's `MultipartParser` over
 `request.stream()`), the file part goes to a temp file beside its destination
-in writes of `FLUSH_BYTES`, off the event loop, hashed on the way; the body is
-never held in memory and never written twice (docs/media.md, stack-notes
-"Uploads"). What a file is comes from its bytes, never from its name or the
-declared type.
+in writes of `FLUSH_BYTES`, off the event loop, hashed and encrypted on the way
+(sealedfile.py); the body is never held in memory, never written twice, and
+never written in plaintext (docs/media.md, stack-notes "Uploads"). What a
+file is comes from its bytes, never from its name or the declared type.
 """
 
 from __future__ import annotations
 
 import codecs
 import dataclasses
-import hashlib
 import re
 import unicodedata
 from pathlib import Path
 from typing import IO, AsyncIterator, Mapping
 
-import anyio.to_thread
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from . import sealedfile
 from .errors import AppError, invalid
 
 FLUSH_BYTES = 512 * 1024        # stack-notes: 64 KiB writes cost ~150 µs per thread hop
@@ -76,45 +75,6 @@ class Received:
     filename: str | None = None
     has_file: bool = False
     fields: dict[str, str] = dataclasses.field(default_factory=dict)
-
-
-class _Sink:
-    """The temp file: buffered writes and SHA-256 in one thread hop per flush."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.digest = hashlib.sha256()
-        self.file: IO[bytes] | None = None
-
-    def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.path, "xb")
-
-    def _write(self, data: bytearray) -> None:
-        assert self.file is not None
-        self.file.write(data)
-        self.digest.update(data)
-
-    async def open(self) -> None:
-        """Create the temp file (and its shard folders) beside the final one."""
-        await anyio.to_thread.run_sync(self._open)
-
-    async def flush(self, buffer: bytearray) -> None:
-        """Write what was buffered, then empty the buffer for reuse."""
-        if buffer:
-            await anyio.to_thread.run_sync(self._write, buffer)
-            buffer.clear()
-
-    async def close(self) -> None:
-        """Close the finished temp file."""
-        assert self.file is not None
-        await anyio.to_thread.run_sync(self.file.close)
-
-    def discard(self) -> None:
-        """Close and remove the temp file: nothing partial is left behind."""
-        if self.file is not None:
-            self.file.close()
-        self.path.unlink(missing_ok=True)
 
 
 class _Form:
@@ -202,8 +162,9 @@ def _parser_for(headers: Mapping[str, str], form: _Form) -> MultipartParser:
 
 
 async def receive(headers: Mapping[str, str], stream: AsyncIterator[bytes], temp_path: Path,
-                  max_file_bytes: int) -> Received:
-    """Stream the form's `file` part to `temp_path` (removed again on any failure)."""
+                  max_file_bytes: int, key: bytes, aad: bytes) -> Received:
+    """Stream the form's `file` part to `temp_path`, sealed with `key` as it arrives (removed again on
+    any failure): no plaintext byte of an upload is ever written to disk (docs/media.md)."""
     received = Received(temp_path)
     form = _Form(received, max_file_bytes)
     parser = _parser_for(headers, form)
@@ -211,7 +172,7 @@ async def receive(headers: Mapping[str, str], stream: AsyncIterator[bytes], temp
     declared = headers.get("content-length", "")
     if declared.isdigit() and int(declared) > body_limit:
         raise too_large(max_file_bytes)
-    sink = _Sink(temp_path)
+    sink = sealedfile.AsyncWriter(temp_path, key, aad)
     await sink.open()
     try:
         await _pump(stream, parser, form, sink, body_limit)
@@ -219,14 +180,14 @@ async def receive(headers: Mapping[str, str], stream: AsyncIterator[bytes], temp
     except BaseException:
         sink.discard()
         raise
-    received.sha256 = sink.digest.hexdigest()
+    received.sha256 = sink.sha256
     if not received.has_file:
         temp_path.unlink(missing_ok=True)
     return received
 
 
-async def _pump(stream: AsyncIterator[bytes], parser: MultipartParser, form: _Form, sink: _Sink,
-                body_limit: int) -> None:
+async def _pump(stream: AsyncIterator[bytes], parser: MultipartParser, form: _Form,
+                sink: sealedfile.AsyncWriter, body_limit: int) -> None:
     total = 0
     async for chunk in stream:
         total += len(chunk)
@@ -237,23 +198,22 @@ async def _pump(stream: AsyncIterator[bytes], parser: MultipartParser, form: _Fo
         except FormParserError:
             raise invalid({"file": "the multipart body is malformed"}) from None
         if len(form.buffer) >= FLUSH_BYTES:
-            await sink.flush(form.buffer)
-    await sink.flush(form.buffer)
+            await sink.write(form.buffer)
+    await sink.write(form.buffer)
     if not form.complete:
         raise invalid({"file": "the multipart body ended early"})
 
 
 # ---- what the bytes are ---------------------------------------------------
 
-def sniff(path: Path) -> Kind | None:
+def sniff(file: IO[bytes]) -> Kind | None:
     """The kind by magic bytes, else plain text if it is clean UTF-8; None for anything else."""
-    with open(path, "rb") as file:
-        head = file.read(16)
-        for offset, magic, kind in MAGIC:
-            if head[offset:offset + len(magic)] == magic and (kind is not WEBP or head[:4] == b"RIFF"):
-                return kind
-        file.seek(0)
-        return TEXT if _is_plain_text(file) else None
+    head = file.read(16)
+    for offset, magic, kind in MAGIC:
+        if head[offset:offset + len(magic)] == magic and (kind is not WEBP or head[:4] == b"RIFF"):
+            return kind
+    file.seek(0)
+    return TEXT if _is_plain_text(file) else None
 
 
 def _is_plain_text(file: IO[bytes]) -> bool:

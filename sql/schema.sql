@@ -43,6 +43,14 @@ CREATE TABLE IF NOT EXISTS login_failures (
 CREATE INDEX IF NOT EXISTS login_failures_user_addr_idx ON login_failures (username, address, failed_at);
 CREATE INDEX IF NOT EXISTS login_failures_addr_idx ON login_failures (address, failed_at);
 
+-- Encryption at rest (docs/privacy.md): the ids of the master keys that wrap
+-- the data keys below, never the keys themselves (those stay in
+-- MASTER_KEY_FILE). A rotation deletes the old id only once no row names it.
+CREATE TABLE IF NOT EXISTS master_keys (
+    id          text PRIMARY KEY,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
 -- Uploaded files. `path` is relative to MEDIA_ROOT and built from the random id,
 -- never from the user's file name, which is kept only as sanitised metadata.
 -- `used_with` is the peer of the first message that carried an attachment:
@@ -63,6 +71,13 @@ CREATE TABLE IF NOT EXISTS files (
     created_at      timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS files_owner_idx ON files (owner_id, created_at);
+-- The file's own data key, wrapped by a master key (NULL: stored before
+-- encryption at rest, and served as stored); deleting the row destroys it.
+-- Added by ALTER so that this file still runs on a database from before them.
+ALTER TABLE files ADD COLUMN IF NOT EXISTS wrapped_key bytea;
+ALTER TABLE files ADD COLUMN IF NOT EXISTS master_key_id text
+    CONSTRAINT files_master_key_fk REFERENCES master_keys (id);
+CREATE INDEX IF NOT EXISTS files_master_key_idx ON files (master_key_id);
 
 DO $$ BEGIN
     ALTER TABLE users ADD CONSTRAINT users_avatar_fk
@@ -102,6 +117,20 @@ JOIN users s ON s.id = m.sender_id
 JOIN users r ON r.id = m.recipient_id
 LEFT JOIN files f ON f.id = m.attachment_id;
 
+-- Each conversation's data key (message bodies), wrapped by a master key;
+-- the pair is stored lowest id first. Logout deletes it before anything else.
+CREATE TABLE IF NOT EXISTS conversation_keys (
+    low_user_id    bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    high_user_id   bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    wrapped_key    bytea NOT NULL,
+    master_key_id  text NOT NULL CONSTRAINT conversation_keys_master_key_fk REFERENCES master_keys (id),
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (low_user_id, high_user_id),
+    CHECK (low_user_id < high_user_id)
+);
+CREATE INDEX IF NOT EXISTS conversation_keys_high_idx ON conversation_keys (high_user_id);
+CREATE INDEX IF NOT EXISTS conversation_keys_master_key_idx ON conversation_keys (master_key_id);
+
 -- Read receipts: how far `user_id` has read the conversation with `peer_id`.
 CREATE TABLE IF NOT EXISTS conversation_reads (
     user_id       bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
@@ -137,5 +166,5 @@ CREATE TABLE IF NOT EXISTS fanout_spill (
 -- created the database: an older database keeps its record, so the
 -- migrations it lacks still run after this file.
 INSERT INTO schema_migrations (version)
-SELECT version FROM (VALUES (1), (2)) AS shipped (version)
+SELECT version FROM (VALUES (1), (2), (3)) AS shipped (version)
 WHERE NOT EXISTS (SELECT 1 FROM schema_migrations);

@@ -35,12 +35,24 @@ from .story import Server
 
 TEMPLATE = f"sl_template_{os.getpid()}"
 TEST_PEPPER = "tests-only-pepper"
+KEYS_FOLDER = Path(tempfile.gettempdir()) / f"sl-test-keys-{os.getpid()}"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Servers the tests start in their own processes share one pepper: on a real
-    DATABASE_URL the server refuses to start without one (docs/security.md)."""
+    """Servers the tests start share one pepper and one master key, in this process and in
+    their own: on a real DATABASE_URL the server refuses to start without them. The key
+    file is created by the first server (docs/privacy.md), in a folder removed at the end."""
     os.environ.setdefault("SECRET_PEPPER", TEST_PEPPER)
+    os.environ.setdefault("MASTER_KEY_FILE", str(KEYS_FOLDER / "master-key"))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(KEYS_FOLDER, ignore_errors=True)
+
+
+def shared_master_key_file() -> Path:
+    """The master key file every test server shares (set in pytest_configure)."""
+    return Path(os.environ["MASTER_KEY_FILE"])
 
 
 @pytest.fixture(scope="session")
@@ -91,8 +103,8 @@ def redis_url() -> str:
 def settings_for(database_url: str, media_root: Path, **changes: object) -> Settings:
     """Fast, permissive settings for tests; a test that checks a limit turns it on."""
     base = Settings(database_url=database_url, media_root=media_root, var_dir=media_root.parent / "var",
-                    pepper=TEST_PEPPER, bcrypt_rounds=4, register_rate_per_min=0, login_failures_per_15_min=0,
-                    chat_rate_per_s=0, ws_auth_timeout=2.0)
+                    pepper=TEST_PEPPER, master_key_file=shared_master_key_file(), bcrypt_rounds=4,
+                    register_rate_per_min=0, login_failures_per_15_min=0, chat_rate_per_s=0, ws_auth_timeout=2.0)
     return base.replace(**changes)
 
 

@@ -264,6 +264,12 @@ def unit_command() -> list[str]:
     return [str(Path(sys.executable).parent / "secure-link"), *command[1:]]
 
 
+def unit_umask() -> int:
+    """UMask= of deploy/secure-link.service."""
+    unit = (DEPLOY / "secure-link.service").read_text()
+    return int(next(line for line in unit.splitlines() if line.startswith("UMask=")).removeprefix("UMask="), 8)
+
+
 def clean_environment(env_path: Path, **extra: str) -> dict[str, str]:
     """What systemd gives the unit: the env file and little else (none of the test runner's variables)."""
     values = {k: v for k, v in dotenv_values(env_path).items() if v}
@@ -275,7 +281,7 @@ def app_host(host: str, env_path: Path, log_path: Path, **extra: str) -> Iterato
     """`secure-link serve` as the unit runs it, inside the host's namespace; stopped by PID."""
     log = open(log_path, "wb")
     process = subprocess.Popen(["ip", "netns", "exec", namespace(host), *unit_command()],
-                               env=clean_environment(env_path, **extra), cwd=PROJECT_ROOT, umask=0o027,
+                               env=clean_environment(env_path, **extra), cwd=PROJECT_ROOT, umask=unit_umask(),
                                stdout=log, stderr=subprocess.STDOUT)
     try:
         yield process

@@ -10,6 +10,7 @@ import io
 import json
 import re
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -251,6 +252,17 @@ async def upload(person: Person, content: bytes, name: str = "upload.bin", purpo
     response = await person.api("POST", "/api/upload-file/", **form(content, name, purpose))
     assert response.status_code == 201, response.text
     return response.json()["file"]
+
+
+def found_on_disk(root: Path, needles: list[bytes]) -> dict[str, list[bytes]]:
+    """What a thief with the disk finds: every file under `root` holding any needle, and which."""
+    found = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            content = path.read_bytes()
+            if hits := [needle for needle in needles if needle in content]:
+                found[path.relative_to(root).as_posix()] = hits
+    return found
 
 
 # ---- what an operator scrapes ---------------------------------------------

@@ -4,7 +4,8 @@ Follows docs/deploy.md, "Several hosts": deploy/bootstrap-db creates the
 database, each host runs the unit's ExecStart with deploy/secure-link.env filled
 in, deploy/render-site renders the site, and nginx serves it (tests/deploy_lab.py
 builds the machines). Through nginx, Alice and Bob register, land on different
-hosts, chat, share a file nginx sends itself, and cannot fake their address;
+hosts, chat, share a file (stored encrypted, sent decrypted by whichever host),
+and cannot fake their address;
 then host A dies by SIGKILL mid-conversation and nobody loses a message.
 Needs root, `ip`, nginx, openssl, redis-server: in CI their absence fails.
 """
@@ -42,7 +43,7 @@ from .story import Person, Server
 
 pytestmark = pytest.mark.deploy
 
-# Stored as received (not re-encoded), so what nginx sends must be these bytes.
+# Stored as received (not re-encoded, but encrypted), so what is served must be these bytes.
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 
 
@@ -72,19 +73,19 @@ def lab() -> Iterator[Lab]:
     folder = PROJECT_ROOT / "var" / f"deploy-test-{os.getpid()}"
     with contextlib.ExitStack() as stack:
         folder.mkdir(parents=True)
-        folder.chmod(0o755)  # nginx's workers (www-data) go through it to the media
+        folder.chmod(0o755)  # nginx's workers (www-data) go through it to their temp folders
         stack.callback(shutil.rmtree, folder, True)
         stack.enter_context(lab_parts.exclusive_lab())
         stack.enter_context(lab_parts.private_network())
         database = stack.enter_context(lab_parts.private_postgres(folder))
         broadcast = stack.enter_context(lab_parts.private_redis(folder))
         media = folder / "media"
-        media.mkdir()
-        shutil.chown(media, "root", "www-data")  # nginx reads through the group, as in docs/deploy.md
-        media.chmod(0o2750)
+        media.mkdir(mode=0o700)  # the app's alone: nginx never reads it (docs/deploy.md)
+        # One master key file for both hosts (the namespaces share a filesystem, as hosts
+        # that copied the first one's file would); the first host to start creates it.
         shared = dict(DATABASE_URL=database.url, BROADCAST_URL=broadcast, MEDIA_ROOT=str(media),
                       TRUSTED_PROXIES=GATEWAY, PUBLIC_URL=f"https://{lab_parts.SERVER_NAME}",
-                      SECRET_PEPPER=os.urandom(16).hex())
+                      SECRET_PEPPER=os.urandom(16).hex(), MASTER_KEY_FILE=str(folder / "state" / "master-key"))
         env_files = {host: lab_parts.env_file(folder / f"{host}.env", SECURE_LINK_HOST=address, **shared)
                      for host, address in HOSTS.items()}
         hosts = {host: stack.enter_context(lab_parts.app_host(host, env_files[host], folder / f"{host}.log",
@@ -131,23 +132,22 @@ async def test_chat_media_and_addresses_through_nginx(lab: Lab) -> None:
     with_file = await alice.api("POST", "/api/send-message/",
                                 json={"to": bob.username, "message": "the notes", "attachment": file["id"]})
     assert with_file.status_code == 201, with_file.text
-    await media_is_sent_by_nginx(lab, bob, file, PDF)
+    await media_is_streamed_decrypted(lab, bob, file, PDF)
     await bob_tab.close()
     await alice_tab.close()
 
 
-async def media_is_sent_by_nginx(lab: Lab, viewer: Person, file: dict, content: bytes) -> None:
-    """Each app host answers with an empty body and X-Accel-Redirect; nginx sends the bytes."""
+async def media_is_streamed_decrypted(lab: Lab, viewer: Person, file: dict, content: bytes) -> None:
+    """Each app host sends the plaintext itself (no X-Accel-Redirect: nginx cannot decrypt);
+    through nginx, headers and ranges arrive intact; the disk holds only ciphertext."""
     for address in HOSTS.values():
         async with httpx.AsyncClient(base_url=f"http://{address}:{lab_parts.APP_PORT}") as direct:
             answer = await direct.get(file["url"], headers=viewer.headers)
-        assert answer.status_code == 200 and answer.content == b""
-        accel = answer.headers["x-accel-redirect"]
-        assert accel.startswith("/_protected_media/")
+        assert answer.status_code == 200 and answer.content == content
+        assert "x-accel-redirect" not in answer.headers
     served = await viewer.api("GET", file["url"])
     assert served.status_code == 200, served.text
     assert served.content == content
-    assert "x-accel-redirect" not in served.headers
     assert served.headers["x-content-type-options"] == "nosniff"
     assert served.headers["content-security-policy"] == "default-src 'none'; sandbox"
     assert served.headers["content-disposition"].startswith("attachment;")
@@ -156,9 +156,8 @@ async def media_is_sent_by_nginx(lab: Lab, viewer: Person, file: dict, content: 
     assert ranged.status_code == 206 and ranged.content == content[:4]
     stranger = await lab.public.person("eve").register()
     assert (await stranger.api("GET", file["url"])).status_code == 404
-    async with lab.public.client() as http:
-        internal = await http.get(accel)  # `internal`: not reachable from outside
-    assert internal.status_code == 404 and internal.json()["error"]["code"] == "not_found"
+    stored = [path.read_bytes() for path in (lab.folder / "media").rglob("*") if path.is_file()]
+    assert stored and not any(b"%PDF" in data or b"/Catalog" in data for data in stored)
 
 
 async def test_nginx_refuses_in_the_api_error_shape(lab: Lab) -> None:
@@ -231,9 +230,11 @@ async def test_procfile_serves_on_port_with_database_url(lab: Lab) -> None:
     line = next(l for l in (PROJECT_ROOT / "Procfile").read_text().splitlines() if l.startswith("web:"))
     command = line.removeprefix("web:").strip()
     port = 5000
-    # A PaaS's config vars: the database it attaches, and the pepper serve refuses to start without.
+    # A PaaS's config vars: the database it attaches, and the pepper and master key serve refuses
+    # to start without (the key as a file the platform mounts: here, the lab's).
     env = {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PORT": str(port),
            "DATABASE_URL": lab.database_url, "SECRET_PEPPER": os.urandom(16).hex(),
+           "MASTER_KEY_FILE": _env(lab)["MASTER_KEY_FILE"],
            "BCRYPT_ROUNDS": "4", "SECURE_LINK_LOG_LEVEL": "warning"}
     process = subprocess.Popen(["ip", "netns", "exec", lab_parts.namespace("b"), "bash", "-c", f"exec {command}"],
                                env=env, cwd=PROJECT_ROOT)
@@ -307,7 +308,7 @@ async def test_with_every_host_down_nginx_answers_503(lab: Lab) -> None:
 
 # ---- the systemd unit ------------------------------------------------------------
 
-def test_the_unit_is_hardened_and_writes_only_media() -> None:
+def test_the_unit_is_hardened_and_writes_only_media_and_its_key() -> None:
     analyze = required_tool("systemd-analyze")
     unit_path = PROJECT_ROOT / "deploy" / "secure-link.service"
     unit = dict(line.split("=", 1) for line in unit_path.read_text().splitlines()
@@ -315,6 +316,8 @@ def test_the_unit_is_hardened_and_writes_only_media() -> None:
     template = _template_env()
     assert unit["ProtectSystem"] == "strict"
     assert unit["ReadWritePaths"] == template["MEDIA_ROOT"], "the media folder, and nothing else, is writable"
+    assert template["MASTER_KEY_FILE"] == f"/var/lib/{unit['StateDirectory']}/master-key", "but the key's folder"
+    assert unit["UMask"] == "0077" and unit["StateDirectoryMode"] == "0700"
     assert unit["User"] != "root" and "DynamicUser" not in unit
     assert "--workers" in unit["ExecStart"]
     report = subprocess.run([analyze, "security", "--offline=yes", str(unit_path)],

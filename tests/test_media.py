@@ -25,6 +25,7 @@ from click.testing import CliRunner
 from PIL import ExifTags, Image
 
 from secure_link import cli
+from secure_link.config import ConfigError, Settings
 
 from .conftest import running_server, settings_for
 from .story import PNG, Server, assert_error, form, image_bytes, upload
@@ -329,22 +330,10 @@ async def test_images_are_inline_with_etag_ranges_and_a_thumbnail(server: Server
         assert image.size == (320, 160)
 
 
-async def test_with_an_accel_prefix_nginx_sends_the_bytes(database_url: str, media_root: Path, db: asyncpg.Connection) -> None:
-    settings = settings_for(database_url, media_root, media_accel_prefix="/_protected_media/")
-    async with running_server(settings) as behind_nginx:
-        alice = await behind_nginx.person("alice").register()
-        file = await upload(alice, b"served by nginx\n", "note.txt")
-        response = await alice.api("GET", file["url"])
-        async with behind_nginx.client() as anonymous:
-            refused = await anonymous.get(file["url"])
-    row = await stored_row(db, file["id"])
-    assert response.status_code == 200 and response.content == b""
-    assert response.headers["x-accel-redirect"] == f"/_protected_media/{row['path']}"
-    assert response.headers["content-type"] == "text/plain; charset=utf-8"
-    assert response.headers["x-content-type-options"] == "nosniff"
-    assert response.headers["content-disposition"] == "attachment; filename*=UTF-8''note.txt"
-    assert_error(refused, 404, "not_found")
-    assert "x-accel-redirect" not in refused.headers
+def test_an_accel_prefix_is_refused_since_nginx_cannot_decrypt() -> None:
+    """nginx would send the stored bytes, which are ciphertext: the setting is refused at start."""
+    with pytest.raises(ConfigError, match="MEDIA_ACCEL_PREFIX .* encrypted at rest"):
+        Settings.from_env({"MEDIA_ACCEL_PREFIX": "/_protected_media/"})
 
 
 # ---- garbage --------------------------------------------------------------

@@ -51,7 +51,8 @@ def alive(pid: int) -> bool:
 @pytest.mark.parametrize("workers", [1, 2])
 async def test_zero_configuration_serve_starts_and_stops_its_database(var_dir: Path, workers: int) -> None:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BROADCAST_URL", "SECRET_PEPPER")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DATABASE_URL", "BROADCAST_URL", "SECRET_PEPPER", "MASTER_KEY_FILE")}
     env.update(SECURE_LINK_VAR_DIR=str(var_dir), BCRYPT_ROUNDS="4", SECURE_LINK_LOG_LEVEL="warning")
     process = subprocess.Popen([sys.executable, "-m", "secure_link", "serve", "--port", str(port),
                                 "--workers", str(workers)], env=env, cwd=PROJECT_ROOT)
@@ -64,8 +65,9 @@ async def test_zero_configuration_serve_starts_and_stops_its_database(var_dir: P
             logins = [await http.post("/api/login/", json={"username": "first_user", "phrase": PHRASE})
                       for _ in range(4)]
         assert [login.status_code for login in logins] == [200] * 4
-        pepper_file = var_dir / "secret-pepper"
-        assert pepper_file.stat().st_mode & 0o777 == 0o600 and len(pepper_file.read_text().strip()) >= 40
+        # and every worker encrypts with the one master key created beside it
+        for secret in (var_dir / "secret-pepper", var_dir / "master-key"):
+            assert secret.stat().st_mode & 0o777 == 0o600 and len(secret.read_text().strip()) >= 40
         database_pid = postmaster_pid(var_dir)
         assert alive(database_pid)
     finally:

@@ -1,8 +1,10 @@
 -- name: insert_file
 -- Runs only after the bytes are in place (os.replace), so a crash leaves at
 -- worst an unreferenced file for the disk sweep, never a row without its file.
-INSERT INTO files (id, owner_id, purpose, path, thumbnail_path, name, content_type, size, width, height, sha256)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+-- $12 is the file's data key wrapped by master key $13 (keys.insert_wrapped).
+INSERT INTO files (id, owner_id, purpose, path, thumbnail_path, name, content_type, size, width, height, sha256,
+                   wrapped_key, master_key_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 RETURNING *;
 
 -- name: lock_user_uploads

@@ -1,0 +1,131 @@
+"""Data keys in the database: the master key checked at start, conversation keys, wrapped inserts.
+
+The database knows which master keys wrap its rows (`master_keys`, ids only),
+so a server started with the wrong MASTER_KEY_FILE, or without it, refuses
+to start in one line instead of creating a new key that opens nothing, or
+serving what it cannot decrypt (docs/privacy.md, "Encryption at rest").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Awaitable, Callable, TypeVar
+
+import asyncpg
+
+from . import crypto, secretfile
+from .config import ConfigError, Settings
+from .db import Database
+from .keyring import Keyring, encode_key, new_master_key
+
+MASTER_KEY_FILE_NAME = "master-key"
+# The foreign keys that refuse a row wrapped by a retired master key.
+_RETIRED_KEY_CONSTRAINTS = {"conversation_keys_master_key_fk", "files_master_key_fk"}
+T = TypeVar("T")
+
+
+def master_key_path(settings: Settings) -> Path:
+    """MASTER_KEY_FILE; on the embedded database, var/master-key; else a one-line refusal."""
+    if settings.master_key_file:
+        return settings.master_key_file
+    if settings.database_url is None:
+        return settings.var_dir / MASTER_KEY_FILE_NAME
+    raise ConfigError(
+        "MASTER_KEY_FILE must be set when DATABASE_URL is: the master key of encryption at rest lives in "
+        "that file, never in the database. Name a path the server may write (it is created, mode 0600, "
+        "on first start) and keep it off the database's and MEDIA_ROOT's disks and backups")
+
+
+async def open_keyring(db: Database, path: Path) -> Keyring:
+    """The master key in `path`, checked against the ids the database knows; created on first start.
+
+    A file is created only while the database knows no master key: otherwise
+    a missing file means a lost or misplaced key, and a new one would open nothing.
+    """
+    async with db.transaction() as conn:
+        await db.execute("lock_master_keys", conn=conn)
+        known = {row["id"] for row in await db.fetch("list_master_keys", conn=conn)}
+        if not path.exists():
+            if known:
+                raise ConfigError(f"MASTER_KEY_FILE {path} does not exist, and this database's keys are wrapped "
+                                  f"by master key {', '.join(sorted(known))}: restore that file")
+            master = new_master_key()
+            secretfile.create(path, encode_key(master))
+        keyring = Keyring.load(path)
+        if not known:
+            await db.execute("register_master_key", keyring.wrap_id, conn=conn)
+        else:
+            _check_known(path, keyring, known)
+    return keyring
+
+
+def _check_known(path: Path, keyring: Keyring, known: set[str]) -> None:
+    """Every master key the database names is held, and the one that wraps is known to it."""
+    if missing := known - keyring.ids:
+        raise ConfigError(f"MASTER_KEY_FILE {path} holds master key {', '.join(sorted(keyring.ids))}, but this "
+                          f"database also has keys wrapped by {', '.join(sorted(missing))}: use the file that "
+                          "holds it (with several hosts, copy it from the first one; during a rotation, "
+                          "its .next file too)")
+    if keyring.wrap_id not in known:
+        raise ConfigError(f"{path}.next holds master key {keyring.wrap_id}, which this database does not know: "
+                          "remove it, or finish the rotation with `secure-link keys rotate`")
+
+
+def file_key_context(file_id: str) -> bytes:
+    """What a file's wrapped data key is bound to: the file's row."""
+    return f"file:{file_id}".encode()
+
+
+def conversation_context(user_id: int, peer_id: int) -> bytes:
+    """What a conversation's key (and each of its bodies) is bound to: the pair, lowest id first."""
+    low, high = sorted((user_id, peer_id))
+    return b"conversation:%d:%d" % (low, high)
+
+
+async def conversation_key(services: Any, user_id: int, peer_id: int, conn: asyncpg.Connection | None = None) -> bytes:
+    """The data key of the conversation between two users, created on its first use.
+
+    Pass `conn` to take part in the caller's transaction (a send, a clearing).
+    """
+    low, high = sorted((user_id, peer_id))
+    context = conversation_context(low, high)
+    row = await services.db.fetchrow("find_conversation_key", low, high, conn=conn)
+    if row is None:
+        key = crypto.new_key()
+
+        async def insert(wrapped: bytes, master_id: str, savepoint: asyncpg.Connection) -> None:
+            await services.db.execute("insert_conversation_key", low, high, wrapped, master_id, conn=savepoint)
+
+        await insert_wrapped(services, key, context, insert, conn)
+        row = await services.db.fetchrow("find_conversation_key", low, high, conn=conn)
+    return services.keyring.unwrap(row["wrapped_key"], context)
+
+
+async def forget_conversation_keys(services: Any, user_id: int, conn: asyncpg.Connection) -> int:
+    """Destroy the keys of every conversation of the user (logout, first thing in its transaction)."""
+    return len(await services.db.fetch("delete_user_conversation_keys", user_id, conn=conn))
+
+
+async def insert_wrapped(services: Any, key: bytes, context: bytes,
+                         insert: Callable[[bytes, str, asyncpg.Connection], Awaitable[T]],
+                         conn: asyncpg.Connection | None = None) -> T:
+    """Run `insert(wrapped, master_key_id, conn)` with `key` wrapped by the current master key.
+
+    If a rotation retired that master key since this process last read the key
+    files, the foreign key refuses the row: the files are read again and the
+    key rewrapped by the new master key, once. A savepoint keeps the caller's
+    transaction usable meanwhile.
+    """
+    if conn is None:
+        async with services.db.transaction() as own:
+            return await insert_wrapped(services, key, context, insert, own)
+    keyring: Keyring = services.keyring
+    try:
+        async with conn.transaction():
+            return await insert(keyring.wrap(key, context), keyring.wrap_id, conn)
+    except asyncpg.ForeignKeyViolationError as exc:
+        if exc.constraint_name not in _RETIRED_KEY_CONSTRAINTS:
+            raise
+    keyring.reload()
+    async with conn.transaction():
+        return await insert(keyring.wrap(key, context), keyring.wrap_id, conn)
