@@ -62,6 +62,8 @@ class Bench:
     def __init__(self, profile: Profile, pg_url: str, redis_url: str | None, cores: set[int] | None) -> None:
         self.p, self.pg_url, self.redis_url, self.cores = profile, pg_url, redis_url, cores
         self.tag = secrets.token_hex(3)
+        # the bench's databases are new, so their servers create this key on first start
+        self.master_key_file = Path(tempfile.mkdtemp(prefix="bench-keys-")) / "master-key"
         self.db_name, self.limit_db_name = f"bench_{self.tag}", f"bench_{self.tag}_limit"
         self.db_url = devdb.with_database(pg_url, self.db_name)
         self.limit_db_url = devdb.with_database(pg_url, self.limit_db_name)
@@ -69,7 +71,8 @@ class Bench:
         self.idle_accounts: list[loadgen.Account] = []
 
     def env(self, broadcast_url: str | None = None) -> dict[str, str]:
-        return {**SERVER_ENV, "DATABASE_URL": self.db_url, "BROADCAST_URL": broadcast_url or self.db_url}
+        return {**SERVER_ENV, "DATABASE_URL": self.db_url, "BROADCAST_URL": broadcast_url or self.db_url,
+                "MASTER_KEY_FILE": str(self.master_key_file)}
 
     async def repeat(self, key: str, run: Callable[[str], Awaitable[Any]], processes: dict[str, Process | None],
                      runs: int | None = None) -> list[dict[str, Any]]:

@@ -84,20 +84,20 @@ async def test_one_batch_answers_each_draft_with_its_own_row_or_its_own_refusal(
     async with holding_lock_of(database_url, carol):
         first = send(carol, alice.username, "the commit in flight")
         await until_blocked(db)  # the writer took it and waits for Carol's lock
-        drafts = [
-            send(alice, bob.username, "good one", client_id="c-1"),
-            send(alice, "nobody-at-all", "to no one"),
-            send(alice, bob.username, "with Bob's file", attachment=bobs_file["id"]),
-            send(alice, bob.username, "good one, retried", client_id="c-1"),
-            send(alice, bob.username, "good two"),
-        ]
-        await until_queued(server, len(drafts))
+        drafts = []
+        for to, text, fields in [(bob.username, "good one", {"client_id": "c-1"}),
+                                 ("nobody-at-all", "to no one", {}),
+                                 (bob.username, "with Bob's file", {"attachment": bobs_file["id"]}),
+                                 (bob.username, "good one, retried", {"client_id": "c-1"}),
+                                 (bob.username, "good two", {})]:
+            drafts.append(send(alice, to, text, **fields))
+            await until_queued(server, len(drafts))  # one at a time: the queue keeps this order
     good, unknown, stolen, retried, good_two = [await draft for draft in drafts]
     assert (await first).status_code == 201
     assert good.status_code == 201 and good_two.status_code == 201
     assert_error(unknown, 404, "unknown_user")
     assert_error(stolen, 422, "invalid_attachment", "attachment")
-    assert retried.status_code == 200 and retried.json() == good.json()  # the original, once
+    assert retried.status_code == 200 and retried.json() == good.json()  # the original, once, from the same batch
     assert good_two.json()["id"] > good.json()["id"]  # ids drawn in the order the sends arrived
     assert await batches_larger_than(server, 4) == 1  # all five shared one commit
     bodies = await db.fetch("SELECT body FROM messages WHERE sender_id = $1 ORDER BY id", alice.user["id"])

@@ -1,7 +1,8 @@
 -- name: lock_master_keys
 -- Workers and hosts starting at once check or register the master key one at a time,
 -- so two new keys can never both become a deployment's first.
-SELECT pg_advisory_xact_lock(7004, 0);
+-- (7005: 7004 is the login throttle's, keyed by address hash, which may be 0.)
+SELECT pg_advisory_xact_lock(7005, 0);
 
 -- name: list_master_keys
 -- The ids of the master keys some row may be wrapped by (keys.open_keyring, rotation.py).
