@@ -18,16 +18,18 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from . import auth, chat, devdb, drain, housekeeping, images, keys, routes, secretfile, webclient
+from . import auth, chat, devdb, drain, erasure, housekeeping, images, keys, routes, secretfile, webclient
 from .crypto import DecryptionError
 from .middleware import AccessLog, JsonCORSMiddleware
 from .config import Settings
 from .db import Database, apply_schema
 from .errors import AppError, DatabaseUnavailable, error_body, outage, undecryptable
 from .fanout import Fanout
+from .fanout_seal import EnvelopeSeal
 from .metrics import Metrics
 from .ratelimit import BoundedSlots, KeyedBuckets, SlidingWindow
 from .services import Services
+from .bodies import BodyKeys
 from .writer import MessageWriter
 
 DRAIN_TIMEOUT_S = 5.0  # longest wait for in-flight acks before uvicorn closes sockets
@@ -74,7 +76,7 @@ async def open_services(settings: Settings) -> Services:
     except BaseException:
         await db.close()
         raise
-    fanout = Fanout(settings.broadcast_url or url, queue_size=settings.ws_send_queue)
+    fanout = Fanout(settings.broadcast_url or url, queue_size=settings.ws_send_queue, seal=EnvelopeSeal(keyring))
     await fanout.connect()
     rate = settings.chat_rate_per_s
     services = Services(
@@ -90,8 +92,9 @@ async def open_services(settings: Settings) -> Services:
         dummy_hash=await asyncio.to_thread(auth.make_dummy_hash, settings.bcrypt_rounds),
         metrics=Metrics(settings.metrics_dir),
     )
-    services.writer = MessageWriter(db, chat.stored_message, functools.partial(chat.announce, services),
-                                    services.metrics.send_batch_size.observe)
+    services.bodies = BodyKeys(services)
+    services.writer = MessageWriter(db, services.bodies, chat.stored_message,
+                                    functools.partial(chat.announce, services), services.metrics.send_batch_size.observe)
     services.writer.start()
     return services
 
@@ -110,13 +113,15 @@ async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Services]]:
     """Open the worker's services and chores for the app's life; close them after."""
     services = await open_services(settings)
     chores = asyncio.create_task(housekeeping.run(services, settings.housekeeping_interval))
+    sweeper = asyncio.create_task(erasure.run_sweeper(services, settings.expiry_sweep_interval))
     restore_signals = drain.defer_shutdown_signals(services.in_flight, DRAIN_TIMEOUT_S)
     try:
         yield {"services": services}
     finally:
         restore_signals()
         chores.cancel()
-        await asyncio.gather(chores, return_exceptions=True)
+        sweeper.cancel()
+        await asyncio.gather(chores, sweeper, return_exceptions=True)
         await close_services(services)
 
 

@@ -7,14 +7,14 @@ an acknowledged message is never lost even if the process dies right then.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import logging
 import time
 from typing import Any, AsyncIterator
 
-from . import auth, media
+from . import auth, keys, media
+from .bodies import pair_of
 from .auth import User
 from .errors import AppError, invalid
 from .payload import is_storable_text, take
@@ -69,17 +69,28 @@ def decode_event(event: str) -> tuple[str, str, str]:
     return skip, message_id, frame
 
 
-def message_json(row: Any) -> dict[str, Any]:
-    """The contract's Message object, built the same way for every path."""
+def message_json(row: Any, body: str) -> dict[str, Any]:
+    """The contract's Message object from a `message_view` row and its opened body."""
     return {
         "id": row["id"],
         "from": row["sender"],
         "to": row["recipient"],
-        "message": row["body"],
+        "message": body,
         "attachment": media.file_json(row, "file_"),
         "client_id": row["client_id"],
         "sent_at": auth.rfc3339(row["sent_at"]),
+        "expires_at": _moment(row["expires_at"]),
     }
+
+
+async def messages_json(services: Services, rows: list[Any]) -> list[dict[str, Any]]:
+    """Messages from `message_view` rows, their bodies opened with their conversations' keys."""
+    bodies = await services.bodies.open_rows(rows)
+    return [message_json(row, body) for row, body in zip(rows, bodies)]
+
+
+def _moment(value: Any) -> str | None:
+    return None if value is None else auth.rfc3339(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,6 +171,7 @@ def stored_message(pending: Pending, row: Any) -> dict[str, Any]:
         "attachment": media.file_json(row, "file_"),
         "client_id": pending.client_id,
         "sent_at": auth.rfc3339(row["sent_at"]),
+        "expires_at": _moment(row["expires_at"]),
     }
 
 
@@ -183,7 +195,7 @@ async def _not_inserted(services: Services, user: User, draft: Draft) -> dict[st
     if draft.client_id is not None:
         row = await services.db.fetchrow("find_message_by_client_id", user.id, draft.client_id)
         if row is not None:
-            return message_json(row)
+            return (await messages_json(services, [row]))[0]
     raise AppError(422, "invalid_attachment",
                    "The attachment must be a file you uploaded and have not sent to someone else.",
                    fields={"attachment": "is not yours to send here"})
@@ -199,7 +211,7 @@ async def history(services: Services, user: User, query: dict[str, str]) -> dict
     else:
         rows = await services.db.fetch("list_conversation_before", user.id, peer["id"], before, limit + 1)
         page = list(reversed(rows[:limit]))
-    return {"messages": [message_json(row) for row in page], "has_more": len(rows) > limit}
+    return {"messages": await messages_json(services, page), "has_more": len(rows) > limit}
 
 
 def _page_params(query: dict[str, str]) -> tuple[int | None, int | None, int]:
@@ -227,19 +239,21 @@ def _page_params(query: dict[str, str]) -> tuple[int | None, int | None, int]:
 async def conversations(services: Services, user: User) -> list[dict[str, Any]]:
     """Every conversation with its last message and unread count, newest first."""
     rows = await services.db.fetch("list_conversations", user.id)
+    last_messages = await messages_json(services, rows)
     return [{
         "with": auth.user_json({key[5:]: row[key] for key in row.keys() if key.startswith("peer_")}),
-        "last_message": message_json(row),
+        "last_message": last_message,
         "unread": row["unread"],
-    } for row in rows]
+        "timer": row["timer"],
+    } for row, last_message in zip(rows, last_messages)]
 
 
 async def replay(services: Services, user: User, since: int) -> AsyncIterator[dict[str, Any]]:
     """The user's messages after `since`, oldest first, in batches (for `sync`)."""
     while True:
         rows = await services.db.fetch("list_messages_since", user.id, since, SYNC_BATCH)
-        for row in rows:
-            yield message_json(row)
+        for message in await messages_json(services, rows):
+            yield message
         if len(rows) < SYNC_BATCH:
             return
         since = rows[-1]["id"]
@@ -272,11 +286,17 @@ async def clear_conversations(services: Services, user: User) -> dict[str, int]:
     """Logout's clearing: delete every conversation of the user for both parties."""
     async with services.db.transaction() as conn:
         await services.db.execute("lock_user_messages", user.id, conn=conn)
+        await keys.forget_conversation_keys(services, user.id, conn)  # first: what remains is unreadable
         groups = await services.db.fetch("delete_user_messages", user.id, conn=conn)
         await services.db.execute("delete_user_reads", user.id, conn=conn)
+        await services.db.execute("delete_user_timers", user.id, conn=conn)
         attachment_ids = [file_id for group in groups for file_id in group["attachment_ids"]]
         files = await media.delete_files(services, attachment_ids, conn=conn)
-    await asyncio.to_thread(media.unlink_files, services, files)
+        doomed = [path for row in files for path in (row["path"], row["thumbnail_path"]) if path]
+        await services.db.execute("record_doomed_files", doomed, conn=conn)
+    for group in groups:
+        services.bodies.forget(pair_of(user.id, group["peer_id"]))
+    await media.unlink_doomed(services, doomed)
     await _forget_parked(services, user)
     for group in groups:
         await publish(services, [user_channel(group["peer_id"])], encode_event({"type": "cleared", "with": user.username}))

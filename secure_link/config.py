@@ -56,6 +56,7 @@ class Settings:
     upload_quota_bytes: int = 100 * 1024 * 1024
     upload_rate_per_min: int = 30
     housekeeping_interval: float = 10.0
+    expiry_sweep_interval: float = 1.0  # expired messages are deleted within this (plus the sweep's time)
     chat_rate_per_s: float = 20.0
     login_failures_per_15_min: int = 10
     register_rate_per_min: int = 20
@@ -148,6 +149,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "UPLOAD_QUOTA_BYTES": ("upload_quota_bytes", int),
     "UPLOAD_RATE_PER_MIN": ("upload_rate_per_min", int),
     "HOUSEKEEPING_INTERVAL": ("housekeeping_interval", float),
+    "EXPIRY_SWEEP_INTERVAL": ("expiry_sweep_interval", float),
     "MEDIA_ACCEL_PREFIX": ("media_accel_prefix", _no_accel),
     "CHAT_RATE_PER_S": ("chat_rate_per_s", float),
     "LOGIN_FAILURES_PER_15_MIN": ("login_failures_per_15_min", int),

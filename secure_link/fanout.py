@@ -12,17 +12,27 @@ chosen by URL scheme; the cross-worker ones live in `fanout_backends`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from collections import deque
 from types import TracebackType
 from typing import Callable, Protocol
 
 from secure_link.fanout_backends import GAP, Deliver, Gap, PostgresBackend
+from secure_link.crypto import DecryptionError
 from secure_link.fanout_redis import RedisBackend
 
 __all__ = ["GAP", "Fanout", "Gap", "Subscription", "SubscriptionClosed", "SubscriptionOverflow"]
 
+log = logging.getLogger("secure_link.fanout")
 ORIGIN_END = "|"  # every payload on the wire starts with its publisher's origin tag and this
+
+
+class Seal(Protocol):
+    """Seals payloads for the transport and opens them (fanout_seal.EnvelopeSeal)."""
+
+    def seal(self, text: str) -> str: ...
+    def open(self, payload: str) -> str: ...
 
 
 class Backend(Protocol):
@@ -170,10 +180,13 @@ class Subscription:
 class Fanout:
     """Publish to channels and subscribe to them, across workers when the URL says so."""
 
-    def __init__(self, url: str, *, queue_size: int = 256, probe_interval: float = 5.0) -> None:
+    def __init__(self, url: str, *, queue_size: int = 256, probe_interval: float = 5.0,
+                 seal: Seal | None = None) -> None:
+        """`seal` seals every payload the transport carries (fanout_seal.py); memory:// needs none."""
         if queue_size < 1 or probe_interval <= 0:
             raise ValueError("queue_size and probe_interval must be positive")
         self._backend = _backend_for(url, self._receive, probe_interval)
+        self._seal = None if self._backend.name == "memory" else seal
         self._origin = secrets.token_hex(6)  # tags what this process delivered itself (publish_batch)
         self._queue_size = queue_size
         self._subscribers: dict[str, set[Subscription]] = {}
@@ -203,7 +216,7 @@ class Fanout:
         """The same message to several channels in one round trip (e.g. both parties of a chat)."""
         if not isinstance(message, str):
             raise TypeError(f"publish() takes a str (serialise once), not {type(message).__name__}")
-        await self._backend.publish(list(dict.fromkeys(channels)), ORIGIN_END + message)
+        await self._backend.publish(list(dict.fromkeys(channels)), self._wire(ORIGIN_END + message))
 
     async def publish_batch(self, items: list[tuple[list[str], str]]) -> None:
         """Several messages, each to its channels: here at once, elsewhere in one round trip.
@@ -218,7 +231,7 @@ class Fanout:
             unique = list(dict.fromkeys(channels))
             for channel in unique:
                 self._deliver(channel, message)
-            tagged.append((unique, self._origin + ORIGIN_END + message))
+            tagged.append((unique, self._wire(self._origin + ORIGIN_END + message)))
         await self._backend.publish_batch(tagged)
 
     async def forget(self, channels: list[str]) -> None:
@@ -285,9 +298,19 @@ class Fanout:
         if isinstance(item, Gap):
             self._deliver(channel, item)
             return
+        if self._seal is not None:
+            try:
+                item = self._seal.open(item)
+            except DecryptionError as exc:  # not ours, or a key this process cannot have: a loss
+                log.warning("fan-out payload on %s could not be opened (%s); its subscribers catch up", channel, exc)
+                self._deliver(channel, GAP)
+                return
         origin, _, message = item.partition(ORIGIN_END)
         if origin != self._origin:
             self._deliver(channel, message)
+
+    def _wire(self, payload: str) -> str:
+        return payload if self._seal is None else self._seal.seal(payload)
 
     def _deliver(self, channel: str | None, item: str | Gap) -> None:
         """To this process's subscribers; `None` addresses every one of them (a GAP)."""

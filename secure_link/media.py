@@ -239,6 +239,15 @@ def unlink_files(services: Any, rows: list[Any]) -> None:
     _unlink_rows(services.settings.media_root, rows)
 
 
+async def unlink_doomed(services: Any, paths: list[str]) -> None:
+    """Remove files whose rows are gone from disk, then their record in `doomed_files` (erasure.py)."""
+    if not paths:
+        return
+    root = services.settings.media_root
+    await anyio.to_thread.run_sync(lambda: [(root / path).unlink(missing_ok=True) for path in paths])
+    await services.db.execute("forget_doomed_files", paths)
+
+
 def _unlink_rows(root: Path, rows: list[Any]) -> None:
     for row in rows:
         for relative in (row["path"], row["thumbnail_path"]):

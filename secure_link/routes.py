@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from . import accounts, auth, chat, downloads, media, openapi, sockets, webclient
+from . import accounts, auth, chat, downloads, erasure, media, openapi, sockets, timers, webclient
 from .errors import AppError, rate_limited
 from .proxy import client_address, is_secure
 from .services import Services
@@ -147,6 +147,23 @@ async def media_thumbnail(request: Request) -> Response:
                              byte_range=request.headers.get("range"), if_range=request.headers.get("if-range"))
 
 
+async def conversation_timer(request: Request) -> Response:
+    """A conversation's disappearing-message timer: read it, or set it for both parties."""
+    services, user = await auth.authenticated(request)
+    peer = request.path_params["username"]
+    if request.method == "GET":
+        return JSONResponse(await timers.get_timer(services, user, peer))
+    seconds = timers.parse_seconds(await read_json(request))
+    return JSONResponse(await timers.set_timer(services, user, peer, seconds))
+
+
+async def delete_message(request: Request) -> Response:
+    """Delete one message for both parties; its file is gone from disk before this answers."""
+    services, user = await auth.authenticated(request)
+    raw = request.path_params["message_id"]
+    return JSONResponse({"deleted": await erasure.delete_for_everyone(services, user, raw if raw < 2**63 else 0)})
+
+
 async def healthz(request: Request) -> Response:
     """The process is up (no dependency is checked: a liveness probe)."""
     return JSONResponse({"status": "ok"})
@@ -183,6 +200,10 @@ routes = [
     Route("/api/send-message/", send_message, methods=["POST"]),
     Route("/api/conversations/", conversations, methods=["GET"]),
     Route("/api/messages/", messages, methods=["GET"]),
+    Route("/api/messages/{message_id:int}/", delete_message, methods=["DELETE"]),
+    Route("/api/messages/{message_id:int}", delete_message, methods=["DELETE"]),
+    Route("/api/conversations/{username}/timer/", conversation_timer, methods=["GET", "PUT"]),
+    Route("/api/conversations/{username}/timer", conversation_timer, methods=["GET", "PUT"]),
     Route("/api/upload-file/", upload_file, methods=["POST"]),
     Route("/media/{file_id}", media_file, methods=["GET"]),
     Route("/media/{file_id}/thumbnail", media_thumbnail, methods=["GET"]),

@@ -18,6 +18,7 @@ from .fanout import Fanout
 from .keyring import Keyring
 from .metrics import Metrics
 from .ratelimit import BoundedSlots, KeyedBuckets, KeyedLocks, SlidingWindow
+from .bodies import BodyKeys
 from .writer import MessageWriter
 
 
@@ -41,7 +42,8 @@ class Services:
     worker_id: uuid.UUID = dataclasses.field(default_factory=uuid.uuid4)
     # (user id, session id) -> this worker's sockets of it: housekeeping closes those of ended sessions
     sessions_here: collections.Counter[tuple[int, int]] = dataclasses.field(default_factory=collections.Counter)
-    writer: MessageWriter = dataclasses.field(init=False)  # group commit of sends: started by the lifespan
+    writer: MessageWriter = dataclasses.field(init=False)
+    bodies: BodyKeys = dataclasses.field(init=False)  # conversation keys this worker has unwrapped  # group commit of sends: started by the lifespan
 
     def sample_metrics(self) -> None:
         """Record what is sampled rather than counted (pool, tasks, channels, send queue): at each scrape and chore round."""

@@ -21,7 +21,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from . import auth, chat, presence
+from . import auth, chat, erasure, presence, timers
 from .auth import User
 from .errors import (CLOSE_INTERNAL, CLOSE_POLICY, CLOSE_RATE_LIMITED, CLOSE_RESTARTING, CLOSE_TOO_BIG,
                      CLOSE_TRY_AGAIN, CLOSE_UNAUTHENTICATED, AppError, error_frame, outage, rate_limited)
@@ -317,9 +317,11 @@ class Connection:
         if not isinstance(kind, str):
             kind = ""
         handler = {"chat": self._on_chat, "sync": self._on_sync, "read": self._on_read,
-                   "typing": self._on_typing, "ping": self._on_ping, "auth": self._on_auth}.get(kind)
+                   "typing": self._on_typing, "ping": self._on_ping, "auth": self._on_auth,
+                   "timer": self._on_timer, "delete": self._on_delete}.get(kind)
         if handler is None:
-            raise AppError(400, "unknown_type", "Unknown frame type: use chat, sync, read, typing or ping.")
+            raise AppError(400, "unknown_type",
+                           "Unknown frame type: use chat, sync, read, typing, timer, delete or ping.")
         await handler(frame)
 
     async def _on_chat(self, frame: dict) -> None:
@@ -364,6 +366,20 @@ class Connection:
         if not peer:
             raise AppError(422, "missing_recipient", "Say who is being typed to: `to`.", fields={"to": "is required"})
         await chat.typing(self.services, self.user, peer)
+
+    async def _on_timer(self, frame: dict) -> None:
+        """Set a conversation's timer; both parties hear a `timer` frame (this socket too)."""
+        self._check_rate(self.signal_bucket)
+        peer = take(frame, {}, {"with": str})["with"] or self.bound_peer
+        if not peer:
+            raise AppError(422, "missing_recipient", "Say whose conversation: `with`.", fields={"with": "is required"})
+        await timers.set_timer(self.services, self.user, peer, timers.parse_seconds(frame))
+
+    async def _on_delete(self, frame: dict) -> None:
+        """Delete a message for both parties; both hear a `deleted` frame (this socket too)."""
+        self._check_rate(self.signal_bucket)
+        message_id = take(frame, {"id": int})["id"]
+        await erasure.delete_for_everyone(self.services, self.user, message_id if 0 < message_id < 2**63 else 0)
 
     async def _on_ping(self, frame: dict) -> None:
         await self._send({"type": "pong"})

@@ -22,14 +22,17 @@ import dataclasses
 import logging
 from typing import Any, Awaitable, Callable
 
+from .bodies import BodyKeys, pair_of
 from .db import Database
 from .errors import DatabaseUnavailable
 
 MAX_BATCH = 256
+MAX_RESEALS = 3  # a key destroyed under a draft again and again: answer "not stored" and let chat.py say why
+USER_CACHE_LIMIT = 100_000  # usernames never change; past this the cache starts again from empty
 log = logging.getLogger("secure_link.writer")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(eq=False)
 class Pending:
     """One queued send: who sends what to whom, and the future its sender awaits."""
 
@@ -41,6 +44,8 @@ class Pending:
     attachment: str | None
     origin: str  # the sending connection, which gets an ack instead of the chat event
     answer: asyncio.Future[Any]
+    recipient_id: int = 0  # resolved by the writer
+    resealed: int = 0  # times its conversation's key changed under it (a logout meanwhile)
 
     def claims(self) -> str | None:
         """The file this draft would claim: two drafts of one batch cannot both check it unclaimed."""
@@ -64,9 +69,11 @@ class MessageWriter:
     never fails its neighbours.
     """
 
-    def __init__(self, db: Database, shape: Shape, announce: Announce,
+    def __init__(self, db: Database, bodies: BodyKeys, shape: Shape, announce: Announce,
                  observe_batch: Callable[[int], None] = lambda size: None, max_batch: int = MAX_BATCH) -> None:
         self._db = db
+        self._bodies = bodies
+        self._user_ids: dict[str, int] = {}
         self._shape = shape
         self._announce_batch = announce
         self._observe_batch = observe_batch
@@ -156,20 +163,60 @@ class MessageWriter:
             if not pending.answer.done():
                 pending.answer.set_result(message)
         for pending in batch:
-            if not pending.answer.done():
+            if not pending.answer.done() and pending not in self._queue:
                 pending.answer.set_result(None)
 
     async def _insert(self, batch: list[Pending]) -> list[tuple[Pending, Any]]:
-        """One statement, one commit: the stored drafts with their rows, in id order."""
+        """One statement, one commit: the stored drafts with their rows, in id order.
+
+        Recipients are resolved and bodies sealed first; a draft to nobody (or
+        to its sender) is left out and answered "not stored". A draft whose
+        conversation key was destroyed after it was sealed goes back to the
+        queue, to be sealed with the new key.
+        """
+        addressed = [pending for pending in batch if await self._address(pending)]
+        if not addressed:
+            return []
+        current = await self._bodies.for_pairs(pair_of(p.sender_id, p.recipient_id) for p in addressed)
+        born = [current[pair_of(p.sender_id, p.recipient_id)][0] for p in addressed]
+        sealed = [self._bodies.seal(current[pair_of(p.sender_id, p.recipient_id)][1], p.sender_id, p.recipient_id,
+                                    p.body) for p in addressed]
         rows = await self._db.fetch(
             "insert_messages",
-            list(range(len(batch))),
-            [pending.sender_id for pending in batch],
-            [pending.to for pending in batch],
-            [pending.body for pending in batch],
-            [pending.client_id for pending in batch],
-            [pending.attachment for pending in batch])
-        return sorted(((batch[row["ord"]], row) for row in rows), key=lambda stored: stored[1]["id"])
+            list(range(len(addressed))),
+            [pending.sender_id for pending in addressed],
+            [pending.recipient_id for pending in addressed],
+            sealed,
+            [pending.client_id for pending in addressed],
+            [pending.attachment for pending in addressed],
+            born)
+        stored = sorted(((addressed[row["ord"]], row) for row in rows), key=lambda item: item[1]["id"])
+        await self._reseal_if_rekeyed(addressed, born, {id(pending) for pending, _ in stored})
+        return stored
+
+    async def _address(self, pending: Pending) -> bool:
+        """Resolve the recipient's id (cached: usernames never change); False for nobody or oneself."""
+        user_id = self._user_ids.get(pending.to)
+        if user_id is None:
+            row = await self._db.fetchrow("find_user_ids_by_usernames", [pending.to])
+            if row is None:
+                return False
+            if len(self._user_ids) >= USER_CACHE_LIMIT:
+                self._user_ids.clear()
+            user_id = self._user_ids[pending.to] = row["id"]
+        pending.recipient_id = user_id
+        return user_id != pending.sender_id
+
+    async def _reseal_if_rekeyed(self, addressed: list[Pending], born: list[Any], stored: set[int]) -> None:
+        """Queue again the drafts refused because their key changed meanwhile (a logout)."""
+        for pending, generation in zip(addressed, born):
+            if id(pending) in stored or pending.resealed >= MAX_RESEALS:
+                continue
+            pair = pair_of(pending.sender_id, pending.recipient_id)
+            if await self._db.fetchval("find_conversation_key_born", *pair) != generation:
+                self._bodies.forget(pair)
+                pending.resealed += 1
+                self._queue.insert(0, pending)
 
     async def _announce(self, messages: list[Stored]) -> None:
         """Hand the committed batch on (fan-out); its failure is logged, never an unacked send."""

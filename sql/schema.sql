@@ -92,12 +92,19 @@ CREATE TABLE IF NOT EXISTS messages (
     id             bigserial PRIMARY KEY,
     sender_id      bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     recipient_id   bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-    body           text NOT NULL,
+    body           text NOT NULL DEFAULT '',  -- '': the body is sealed_body (rows before version 4 kept text)
     client_id      text,
     attachment_id  text REFERENCES files (id) ON DELETE SET NULL,
     sent_at        timestamptz NOT NULL DEFAULT now(),
+    expires_at     timestamptz,  -- sent_at plus the conversation's timer then; NULL: never
+    sealed_body    bytea,        -- AES-GCM under the conversation's key (bodies.py)
     CONSTRAINT messages_client_id_unique UNIQUE (sender_id, client_id)
 );
+-- Databases from before version 4 (the table above already existed there):
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS expires_at timestamptz;
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS sealed_body bytea;
+ALTER TABLE messages ALTER COLUMN body SET DEFAULT '';
+CREATE INDEX IF NOT EXISTS messages_expiry_idx ON messages (expires_at) WHERE expires_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS messages_pair_idx
     ON messages (LEAST(sender_id, recipient_id), GREATEST(sender_id, recipient_id), id);
 CREATE INDEX IF NOT EXISTS messages_sender_idx ON messages (sender_id, id);
@@ -105,17 +112,40 @@ CREATE INDEX IF NOT EXISTS messages_recipient_idx ON messages (recipient_id, id)
 CREATE INDEX IF NOT EXISTS messages_attachment_idx ON messages (attachment_id) WHERE attachment_id IS NOT NULL;
 
 -- Every query that returns Messages reads this view, so the Message object is
--- built from the same columns everywhere (history, sync, conversations, retries).
+-- built from the same columns everywhere (history, sync, conversations, retries),
+-- and an expired message is never served, from the instant it expires, whether
+-- the sweeper has deleted it yet or not.
 CREATE OR REPLACE VIEW message_view AS
 SELECT m.id, m.sender_id, m.recipient_id, s.username AS sender, r.username AS recipient,
        m.body, m.client_id, m.sent_at,
        f.id AS file_id, f.name AS file_name, f.content_type AS file_content_type,
        f.size AS file_size, f.width AS file_width, f.height AS file_height,
-       f.thumbnail_path AS file_thumbnail_path
+       f.thumbnail_path AS file_thumbnail_path,
+       m.expires_at, m.sealed_body
 FROM messages m
 JOIN users s ON s.id = m.sender_id
 JOIN users r ON r.id = m.recipient_id
-LEFT JOIN files f ON f.id = m.attachment_id;
+LEFT JOIN files f ON f.id = m.attachment_id
+WHERE m.expires_at IS NULL OR m.expires_at > now();
+
+-- Each conversation's timer (contract v1.1), the pair lowest id first; no row: off.
+CREATE TABLE IF NOT EXISTS conversation_timers (
+    low_user_id   bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    high_user_id  bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    seconds       integer NOT NULL CHECK (seconds BETWEEN 0 AND 2419200),
+    set_by        bigint REFERENCES users (id) ON DELETE SET NULL,
+    set_at        timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (low_user_id, high_user_id),
+    CHECK (low_user_id < high_user_id)
+);
+
+-- Files whose rows are deleted (expired, deleted for everyone, cleared), in
+-- the same commit, until they are gone from disk too: a process killed in
+-- between leaves this record, and the next sweep unlinks the file.
+CREATE TABLE IF NOT EXISTS doomed_files (
+    path       text PRIMARY KEY,
+    doomed_at  timestamptz NOT NULL DEFAULT now()
+);
 
 -- Each conversation's data key (message bodies), wrapped by a master key;
 -- the pair is stored lowest id first. Logout deletes it before anything else.
@@ -166,5 +196,5 @@ CREATE TABLE IF NOT EXISTS fanout_spill (
 -- created the database: an older database keeps its record, so the
 -- migrations it lacks still run after this file.
 INSERT INTO schema_migrations (version)
-SELECT version FROM (VALUES (1), (2), (3)) AS shipped (version)
+SELECT version FROM (VALUES (1), (2), (3), (4)) AS shipped (version)
 WHERE NOT EXISTS (SELECT 1 FROM schema_migrations);

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import types
 import urllib.parse
 import uuid
 from pathlib import Path
@@ -28,7 +29,9 @@ import uvicorn
 from secure_link import devdb
 from secure_link.app import create_app
 from secure_link.config import PROJECT_ROOT, Settings
-from secure_link.db import apply_schema
+from secure_link.bodies import BodyKeys
+from secure_link.db import Database, apply_schema
+from secure_link.keyring import Keyring
 from secure_link.fanout_backends import LISTEN_NAME
 
 from .story import Server
@@ -286,6 +289,17 @@ async def database_refusing(pg_server_url: str, database_url: str, cut: str | No
             await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
     finally:
         await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def body_keys(database_url: str) -> AsyncIterator[BodyKeys]:
+    """The servers' conversation keys, through the tests' master key file: for a test that runs
+    the send statement itself, and must seal bodies as the writer does."""
+    database = await Database.connect(database_url, min_size=1, max_size=2)
+    try:
+        yield BodyKeys(types.SimpleNamespace(db=database, keyring=Keyring.load(shared_master_key_file())))
+    finally:
+        await database.close()
 
 
 def listen_outage(pg_server_url: str, database_url: str) -> contextlib.AbstractAsyncContextManager[None]:

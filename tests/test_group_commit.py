@@ -20,11 +20,11 @@ import httpx
 import pytest
 
 from secure_link.config import Settings
-from secure_link.db import Database, load_queries
+from secure_link.db import load_queries
 from secure_link.errors import DatabaseUnavailable
 from secure_link.writer import MessageWriter
 
-from .conftest import server_process
+from .conftest import body_keys, server_process
 from .story import PNG, Person, Server, assert_error, sample, scrape, upload
 
 SYNC_QUERY = load_queries()["list_messages_since"].sql
@@ -100,8 +100,8 @@ async def test_one_batch_answers_each_draft_with_its_own_row_or_its_own_refusal(
     assert retried.status_code == 200 and retried.json() == good.json()  # the original, once, from the same batch
     assert good_two.json()["id"] > good.json()["id"]  # ids drawn in the order the sends arrived
     assert await batches_larger_than(server, 4) == 1  # all five shared one commit
-    bodies = await db.fetch("SELECT body FROM messages WHERE sender_id = $1 ORDER BY id", alice.user["id"])
-    assert [row["body"] for row in bodies] == ["good one", "good two"]
+    stored = await db.fetch("SELECT id FROM messages WHERE sender_id = $1 ORDER BY id", alice.user["id"])
+    assert [row["id"] for row in stored] == [good.json()["id"], good_two.json()["id"]]
     assert await db.fetchval("SELECT used_with FROM files WHERE id = $1", bobs_file["id"]) is None
 
 
@@ -125,18 +125,16 @@ async def test_two_sends_of_one_file_in_a_batch_claim_it_once(server: Server, da
 @contextlib.asynccontextmanager
 async def writer_of(database_url: str, announced: list[int]) -> AsyncIterator[MessageWriter]:
     """A message writer of its own, outside any server; it records the ids it announces."""
-    database = await Database.connect(database_url, min_size=1, max_size=2)
-
     async def announce(messages: list[Any]) -> None:
         announced.extend(message["id"] for _, _, message in messages)
 
-    writer = MessageWriter(database, lambda pending, row: {"id": row["id"]}, announce)
-    writer.start()
-    try:
-        yield writer
-    finally:
-        await writer.close()
-        await database.close()
+    async with body_keys(database_url) as keys:
+        writer = MessageWriter(keys._services.db, keys, lambda pending, row: {"id": row["id"]}, announce)
+        writer.start()
+        try:
+            yield writer
+        finally:
+            await writer.close()
 
 
 async def test_closing_the_writer_stores_what_is_queued_first(database_url: str, server: Server) -> None:
@@ -166,8 +164,8 @@ async def test_a_draft_the_database_refuses_fails_alone(database_url: str, db: a
     assert isinstance(bad, Exception) and not isinstance(bad, DatabaseUnavailable)
     assert isinstance(before, dict) and isinstance(after, dict)
     assert announced == [before["id"], after["id"]]
-    stored = await db.fetch("SELECT body FROM messages WHERE sender_id = $1 ORDER BY id", alice.user["id"])
-    assert [row["body"] for row in stored] == ["before", "after"]
+    stored = await db.fetch("SELECT id FROM messages WHERE sender_id = $1 ORDER BY id", alice.user["id"])
+    assert [row["id"] for row in stored] == [before["id"], after["id"]]
 
 
 async def test_batches_of_two_workers_that_share_users_neither_deadlock_nor_skip(

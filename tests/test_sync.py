@@ -15,6 +15,9 @@ import asyncpg
 from secure_link.chat import SYNC_BATCH
 from secure_link.db import load_queries
 
+from secure_link.bodies import pair_of
+
+from .conftest import body_keys
 from .story import Person, Server, sync
 
 INSERT_MESSAGES = load_queries()["insert_messages"].sql
@@ -22,7 +25,12 @@ INSERT_MESSAGES = load_queries()["insert_messages"].sql
 
 async def store(connection: asyncpg.Connection, sender: Person, to: Person, text: str) -> int:
     """The send statement, as the server's writer runs it (a batch of one), minus the publish: nobody hears of it live."""
-    row = await connection.fetchrow(INSERT_MESSAGES, [0], [sender.user["id"]], [to.username], [text], [None], [None])
+    sender_id, recipient_id = sender.user["id"], to.user["id"]
+    async with body_keys(sender.server.settings.database_url or "") as keys:
+        pair = pair_of(sender_id, recipient_id)
+        born, key = (await keys.for_pairs([pair]))[pair]
+    sealed = keys.seal(key, sender_id, recipient_id, text)
+    row = await connection.fetchrow(INSERT_MESSAGES, [0], [sender_id], [recipient_id], [sealed], [None], [None], [born])
     return row["id"]
 
 
@@ -125,7 +133,7 @@ async def test_sync_goes_on_past_one_batch(server: Server, db: asyncpg.Connectio
 async def test_the_replay_reads_in_bounded_batches(server: Server, db: asyncpg.Connection) -> None:
     """A sync after months away must not load every message at once: each read is capped."""
     alice, bob = await server.person("alice").register(), await server.person("bob").register()
-    for i in range(3):
-        await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": f"m{i}"})
+    sent = [(await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": f"m{i}"})).json()
+            for i in range(3)]
     rows = await db.fetch(load_queries()["list_messages_since"].sql, bob.user["id"], 0, 2)
-    assert [row["body"] for row in rows] == ["m0", "m1"]
+    assert [row["id"] for row in rows] == [sent[0]["id"], sent[1]["id"]]

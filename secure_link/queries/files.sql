@@ -29,13 +29,15 @@ RETURNING old.avatar_file_id;
 
 -- name: find_visible_file
 -- One query decides who may see a file, so every refusal is the same 404:
--- avatars to any logged-in user ($2); attachments to their uploader and to
--- both parties of a message that carries them.
+-- avatars to any logged-in user ($2); an attachment not sent yet to its
+-- uploader; a sent one to both parties of a live message that carries it
+-- (an expired message's file is not served, swept or not).
 SELECT f.* FROM files f
 WHERE f.id = $1 AND (
-    f.purpose = 'avatar' OR f.owner_id = $2
+    f.purpose = 'avatar' OR (f.owner_id = $2 AND f.used_with IS NULL)
     OR EXISTS (SELECT 1 FROM messages m
-               WHERE m.attachment_id = f.id AND (m.sender_id = $2 OR m.recipient_id = $2)));
+               WHERE m.attachment_id = f.id AND (m.sender_id = $2 OR m.recipient_id = $2)
+                 AND (m.expires_at IS NULL OR m.expires_at > now())));
 
 -- name: delete_files_by_ids
 -- Returns the paths so the caller unlinks them after its transaction commits.

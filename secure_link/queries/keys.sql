@@ -61,3 +61,7 @@ FOR UPDATE SKIP LOCKED;
 UPDATE files f SET wrapped_key = batch.wrapped_key, master_key_id = $3
 FROM unnest($1::text[], $2::bytea[]) AS batch (id, wrapped_key)
 WHERE f.id = batch.id;
+
+-- name: find_conversation_key_born
+-- The key's generation (bodies.py): a conversation cleared and begun again has a new key.
+SELECT created_at FROM conversation_keys WHERE low_user_id = $1 AND high_user_id = $2;

@@ -1,8 +1,12 @@
 -- name: insert_messages
 -- Group commit: one statement stores a whole batch of drafts (writer.py), one
--- array per field, $1 the drafts' positions. For each draft: find the
--- recipient ($3, a folded username, never the sender), check the attachment
--- ($6), insert, mark the attachment used; return the stored drafts by position.
+-- array per field, $1 the drafts' positions. The writer has already resolved
+-- each recipient ($3, never the sender) and sealed each body ($4) with its
+-- conversation's key, born at $7 (conversation_keys.created_at). For each
+-- draft: check that key is still the conversation's (a logout may have
+-- destroyed it meanwhile: the writer then seals again), check the attachment
+-- ($6), stamp the expiry from the conversation's timer, insert, mark the
+-- attachment used; return the stored drafts by position.
 -- Order matters. `locked` takes the advisory lock of every user of the batch,
 -- in ascending order (so batches on several workers cannot deadlock), and is
 -- evaluated once, before any row of `numbered`: every id is drawn after all
@@ -12,56 +16,69 @@
 -- not yet used with anyone else; it is marked used only if its message is
 -- really inserted, so a retried client_id cannot claim a new file. The writer
 -- never puts two drafts with the same file in one batch; two with the same
--- sender and client_id may be, and ON CONFLICT keeps the first. No row
--- back for a draft means: unknown or self recipient, a retried client_id, or
--- a refused attachment (chat.py asks which).
+-- sender and client_id may be, and ON CONFLICT keeps the first. No row back
+-- for a draft means: a retried client_id, a refused attachment, or a key
+-- destroyed since it was sealed (the writer asks which).
 WITH draft AS (
-    SELECT * FROM unnest($1::int[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])
-        AS d (ord, sender_id, recipient, body, client_id, attachment_id)
-), addressed AS (
-    SELECT draft.*, peer.id AS recipient_id
-    FROM draft JOIN users peer ON peer.username = draft.recipient AND peer.id <> draft.sender_id
+    SELECT * FROM unnest($1::int[], $2::bigint[], $3::bigint[], $4::bytea[], $5::text[], $6::text[],
+                         $7::timestamptz[])
+        AS d (ord, sender_id, recipient_id, sealed_body, client_id, attachment_id, key_born)
 ), locked AS (
     SELECT count(*) AS users FROM (
         SELECT pg_advisory_xact_lock(7001, user_id::int) FROM (
             SELECT DISTINCT user_id
-            FROM addressed, LATERAL (VALUES (sender_id), (recipient_id)) AS party (user_id)
+            FROM draft, LATERAL (VALUES (sender_id), (recipient_id)) AS party (user_id)
             ORDER BY user_id OFFSET 0
         ) ascending
     ) taken
+), keyed AS (
+    SELECT draft.*, COALESCE(timer.seconds, 0) AS timer_seconds
+    FROM draft
+    JOIN conversation_keys k
+      ON k.low_user_id = LEAST(draft.sender_id, draft.recipient_id)
+     AND k.high_user_id = GREATEST(draft.sender_id, draft.recipient_id)
+     AND k.created_at = draft.key_born
+    LEFT JOIN conversation_timers timer
+      ON timer.low_user_id = k.low_user_id AND timer.high_user_id = k.high_user_id
+    WHERE (SELECT users FROM locked) >= 0 AND draft.sender_id <> draft.recipient_id
 ), claimable AS (
-    SELECT addressed.ord, files.id, files.name, files.content_type, files.size, files.width,
+    SELECT keyed.ord, files.id, files.name, files.content_type, files.size, files.width,
            files.height, files.thumbnail_path
-    FROM addressed JOIN files ON files.id = addressed.attachment_id
-    WHERE (SELECT users FROM locked) >= 0
-      AND files.owner_id = addressed.sender_id AND files.purpose = 'attachment'
-      AND (files.used_with IS NULL OR files.used_with = addressed.recipient_id)
+    FROM keyed JOIN files ON files.id = keyed.attachment_id
+    WHERE files.owner_id = keyed.sender_id AND files.purpose = 'attachment'
+      AND (files.used_with IS NULL OR files.used_with = keyed.recipient_id)
     FOR UPDATE OF files
 ), numbered AS (
-    SELECT nextval(pg_get_serial_sequence('messages', 'id')) AS id, ready.*
+    SELECT nextval(pg_get_serial_sequence('messages', 'id')) AS id, clock_timestamp() AS sent_at, ready.*
     FROM (
-        SELECT addressed.*, claimable.id AS file_id
-        FROM addressed LEFT JOIN claimable ON claimable.ord = addressed.ord
+        SELECT keyed.*, claimable.id AS file_id
+        FROM keyed LEFT JOIN claimable ON claimable.ord = keyed.ord
         WHERE (SELECT users FROM locked) >= 0
-          AND (addressed.attachment_id IS NULL OR claimable.id IS NOT NULL)
-        ORDER BY addressed.ord OFFSET 0
+          AND (keyed.attachment_id IS NULL OR claimable.id IS NOT NULL)
+        ORDER BY keyed.ord OFFSET 0
     ) ready
 ), inserted AS (
-    INSERT INTO messages (id, sender_id, recipient_id, body, client_id, attachment_id, sent_at)
-    SELECT id, sender_id, recipient_id, body, client_id, file_id, clock_timestamp() FROM numbered
+    INSERT INTO messages (id, sender_id, recipient_id, sealed_body, client_id, attachment_id, sent_at, expires_at)
+    SELECT id, sender_id, recipient_id, sealed_body, client_id, file_id, sent_at,
+           CASE WHEN timer_seconds > 0 THEN sent_at + make_interval(secs => timer_seconds) END
+    FROM numbered
     ON CONFLICT (sender_id, client_id) DO NOTHING
-    RETURNING id, recipient_id, attachment_id, sent_at
+    RETURNING id, recipient_id, attachment_id, sent_at, expires_at
 ), marked AS (
     UPDATE files SET used_with = inserted.recipient_id
     FROM inserted WHERE files.id = inserted.attachment_id
 )
-SELECT n.ord, i.id, i.recipient_id, i.sent_at,
+SELECT n.ord, i.id, i.recipient_id, i.sent_at, i.expires_at,
        c.id AS file_id, c.name AS file_name, c.content_type AS file_content_type,
        c.size AS file_size, c.width AS file_width, c.height AS file_height,
        c.thumbnail_path AS file_thumbnail_path
 FROM inserted i
 JOIN numbered n ON n.id = i.id
 LEFT JOIN claimable c ON c.ord = n.ord;
+
+-- name: find_user_ids_by_usernames
+-- The writer resolves the recipients of a batch it has not met yet (usernames never change).
+SELECT id, username FROM users WHERE username = ANY($1::text[]);
 
 -- name: find_message_by_client_id
 -- The original of a retried send.
@@ -105,18 +122,22 @@ LIMIT $4;
 WITH last AS (
     SELECT CASE WHEN sender_id = $1 THEN recipient_id ELSE sender_id END AS peer_id,
            max(id) AS last_id
-    FROM messages WHERE sender_id = $1 OR recipient_id = $1
+    FROM messages WHERE (sender_id = $1 OR recipient_id = $1) AND (expires_at IS NULL OR expires_at > now())
     GROUP BY 1
 )
 SELECT v.*, p.id AS peer_id, p.username AS peer_username, p.display_name AS peer_display_name,
        p.avatar_file_id AS peer_avatar_file_id, p.created_at AS peer_created_at,
        (SELECT count(*) FROM messages u
         WHERE u.sender_id = last.peer_id AND u.recipient_id = $1
-          AND u.id > COALESCE(r.last_read_id, 0)) AS unread
+          AND u.id > COALESCE(r.last_read_id, 0)
+          AND (u.expires_at IS NULL OR u.expires_at > now())) AS unread,
+       COALESCE(t.seconds, 0) AS timer
 FROM last
 JOIN message_view v ON v.id = last.last_id
 JOIN users p ON p.id = last.peer_id
 LEFT JOIN conversation_reads r ON r.user_id = $1 AND r.peer_id = last.peer_id
+LEFT JOIN conversation_timers t
+  ON t.low_user_id = LEAST($1::bigint, last.peer_id) AND t.high_user_id = GREATEST($1::bigint, last.peer_id)
 ORDER BY last.last_id DESC;
 
 -- name: conversation_exists
@@ -163,3 +184,7 @@ FROM (
 
 -- name: delete_user_reads
 DELETE FROM conversation_reads WHERE user_id = $1 OR peer_id = $1;
+
+-- name: delete_user_timers
+-- Logout's clearing resets the cleared conversations' timers to off (contract v1.1).
+DELETE FROM conversation_timers WHERE low_user_id = $1 OR high_user_id = $1;

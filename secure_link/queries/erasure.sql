@@ -1,0 +1,72 @@
+-- Removing messages for good (erasure.py): expiry sweeps, delete for everyone,
+-- and the files to unlink. A file goes with its last message: the same
+-- attachment may travel in several messages of one conversation.
+
+-- name: sweep_expired_messages
+-- One sweep batch ($1 rows at most), oldest expiry first: delete what has
+-- expired, with the attachments no other message carries, and record their
+-- paths in doomed_files in the same commit, so a sweeper killed before it
+-- unlinks leaves a record the next sweep finishes. SKIP LOCKED: workers and
+-- hosts sweeping at once share the work and never wait for each other.
+WITH due AS (
+    SELECT id FROM messages WHERE expires_at <= now()
+    ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM messages m USING due WHERE m.id = due.id
+    RETURNING m.id, m.sender_id, m.recipient_id, m.attachment_id
+), files_gone AS (
+    DELETE FROM files f USING gone
+    WHERE f.id = gone.attachment_id
+      AND NOT EXISTS (SELECT 1 FROM messages other
+                      WHERE other.attachment_id = f.id AND other.id NOT IN (SELECT id FROM gone))
+    RETURNING f.path, f.thumbnail_path
+), recorded AS (
+    INSERT INTO doomed_files (path)
+    SELECT kept.path FROM files_gone,
+           LATERAL (VALUES (files_gone.path), (files_gone.thumbnail_path)) AS kept (path)
+    WHERE kept.path IS NOT NULL
+    ON CONFLICT DO NOTHING
+    RETURNING path
+)
+SELECT gone.id, s.username AS sender, r.username AS recipient, gone.sender_id, gone.recipient_id,
+       (SELECT array_agg(path) FROM recorded) AS doomed
+FROM gone JOIN users s ON s.id = gone.sender_id JOIN users r ON r.id = gone.recipient_id
+ORDER BY gone.id;
+
+-- name: delete_message_for_everyone
+-- Message $1, by user $2, who must be one of its two parties; an expired one
+-- is as gone as a deleted one. Its file goes unless another message carries it.
+WITH gone AS (
+    DELETE FROM messages m
+    WHERE m.id = $1 AND (m.sender_id = $2 OR m.recipient_id = $2)
+      AND (m.expires_at IS NULL OR m.expires_at > now())
+    RETURNING m.id, m.sender_id, m.recipient_id, m.attachment_id
+), files_gone AS (
+    DELETE FROM files f USING gone
+    WHERE f.id = gone.attachment_id
+      AND NOT EXISTS (SELECT 1 FROM messages other WHERE other.attachment_id = f.id AND other.id <> gone.id)
+    RETURNING f.path, f.thumbnail_path
+), recorded AS (
+    INSERT INTO doomed_files (path)
+    SELECT kept.path FROM files_gone,
+           LATERAL (VALUES (files_gone.path), (files_gone.thumbnail_path)) AS kept (path)
+    WHERE kept.path IS NOT NULL
+    ON CONFLICT DO NOTHING
+    RETURNING path
+)
+SELECT gone.id, s.username AS sender, r.username AS recipient, gone.sender_id, gone.recipient_id,
+       (SELECT array_agg(path) FROM recorded) AS doomed, (SELECT count(*) FROM files_gone) AS files
+FROM gone JOIN users s ON s.id = gone.sender_id JOIN users r ON r.id = gone.recipient_id;
+
+-- name: record_doomed_files
+-- Logout's clearing records the paths of the files it deletes, in its transaction.
+INSERT INTO doomed_files (path) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING;
+
+-- name: forget_doomed_files
+-- The files are gone from disk: their record goes too.
+DELETE FROM doomed_files WHERE path = ANY($1::text[]);
+
+-- name: list_stale_doomed_files
+-- Records older than $1 seconds: their process died before unlinking (or is
+-- still at it: unlinking twice is harmless). At most $2.
+SELECT path FROM doomed_files WHERE doomed_at < now() - make_interval(secs => $1) LIMIT $2;
