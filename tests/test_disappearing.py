@@ -1,0 +1,348 @@
+"""Disappearing messages, delete for everyone, and nothing left behind (contract v1.1).
+
+Alice and Bob set a timer; what they send with it expires on every read path
+at its instant, and the sweeper deletes rows and files within seconds. Either
+may delete a message for both. And after all of it, neither PostgreSQL's data
+directory (heap and WAL) nor MEDIA_ROOT holds a byte of what they said.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import os
+import random
+import signal
+import time
+import uuid
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import asyncpg
+import pytest
+
+from secure_link import devdb
+from secure_link.config import Settings
+from secure_link.keyring import Keyring, new_master_key
+
+from .conftest import running_server, server_process, settings_for
+from .story import Person, Server, Socket, assert_error, image_bytes, sync, upload
+
+NO_SWEEP = 3600.0  # a sweeper that never runs in the test: expiry must hold by the read filters alone
+
+
+@contextlib.asynccontextmanager
+async def own_connection(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(database_url)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+def parse(moment: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(moment.replace("Z", "+00:00"))
+
+
+async def set_timer(person: Person, peer: Person, seconds: Any) -> Any:
+    return await person.api("PUT", f"/api/conversations/{peer.username}/timer/", json={"seconds": seconds})
+
+
+async def until_gone(db: asyncpg.Connection, message_ids: list[int], timeout: float = 10.0) -> float:
+    """Seconds until none of the rows is stored any more."""
+    started = time.monotonic()
+    while await db.fetchval("SELECT count(*) FROM messages WHERE id = ANY($1::bigint[])", message_ids):
+        assert time.monotonic() - started < timeout, "the rows were never swept"
+        await asyncio.sleep(0.05)
+    return time.monotonic() - started
+
+
+async def deleted_frame(socket: Socket) -> dict[str, Any]:
+    return await socket.expect("deleted", skip=("presence", "chat", "timer", "read", "typing"), timeout=10)
+
+
+# ---- timers -----------------------------------------------------------------
+
+async def test_a_timer_is_off_until_set_then_both_parties_hear_who_set_it(server: Server) -> None:
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    alice_tab, bob_tab = await alice.connect(), await bob.connect()
+    never = (await alice.api("GET", f"/api/conversations/{bob.username}/timer/")).json()
+    assert never == {"with": bob.username, "seconds": 0, "set_by": None, "set_at": None}
+    answer = await set_timer(alice, bob, 30)
+    assert answer.status_code == 200
+    assert answer.json()["seconds"] == 30 and answer.json()["set_by"] == alice.username
+    assert await bob_tab.expect("timer") == {"type": "timer", "with": alice.username, "seconds": 30,
+                                             "by": alice.username}
+    assert await alice_tab.expect("timer") == {"type": "timer", "with": bob.username, "seconds": 30,
+                                               "by": alice.username}
+    seen_by_bob = (await bob.api("GET", f"/api/conversations/{alice.username}/timer")).json()  # no slash too
+    assert seen_by_bob["seconds"] == 30 and seen_by_bob["set_by"] == alice.username and seen_by_bob["set_at"]
+
+
+@pytest.mark.parametrize("seconds", [-1, 2_419_201, "30", 1.5, True, None, [30]])
+async def test_a_timer_out_of_range_or_not_a_whole_number_is_refused(server: Server, seconds: Any) -> None:
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    assert_error(await set_timer(alice, bob, seconds), 422, "invalid_timer", "seconds")
+    assert (await alice.api("GET", f"/api/conversations/{bob.username}/timer/")).json()["seconds"] == 0
+
+
+async def test_a_timer_needs_a_real_other_party_and_a_session(server: Server) -> None:
+    alice = await server.person("alice").register()
+    assert_error(await set_timer(alice, alice, 30), 422, "invalid_recipient")
+    ghost = server.person("ghost")
+    assert_error(await alice.api("PUT", f"/api/conversations/{ghost.username}/timer/", json={"seconds": 30}),
+                 404, "unknown_user")
+    async with server.client() as anonymous:
+        assert (await anonymous.get(f"/api/conversations/{alice.username}/timer/")).status_code == 401
+    assert_error(await alice.api("PUT", f"/api/conversations/{alice.username}/timer/", content=b"{",
+                                 headers={"content-type": "application/json"}), 400, "bad_json")
+
+
+async def test_the_timer_frame_sets_it_and_a_bad_one_answers_an_error_frame(server: Server) -> None:
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    alice_tab, bob_tab = await alice.connect(), await bob.connect()
+    await alice_tab.send({"type": "timer", "with": bob.username, "seconds": 5})
+    assert (await bob_tab.expect("timer"))["seconds"] == 5
+    await alice_tab.send({"type": "timer", "with": bob.username, "seconds": "soon"})
+    error = await alice_tab.expect("error", skip=("timer", "presence"))
+    assert error["code"] == "invalid_timer"
+
+
+# ---- expiry -----------------------------------------------------------------
+
+async def test_expired_messages_are_gone_from_every_read_path_before_any_sweep(
+        own_database: str, media_root: Path) -> None:
+    """On a database of its own: the module's server would sweep."""
+    settings = settings_for(own_database, media_root, expiry_sweep_interval=NO_SWEEP)
+    async with running_server(settings) as server, own_connection(own_database) as db:
+        alice, bob = await server.person("alice").register(), await server.person("bob").register()
+        bob_tab = await bob.connect()
+        kept = await alice.say(await alice.connect(), bob, "this one stays")
+        await set_timer(alice, bob, 1)
+        photo = await upload(alice, image_bytes(), "photo.png")
+        fleeting = (await alice.api("POST", "/api/send-message/",
+                                    json={"to": bob.username, "message": "gone in a second",
+                                          "attachment": photo["id"]})).json()
+        assert parse(fleeting["expires_at"]) - parse(fleeting["sent_at"]) == datetime.timedelta(seconds=1)
+        assert kept["expires_at"] is None
+        assert (await bob.api("GET", photo["url"])).status_code == 200
+        for _ in (kept, fleeting):
+            await bob_tab.expect("chat", skip=("presence", "timer"))  # live; the sync below must replay alone
+        await asyncio.sleep(max(0.0, (parse(fleeting["expires_at"]) - datetime.datetime.now(datetime.UTC))
+                                .total_seconds()) + 0.2)
+
+        history = (await bob.api("GET", "/api/messages/", params={"with": alice.username})).json()
+        assert [m["id"] for m in history["messages"]] == [kept["id"]]
+        ids, _ = await sync(bob_tab, kept["id"] - 1)
+        assert ids == [kept["id"]]
+        [conversation] = (await bob.api("GET", "/api/conversations/")).json()["conversations"]
+        assert conversation["last_message"]["id"] == kept["id"] and conversation["timer"] == 1
+        assert conversation["unread"] == 1, conversation
+        for viewer in (alice, bob):
+            assert (await viewer.api("GET", photo["url"])).status_code == 404
+        assert_error(await bob.api("DELETE", f"/api/messages/{fleeting['id']}/"), 404, "not_found")
+        assert await db.fetchval("SELECT count(*) FROM messages WHERE id = $1", fleeting["id"]) == 1  # not swept
+
+
+async def test_the_sweeper_deletes_rows_and_files_within_seconds_and_tells_both(
+        server: Server, db: asyncpg.Connection, media_root: Path) -> None:
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    alice_tab, bob_tab = await alice.connect(), await bob.connect()
+    await set_timer(bob, alice, 1)
+    await alice_tab.expect("timer")
+    note = await upload(alice, f"note-{uuid.uuid4().hex}\n".encode(), "note.txt")
+    path = media_root / await db.fetchval("SELECT path FROM files WHERE id = $1", note["id"])
+    sent = await alice.say(alice_tab, bob, "a short-lived note")
+    with_file = (await alice.api("POST", "/api/send-message/",
+                                 json={"to": bob.username, "message": "the file", "attachment": note["id"]})).json()
+    expires = parse(with_file["expires_at"])
+    waited = await until_gone(db, [sent["id"], with_file["id"]])
+    late = (datetime.datetime.now(datetime.UTC) - expires).total_seconds()
+    assert late < 5  # the contract: within 5 seconds of expires_at
+    assert not path.exists()
+    for socket, peer in ((alice_tab, bob), (bob_tab, alice)):
+        frames = [await deleted_frame(socket)]
+        while sorted(i for f in frames for i in f["ids"]) != sorted([sent["id"], with_file["id"]]):
+            frames.append(await deleted_frame(socket))
+        assert all(f["with"] == peer.username and f["reason"] == "expired" for f in frames)
+    assert waited < 10
+
+
+async def test_timers_expire_across_two_workers(database_url: str, settings: Settings,
+                                                db: asyncpg.Connection) -> None:
+    async with server_process(database_url, database_url, settings) as one, \
+            server_process(database_url, database_url, settings) as two:
+        alice, bob = await one.person("alice").register(), await one.person("bob").register()
+        bob_there = await bob.on(two).connect()
+        await set_timer(alice, bob, 1)
+        assert (await bob_there.expect("timer"))["seconds"] == 1
+        sent = (await alice.on(two).api("POST", "/api/send-message/",
+                                        json={"to": bob.username, "message": "crosses"})).json()
+        assert sent["expires_at"] is not None
+        await until_gone(db, [sent["id"]])
+        frame = await deleted_frame(bob_there)
+        assert frame["ids"] == [sent["id"]] and frame["reason"] == "expired"
+
+
+async def test_a_sweep_killed_before_unlinking_is_finished_by_the_next(
+        own_database: str, media_root: Path) -> None:
+    """SIGKILL between a sweep's commit and its unlinking leaves a doomed_files record (made
+    here directly, as the kill would leave it); a restarted server unlinks the file. On a
+    database of its own: the module's server would sweep it otherwise."""
+    database_url, settings = own_database, settings_for(own_database, media_root)
+    async with own_connection(database_url) as db:
+        await killed_mid_sweep_then_restarted(database_url, settings, db, media_root)
+
+
+async def killed_mid_sweep_then_restarted(database_url: str, settings: Settings, db: asyncpg.Connection,
+                                          media_root: Path) -> None:
+    leftover = media_root / "ab" / "cd" / f"abcd{uuid.uuid4().hex}"
+    leftover.parent.mkdir(parents=True, exist_ok=True)
+    leftover.write_bytes(b"sealed bytes of a file whose row is gone")
+    await db.execute("INSERT INTO doomed_files (path, doomed_at) VALUES ($1, now() - interval '1 minute')",
+                     str(leftover.relative_to(media_root)))
+    env = {"EXPIRY_SWEEP_INTERVAL": "0.2", "MEDIA_ROOT": str(media_root)}
+    async with server_process(database_url, database_url, settings, **env) as server:
+        alice, bob = await server.person("alice").register(), await server.person("bob").register()
+        await set_timer(alice, bob, 1)
+        many = [(await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": f"#{i}"})).json()
+                for i in range(300)]
+        await asyncio.sleep(max(0.0, (parse(many[-1]["expires_at"]) - datetime.datetime.now(datetime.UTC))
+                                .total_seconds()))
+        os.kill(server.pid, signal.SIGKILL)  # mid-sweep, or just before it
+    async with server_process(database_url, database_url, settings, **env):
+        await until_gone(db, [m["id"] for m in many])
+        for _ in range(100):
+            if not leftover.exists():
+                break
+            await asyncio.sleep(0.05)
+    assert not leftover.exists()
+    assert await db.fetchval("SELECT count(*) FROM doomed_files") == 0
+
+
+# ---- delete for everyone ------------------------------------------------------
+
+async def test_either_party_deletes_a_message_and_its_file_for_both(server: Server, db: asyncpg.Connection,
+                                                                   media_root: Path) -> None:
+    alice, bob, carol = [await server.person(n).register() for n in ("alice", "bob", "carol")]
+    alice_tab, bob_tab = await alice.connect(), await bob.connect()
+    photo = await upload(alice, image_bytes(), "photo.png")
+    paths = await db.fetchrow("SELECT path, thumbnail_path FROM files WHERE id = $1", photo["id"])
+    sent = (await alice.api("POST", "/api/send-message/",
+                            json={"to": bob.username, "message": "oops", "attachment": photo["id"]})).json()
+    kept = await alice.say(alice_tab, bob, "this stays")
+    assert_error(await carol.api("DELETE", f"/api/messages/{sent['id']}/"), 404, "not_found")  # not hers
+    answer = await bob.api("DELETE", f"/api/messages/{sent['id']}/")
+    assert answer.status_code == 200 and answer.json() == {"deleted": {"id": sent["id"], "files": 1}}
+    assert not (media_root / paths["path"]).exists() and not (media_root / paths["thumbnail_path"]).exists()
+    assert (await alice.api("GET", photo["url"])).status_code == 404
+    for socket, peer in ((alice_tab, bob), (bob_tab, alice)):
+        frame = await deleted_frame(socket)
+        assert frame == {"type": "deleted", "with": peer.username, "ids": [sent["id"]], "reason": "deleted"}
+    history = (await alice.api("GET", "/api/messages/", params={"with": bob.username})).json()
+    assert [m["id"] for m in history["messages"]] == [kept["id"]]
+    assert_error(await bob.api("DELETE", f"/api/messages/{sent['id']}"), 404, "not_found")  # gone, no slash too
+    assert_error(await bob.api("DELETE", f"/api/messages/{2**63 + 5}/"), 404, "not_found")
+
+
+async def test_the_delete_frame_deletes_and_a_bad_one_answers_an_error_frame(server: Server) -> None:
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    alice_tab, bob_tab = await alice.connect(), await bob.connect()
+    sent = await alice.say(alice_tab, bob, "take it back")
+    await bob_tab.expect("chat")
+    await alice_tab.send({"type": "delete", "id": sent["id"]})
+    assert (await deleted_frame(bob_tab))["ids"] == [sent["id"]]
+    for bad, code in (({"type": "delete", "id": sent["id"]}, "not_found"),
+                      ({"type": "delete", "id": "one"}, "invalid_input"),
+                      ({"type": "delete"}, "invalid_input"),
+                      ({"type": "delete", "id": 2**70}, "invalid_input")):
+        await alice_tab.send(bad)
+        assert (await alice_tab.expect("error", skip=("deleted", "presence")))["code"] == code
+
+
+async def test_a_file_sent_twice_stays_until_its_last_message_goes(server: Server, db: asyncpg.Connection,
+                                                                  media_root: Path) -> None:
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    note = await upload(alice, b"twice\n", "twice.txt")
+    path = media_root / await db.fetchval("SELECT path FROM files WHERE id = $1", note["id"])
+    first, second = [(await alice.api("POST", "/api/send-message/",
+                                      json={"to": bob.username, "message": text, "attachment": note["id"]})).json()
+                     for text in ("once", "again")]
+    assert (await alice.api("DELETE", f"/api/messages/{first['id']}/")).json()["deleted"]["files"] == 0
+    assert path.exists() and (await bob.api("GET", note["url"])).status_code == 200
+    assert (await alice.api("DELETE", f"/api/messages/{second['id']}/")).json()["deleted"]["files"] == 1
+    assert not path.exists()
+
+
+# ---- nothing left behind ----------------------------------------------------------
+
+def incompressible(length: int) -> str:
+    """Two-byte letters in no pattern: PostgreSQL stores them uncompressed (TOAST's pglz gives
+    up), so a marker after them stays whole on disk if it is stored in plain."""
+    letters = [chr(code) for code in range(0x430, 0x450)] + [chr(code) for code in range(0x3b1, 0x3c9)]
+    return "".join(random.choice(letters) for _ in range(length))
+
+
+def files_holding(root: Path, markers: list[str]) -> list[tuple[str, str]]:
+    """(file, marker) for each marker found in any file under `root`, in its bytes."""
+    wanted = [marker.encode() for marker in markers]
+    found = []
+    for path in root.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            found += [(str(path), marker.decode()) for marker in wanted if marker in data]
+    return found
+
+
+async def test_no_marker_reaches_postgresqls_files_or_the_media_disk(tmp_path: Path) -> None:
+    """On a private embedded PostgreSQL: messages short and long (parked for fan-out), a
+    text file and an image's name in its pixels' metadata, each with a unique marker; after
+    CHECKPOINT, every file of the data directory (heap, WAL, pg_notify) and MEDIA_ROOT is
+    scanned, before and after Bob's logout wipes the conversation."""
+    var, media = tmp_path / "var", tmp_path / "media"
+    settings = settings_for("", media).replace(database_url=None, var_dir=var, master_key_file=var / "master-key")
+    markers = [f"marker-{uuid.uuid4().hex}" for _ in range(4)]
+    try:
+        async with running_server(settings) as server:
+            alice, bob = await server.person("alice").register(), await server.person("bob").register()
+            alice_tab, bob_tab = await alice.connect(), await bob.connect()
+            await alice.say(alice_tab, bob, f"short {markers[0]}")
+            await alice.say(alice_tab, bob, incompressible(3950) + markers[1])  # parked: over NOTIFY's 8,000 bytes
+            note = await upload(alice, f"{markers[2]}\n".encode() * 50, "note.txt")
+            picture = await upload(alice, image_bytes("JPEG", comment=markers[3].encode()), "picture.jpg")
+            for attachment in (note, picture):
+                await alice.api("POST", "/api/send-message/",
+                                json={"to": bob.username, "message": "see", "attachment": attachment["id"]})
+            assert markers[2] in (await bob.api("GET", note["url"])).text  # it is all there, for them
+            await bob_tab.expect("chat")
+            await checkpoint(var)
+            assert files_holding(var / "pgdata", markers) == []
+            assert files_holding(media, markers) == []
+            assert (await bob.api("POST", "/api/logout/")).status_code == 200
+            await checkpoint(var)
+            assert files_holding(var / "pgdata", markers) == []
+            assert files_holding(media, markers) == []
+    finally:
+        devdb.stop_server(var)
+
+
+async def checkpoint(var: Path) -> None:
+    """Force every dirty page and the WAL to disk, so the scan sees what PostgreSQL keeps."""
+    connection = await asyncpg.connect(devdb.with_database(devdb.start_server(var), devdb.DATABASE_NAME))
+    try:
+        await connection.execute("CHECKPOINT")
+    finally:
+        await connection.close()
+
+
+async def test_without_the_master_key_no_stored_body_can_be_read(server: Server, db: asyncpg.Connection) -> None:
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    await alice.say(await alice.connect(), bob, "for Bob's eyes")
+    row = await db.fetchrow("SELECT body, sealed_body FROM messages WHERE sender_id = $1", alice.user["id"])
+    assert row["body"] == "" and b"Bob's eyes" not in row["sealed_body"]
+    wrapped = await db.fetchval("SELECT wrapped_key FROM conversation_keys WHERE low_user_id = $1 OR high_user_id = $1",
+                                alice.user["id"])
+    stranger = Keyring([new_master_key()])
+    with pytest.raises(Exception):
+        stranger.unwrap(wrapped, b"conversation:%d:%d" % tuple(sorted((alice.user["id"], bob.user["id"]))))
