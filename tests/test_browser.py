@@ -3,13 +3,15 @@
 Two browser contexts are two people, Alice on a desktop-sized window and Bob on
 a phone-sized one in dark mode, against the real server serving the built
 client. They register, chat both ways live, see typing and read receipts, send
-an image, reload, lose the network, and log out. Each screen is scanned with
+an image, reload, lose the network, and log out; with v1.1's timers they set a
+timer, watch messages disappear, and delete one for everyone. Each screen is scanned with
 axe-core and photographed (into var/screens, or SECURE_LINK_SCREENS: `make
 screens` writes docs/screens). Nothing may be logged as an error on the way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -17,10 +19,13 @@ import re
 from pathlib import Path
 from typing import Any, AsyncIterator
 
+import httpx
 import pytest
 from PIL import Image
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright, expect
+from starlette.applications import Starlette
 
+from secure_link import routes
 from secure_link.config import PROJECT_ROOT, Settings
 
 from .story import PHRASE, Server
@@ -37,6 +42,23 @@ USABLE_LOGIN = """() => {
   const button = [...document.querySelectorAll("button")].find((b) => b.textContent === "Log in");
   return button && !button.disabled && document.querySelector("input[name=phrase]") ? performance.now() : null;
 }"""
+
+
+async def status_of_get(path: str) -> int:
+    """The status the app's routes alone (no database, no lifespan) answer a GET of `path` with:
+    a path no route serves is Starlette's 404; a served one fails for want of a session or of
+    services (401, 500) before it could say `unknown_user`."""
+    transport = httpx.ASGITransport(app=Starlette(routes=routes.routes), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        return (await client.get(path)).status_code
+
+
+def server_answers_timer_path() -> bool:
+    """Whether this tree's server has v1.1's timers: GET /api/conversations/x/timer/ is anything but a 404."""
+    return asyncio.run(status_of_get("/api/conversations/x/timer/")) != 404
+
+
+TIMERS_SERVED = server_answers_timer_path()  # asked once, at collection
 
 
 def _require(condition: bool, what: str) -> None:
@@ -287,6 +309,82 @@ async def logout_clears_both_sides(alice: Person, bob: Person) -> None:
     await expect(bob.log().locator("li[data-id]")).to_have_count(0)
     await bob.accessible("cleared chat")
     await bob.shoot("10-bob-cleared-phone-dark")
+
+
+def timer_button(person: Person):  # type: ignore[no-untyped-def]
+    return person.page.get_by_role("button", name=re.compile(r"^Timer: "))
+
+
+async def set_timer(person: Person, choice: str, seconds: str | None = None, screen: str | None = None) -> None:
+    """Open the timer dialog, pick a length (`Other` takes `seconds`), and save."""
+    await timer_button(person).click()
+    dialog = person.page.get_by_role("dialog", name="Disappearing messages")
+    await dialog.get_by_label(choice, exact=True).check()
+    if seconds is not None:
+        await dialog.get_by_label("Seconds", exact=True).fill(seconds)
+    if screen:
+        await person.accessible(screen)
+        await person.shoot(screen)
+    await dialog.get_by_role("button", name="Save").click()
+    await expect(dialog).to_be_hidden()
+
+
+async def delete_for_everyone(person: Person, text: str, screen: str | None = None) -> None:
+    await person.log().locator("li", has_text=text).get_by_role("button", name="Delete").click()
+    dialog = person.page.get_by_role("dialog", name="Delete this message for everyone?")
+    await expect(dialog).to_contain_text(text)
+    if screen:
+        await person.accessible(screen)
+        await person.shoot(screen)
+    await dialog.get_by_role("button", name="Delete for everyone").click()
+    await expect(dialog).to_be_hidden()
+
+
+@pytest.mark.skipif(not TIMERS_SERVED, reason="the server has no v1.1 timers yet (GET /api/conversations/x/timer/ is a 404)")
+async def test_disappearing_messages_and_delete_for_everyone(browser: Browser, server: Server) -> None:
+    """Alice sets a timer, Bob's client learns it live; a message counts down on both sides, one
+    is deleted for everyone, and one sent under a 2-second timer disappears from both screens."""
+    alice = await new_person(browser, server, "alice", viewport=DESKTOP)
+    bob = await new_person(browser, server, "bob", viewport=PHONE, color_scheme="dark", is_mobile=True, has_touch=True)
+    try:
+        await alice.register()
+        await bob.register()
+        await alice.open_chat(bob)
+        await bob.open_chat(alice)
+        await set_timer(alice, "30 seconds", screen="11-alice-timer-dialog")
+        for person in (alice, bob):
+            await expect(timer_button(person)).to_have_text("Timer: 30 seconds")
+        await expect(bob.page.get_by_text(re.compile(f"^New messages disappear 30 seconds .* Set by {alice.username}"))) \
+            .to_be_visible()
+
+        await alice.say("counting down")
+        for person in (alice, bob):
+            await person.sees("counting down")
+            countdown = person.log().locator("li", has_text="counting down").locator("time")
+            await expect(countdown).to_have_text(re.compile(r"^0:[0-3]\d$"))
+        await bob.accessible("a message counting down, on a phone, dark")
+        await bob.shoot("12-bob-countdown-phone-dark")
+        await delete_for_everyone(bob, "counting down", screen="13-bob-delete-for-everyone-phone-dark")
+        for person in (alice, bob):
+            await person.sees("counting down", count=0)
+
+        await set_timer(alice, "Other", seconds="2")
+        for person in (alice, bob):
+            await expect(timer_button(person)).to_have_text("Timer: 2 seconds")
+        await alice.say("this will vanish")
+        await bob.sees("this will vanish")
+        for person in (alice, bob):  # within 2 s, and a clock tick, of sending; the `deleted` frame may come later
+            await expect(person.log().get_by_text("this will vanish", exact=True)).to_have_count(0, timeout=4_000)
+
+        await set_timer(bob, "Off (never)")
+        await expect(timer_button(alice)).to_have_text("Timer: off")
+        await alice.say("this one stays")
+        await bob.sees("this one stays")
+        await expect(bob.log().locator("li", has_text="this one stays").locator("time")).to_have_count(0)
+    finally:
+        await alice.context.close()
+        await bob.context.close()
+    assert alice.errors == [] and bob.errors == []
 
 
 async def test_keyboard_login_and_history_paging_in_on_scroll(browser: Browser, server: Server) -> None:

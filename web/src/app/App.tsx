@@ -4,8 +4,9 @@ import { AuthForm } from "../features/auth";
 import { ChatView } from "../features/chat";
 import { ConversationList } from "../features/conversations";
 import { AccountPanel, LogoutButton } from "../features/sessions";
+import { TimerControl, TimerNotice } from "../features/timers";
 import type { FileInfo } from "../lib/api";
-import { emptyThread, type State } from "../lib/store";
+import { emptyThread, timerOff, type State } from "../lib/store";
 import { useChat } from "./useChat";
 
 type Panel = "chat" | "account";
@@ -28,7 +29,8 @@ function useTypingExpiry(typingUntil: Record<string, number>): void {
 
 /** The shell: the login screen, or the conversation list beside the open chat (one at a time on a phone). */
 export function App() {
-  const { state, store, socket, checked, loadHistory, signIn, logOut, refreshProfile } = useChat();
+  const { state, store, socket, clock, checked, loadHistory, loadTimer, setTimer, deleteMessage, signIn, logOut,
+          refreshProfile } = useChat();
   const [panel, setPanel] = useState<Panel>("chat");
   useTypingExpiry(state.typingUntil);
   const me = state.me;
@@ -37,8 +39,12 @@ export function App() {
   const open = useCallback((username: string | null) => {
     store.dispatch({ type: "open", with: username });
     setPanel("chat");
-    if (username) void loadHistory(username, false);
-  }, [store, loadHistory]);
+    if (!username) return;
+    void loadHistory(username, false);
+    // Only a server that lists timers has them (v1.1); asking an older one would log a 404.
+    const timer = store.getState().timers[username];
+    if (timer && timer.seconds > 0 && !timer.setBy) loadTimer(username).catch(() => undefined);
+  }, [store, loadHistory, loadTimer]);
   const read = useCallback((upTo: number) => peer && socket?.read(peer, upTo), [socket, peer]);
 
   if (!checked) return null;
@@ -48,6 +54,7 @@ export function App() {
     .sort((a, b) => (b.last?.id ?? Infinity) - (a.last?.id ?? Infinity));
   const send = (text: string, file?: FileInfo) => peer && socket?.send(peer, text, file);
   const thread = peer ? state.threads[peer] ?? emptyThread : undefined;
+  const timer = peer ? state.timers[peer] ?? timerOff : timerOff;
 
   return (
     <div className="shell" data-view={peer || panel === "account" ? "detail" : "list"}>
@@ -68,6 +75,10 @@ export function App() {
                     typing={(state.typingUntil[peer] ?? 0) > Date.now()} onSend={(text) => send(text)}
                     onTyping={() => thread.entries.some((e) => e.id !== null) && socket?.typing(peer)}
                     onRead={read} onLoadOlder={() => loadHistory(peer, true)} onBack={() => open(null)}
+                    onDelete={(id) => deleteMessage(peer, id)} clock={clock} clockOffset={state.clock.offset}
+                    timerControl={<TimerControl setting={timer} me={me.username} onOpen={() => loadTimer(peer)}
+                                                onSave={(seconds) => setTimer(peer, seconds)} />}
+                    timerNotice={<TimerNotice setting={timer} me={me.username} />}
                     renderAttachment={(file) => <AttachmentView file={file} />}
                     attachControl={<AttachButton label="Attach" purpose="attachment" onUploaded={(file) => send("", file)} />} />
         ) : (

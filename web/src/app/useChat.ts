@@ -1,7 +1,8 @@
 import { useCallback, useEffect, useRef, useState, useSyncExternalStore } from "react";
-import { api, type User } from "../lib/api";
+import { api, ApiError, type Timer, type User } from "../lib/api";
+import { Clock } from "../lib/clock";
 import { ChatSocket } from "../lib/socket";
-import { Store } from "../lib/store";
+import { expireOnTick, hasExpiring, Store } from "../lib/store";
 
 // Not a secret, only a hint that a session cookie may exist: without it the first
 // screen is the login form at once, with no profile request that can only answer 401.
@@ -19,7 +20,9 @@ function socketUrl(): string {
 /** Owns the store and, while someone is logged in, the socket; wires the network events to it. */
 export function useChat() {
   const [store] = useState(() => new Store());
+  const [clock] = useState(() => new Clock());
   const state = useSyncExternalStore(store.subscribe, store.getState);
+  const expiring = hasExpiring(state);
   const [socket, setSocket] = useState<ChatSocket | null>(null);
   const [checked, setChecked] = useState(false);
   const loggedIn = state.me !== null;
@@ -39,6 +42,7 @@ export function useChat() {
     const chat = new ChatSocket({ url: socketUrl(), getState: store.getState, dispatch: store.dispatch,
                                   isOnline: () => navigator.onLine,
                                   onResync: () => { void reload(); reopen.current(); },
+                                  onDeleted: () => void reload(),  // previews and unread counts, as the server now counts them
                                   onUnauthenticated: () => { remember(null); store.dispatch({ type: "me", user: null }); } });
     const offline = () => chat.drop();
     const online = () => chat.reconnectNow();
@@ -65,6 +69,28 @@ export function useChat() {
     if (page) store.dispatch({ type: "history", with: peer, messages: page.messages, hasMore: page.has_more, older });
   }, [store]);
 
+  // The clock ticks only while a message shown can expire; each tick drops the expired ones.
+  useEffect(() => (expiring ? expireOnTick(clock, store) : undefined), [expiring, clock, store]);
+
+  const applyTimer = useCallback((timer: Timer) => store.dispatch({
+    type: "timer", with: timer.with, seconds: timer.seconds, by: timer.set_by, at: timer.set_at,
+  }), [store]);
+
+  const loadTimer = useCallback(async (peer: string) => applyTimer(await api.timer(peer)), [applyTimer]);
+
+  const setTimer = useCallback(async (peer: string, seconds: number) => applyTimer(await api.setTimer(peer, seconds)),
+                               [applyTimer]);
+
+  /** Delete for everyone; a message already gone (expired, deleted by the peer) is 404 and goes here too. */
+  const deleteMessage = useCallback(async (peer: string, id: number) => {
+    try {
+      await api.deleteMessage(id);
+    } catch (error) {
+      if (!(error instanceof ApiError && error.code === "not_found")) throw error;
+    }
+    store.dispatch({ type: "deleted", with: peer, ids: [id] });
+  }, [store]);
+
   useEffect(() => {
     reopen.current = () => {
       const peer = store.getState().open;
@@ -88,5 +114,6 @@ export function useChat() {
     store.dispatch({ type: "me", user });
   }, [store]);
 
-  return { state, store, socket, checked, loadHistory, signIn, logOut, refreshProfile };
+  return { state, store, socket, clock, checked, loadHistory, loadTimer, setTimer, deleteMessage, signIn, logOut,
+           refreshProfile };
 }

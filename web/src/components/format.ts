@@ -13,3 +13,29 @@ export function formatTime(iso: string): string {
   const date = new Date(iso);
   return Number.isNaN(date.getTime()) ? "" : date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 }
+
+/** A date and time of day, for "set at": 3 Dec, 10:42. */
+export function formatWhen(iso: string): string {
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? ""
+    : date.toLocaleString([], { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
+}
+
+const UNITS: [number, string][] = [[604_800, "week"], [86_400, "day"], [3_600, "hour"], [60, "minute"], [1, "second"]];
+
+/** A timer's length in the largest whole unit: 30 seconds, 5 minutes, 4 weeks, 90 seconds. */
+export function formatDuration(seconds: number): string {
+  const [size, unit] = UNITS.find(([size]) => seconds % size === 0) ?? [1, "second"];
+  const count = seconds / size;
+  return `${count} ${unit}${count === 1 ? "" : "s"}`;
+}
+
+/** What is left of a countdown, coarser as it grows: 0:42, 4:05, 2 h 10 min, 6 d 23 h. */
+export function formatRemaining(ms: number): string {
+  const total = Math.max(0, Math.ceil(ms / 1000));
+  const [days, hours, minutes, seconds] = [Math.floor(total / 86_400), Math.floor(total / 3_600) % 24,
+                                           Math.floor(total / 60) % 60, total % 60];
+  if (days > 0) return `${days} d ${hours} h`;
+  if (hours > 0) return `${hours} h ${minutes} min`;
+  return `${minutes}:${String(seconds).padStart(2, "0")}`;
+}

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { Message, User } from "./api";
-import { ChatSocket, type WebSocketLike } from "./socket";
+import { ChatSocket, type SocketOptions, type WebSocketLike } from "./socket";
 import { Store } from "./store";
 
 const alice: User = { id: 1, username: "alice", display_name: "", avatar_url: null, created_at: "2026-01-01T00:00:00Z" };
@@ -19,17 +19,18 @@ class FakeSocket implements WebSocketLike {
 }
 
 function message(id: number, from: string, to: string, clientId: string | null = null): Message {
-  return { id, from, to, message: `m${id}`, attachment: null, client_id: clientId, sent_at: "2026-01-01T00:00:00Z" };
+  return { id, from, to, message: `m${id}`, attachment: null, client_id: clientId, sent_at: "2026-01-01T00:00:00Z",
+           expires_at: null };
 }
 
-function setup() {
+function setup(options: Partial<SocketOptions> = {}) {
   const store = new Store();
   const sockets: FakeSocket[] = [];
   let next = 0;
   const chat = new ChatSocket({
     url: "ws://test/ws/chat/", getState: store.getState, dispatch: store.dispatch, random: () => 1,
     createSocket: () => { const s = new FakeSocket(); sockets.push(s); return s; },
-    newClientId: () => `c${++next}`,
+    newClientId: () => `c${++next}`, ...options,
   });
   chat.start();
   return { store, sockets, chat, current: () => sockets[sockets.length - 1] };
@@ -146,5 +147,43 @@ describe("ChatSocket", () => {
     current().serve({ type: "cleared", with: "bob" });
     expect(store.getState().threads.bob.entries).toEqual([]);
     expect(store.getState().threads.bob.clearedBy).toBe("bob");
+  });
+
+  it("applies `timer` and `deleted` frames, and says which conversation lost messages", () => {
+    const deleted = vi.fn();
+    const { store, current } = setup({ onDeleted: deleted, now: () => Date.parse("2026-01-01T00:00:07Z") });
+    current().serve({ type: "ready", user: alice });
+    current().serve({ type: "chat", message: message(1, "bob", "alice") });
+    current().serve({ type: "chat", message: message(2, "alice", "bob") });
+    current().serve({ type: "timer", with: "bob", seconds: 30, by: "bob" });
+    expect(store.getState().timers.bob).toEqual({ seconds: 30, setBy: "bob", setAt: "2026-01-01T00:00:07.000Z" });
+    current().serve({ type: "deleted", with: "bob", ids: [2], reason: "expired" });
+    expect(store.getState().threads.bob.entries.map((e) => e.id)).toEqual([1]);
+    expect(deleted).toHaveBeenCalledWith("bob");
+  });
+
+  it("reloads what it shows after a reconnect, since sync replays no removals; not on the first connection", () => {
+    const resync = vi.fn();
+    const { store, current } = setup({ onResync: resync });
+    current().serve({ type: "ready", user: alice });
+    current().serve({ type: "chat", message: message(1, "bob", "alice") });
+    current().serve({ type: "synced", last_id: 1 });
+    expect(resync).not.toHaveBeenCalled();
+    current().close(1006);  // message 1 is deleted meanwhile; the `deleted` frame never reaches us
+    vi.advanceTimersByTime(500);
+    current().serve({ type: "ready", user: alice });
+    expect(resync).toHaveBeenCalledOnce();
+    expect(store.getState().threads.bob.entries).toEqual([]);
+    expect(current().sentOf("sync")).toEqual([{ type: "sync", since: 1 }]);
+  });
+
+  it("measures the server's clock from live frames only, not from sync's replay", () => {
+    const { store, current } = setup({ now: () => Date.parse("2026-01-01T00:00:00Z") });
+    current().serve({ type: "ready", user: alice });
+    current().serve({ type: "chat", message: { ...message(1, "bob", "alice"), sent_at: "2025-12-01T00:00:00Z" } });
+    expect(store.getState().clock.sampled).toBe(false);
+    current().serve({ type: "synced", last_id: 1 });
+    current().serve({ type: "chat", message: { ...message(2, "bob", "alice"), sent_at: "2026-01-01T00:00:03Z" } });
+    expect(store.getState().clock).toEqual({ offset: 3_000, sampled: true });
   });
 });

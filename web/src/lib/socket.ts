@@ -1,6 +1,8 @@
 // The chat socket: connects, waits for `ready`, `sync`s from the last id it saw,
 // keeps every unacknowledged send by client_id and sends it again (same client_id,
 // so the server never stores it twice) until its `ack`. Not React: it feeds the store.
+// `sync` replays messages but not removals (`deleted`, `cleared`): after a reconnect the
+// client may have missed some, so it reloads what it shows, as on the server's `resync`.
 import type { ClientFrame, FileInfo, ServerFrame } from "./api";
 import type { Action, State } from "./store";
 
@@ -21,6 +23,7 @@ export interface SocketOptions {
   onUnauthenticated?: () => void;
   onRefused?: (code: string, message: string) => void;
   onResync?: () => void;
+  onDeleted?: (peer: string) => void;
   createSocket?: (url: string) => WebSocketLike;
   newClientId?: () => string;
   random?: () => number;
@@ -41,6 +44,8 @@ const UNAUTHENTICATED = 4401;
 export class ChatSocket {
   private socket: WebSocketLike | null = null;
   private ready = false;
+  private wasReady = false;
+  private syncing = false;
   private stopped = false;
   private attempt = 0;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
@@ -48,7 +53,7 @@ export class ChatSocket {
   private lastHeard = 0;
   private lastTyping = 0;
   private readonly pending = new Map<string, ChatFrame>();
-  private readonly options: Required<Omit<SocketOptions, "onUnauthenticated" | "onRefused" | "onResync">> & SocketOptions;
+  private readonly options: Required<Omit<SocketOptions, "onUnauthenticated" | "onRefused" | "onResync" | "onDeleted">> & SocketOptions;
 
   constructor(options: SocketOptions) {
     this.options = {
@@ -97,7 +102,8 @@ export class ChatSocket {
     const frame: ChatFrame = { type: "chat", to, message, client_id: clientId, ...(attachment ? { attachment: attachment.id } : {}) };
     const me = this.options.getState().me?.username ?? "";
     this.options.dispatch({ type: "pending", entry: {
-      id: null, client_id: clientId, from: me, to, message, attachment: attachment ?? null, sent_at: new Date(this.options.now()).toISOString(),
+      id: null, client_id: clientId, from: me, to, message, attachment: attachment ?? null,
+      sent_at: new Date(this.options.now()).toISOString(), expires_at: null,
     } });
     this.pending.set(clientId, frame);
     if (this.ready) this.transmit(frame);
@@ -150,7 +156,8 @@ export class ChatSocket {
   }
 
   private receive(frame: ServerFrame): void {
-    this.lastHeard = this.options.now();
+    const now = this.options.now();
+    this.lastHeard = now;
     const dispatch = this.options.dispatch;
     switch (frame.type) {
       case "ready":
@@ -158,18 +165,22 @@ export class ChatSocket {
         this.attempt = 0;
         dispatch({ type: "me", user: frame.user });
         dispatch({ type: "connection", status: "online" });
+        if (this.wasReady) this.resync();
+        this.wasReady = true;
+        this.syncing = true;
         this.transmit({ type: "sync", since: this.options.getState().lastId });
         return;
       case "synced":
+        this.syncing = false;
         dispatch({ type: "synced", last_id: frame.last_id });
         this.pending.forEach((pending) => this.transmit(pending));
         return;
       case "ack":
         if (frame.client_id) this.pending.delete(frame.client_id);
-        dispatch({ type: "ack", client_id: frame.client_id, message: frame.message });
+        dispatch({ type: "ack", client_id: frame.client_id, message: frame.message, at: now });
         return;
-      case "chat":
-        return dispatch({ type: "message", message: frame.message });
+      case "chat":  // a replay's sent_at says nothing of the server's clock now
+        return dispatch({ type: "message", message: frame.message, at: this.syncing ? undefined : now });
       case "read":
         return dispatch({ type: "read", by: frame.by, up_to: frame.up_to });
       case "typing":
@@ -179,13 +190,23 @@ export class ChatSocket {
       case "cleared":
         return dispatch({ type: "cleared", with: frame.with });
       case "resync":
-        dispatch({ type: "resync" });
-        return this.options.onResync?.();
+        return this.resync();
+      case "deleted":
+        dispatch({ type: "deleted", with: frame.with, ids: frame.ids });
+        return this.options.onDeleted?.(frame.with);
+      case "timer":
+        return dispatch({ type: "timer", with: frame.with, seconds: frame.seconds, by: frame.by,
+                          at: new Date(now).toISOString() });
       case "error":
         return this.refused(frame.code, frame.message, frame.client_id ?? null, frame.retry_after_ms);
       case "pong":
         return;
     }
+  }
+
+  private resync(): void {
+    this.options.dispatch({ type: "resync" });
+    this.options.onResync?.();
   }
 
   private refused(code: string, message: string, clientId: string | null, retryAfterMs?: number): void {

@@ -1,8 +1,11 @@
-import { useEffect, useLayoutEffect, useRef, type ReactNode, type RefObject } from "react";
+import { useEffect, useLayoutEffect, useRef, useState, type ReactNode, type RefObject } from "react";
 import { formatTime } from "../../../components/format";
 import type { FileInfo } from "../../../lib/api";
+import type { Clock } from "../../../lib/clock";
 import type { Entry, Thread } from "../../../lib/store";
 import { Composer } from "./Composer";
+import { Countdown } from "./Countdown";
+import { DeleteDialog } from "./DeleteDialog";
 
 interface ChatViewProps {
   peer: string;
@@ -15,8 +18,13 @@ interface ChatViewProps {
   onRead: (upTo: number) => void;
   onLoadOlder: () => void;
   onBack: () => void;
+  onDelete: (id: number) => Promise<void>;
   renderAttachment: (file: FileInfo) => ReactNode;
   attachControl: ReactNode;
+  timerControl: ReactNode;
+  timerNotice: ReactNode;
+  clock: Clock;
+  clockOffset: number;
 }
 
 function status(entry: Entry, readUpTo: number): string {
@@ -52,10 +60,18 @@ function useReadReceipts(newestFromPeer: number, onRead: (upTo: number) => void)
   }, [newestFromPeer, onRead]);
 }
 
+/** The message being confirmed for deletion, let go of when it disappears meanwhile (expired, or deleted by the peer). */
+function useDeleteTarget(entries: Entry[]) {
+  const [target, setTarget] = useState<Entry | null>(null);
+  const present = target !== null && entries.some((e) => e.id === target.id);
+  return [present ? target : null, setTarget] as const;
+}
+
 /** One conversation: its history (paged in when scrolled to the top), live messages, and the composer. */
 export function ChatView(props: ChatViewProps) {
   const { peer, me, thread, online, typing, onRead, onLoadOlder } = props;
   const list = useRef<HTMLDivElement>(null);
+  const [deleting, setDeleting] = useDeleteTarget(thread.entries);
   useScrollKeeper(list, thread.entries);
   const newestFromPeer = thread.entries.reduce((max, e) => (e.from === peer && e.id !== null ? Math.max(max, e.id) : max), 0);
   const lastMine = [...thread.entries].reverse().find((e) => e.from === me);
@@ -72,7 +88,9 @@ export function ChatView(props: ChatViewProps) {
         <button type="button" className="back secondary" onClick={props.onBack} aria-label="Back to conversations">←</button>
         <h2 id="chat-title">{peer}</h2>
         <span className={online ? "presence online" : "presence"}>{online ? "online" : "offline"}</span>
+        {props.timerControl}
       </header>
+      {props.timerNotice}
       <div className="messages" role="log" aria-label={`Messages with ${peer}`} ref={list} onScroll={scrolled} tabIndex={0}>
       <ol>
         {thread.hasMore && <li className="more"><button type="button" className="link" onClick={onLoadOlder}>Show older messages</button></li>}
@@ -87,6 +105,9 @@ export function ChatView(props: ChatViewProps) {
               {formatTime(entry.sent_at)}
               {entry.from === me && (entry === lastMine || entry.id === null || entry.failed) &&
                 <span className="status"> · {status(entry, thread.peerReadUpTo)}</span>}
+              {entry.expires_at && <> · <Countdown expiresAt={entry.expires_at} clock={props.clock} clockOffset={props.clockOffset} /></>}
+              {entry.id !== null &&
+                <> · <button type="button" className="link delete" aria-haspopup="dialog" onClick={() => setDeleting(entry)}>Delete</button></>}
             </span>
           </li>
         ))}
@@ -94,6 +115,8 @@ export function ChatView(props: ChatViewProps) {
       </div>
       <p className="typing" aria-live="polite">{typing ? `${peer} is typing…` : ""}</p>
       <Composer onSend={props.onSend} onTyping={props.onTyping} attachControl={props.attachControl} />
+      <DeleteDialog peer={peer} entry={deleting} onConfirm={props.onDelete} onClose={() => setDeleting(null)}
+                    onDeleted={() => list.current?.focus()} />
     </section>
   );
 }

@@ -1,0 +1,2 @@
+export { TimerControl } from "./components/TimerControl";
+export { TimerNotice } from "./components/TimerNotice";
