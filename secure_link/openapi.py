@@ -19,6 +19,7 @@ _INT = {"type": "integer"}
 _BOOL = {"type": "boolean"}
 _TIME = {"type": "string", "format": "date-time"}
 _NULLABLE_STR = {"type": ["string", "null"]}
+_TIMER_SECONDS = {"type": "integer", "minimum": 0, "maximum": 2_419_200}  # 0: off; up to four weeks
 _NULLABLE_INT = {"type": ["integer", "null"]}
 # The limits the server enforces, so a generated client (or a fuzzer) knows them.
 _USERNAME = {"type": "string", "pattern": r"^[A-Za-z0-9_.\-]{3,32}$",
@@ -56,7 +57,8 @@ _RECORDS: dict[str, Any] = {
     "File": _object({"id": _STR, "url": _STR, "name": _STR, "content_type": _STR, "size": _INT,
                      "width": _NULLABLE_INT, "height": _NULLABLE_INT, "thumbnail_url": _NULLABLE_STR}),
     "Message": _object({"id": _INT, "from": _STR, "to": _STR, "message": _STR, "client_id": _NULLABLE_STR,
-                        "attachment": {"oneOf": [_ref("File"), {"type": "null"}]}, "sent_at": _TIME}),
+                        "attachment": {"oneOf": [_ref("File"), {"type": "null"}]}, "sent_at": _TIME,
+                        "expires_at": {"type": ["string", "null"], "format": "date-time"}}),
     "Credentials": _object({"username": _USERNAME, "phrase": _PHRASE, "display_name": _DISPLAY_NAME},
                            optional=("display_name",)),
     "Login": _object({"username": _STR, "phrase": _STR}),
@@ -68,7 +70,11 @@ _RECORDS: dict[str, Any] = {
                       optional=("purpose",)),
     "Session": _object({"id": _INT, "created_at": _TIME, "last_used_at": _TIME, "expires_at": _TIME,
                         "user_agent": _STR, "address": _STR, "current": _BOOL}),
-    "Conversation": _object({"with": _ref("User"), "last_message": _ref("Message"), "unread": _INT}),
+    "Conversation": _object({"with": _ref("User"), "last_message": _ref("Message"), "unread": _INT,
+                             "timer": _INT}),
+    "Timer": _object({"with": _STR, "seconds": _TIMER_SECONDS, "set_by": _NULLABLE_STR,
+                      "set_at": {"type": ["string", "null"], "format": "date-time"}}),
+    "TimerChange": _object({"seconds": _TIMER_SECONDS}),
 }
 
 _ANSWERS: dict[str, Any] = {
@@ -81,6 +87,7 @@ _ANSWERS: dict[str, Any] = {
     "MessagePage": _object({"messages": {"type": "array", "items": _ref("Message")}, "has_more": _BOOL}),
     "Uploaded": _object({"file": _ref("File")}),
     "Status": _object({"status": _STR}),
+    "Deleted": _object({"deleted": _object({"id": _INT, "files": _INT})}),
 }
 
 _CLIENT_FRAMES: dict[str, Any] = {
@@ -89,6 +96,8 @@ _CLIENT_FRAMES: dict[str, Any] = {
     "SyncFrame": _frame("sync", since=_INT),
     "ReadFrame": _frame("read", ("with",), **{"with": _STR, "up_to": _INT}),
     "TypingFrame": _frame("typing", ("to",), to=_STR),
+    "TimerFrame": _frame("timer", ("with",), **{"with": _STR, "seconds": _TIMER_SECONDS}),
+    "DeleteFrame": _frame("delete", id=_INT),
     "PingFrame": _frame("ping"),
     "AuthFrame": _frame("auth", token=_STR),
 }
@@ -103,6 +112,9 @@ _SERVER_FRAMES: dict[str, Any] = {
     "PresenceEvent": _frame("presence", user=_STR, online=_BOOL),
     "ClearedEvent": _frame("cleared", **{"with": _STR}),
     "ResyncEvent": _frame("resync"),
+    "TimerEvent": _frame("timer", **{"with": _STR, "seconds": _INT, "by": _STR}),
+    "DeletedEvent": _frame("deleted", **{"with": _STR, "ids": {"type": "array", "items": _INT},
+                                         "reason": {"type": "string", "enum": ["deleted", "expired"]}}),
     "PongEvent": _frame("pong"),
     "ErrorEvent": _frame("error", ("client_id", "retry_after_ms"), code=_STR, message=_STR,
                          client_id=_NULLABLE_STR, retry_after_ms=_INT),
@@ -235,6 +247,16 @@ PATHS: dict[str, dict[str, dict[str, Any]]] = {
                                        _AUTHENTICATED)},
     "/api/messages/": {"get": _op("A page of one conversation's history", {200: _answer("MessagePage")},
                                   (*_AUTHENTICATED, 404, 422), parameters=_HISTORY_PARAMETERS)},
+    "/api/messages/{message_id}/": {"delete": _op(
+        "Delete one message, and its file, for both parties", {200: _answer("Deleted")}, (*_CHANGE, 404),
+        parameters=(_parameter("path", "message_id", {"type": "integer", "minimum": 0}),))},
+    "/api/conversations/{username}/timer/": {
+        "get": _op("A conversation's disappearing-message timer", {200: _answer("Timer")},
+                   (*_AUTHENTICATED, 404, 422), parameters=(_parameter("path", "username", _STR),)),
+        "put": _op("Set the timer for messages sent from now on; both parties hear of it",
+                   {200: _answer("Timer")}, (*_CHANGE, *_JSON_BODY, 404), body="TimerChange",
+                   parameters=(_parameter("path", "username", _STR),)),
+    },
     "/api/upload-file/": {"post": {**_op("Upload an attachment or avatar", {201: _answer("Uploaded")},
                                          (*_CHANGE, 413, 415, 422, 429)), "requestBody": _UPLOAD_BODY}},
     "/media/{file_id}": {"get": _op("A file, to those allowed to see it", _MEDIA_ANSWERS, (404, 503),
@@ -258,6 +280,11 @@ PATHS: dict[str, dict[str, dict[str, Any]]] = {
         "description": "The asset", "content": _BINARY}}, (404,), parameters=(_parameter("path", "name", _STR),),
         security=_ANONYMOUS)},
 }
+
+
+# v1.1's paths answer the same without their final slash (contract): both are served.
+PATHS.update({path.rstrip("/"): PATHS[path] for path in ("/api/messages/{message_id}/",
+                                                         "/api/conversations/{username}/timer/")})
 
 
 def document() -> dict[str, Any]:

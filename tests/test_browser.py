@@ -11,7 +11,6 @@ screens` writes docs/screens). Nothing may be logged as an error on the way.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import os
@@ -19,13 +18,10 @@ import re
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-import httpx
 import pytest
 from PIL import Image
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright, expect
-from starlette.applications import Starlette
 
-from secure_link import routes
 from secure_link.config import PROJECT_ROOT, Settings
 
 from .story import PHRASE, Server
@@ -44,21 +40,6 @@ USABLE_LOGIN = """() => {
 }"""
 
 
-async def status_of_get(path: str) -> int:
-    """The status the app's routes alone (no database, no lifespan) answer a GET of `path` with:
-    a path no route serves is Starlette's 404; a served one fails for want of a session or of
-    services (401, 500) before it could say `unknown_user`."""
-    transport = httpx.ASGITransport(app=Starlette(routes=routes.routes), raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        return (await client.get(path)).status_code
-
-
-def server_answers_timer_path() -> bool:
-    """Whether this tree's server has v1.1's timers: GET /api/conversations/x/timer/ is anything but a 404."""
-    return asyncio.run(status_of_get("/api/conversations/x/timer/")) != 404
-
-
-TIMERS_SERVED = server_answers_timer_path()  # asked once, at collection
 
 
 def _require(condition: bool, what: str) -> None:
@@ -340,7 +321,6 @@ async def delete_for_everyone(person: Person, text: str, screen: str | None = No
     await expect(dialog).to_be_hidden()
 
 
-@pytest.mark.skipif(not TIMERS_SERVED, reason="the server has no v1.1 timers yet (GET /api/conversations/x/timer/ is a 404)")
 async def test_disappearing_messages_and_delete_for_everyone(browser: Browser, server: Server) -> None:
     """Alice sets a timer, Bob's client learns it live; a message counts down on both sides, one
     is deleted for everyone, and one sent under a 2-second timer disappears from both screens."""

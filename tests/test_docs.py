@@ -9,7 +9,7 @@ from secure_link.config import PROJECT_ROOT
 def test_every_route_is_in_the_api_docs() -> None:
     api = (PROJECT_ROOT / "docs" / "api.md").read_text()
     for route in routes.routes:
-        path = route.path.replace("{session_id:int}", "{id}")
+        path = route.path.replace("{session_id:int}", "{id}").replace("{message_id:int}", "{id}")
         assert f"`{path}" in api or f" {path}" in api, f"{route.path} is not in docs/api.md"
 
 

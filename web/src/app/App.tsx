@@ -41,9 +41,7 @@ export function App() {
     setPanel("chat");
     if (!username) return;
     void loadHistory(username, false);
-    // Only a server that lists timers has them (v1.1); asking an older one would log a 404.
-    const timer = store.getState().timers[username];
-    if (timer && timer.seconds > 0 && !timer.setBy) loadTimer(username).catch(() => undefined);
+    loadTimer(username).catch(() => undefined);  // who set it, and when: the list says only how long
   }, [store, loadHistory, loadTimer]);
   const read = useCallback((upTo: number) => peer && socket?.read(peer, upTo), [socket, peer]);
 

@@ -105,6 +105,358 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/conversations/{username}/timer": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A conversation's disappearing-message timer */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    username: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Success */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Timer"];
+                    };
+                };
+                /** @description `unauthenticated` (or `invalid_credentials` for a login) */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `not_found` or `unknown_user` */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `invalid_input` (with `fields`) or a more precise code */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
+                503: {
+                    headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        /** Set the timer for messages sent from now on; both parties hear of it */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    username: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["TimerChange"];
+                };
+            };
+            responses: {
+                /** @description Success */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Timer"];
+                    };
+                };
+                /** @description `bad_json`: the body is not valid JSON */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `unauthenticated` (or `invalid_credentials` for a login) */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `origin_refused`: a cookie-authenticated change from another site's page */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `not_found` or `unknown_user` */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `too_large` or `quota_exceeded` */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `unsupported_media_type` or `unsupported_file_type` */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `invalid_input` (with `fields`) or a more precise code */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
+                503: {
+                    headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/conversations/{username}/timer/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A conversation's disappearing-message timer */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    username: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Success */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Timer"];
+                    };
+                };
+                /** @description `unauthenticated` (or `invalid_credentials` for a login) */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `not_found` or `unknown_user` */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `invalid_input` (with `fields`) or a more precise code */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
+                503: {
+                    headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        /** Set the timer for messages sent from now on; both parties hear of it */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    username: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["TimerChange"];
+                };
+            };
+            responses: {
+                /** @description Success */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Timer"];
+                    };
+                };
+                /** @description `bad_json`: the body is not valid JSON */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `unauthenticated` (or `invalid_credentials` for a login) */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `origin_refused`: a cookie-authenticated change from another site's page */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `not_found` or `unknown_user` */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `too_large` or `quota_exceeded` */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `unsupported_media_type` or `unsupported_file_type` */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `invalid_input` (with `fields`) or a more precise code */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
+                503: {
+                    headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/login/": {
         parameters: {
             query?: never;
@@ -359,6 +711,158 @@ export interface paths {
         put?: never;
         post?: never;
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/messages/{message_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Delete one message, and its file, for both parties */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    message_id: number;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Success */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Deleted"];
+                    };
+                };
+                /** @description `unauthenticated` (or `invalid_credentials` for a login) */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `origin_refused`: a cookie-authenticated change from another site's page */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `not_found` or `unknown_user` */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
+                503: {
+                    headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/messages/{message_id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Delete one message, and its file, for both parties */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    message_id: number;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Success */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Deleted"];
+                    };
+                };
+                /** @description `unauthenticated` (or `invalid_credentials` for a login) */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `origin_refused`: a cookie-authenticated change from another site's page */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `not_found` or `unknown_user` */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
+                503: {
+                    headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
         options?: never;
         head?: never;
         patch?: never;
@@ -1474,9 +1978,10 @@ export interface components {
             type: "cleared";
             with: string;
         };
-        ClientFrame: components["schemas"]["ChatFrame"] | components["schemas"]["SyncFrame"] | components["schemas"]["ReadFrame"] | components["schemas"]["TypingFrame"] | components["schemas"]["PingFrame"] | components["schemas"]["AuthFrame"];
+        ClientFrame: components["schemas"]["ChatFrame"] | components["schemas"]["SyncFrame"] | components["schemas"]["ReadFrame"] | components["schemas"]["TypingFrame"] | components["schemas"]["TimerFrame"] | components["schemas"]["DeleteFrame"] | components["schemas"]["PingFrame"] | components["schemas"]["AuthFrame"];
         Conversation: {
             last_message: components["schemas"]["Message"];
+            timer: number;
             unread: number;
             with: components["schemas"]["User"];
         };
@@ -1490,6 +1995,25 @@ export interface components {
             phrase: string;
             /** @description NFKC-normalised and case-folded first: `Alice` is `alice`. */
             username: string;
+        };
+        DeleteFrame: {
+            id: number;
+            /** @constant */
+            type: "delete";
+        };
+        Deleted: {
+            deleted: {
+                files: number;
+                id: number;
+            };
+        };
+        DeletedEvent: {
+            ids: number[];
+            /** @enum {string} */
+            reason: "deleted" | "expired";
+            /** @constant */
+            type: "deleted";
+            with: string;
         };
         Draft: {
             attachment?: string;
@@ -1537,6 +2061,8 @@ export interface components {
         Message: {
             attachment: components["schemas"]["File"] | null;
             client_id: string | null;
+            /** Format: date-time */
+            expires_at: string | null;
             from: string;
             id: number;
             message: string;
@@ -1593,7 +2119,7 @@ export interface components {
         Revoked: {
             revoked: number;
         };
-        ServerFrame: components["schemas"]["ReadyEvent"] | components["schemas"]["AckEvent"] | components["schemas"]["ChatEvent"] | components["schemas"]["SyncedEvent"] | components["schemas"]["ReadEvent"] | components["schemas"]["TypingEvent"] | components["schemas"]["PresenceEvent"] | components["schemas"]["ClearedEvent"] | components["schemas"]["ResyncEvent"] | components["schemas"]["PongEvent"] | components["schemas"]["ErrorEvent"];
+        ServerFrame: components["schemas"]["ReadyEvent"] | components["schemas"]["AckEvent"] | components["schemas"]["ChatEvent"] | components["schemas"]["SyncedEvent"] | components["schemas"]["ReadEvent"] | components["schemas"]["TypingEvent"] | components["schemas"]["PresenceEvent"] | components["schemas"]["ClearedEvent"] | components["schemas"]["ResyncEvent"] | components["schemas"]["TimerEvent"] | components["schemas"]["DeletedEvent"] | components["schemas"]["PongEvent"] | components["schemas"]["ErrorEvent"];
         Session: {
             address: string;
             /** Format: date-time */
@@ -1621,6 +2147,29 @@ export interface components {
             last_id: number;
             /** @constant */
             type: "synced";
+        };
+        Timer: {
+            seconds: number;
+            /** Format: date-time */
+            set_at: string | null;
+            set_by: string | null;
+            with: string;
+        };
+        TimerChange: {
+            seconds: number;
+        };
+        TimerEvent: {
+            by: string;
+            seconds: number;
+            /** @constant */
+            type: "timer";
+            with: string;
+        };
+        TimerFrame: {
+            seconds: number;
+            /** @constant */
+            type: "timer";
+            with?: string;
         };
         TypingEvent: {
             from: string;

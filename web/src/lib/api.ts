@@ -8,18 +8,12 @@ export type FileInfo = Schemas["File"];
 export type Session = Schemas["Session"];
 export type ErrorBody = Schemas["Error"]["error"];
 
-// v1.1 (timers, delete for everyone), written by hand from shared/api-contract.md because the
-// server's OpenAPI document does not describe them yet. Once it does, `make api-types` and:
-// Timer = Schemas["Timer"], Deleted = Schemas["Deleted"] (or its name there), and drop the
-// intersections and unions below (they stay correct meanwhile: `?` fields meet required ones).
-export interface Timer { with: string; seconds: number; set_by: string | null; set_at: string | null }
-export interface Deleted { deleted: { id: number; files: number } }
-export type Message = Schemas["Message"] & { expires_at?: string | null };
-export type Conversation = Omit<Schemas["Conversation"], "last_message"> & { last_message: Message; timer?: number };
-export type MessagePage = Omit<Schemas["MessagePage"], "messages"> & { messages: Message[] };
-export type ServerFrame = Schemas["ServerFrame"]
-  | { type: "timer"; with: string; seconds: number; by: string }
-  | { type: "deleted"; with: string; ids: number[]; reason: "deleted" | "expired" };
+export type Timer = Schemas["Timer"];
+export type Deleted = Schemas["Deleted"];
+export type Message = Schemas["Message"];
+export type Conversation = Schemas["Conversation"];
+export type MessagePage = Schemas["MessagePage"];
+export type ServerFrame = Schemas["ServerFrame"];
 export type ClientFrame = Schemas["ClientFrame"];
 
 /** A refusal from the server, in the one error shape, so forms can show `fields`. */

@@ -117,8 +117,8 @@ const bob: User = { ...alice, id: 2, username: "bob" };
 const T0 = Date.parse("2026-01-01T00:00:00Z");
 const at = (ms: number) => new Date(T0 + ms).toISOString();
 
-function conversation(last: Message, timer?: number): Conversation {
-  return { with: bob, last_message: last, unread: 0, ...(timer === undefined ? {} : { timer }) };
+function conversation(last: Message, timer = 0): Conversation {
+  return { with: bob, last_message: last, unread: 0, timer };
 }
 
 describe("timers", () => {
@@ -133,11 +133,6 @@ describe("timers", () => {
     expect(same.timers.bob).toEqual({ seconds: 300, setBy: "alice", setAt: at(0) });
     const changed = reduce(set, { type: "conversations", list: [conversation(message(1), 30)] });
     expect(changed.timers.bob).toEqual({ seconds: 30, setBy: null, setAt: null });
-  });
-
-  it("leaves timers alone when the server does not list them (before v1.1)", () => {
-    const set = run({ type: "timer", with: "bob", seconds: 60, by: "bob", at: at(0) });
-    expect(reduce(set, { type: "conversations", list: [conversation(message(1))] }).timers).toBe(set.timers);
   });
 
   it("turns a conversation's timer off when a logout clears it", () => {

@@ -151,9 +151,9 @@ function conversationsFrom(list: Conversation[]): Record<string, ConversationMet
 
 /** The list says only how long each timer is: who set it is kept while the length is the same. */
 function timersFrom(list: Conversation[], timers: Record<string, TimerSetting>): Record<string, TimerSetting> {
-  const listed = list.filter((c) => typeof c.timer === "number").map((c): [string, TimerSetting] => {
+  const listed = list.map((c): [string, TimerSetting] => {
     const known = timers[c.with.username];
-    return [c.with.username, known?.seconds === c.timer ? known : { ...timerOff, seconds: c.timer ?? 0 }];
+    return [c.with.username, known?.seconds === c.timer ? known : { ...timerOff, seconds: c.timer }];
   });
   return listed.length ? { ...timers, ...Object.fromEntries(listed) } : timers;
 }
