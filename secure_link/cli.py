@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 import uvicorn
 
-from . import devdb, keys, media, openapi, rotation, secretfile
+from . import audit, devdb, keys, media, openapi, rotation, secretfile
 from .config import ConfigError, Settings
 from .crypto import DecryptionError
 from .db import Database, apply_schema
@@ -181,6 +181,24 @@ def media_gc() -> None:
     url = _database_url(settings, stop_at_exit=True)
     removed = asyncio.run(_with_database(url, lambda db: media.collect_garbage(db, settings, whole_disk=True)))
     click.echo(f"removed {removed['uploads']} stale uploads and {removed['orphans']} orphaned files")
+
+
+@main.command("audit")
+def audit_command() -> None:
+    """Check for leftovers: expired messages still stored, files without rows and rows without
+    files, keys of conversations that are gone. Exits 1, listing them, if there are any."""
+    settings = _env_settings()
+    url = _database_url(settings, stop_at_exit=True)
+    findings = asyncio.run(_with_database(url, lambda db: audit.audit(db, settings)))
+    for finding in findings:
+        click.echo(f"{finding.what}: {len(finding.items)}")
+        for item in finding.items[:20]:
+            click.echo(f"  {item}")
+        if len(finding.items) > 20:
+            click.echo(f"  ... and {len(finding.items) - 20} more")
+    if findings:
+        raise SystemExit(1)
+    click.echo("nothing left behind: no expired message, stray file or orphaned key")
 
 
 @main.group("keys")

@@ -56,7 +56,7 @@ class Settings:
     upload_quota_bytes: int = 100 * 1024 * 1024
     upload_rate_per_min: int = 30
     housekeeping_interval: float = 10.0
-    expiry_sweep_interval: float = 1.0  # expired messages are deleted within this (plus the sweep's time)
+    expiry_sweep_interval: float = 0.5  # expired messages are deleted within this (plus the sweep's time)
     chat_rate_per_s: float = 20.0
     login_failures_per_15_min: int = 10
     register_rate_per_min: int = 20

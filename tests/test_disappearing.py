@@ -346,3 +346,48 @@ async def test_without_the_master_key_no_stored_body_can_be_read(server: Server,
     stranger = Keyring([new_master_key()])
     with pytest.raises(Exception):
         stranger.unwrap(wrapped, b"conversation:%d:%d" % tuple(sorted((alice.user["id"], bob.user["id"]))))
+
+
+# ---- the audit ---------------------------------------------------------------------
+
+async def test_the_audit_finds_each_kind_of_leftover_and_passes_a_clean_deployment(
+        own_database: str, tmp_path: Path) -> None:
+    """A deployment with no sweeper running (so nothing is fixed behind the audit's back):
+    clean at first; then one leftover of each kind, each named; then clean again once removed."""
+    from .test_cli import run_cli
+
+    media = tmp_path / "media"
+    settings = settings_for(own_database, media, expiry_sweep_interval=NO_SWEEP)
+    env = {"DATABASE_URL": own_database, "MEDIA_ROOT": str(media), "SECRET_PEPPER": "x",
+           "MASTER_KEY_FILE": str(settings.master_key_file)}
+    async with running_server(settings) as server, own_connection(own_database) as db:
+        alice, bob = await server.person("alice").register(), await server.person("bob").register()
+        note = await upload(alice, b"a note\n", "note.txt")
+        await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "hi",
+                                                            "attachment": note["id"]})
+        code, out, err = await run_cli("audit", **env)
+        assert code == 0, out + err
+        assert "nothing left behind" in out
+
+        carol = await server.person("carol").register()  # never talks: a key of hers is a leftover
+        await set_timer(alice, bob, 1)
+        expired = (await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "x"})).json()
+        path = await db.fetchval("SELECT path FROM files WHERE id = $1", note["id"])
+        stray = media / "zz" / "zz" / "zzstray"
+        stray.parent.mkdir(parents=True)
+        stray.write_bytes(b"left behind")
+        os.utime(stray, (0, 0))  # old: not an upload under way
+        (media / path).rename(media / (path + ".moved"))
+        os.utime(media / (path + ".moved"), (0, 0))
+        await db.execute("INSERT INTO conversation_keys (low_user_id, high_user_id, wrapped_key, master_key_id) "
+                         "SELECT $1, $2, wrapped_key, master_key_id FROM conversation_keys LIMIT 1",
+                         *sorted((alice.user["id"], carol.user["id"])))
+        await asyncio.sleep(max(0.0, (parse(expired["expires_at"]) - datetime.datetime.now(datetime.UTC))
+                                .total_seconds()) + 5.2)
+        code, out, _ = await run_cli("audit", **env)
+        assert code == 1
+        assert f"message {expired['id']}" in out
+        assert "zz/zz/zzstray" in out and f"{path}.moved" in out  # a file without a row, twice
+        assert f"file {note['id']}: {path}" in out  # a row without its file
+        low, high = sorted((alice.user["id"], carol.user["id"]))
+        assert f"users {low} and {high}" in out

@@ -48,10 +48,13 @@ export function useChat() {
     const online = () => chat.reconnectNow();
     window.addEventListener("offline", offline);
     window.addEventListener("online", online);
-    chat.start();
+    let stopped = false;
+    // The socket's first `sync` starts after the list's newest message: started before the list,
+    // it would replay every message ever exchanged (and page in history the user never asked for).
+    void reload().finally(() => { if (!stopped) chat.start(); });
     setSocket(chat);
-    void reload();
     return () => {
+      stopped = true;
       window.removeEventListener("offline", offline);
       window.removeEventListener("online", online);
       chat.stop();

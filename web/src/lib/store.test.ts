@@ -61,6 +61,13 @@ describe("store", () => {
     expect(state.conversations.bob.last?.id).toBe(2);
   });
 
+  it("does not count again a replayed message the conversation list has counted", () => {
+    const listed = reduce(run(), { type: "conversations", list: [{ ...conversation(message(60)), unread: 60 }] });
+    const replayed = [1, 30, 60].reduce((state, id) => reduce(state, { type: "message", message: message(id) }), listed);
+    expect(replayed.conversations.bob.unread).toBe(60);
+    expect(reduce(replayed, { type: "message", message: message(61) }).conversations.bob.unread).toBe(61);
+  });
+
   it("empties a conversation on `cleared` and says who cleared it", () => {
     const state = run(
       { type: "message", message: message(1) },

@@ -132,7 +132,10 @@ function receive(state: State, message: Message): State {
   const me = state.me?.username ?? "";
   const peer = peerOf(me, message);
   const fresh = isNew(state.threads[peer] ?? emptyThread, message);
-  const unseen = fresh && message.from === peer && state.open !== peer;
+  // A message no newer than the conversation's last known one is in the list's unread count
+  // already: a `sync` replay arriving after the list must not count it twice.
+  const known = state.conversations[peer]?.last?.id ?? null;
+  const unseen = fresh && message.from === peer && state.open !== peer && (known === null || message.id > known);
   let next = withThread(state, peer, (t) => ({ ...t, entries: mergeEntries(t.entries, [message]), clearedBy: undefined }));
   next = withConversation(next, peer, (meta) => ({
     ...meta,
