@@ -102,8 +102,9 @@ class Subscription:
         self.channels = channels
         self._fanout = fanout
         self._queue_size = queue_size
-        self._items: deque[str | Gap] = deque()
-        self._wakeup = asyncio.Event()
+        # a forwarding subscription (a socket's) never needs these: ~1.2 KB each, made on first use
+        self._queued: deque[str | Gap] | None = None
+        self._woken: asyncio.Event | None = None
         self._ended: type[Exception] | None = None
         self._entered = False
         self._forward: Callable[[str | Gap | None], None] | None = None
@@ -133,6 +134,18 @@ class Subscription:
             self._wakeup.clear()
             await self._wakeup.wait()
 
+    @property
+    def _items(self) -> deque[str | Gap]:
+        if self._queued is None:
+            self._queued = deque()
+        return self._queued
+
+    @property
+    def _wakeup(self) -> asyncio.Event:
+        if self._woken is None:
+            self._woken = asyncio.Event()
+        return self._woken
+
     def forward(self, receive: Callable[[str | Gap | None], None]) -> None:
         """From now on hand each item to `receive` as it arrives (those queued first), instead of queueing.
 
@@ -140,8 +153,8 @@ class Subscription:
         wait on `get()` while nothing comes. `receive(None)` says the Fanout closed.
         """
         self._forward = receive
-        while self._items:
-            receive(self._items.popleft())
+        while self._queued:
+            receive(self._queued.popleft())
         if self._ended is SubscriptionClosed:
             receive(None)
 
@@ -171,8 +184,10 @@ class Subscription:
     def _end(self, reason: type[Exception]) -> None:
         if self._ended is None:
             self._ended = reason
-            self._items.clear()
-            self._wakeup.set()
+            if self._queued is not None:
+                self._queued.clear()
+            if self._woken is not None:
+                self._woken.set()
             if self._forward is not None:
                 self._forward(None)
 

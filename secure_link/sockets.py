@@ -157,7 +157,7 @@ class Connection:
         self.signal_bucket = TokenBucket(rate, 2 * rate)  # typing, read and sync: their own budget
         self.strikes = 0
         self.floor = 0  # every message with id <= floor has been given to this socket
-        self.outbox: deque[str | Gap] = deque()  # fan-out events not sent yet
+        self.outbox: deque[str | Gap] | None = None  # fan-out events not sent yet; made on the first
         self.sender: asyncio.Task[None] | None = None  # alive only while the outbox holds something
         self.reader: asyncio.Task[Any] | None = None  # the server's task, which reads client frames
         self.ending: BaseException | None = None  # why the sender ended the socket
@@ -215,18 +215,21 @@ class Connection:
         """Called by the fan-out for each event (None: it closed); starts the sender if idle."""
         if item is None:
             self._end(Closing(CLOSE_RESTARTING, "server restarting; reconnect and sync"))
-        elif len(self.outbox) >= self.services.settings.ws_send_queue:
+            return
+        if self.outbox is None:
+            self.outbox = deque()
+        if len(self.outbox) >= self.services.settings.ws_send_queue:
             self._end(Closing(CLOSE_TRY_AGAIN, "too far behind; reconnect and sync"))
-        else:
-            self.outbox.append(item)
-            if self.sender is None and self.ending is None:
-                self.sender = asyncio.create_task(self._send_events())
+            return
+        self.outbox.append(item)
+        if self.sender is None and self.ending is None:
+            self.sender = asyncio.create_task(self._send_events())
 
     def _end(self, reason: BaseException) -> None:
         """End the socket for `reason`: the reader, in the server's task, raises it."""
         if self.ending is None:
             self.ending = reason
-            self.outbox.clear()
+            self.outbox = None
             if self.reader is not None:
                 self.reader.cancel()
 
@@ -250,6 +253,8 @@ class Connection:
             self._end(exc)
         finally:
             self.sender = None
+            if not self.outbox:
+                self.outbox = None  # an idle socket holds no buffer
 
     async def _send_text(self, text: str) -> None:
         """Send one frame; a client that has not read for WS_SEND_TIMEOUT is too far behind."""
