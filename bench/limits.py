@@ -160,24 +160,36 @@ async def _until(deadline: float, step: Callable[[], Awaitable[None]]) -> int:
 
 
 async def commit_rate(database_url: str, duration: float, batch: int, pairs: int = 50) -> float:
-    """Rows per second of `insert_messages`, one writer, batches of `batch` drafts (as writer.py runs it)."""
+    """Rows per second of `insert_messages`, one writer, batches of `batch` drafts (as writer.py runs it).
+
+    Each pair gets a conversation key row (its bytes are not a real wrapped key:
+    nothing here decrypts) and each body is `PAYLOAD[:64]`'s size once sealed.
+    """
     sql = load_queries()["insert_messages"].sql
     admin = await asyncpg.connect(database_url)
     try:
-        users = [(row["id"], row["username"]) for row in await admin.fetch(
+        users = [row["id"] for row in await admin.fetch(
             "INSERT INTO users (username, display_name, phrase_hash) "
             "SELECT 'commit_' || g || '_' || $2, 'bench', '\\x00' FROM generate_series(1, $1) g "
-            "RETURNING id, username", 2 * pairs, secrets.token_hex(4))]
+            "RETURNING id", 2 * pairs, secrets.token_hex(4))]
+        await admin.execute("INSERT INTO master_keys (id) VALUES ('bench') ON CONFLICT DO NOTHING")
+        born = {}
+        for index in range(0, len(users), 2):
+            low, high = sorted(users[index:index + 2])
+            born[low] = born[high] = await admin.fetchval(
+                "INSERT INTO conversation_keys (low_user_id, high_user_id, wrapped_key, master_key_id) "
+                "VALUES ($1, $2, '\\x00', 'bench') RETURNING created_at", low, high)
     finally:
         await admin.close()
-    tag, numbers = secrets.token_hex(4), itertools.count()
+    tag, numbers, sealed = secrets.token_hex(4), itertools.count(), secrets.token_bytes(64 + 28)
     connection = await asyncpg.connect(database_url)
     try:
         async def one_batch() -> Any:
-            drafts = [(users[n % len(users)][0], users[(n % len(users)) ^ 1][1], f"{tag}-{n}")
+            drafts = [(users[n % len(users)], users[(n % len(users)) ^ 1], f"{tag}-{n}")
                       for n in itertools.islice(numbers, batch)]
             return await connection.fetch(sql, list(range(batch)), [d[0] for d in drafts], [d[1] for d in drafts],
-                                          [PAYLOAD[:64]] * batch, [d[2] for d in drafts], [None] * batch)
+                                          [sealed] * batch, [d[2] for d in drafts], [None] * batch,
+                                          [born[d[0]] for d in drafts])
 
         start = time.perf_counter()
         batches = await _until(start + duration, one_batch)
