@@ -231,7 +231,7 @@ class Fanout:
         """The same message to several channels in one round trip (e.g. both parties of a chat)."""
         if not isinstance(message, str):
             raise TypeError(f"publish() takes a str (serialise once), not {type(message).__name__}")
-        await self._backend.publish(list(dict.fromkeys(channels)), self._wire(ORIGIN_END + message))
+        await self._backend.publish(list(dict.fromkeys(channels)), self._wire("", message))
 
     async def publish_batch(self, items: list[tuple[list[str], str]]) -> None:
         """Several messages, each to its channels: here at once, elsewhere in one round trip.
@@ -246,7 +246,7 @@ class Fanout:
             unique = list(dict.fromkeys(channels))
             for channel in unique:
                 self._deliver(channel, message)
-            tagged.append((unique, self._wire(self._origin + ORIGIN_END + message)))
+            tagged.append((unique, self._wire(self._origin, message)))
         await self._backend.publish_batch(tagged)
 
     async def forget(self, channels: list[str]) -> None:
@@ -313,19 +313,22 @@ class Fanout:
         if isinstance(item, Gap):
             self._deliver(channel, item)
             return
+        origin, _, message = item.partition(ORIGIN_END)
+        if origin == self._origin:
+            return  # delivered here already, without being opened
         if self._seal is not None:
             try:
-                item = self._seal.open(item)
+                message = self._seal.open(message)
             except DecryptionError as exc:  # not ours, or a key this process cannot have: a loss
                 log.warning("fan-out payload on %s could not be opened (%s); its subscribers catch up", channel, exc)
                 self._deliver(channel, GAP)
                 return
-        origin, _, message = item.partition(ORIGIN_END)
-        if origin != self._origin:
-            self._deliver(channel, message)
+        self._deliver(channel, message)
 
-    def _wire(self, payload: str) -> str:
-        return payload if self._seal is None else self._seal.seal(payload)
+    def _wire(self, origin: str, message: str) -> str:
+        """The origin tag in clear (a random id of this process: a receiver skips its own
+        without opening them), then the message, sealed when a seal is set."""
+        return origin + ORIGIN_END + (message if self._seal is None else self._seal.seal(message))
 
     def _deliver(self, channel: str | None, item: str | Gap) -> None:
         """To this process's subscribers; `None` addresses every one of them (a GAP)."""
