@@ -211,7 +211,7 @@ routes = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
-    WebSocketRoute("/ws/chat/", sockets.chat_socket),
+    WebSocketRoute(sockets.PATH, sockets.chat_socket),  # app.ChatSocketFirst serves it ahead of the middleware
     Route("/", webclient.index, methods=["GET"]),
     Route("/assets/{name}", webclient.asset, methods=["GET"]),
 ]

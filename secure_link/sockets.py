@@ -31,6 +31,7 @@ from .proxy import origin_allowed
 from .ratelimit import TokenBucket
 from .services import Services
 
+PATH = "/ws/chat/"
 STRIKES_BEFORE_CLOSE = 20
 REVOKED_START = '{"type":"revoked"'  # an internal frame: closes its session's sockets, never sent
 RESYNC_TEXT = json.dumps({"type": "resync"})
