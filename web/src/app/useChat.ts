@@ -44,10 +44,13 @@ export function useChat() {
     const online = () => chat.reconnectNow();
     window.addEventListener("offline", offline);
     window.addEventListener("online", online);
-    chat.start();
     setSocket(chat);
-    void reload();
+    // The socket syncs from the newest id the list names. Started before the list is in, its
+    // `sync` would often ask from 0: every message replayed, and counted unread once more.
+    let ended = false;
+    void reload().then(() => ended || chat.start());
     return () => {
+      ended = true;
       window.removeEventListener("offline", offline);
       window.removeEventListener("online", online);
       chat.stop();

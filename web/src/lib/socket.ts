@@ -41,7 +41,7 @@ const UNAUTHENTICATED = 4401;
 export class ChatSocket {
   private socket: WebSocketLike | null = null;
   private ready = false;
-  private stopped = false;
+  private stopped = true;  // until `start`: `reconnectNow` must not connect first
   private attempt = 0;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private heartbeat: ReturnType<typeof setInterval> | undefined;
