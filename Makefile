@@ -39,8 +39,12 @@ endif
 run: $(STAMP) web
 	$(BIN)/secure-link serve
 
+# pytest-xdist workers: the tests mostly wait on servers, sockets and subprocesses, so four
+# pay off even on two cores (docs/testing.md). PYTEST_WORKERS=0 runs them in one process.
+PYTEST_WORKERS ?= 4
+
 test: $(STAMP) web web-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # Regenerate web/src/lib/api-types.ts from the OpenAPI document (no server needed).
 api-types: $(STAMP) $(WEB_DEPS)

@@ -3,11 +3,16 @@
 One PostgreSQL server per session (the embedded one, or TEST_DATABASE_URL),
 a template database holding the schema, and a fresh copy of it per module.
 Each module gets its own uvicorn on a free loopback port, stopped in `finally`.
+
+Under pytest-xdist (`make test` runs four workers) the controller starts the
+embedded server and every worker uses it; each worker has its own template,
+and a module's tests on two workers get a database and a server each.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import shutil
@@ -35,6 +40,7 @@ from .story import Server
 
 TEMPLATE = f"sl_template_{os.getpid()}"
 TEST_PEPPER = "tests-only-pepper"
+PG_SERVER_URL = pytest.StashKey[str]()  # this process's server, started at most once
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -43,11 +49,42 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("SECRET_PEPPER", TEST_PEPPER)
 
 
+def session_server_url(config: pytest.Config) -> str:
+    """TEST_DATABASE_URL, else the embedded server under var/, started once per process."""
+    if PG_SERVER_URL not in config.stash:
+        url = os.environ.get("TEST_DATABASE_URL")
+        config.stash[PG_SERVER_URL] = url or devdb.start_server(PROJECT_ROOT / "var", folder="pgdata-test")
+    return config.stash[PG_SERVER_URL]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:  # type: ignore[no-untyped-def]
+    """xdist's controller hands its workers one server. Were each worker to start the
+    embedded one, the wheel would stop it when the first of them exits, under the rest."""
+    node.workerinput["pg_server_url"] = session_server_url(node.config)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Before xdist reads the groups: tests on the machine's Redis form one xdist group,
+    run one at a time: its pub/sub channels (`user:1`…) and client list are server-wide,
+    so two test databases' servers would hear each other. Two items with one node id stop
+    the run: xdist's loadgroup scheduler would run only the first of them (schemathesis on
+    pytest 9.2 made 19 so)."""
+    counts = collections.Counter(item.nodeid for item in items)
+    shared = sorted(nodeid for nodeid, count in counts.items() if count > 1)
+    if shared:
+        raise pytest.UsageError(f"several tests share each of these node ids: {shared}")
+    for item in items:
+        if item.get_closest_marker("redis"):
+            item.add_marker(pytest.mark.xdist_group("machine-redis"))
+
+
 @pytest.fixture(scope="session")
-def pg_server_url() -> str:
-    """A PostgreSQL server URL: TEST_DATABASE_URL, else the embedded server under var/."""
-    url = os.environ.get("TEST_DATABASE_URL")
-    return url or devdb.start_server(PROJECT_ROOT / "var", folder="pgdata-test")
+def pg_server_url(request: pytest.FixtureRequest) -> str:
+    """A PostgreSQL server URL: the xdist controller's, TEST_DATABASE_URL, else the embedded server."""
+    workerinput = getattr(request.config, "workerinput", None)
+    return workerinput["pg_server_url"] if workerinput else session_server_url(request.config)
 
 
 @pytest.fixture(scope="session")
