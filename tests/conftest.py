@@ -64,13 +64,13 @@ def pytest_configure_node(node) -> None:  # type: ignore[no-untyped-def]
     node.workerinput["pg_server_url"] = session_server_url(node.config)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Before xdist reads the groups: tests on the machine's Redis form one xdist group,
-    run one at a time: its pub/sub channels (`user:1`…) and client list are server-wide,
-    so two test databases' servers would hear each other. Two items with one node id stop
-    the run: xdist's loadgroup scheduler would run only the first of them (schemathesis on
-    pytest 9.2 made 19 so)."""
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
+    """Before the other hooks: tests on the machine's Redis form one xdist group, run one
+    at a time: its pub/sub channels (`user:1`…) and client list are server-wide, so two
+    test databases' servers would hear each other. Two items with one node id stop the
+    run: xdist's loadgroup scheduler would run only the first of them (schemathesis on
+    pytest 9.2 made 19 so). After them (pytest groups a module's tests): `slow` tests first."""
     counts = collections.Counter(item.nodeid for item in items)
     shared = sorted(nodeid for nodeid, count in counts.items() if count > 1)
     if shared:
@@ -78,6 +78,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("redis"):
             item.add_marker(pytest.mark.xdist_group("machine-redis"))
+    yield
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")
