@@ -43,8 +43,11 @@ run: $(STAMP) web
 # pay off even on two cores (docs/testing.md). PYTEST_WORKERS=0 runs them in one process.
 PYTEST_WORKERS ?= 4
 
+# Without PYTHONDONTWRITEBYTECODE (set on some machines) the first process caches what pytest
+# rewrites (test modules and its plugins: ~3 s a process) and the bytecode of secure_link for
+# the rest: four workers and dozens of `secure-link serve` subprocesses.
 test: $(STAMP) web web-test
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # Regenerate web/src/lib/api-types.ts from the OpenAPI document (no server needed).
 api-types: $(STAMP) $(WEB_DEPS)
