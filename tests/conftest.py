@@ -15,6 +15,7 @@ import asyncio
 import collections
 import contextlib
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -210,11 +211,24 @@ async def server(settings: Settings) -> AsyncIterator[Server]:
         yield running
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+# Ports for the servers tests start in other processes: below Linux's ephemeral range (32768 and
+# up), so no outgoing connection takes one before its server binds it, and a slice per xdist
+# worker. bind(0) could hand two workers one port in turn (free again once probed): seen as one
+# test's readyz and register answered by another test's server, then "connection refused".
+SERVER_PORTS = range(10_000, 32_000)
+
+
+def free_port(address: str = "127.0.0.1") -> int:
+    """A port nobody listens on right now at `address`, from this xdist worker's slice."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    width = len(SERVER_PORTS) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    first = SERVER_PORTS.start + worker * width
+    for _ in range(200):
+        port = random.randrange(first, first + width)
+        with socket.socket() as probe, contextlib.suppress(OSError):
+            probe.bind((address, port))
+            return port
+    raise AssertionError(f"no free port in {first}..{first + width - 1}")
 
 
 @contextlib.asynccontextmanager
