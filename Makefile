@@ -46,9 +46,10 @@ endif
 run: $(STAMP) web
 	$(BIN)/secure-link serve
 
-# pytest-xdist workers: the tests mostly wait on servers, sockets and subprocesses, so four
-# pay off even on two cores (docs/testing.md). PYTEST_WORKERS=0 runs them in one process.
-PYTEST_WORKERS ?= 4
+# pytest-xdist workers: many tests wait on servers, sockets and subprocesses, so three pay off
+# on two cores; four were no faster there and made the slowest tests slower still
+# (docs/testing.md). PYTEST_WORKERS=0 runs them in one process.
+PYTEST_WORKERS ?= 3
 
 # The Python install and the web client's install, build and Vitest need nothing of each other:
 # side by side they take about as long as the Python install alone.

@@ -4,7 +4,7 @@ One PostgreSQL server per session (the embedded one, or TEST_DATABASE_URL),
 a template database holding the schema, and a fresh copy of it per module.
 Each module gets its own uvicorn on a free loopback port, stopped in `finally`.
 
-Under pytest-xdist (`make test` runs four workers) the controller starts the
+Under pytest-xdist (`make test` runs three workers) the controller starts the
 embedded server and every worker uses it; each worker has its own template,
 and a module's tests on two workers get a database and a server each.
 """
