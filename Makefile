@@ -13,14 +13,24 @@ WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/index.html web/vite
 
 .PHONY: run test bench mutants clean web web-test api-types screens
 
+# The venv is made without pip and given the newest by the interpreter's own pip (2 s): ensurepip's
+# older copy, then upgraded, took 6 s. An interpreter without pip falls back to ensurepip.
 $(STAMP): setup.cfg pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(PYTHON) -m venv --without-pip $(VENV)
+	$(PYTHON) -m pip --python $(BIN)/python install --quiet --upgrade pip \
+		|| { $(BIN)/python -m ensurepip --upgrade && $(BIN)/python -m pip install --quiet --upgrade pip; }
+	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The benchmark's plots and profiles (matplotlib and numpy: ~150 MB, ~5 s to install) only
+# for `make bench`: no test needs them.
+$(VENV)/.bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $@
+
+# --prefer-offline: what npm's cache already holds is not asked for again.
 $(WEB_DEPS): web/package-lock.json
-	cd web && npm ci --no-audit --no-fund
+	cd web && npm ci --no-audit --no-fund --prefer-offline
 
 $(WEB_BUILD): $(WEB_DEPS) $(WEB_SOURCES)
 	cd web && npm run build
@@ -39,8 +49,19 @@ endif
 run: $(STAMP) web
 	$(BIN)/secure-link serve
 
-test: $(STAMP) web web-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# pytest-xdist workers: many tests wait on servers, sockets and subprocesses, so three pay off
+# on two cores; four were no faster there and made the slowest tests slower still
+# (docs/testing.md). PYTEST_WORKERS=0 runs them in one process.
+PYTEST_WORKERS ?= 3
+
+# The Python install and the web client's install, build and Vitest need nothing of each other:
+# side by side they take about as long as the Python install alone.
+# Without PYTHONDONTWRITEBYTECODE (set on some machines) the first process caches what pytest
+# rewrites (test modules and its plugins: ~3 s a process) and the bytecode of secure_link for
+# the rest: four workers and dozens of `secure-link serve` subprocesses.
+test:
+	$(MAKE) --no-print-directory --jobs=2 --output-sync=target $(STAMP) web web-test
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # Regenerate web/src/lib/api-types.ts from the OpenAPI document (no server needed).
 api-types: $(STAMP) $(WEB_DEPS)
@@ -52,7 +73,7 @@ api-types: $(STAMP) $(WEB_DEPS)
 screens: $(STAMP) web
 	SECURE_LINK_SCREENS=docs/screens $(BIN)/python -m pytest tests/test_browser.py
 
-bench: $(STAMP)
+bench: $(VENV)/.bench
 	$(BIN)/python -m bench
 
 # Mutation testing (slow: not in CI). mutmut over the modules in setup.cfg's

@@ -3,13 +3,19 @@
 One PostgreSQL server per session (the embedded one, or TEST_DATABASE_URL),
 a template database holding the schema, and a fresh copy of it per module.
 Each module gets its own uvicorn on a free loopback port, stopped in `finally`.
+
+Under pytest-xdist (`make test` runs three workers) the controller starts the
+embedded server and every worker uses it; each worker has its own template,
+and a module's tests on two workers get a database and a server each.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -38,7 +44,8 @@ from .story import Server
 
 TEMPLATE = f"sl_template_{os.getpid()}"
 TEST_PEPPER = "tests-only-pepper"
-KEYS_FOLDER = Path(tempfile.gettempdir()) / f"sl-test-keys-{os.getpid()}"
+KEYS_FOLDER = Path(tempfile.gettempdir()) / f"sl-test-keys-{os.getpid()}"  # xdist workers inherit the env var
+PG_SERVER_URL = pytest.StashKey[str]()  # this process's server, started at most once
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -50,7 +57,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    shutil.rmtree(KEYS_FOLDER, ignore_errors=True)
+    """The controller (or a run without xdist) removes the key folder; a worker that ends
+    first must not remove it under the others."""
+    if not hasattr(config, "workerinput"):
+        shutil.rmtree(KEYS_FOLDER, ignore_errors=True)
 
 
 def shared_master_key_file() -> Path:
@@ -58,11 +68,44 @@ def shared_master_key_file() -> Path:
     return Path(os.environ["MASTER_KEY_FILE"])
 
 
+def session_server_url(config: pytest.Config) -> str:
+    """TEST_DATABASE_URL, else the embedded server under var/, started once per process."""
+    if PG_SERVER_URL not in config.stash:
+        url = os.environ.get("TEST_DATABASE_URL")
+        config.stash[PG_SERVER_URL] = url or devdb.start_server(PROJECT_ROOT / "var", folder="pgdata-test")
+    return config.stash[PG_SERVER_URL]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:  # type: ignore[no-untyped-def]
+    """xdist's controller hands its workers one server. Were each worker to start the
+    embedded one, the wheel would stop it when the first of them exits, under the rest."""
+    node.workerinput["pg_server_url"] = session_server_url(node.config)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
+    """Before the other hooks: tests on the machine's Redis form one xdist group, run one
+    at a time: its pub/sub channels (`user:1`…) and client list are server-wide, so two
+    test databases' servers would hear each other. Two items with one node id stop the
+    run: xdist's loadgroup scheduler would run only the first of them (schemathesis on
+    pytest 9.2 made 19 so). After them (pytest groups a module's tests): `slow` tests first."""
+    counts = collections.Counter(item.nodeid for item in items)
+    shared = sorted(nodeid for nodeid, count in counts.items() if count > 1)
+    if shared:
+        raise pytest.UsageError(f"several tests share each of these node ids: {shared}")
+    for item in items:
+        if item.get_closest_marker("redis"):
+            item.add_marker(pytest.mark.xdist_group("machine-redis"))
+    yield
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
-def pg_server_url() -> str:
-    """A PostgreSQL server URL: TEST_DATABASE_URL, else the embedded server under var/."""
-    url = os.environ.get("TEST_DATABASE_URL")
-    return url or devdb.start_server(PROJECT_ROOT / "var", folder="pgdata-test")
+def pg_server_url(request: pytest.FixtureRequest) -> str:
+    """A PostgreSQL server URL: the xdist controller's, TEST_DATABASE_URL, else the embedded server."""
+    workerinput = getattr(request.config, "workerinput", None)
+    return workerinput["pg_server_url"] if workerinput else session_server_url(request.config)
 
 
 @pytest.fixture(scope="session")
@@ -186,11 +229,24 @@ async def server(settings: Settings) -> AsyncIterator[Server]:
         yield running
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+# Ports for the servers tests start in other processes: below Linux's ephemeral range (32768 and
+# up), so no outgoing connection takes one before its server binds it, and a slice per xdist
+# worker. bind(0) could hand two workers one port in turn (free again once probed): seen as one
+# test's readyz and register answered by another test's server, then "connection refused".
+SERVER_PORTS = range(10_000, 32_000)
+
+
+def free_port(address: str = "127.0.0.1") -> int:
+    """A port nobody listens on right now at `address`, from this xdist worker's slice."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    width = len(SERVER_PORTS) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    first = SERVER_PORTS.start + worker * width
+    for _ in range(200):
+        port = random.randrange(first, first + width)
+        with socket.socket() as probe, contextlib.suppress(OSError):
+            probe.bind((address, port))
+            return port
+    raise AssertionError(f"no free port in {first}..{first + width - 1}")
 
 
 @contextlib.asynccontextmanager
@@ -289,6 +345,15 @@ async def database_refusing(pg_server_url: str, database_url: str, cut: str | No
             await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
     finally:
         await admin.close()
+
+
+async def run_cli(*args: str, **env: str) -> tuple[int, str, str]:
+    """`secure-link ARGS` in its own process, as an operator runs it: exit code, stdout, stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "secure_link", *args, cwd=PROJECT_ROOT,
+        env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    return process.returncode or 0, out.decode(), err.decode()
 
 
 @contextlib.asynccontextmanager

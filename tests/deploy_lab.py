@@ -37,7 +37,7 @@ from dotenv import dotenv_values
 from secure_link import devdb
 from secure_link.config import PROJECT_ROOT
 
-from .conftest import stop_process
+from .conftest import free_port, stop_process
 
 DEPLOY = PROJECT_ROOT / "deploy"
 GATEWAY = "198.51.100.1"             # nginx's upstream side, PostgreSQL, Redis
@@ -59,12 +59,6 @@ def run(*command: str, **kwargs: object) -> str:
     if done.returncode != 0:
         raise AssertionError(f"{shlex.join(command)} failed ({done.returncode}): {done.stderr or done.stdout}")
     return done.stdout
-
-
-def free_port(address: str) -> int:
-    with socket.socket() as probe:
-        probe.bind((address, 0))
-        return probe.getsockname()[1]
 
 
 def wait_until(check, what: str, seconds: float = 15.0, process: subprocess.Popen | None = None,  # type: ignore[no-untyped-def]

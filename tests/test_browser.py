@@ -26,6 +26,9 @@ from secure_link.config import PROJECT_ROOT, Settings
 
 from .story import PHRASE, Server
 
+# One xdist worker runs the module: one Chromium, and the screenshots and metrics it writes.
+pytestmark = pytest.mark.xdist_group("browser")
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]

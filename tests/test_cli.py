@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
-
 import asyncpg
 
-from secure_link.config import PROJECT_ROOT
-
-
-async def run_cli(*args: str, **env: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "secure_link", *args, cwd=PROJECT_ROOT,
-        env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    return process.returncode or 0, out.decode(), err.decode()
+from .conftest import run_cli
 
 
 async def test_db_init_creates_the_schema_and_db_url_names_the_database(blank_database: str) -> None:

@@ -41,7 +41,8 @@ from .deploy_clients import ProxiedServer, Talk, connect_on, settled_counts, syn
 from .deploy_lab import GATEWAY, HOSTS, Proxy
 from .story import Person, Server
 
-pytestmark = pytest.mark.deploy
+# One xdist worker runs the module: one lab per machine (fixed names and addresses, a lock).
+pytestmark = [pytest.mark.deploy, pytest.mark.xdist_group("deploy-lab")]
 
 # Stored as received (not re-encoded, but encrypted), so what is served must be these bytes.
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"

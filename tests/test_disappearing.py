@@ -26,7 +26,7 @@ from secure_link import devdb
 from secure_link.config import Settings
 from secure_link.keyring import Keyring, new_master_key
 
-from .conftest import running_server, server_process, settings_for
+from .conftest import run_cli, running_server, server_process, settings_for
 from .story import Person, Server, Socket, assert_error, image_bytes, sync, upload
 
 NO_SWEEP = 3600.0  # a sweeper that never runs in the test: expiry must hold by the read filters alone
@@ -354,8 +354,6 @@ async def test_the_audit_finds_each_kind_of_leftover_and_passes_a_clean_deployme
         own_database: str, tmp_path: Path) -> None:
     """A deployment with no sweeper running (so nothing is fixed behind the audit's back):
     clean at first; then one leftover of each kind, each named; then clean again once removed."""
-    from .test_cli import run_cli
-
     media = tmp_path / "media"
     settings = settings_for(own_database, media, expiry_sweep_interval=NO_SWEEP)
     env = {"DATABASE_URL": own_database, "MEDIA_ROOT": str(media), "SECRET_PEPPER": "x",

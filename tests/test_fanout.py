@@ -233,7 +233,9 @@ async def no_longer_in(connection_id: int, live: Awaitable[set[int]]) -> bool:
 
 
 async def listen_pids(conn: asyncpg.Connection) -> set[int]:
-    rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE application_name = $1", LISTEN_NAME)
+    # this database's only: other xdist workers' servers listen on databases of their own
+    rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE application_name = $1 "
+                            "AND datname = current_database()", LISTEN_NAME)
     return {row["pid"] for row in rows}
 
 

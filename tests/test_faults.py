@@ -102,6 +102,7 @@ def private_pg() -> Iterator[tuple[Path, str]]:
         shutil.rmtree(var_dir, ignore_errors=True)
 
 
+@pytest.mark.slow
 async def test_a_database_restart_under_chat_load_loses_nothing(private_pg: tuple[Path, str], settings: Settings) -> None:
     """Alice keeps sending while PostgreSQL is down for 3 s; REST says 503 meanwhile; all arrives once."""
     var_dir, server_url = private_pg
@@ -271,6 +272,7 @@ async def settled(server: Server, db) -> str:  # type: ignore[no-untyped-def]
                          f"{sample(text, 'secure_link_fanout_channels')}, presence rows {rows}")
 
 
+@pytest.mark.slow
 async def test_thousands_of_vanished_sockets_leak_nothing(database_url: str, settings: Settings, db) -> None:  # type: ignore[no-untyped-def]
     """Two rounds of sockets cut without a close frame: the second leaves the worker as the first did."""
     async with server_process(database_url, database_url, settings, WS_MAX_SOCKETS_PER_USER="0") as server:
@@ -322,6 +324,7 @@ async def acked_total(tallies: tuple[Tally, ...], at_least: int, timeout: float 
         await asyncio.sleep(0.02)
 
 
+@pytest.mark.slow
 async def test_a_rolling_restart_under_load_loses_nothing(database_url: str, settings: Settings) -> None:
     """Two servers; each in turn gets SIGTERM and a replacement while Alice and Bob write to each other."""
     async with contextlib.AsyncExitStack() as stack:

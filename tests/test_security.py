@@ -205,6 +205,7 @@ def huge_png() -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.slow
 async def test_image_decodes_are_one_per_user_and_bound_a_workers_memory(database_url: str, settings: Settings) -> None:
     """With the default limits a worker stays under 450 MiB however many 40 Mpx images arrive.
 

@@ -21,7 +21,7 @@ async def pair(a: Server, b: Server) -> tuple[Person, Socket, Person, Socket]:
     return alice, await alice.connect(), bob, await bob.connect()
 
 
-@pytest.mark.parametrize("backend", ["postgres", "redis"])
+@pytest.mark.parametrize("backend", ["postgres", pytest.param("redis", marks=pytest.mark.redis)])
 async def test_messages_cross_workers(backend: str, database_url: str, settings: Settings,
                                       request: pytest.FixtureRequest) -> None:
     broadcast = database_url if backend == "postgres" else request.getfixturevalue("redis_url")

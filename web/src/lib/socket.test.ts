@@ -126,6 +126,22 @@ describe("ChatSocket", () => {
     chat.stop();
   });
 
+  it("opens nothing before start, so the first sync can wait for the conversation list", () => {
+    const store = new Store();
+    const sockets: FakeSocket[] = [];
+    const chat = new ChatSocket({ url: "ws://t/", getState: store.getState, dispatch: store.dispatch,
+      createSocket: () => { const s = new FakeSocket(); sockets.push(s); return s; } });
+    chat.reconnectNow();  // the browser's "online" event, while the list is still loading
+    expect(sockets).toHaveLength(0);
+    const bob: User = { ...alice, id: 2, username: "bob" };
+    store.dispatch({ type: "conversations", list: [{ with: bob, last_message: message(60, "bob", "alice"), unread: 60, timer: 0 }] });
+    chat.start();
+    sockets[0].serve({ type: "ready", user: alice });
+    expect(sockets[0].sentOf("sync")).toEqual([{ type: "sync", since: 60 }]);
+    expect(store.getState().conversations.bob.unread).toBe(60);
+    chat.stop();
+  });
+
   it("stops reconnecting when the session is revoked (4401)", () => {
     const revoked = vi.fn();
     const store = new Store();

@@ -46,7 +46,7 @@ export class ChatSocket {
   private ready = false;
   private wasReady = false;
   private syncing = false;
-  private stopped = false;
+  private stopped = true;  // until `start`: `reconnectNow` must not connect first
   private attempt = 0;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private heartbeat: ReturnType<typeof setInterval> | undefined;
