@@ -24,7 +24,7 @@ from secure_link.db import load_queries
 from secure_link.errors import DatabaseUnavailable
 from secure_link.writer import MessageWriter
 
-from .conftest import body_keys, server_process
+from .conftest import body_keys, running_server, server_process
 from .story import PNG, Person, Server, assert_error, sample, scrape, upload
 
 SYNC_QUERY = load_queries()["list_messages_since"].sql
@@ -224,3 +224,20 @@ async def test_sigterm_with_a_full_queue_stores_and_acks_every_queued_send_befor
     assert codes == [1012] * 8
     stored = await db.fetchval("SELECT count(*) FROM messages WHERE recipient_id = $1", bob.user["id"])
     assert stored == 8
+
+
+async def test_a_worker_whose_cached_key_was_destroyed_elsewhere_seals_again(settings: Settings) -> None:
+    """Alice writes through worker one, which keeps the conversation's key; Bob logs out through
+    worker two (the key is destroyed) and Alice starts again there (a new key). Her next send
+    through worker one must not be sealed with the old key: Bob reads both through worker two."""
+    async with running_server(settings) as one, running_server(settings) as two:
+        alice, bob = await one.person("alice").register(), await one.person("bob").register()
+        await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "first"})
+        assert (await bob.on(two).api("POST", "/api/logout/")).status_code == 200
+        token = await bob.login()
+        await alice.on(two).api("POST", "/api/send-message/", json={"to": bob.username, "message": "again"})
+        sent = await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "and again"})
+        assert sent.status_code == 201
+        history = await bob.on(two).api("GET", "/api/messages/", token=token, params={"with": alice.username})
+    assert history.status_code == 200, history.text
+    assert [m["message"] for m in history.json()["messages"]] == ["again", "and again"]
