@@ -46,10 +46,10 @@ async def _files(db: Database, root: Path) -> list[Finding]:
     named = {relative for row in rows for relative in (row["path"], row["thumbnail_path"]) if relative}
     missing = [f"file {row['id']}: {relative}" for row in rows
                for relative in (row["path"], row["thumbnail_path"]) if relative and not (root / relative).exists()]
-    doomed = [row["path"] for row in await db.fetch("audit_doomed_files", EXPIRY_GRACE_S)]
+    doomed = {row["path"] for row in await db.fetch("audit_doomed_files", EXPIRY_GRACE_S)}
     cutoff = time.time() - IN_FLIGHT_GRACE_S
-    unnamed = [str(path.relative_to(root)) for path in sorted(root.rglob("*"))
-               if path.is_file() and path.relative_to(root).as_posix() not in named
-               and (path.stat().st_mtime < cutoff or path.relative_to(root).as_posix() in doomed)]
+    on_disk = {path.relative_to(root).as_posix(): path for path in root.rglob("*") if path.is_file()}
+    unnamed = [relative for relative, path in sorted(on_disk.items())
+               if relative not in named and (relative in doomed or path.stat().st_mtime < cutoff)]
     return [Finding("files on disk that no row names (deleted or never finished)", unnamed),
             Finding("file rows whose file is not on disk", missing)]

@@ -162,17 +162,9 @@ async def send_message(services: Services, user: User, draft: Draft,
 
 
 def stored_message(pending: Pending, row: Any) -> dict[str, Any]:
-    """The Message of a draft the writer just stored: the draft's fields plus the row's id, time and file."""
-    return {
-        "id": row["id"],
-        "from": pending.sender,
-        "to": pending.to,
-        "message": pending.body,
-        "attachment": media.file_json(row, "file_"),
-        "client_id": pending.client_id,
-        "sent_at": auth.rfc3339(row["sent_at"]),
-        "expires_at": _moment(row["expires_at"]),
-    }
+    """The Message of a draft the writer just stored: the draft's fields plus the row's id, times and file."""
+    return message_json({**row, "sender": pending.sender, "recipient": pending.to, "client_id": pending.client_id},
+                        pending.body)
 
 
 async def announce(services: Services, messages: list[Stored]) -> None:

@@ -64,11 +64,16 @@ async def run_sweeper(services: Services, interval: float) -> None:
 
 
 async def announce(services: Services, rows: list[Any], reason: str) -> None:
-    """`deleted` to every connection of both parties, one frame per conversation and side."""
+    """`deleted` to every connection of both parties, one frame per conversation and side, all
+    in one fan-out round trip (a sweep may end hundreds of conversations at once)."""
     by_side: dict[tuple[int, str], list[int]] = defaultdict(list)
     for row in rows:
         by_side[(row["sender_id"], row["recipient"])].append(row["id"])
         by_side[(row["recipient_id"], row["sender"])].append(row["id"])
-    for (user_id, peer), ids in by_side.items():
-        frame = {"type": "deleted", "with": peer, "ids": ids, "reason": reason}
-        await chat.publish(services, [chat.user_channel(user_id)], chat.encode_event(frame))
+    events = [([chat.user_channel(user_id)],
+               chat.encode_event({"type": "deleted", "with": peer, "ids": ids, "reason": reason}))
+              for (user_id, peer), ids in by_side.items()]
+    try:
+        await services.fanout.publish_batch(events)
+    except Exception:  # deleted already: a missed frame is made up by the client's reload on resync
+        log.warning("announcing %d deletions failed", len(rows), exc_info=True)

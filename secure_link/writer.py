@@ -47,9 +47,6 @@ class Pending:
     recipient_id: int = 0  # resolved by the writer
     resealed: int = 0  # times its conversation's key changed under it (a logout meanwhile)
 
-    def claims(self) -> str | None:
-        """The file this draft would claim: two drafts of one batch cannot both check it unclaimed."""
-        return self.attachment
 
 
 # Builds the contract's Message from a stored draft and its row (chat.stored_message).
@@ -129,15 +126,14 @@ class MessageWriter:
         """Up to `max_batch` queued drafts, oldest first; one claiming a file already claimed waits."""
         batch: list[Pending] = []
         later: list[Pending] = []
-        claimed: set[str] = set()
+        claimed: set[str] = set()  # files: two drafts of one batch would both find one unclaimed
         for pending in self._queue:
-            claim = pending.claims()
-            if len(batch) >= self._max_batch or claim in claimed:
+            if len(batch) >= self._max_batch or pending.attachment in claimed:
                 later.append(pending)
             else:
                 batch.append(pending)
-                if claim is not None:
-                    claimed.add(claim)
+                if pending.attachment is not None:
+                    claimed.add(pending.attachment)
         self._queue = later
         return batch
 
@@ -174,13 +170,13 @@ class MessageWriter:
         conversation key was destroyed after it was sealed goes back to the
         queue, to be sealed with the new key.
         """
-        addressed = [pending for pending in batch if await self._address(pending)]
+        addressed = await self._addressed(batch)
         if not addressed:
             return []
         current = await self._bodies.for_pairs(pair_of(p.sender_id, p.recipient_id) for p in addressed)
-        born = [current[pair_of(p.sender_id, p.recipient_id)][0] for p in addressed]
-        sealed = [self._bodies.seal(current[pair_of(p.sender_id, p.recipient_id)][1], p.sender_id, p.recipient_id,
-                                    p.body) for p in addressed]
+        keys = [current[pair_of(p.sender_id, p.recipient_id)] for p in addressed]
+        born = [generation for generation, _ in keys]
+        sealed = [self._bodies.seal(key, p.sender_id, p.recipient_id, p.body) for p, (_, key) in zip(addressed, keys)]
         rows = await self._db.fetch(
             "insert_messages",
             list(range(len(addressed))),
@@ -194,18 +190,21 @@ class MessageWriter:
         await self._reseal_if_rekeyed(addressed, born, {id(pending) for pending, _ in stored})
         return stored
 
-    async def _address(self, pending: Pending) -> bool:
-        """Resolve the recipient's id (cached: usernames never change); False for nobody or oneself."""
-        user_id = self._user_ids.get(pending.to)
-        if user_id is None:
-            row = await self._db.fetchrow("find_user_ids_by_usernames", [pending.to])
-            if row is None:
-                return False
-            if len(self._user_ids) >= USER_CACHE_LIMIT:
+    async def _addressed(self, batch: list[Pending]) -> list[Pending]:
+        """The drafts to someone else, their recipients' ids resolved: cached (usernames never
+        change), the batch's new names in one query."""
+        unknown = sorted({pending.to for pending in batch} - self._user_ids.keys())
+        if unknown:
+            if len(self._user_ids) + len(unknown) > USER_CACHE_LIMIT:
                 self._user_ids.clear()
-            user_id = self._user_ids[pending.to] = row["id"]
-        pending.recipient_id = user_id
-        return user_id != pending.sender_id
+            for row in await self._db.fetch("find_user_ids_by_usernames", unknown):
+                self._user_ids[row["username"]] = row["id"]
+        addressed = []
+        for pending in batch:
+            pending.recipient_id = self._user_ids.get(pending.to, 0)
+            if pending.recipient_id and pending.recipient_id != pending.sender_id:
+                addressed.append(pending)
+        return addressed
 
     async def _reseal_if_rekeyed(self, addressed: list[Pending], born: list[Any], stored: set[int]) -> None:
         """Queue again the drafts refused because their key changed meanwhile (a logout)."""

@@ -56,7 +56,7 @@ SQL = [
            "        SELECT user_id FROM (",
            "tests/test_sync.py::test_an_uncommitted_earlier_id_holds_back_later_ones"),
     mutant("sql-batch-claims-a-file-twice", "secure_link/writer.py",
-           "            if len(batch) >= self._max_batch or claim in claimed:",
+           "            if len(batch) >= self._max_batch or pending.attachment in claimed:",
            "            if len(batch) >= self._max_batch:",
            "tests/test_group_commit.py::test_two_sends_of_one_file_in_a_batch_claim_it_once"),
     mutant("sql-seal-with-a-destroyed-key", "secure_link/queries/messages.sql",
