@@ -42,25 +42,31 @@ from secure_link.fanout_backends import LISTEN_NAME
 
 from .story import Server
 
-TEMPLATE = f"sl_template_{os.getpid()}"
 TEST_PEPPER = "tests-only-pepper"
-KEYS_FOLDER = Path(tempfile.gettempdir()) / f"sl-test-keys-{os.getpid()}"  # xdist workers inherit the env var
+OWN_KEYS_FOLDER = pytest.StashKey[Path]()  # the folder this session made, to remove at its end
 PG_SERVER_URL = pytest.StashKey[str]()  # this process's server, started at most once
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Servers the tests start share one pepper and one master key, in this process and in
     their own: on a real DATABASE_URL the server refuses to start without them. The key
-    file is created by the first server (docs/privacy.md), in a folder removed at the end."""
+    file is created by the first server (docs/privacy.md), in a folder of this session's.
+    xdist workers inherit the controller's through the environment; so do the sessions
+    mutmut forks after its first, which is why the folder is named when a session starts."""
     os.environ.setdefault("SECRET_PEPPER", TEST_PEPPER)
-    os.environ.setdefault("MASTER_KEY_FILE", str(KEYS_FOLDER / "master-key"))
+    if "MASTER_KEY_FILE" not in os.environ:
+        folder = Path(tempfile.gettempdir()) / f"sl-test-keys-{os.getpid()}"
+        config.stash[OWN_KEYS_FOLDER] = folder
+        os.environ["MASTER_KEY_FILE"] = str(folder / "master-key")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """The controller (or a run without xdist) removes the key folder; a worker that ends
-    first must not remove it under the others."""
-    if not hasattr(config, "workerinput"):
-        shutil.rmtree(KEYS_FOLDER, ignore_errors=True)
+    """The session that made the key folder removes it; a worker that ends first must not
+    remove it under the others."""
+    folder = config.stash.get(OWN_KEYS_FOLDER, None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+        del os.environ["MASTER_KEY_FILE"]
 
 
 def shared_master_key_file() -> Path:
@@ -89,7 +95,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
     at a time: its pub/sub channels (`user:1`…) and client list are server-wide, so two
     test databases' servers would hear each other. Two items with one node id stop the
     run: xdist's loadgroup scheduler would run only the first of them (schemathesis on
-    pytest 9.2 made 19 so). After them (pytest groups a module's tests): `slow` tests first."""
+    pytest 9.2 made 19 so). After them (pytest groups a module's tests): `slow` tests first,
+    so no xdist worker is left with one at the end; under mutmut (one process, stopping at
+    the first failure) `slow` tests last, so a mutant meets the quick tests first."""
     counts = collections.Counter(item.nodeid for item in items)
     shared = sorted(nodeid for nodeid, count in counts.items() if count > 1)
     if shared:
@@ -98,7 +106,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
         if item.get_closest_marker("redis"):
             item.add_marker(pytest.mark.xdist_group("machine-redis"))
     yield
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    slow_last = "MUTANT_UNDER_TEST" in os.environ
+    items.sort(key=lambda item: (item.get_closest_marker("slow") is None) != slow_last)
 
 
 @pytest.fixture(scope="session")
@@ -110,12 +119,14 @@ def pg_server_url(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session")
 async def template_database(pg_server_url: str) -> AsyncIterator[str]:
-    """A database with the schema applied once; each module copies it (~50 ms)."""
-    await devdb.drop_database(pg_server_url, TEMPLATE)
-    await devdb.create_database(pg_server_url, TEMPLATE)
-    await apply_schema(devdb.with_database(pg_server_url, TEMPLATE))
-    yield TEMPLATE
-    await devdb.drop_database(pg_server_url, TEMPLATE)
+    """A database with the schema applied once; each module copies it (~50 ms). Named by
+    the process, not at import: sessions mutmut forks side by side share their imports."""
+    template = f"sl_template_{os.getpid()}"
+    await devdb.drop_database(pg_server_url, template)
+    await devdb.create_database(pg_server_url, template)
+    await apply_schema(devdb.with_database(pg_server_url, template))
+    yield template
+    await devdb.drop_database(pg_server_url, template)
 
 
 @pytest.fixture(scope="module")

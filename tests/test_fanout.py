@@ -228,6 +228,24 @@ async def test_disconnect_ends_subscriptions_and_leaves_no_task_behind(fanout_ur
     assert asyncio.all_tasks() - before - {asyncio.current_task()} == set()
 
 
+async def test_a_subscribe_cancelled_before_its_listen_leaves_nothing_behind(pg_fanout_url: str) -> None:
+    """A socket that closes while its subscribe waits for the LISTEN connection (busy with
+    another command) must not leave a ghost subscriber: the channel's next subscriber then
+    finds a subscriber already there, skips its own LISTEN, and never hears another worker.
+    The story holds the backend's one-command-at-a-time lock to make the wait happen."""
+    room = channel("room")
+    async with connected(pg_fanout_url) as here, connected(pg_fanout_url) as there:
+        async with here._backend._lock:
+            cancelled = asyncio.create_task(here.subscribe(room).__aenter__())
+            await asyncio.sleep(0.05)  # it is now waiting for the lock
+            cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):  # its roll-back needs the lock too
+            await cancelled
+        async with here.subscribe(room) as subscription:
+            await there.publish(room, "from another worker")
+            assert await next_item(subscription) == "from another worker"
+
+
 async def no_longer_in(connection_id: int, live: Awaitable[set[int]]) -> bool:
     return connection_id not in await live
 

@@ -12,7 +12,7 @@ import pytest
 
 from secure_link.config import Settings
 
-from .conftest import settings_for
+from .conftest import running_server, settings_for
 from .story import PHRASE, Server, assert_error
 
 SURROGATE = "\ud800"  # what the JSON escape "\ud800" decodes to: not storable text
@@ -151,6 +151,22 @@ async def test_a_client_that_stops_reading_is_let_go(server: Server, db: asyncpg
         assert await _flood_until_let_go(sender, bob, db), "the stalled socket is still open"
     finally:
         stalled.connection.transport.abort()  # the client gives up too; nothing left half-open
+
+
+async def test_a_client_too_far_behind_is_told_to_reconnect_and_sync(
+        database_url: str, media_root: Path, db: asyncpg.Connection) -> None:
+    """A reader slower than the chat fills its socket's outbox (WS_SEND_QUEUE events): the
+    server drops the socket rather than buffer without end, and says why with 1013, so the
+    client reconnects and syncs. The send timeout is long here: only the outbox can end it.
+    When Bob reads again, he gets what was already on its way, then the close."""
+    settings = settings_for(database_url, media_root, ws_send_queue=8, ws_send_timeout=120.0)
+    async with running_server(settings) as server:
+        alice, bob = await server.person("alice").register(), await server.person("bob").register()
+        await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "hello"})
+        stalled = await bob.connect(max_queue=1)  # stops reading from TCP once one frame is queued
+        sender = await alice.connect()
+        assert await _flood_until_let_go(sender, bob, db), "the socket that fell behind is still open"
+        assert await stalled.closed_with() == 1013
 
 
 async def _flood_until_let_go(sender, bob, db: asyncpg.Connection) -> bool:  # type: ignore[no-untyped-def]
