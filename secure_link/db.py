@@ -105,6 +105,21 @@ async def keep_session(connection: asyncpg.Connection) -> None:
     """
 
 
+async def connect_or_refused(*args: Any, **kwargs: Any) -> asyncpg.Connection:
+    """asyncpg.connect, where a database that does not accept connections is refused.
+
+    PostgreSQL answers 55000 "database is not currently accepting connections"
+    while an operator has turned them off (`ALTER DATABASE … ALLOW_CONNECTIONS
+    false`, for maintenance or before a drop). At connect time that is the
+    database being away, a 503 and a 1013 like a refused TCP connection; the same
+    SQLSTATE from a query names our own mistake and stays a 500.
+    """
+    try:
+        return await asyncpg.connect(*args, **kwargs)
+    except asyncpg.exceptions.ObjectNotInPrerequisiteStateError as exc:
+        raise ConnectionRefusedError(str(exc)) from exc
+
+
 class Database:
     """A pool plus the named queries: `await db.fetchrow("find_user", name)`."""
 
@@ -116,7 +131,7 @@ class Database:
     @classmethod
     async def connect(cls, url: str, min_size: int = 2, max_size: int = 10) -> "Database":
         """Open the pool; statements are prepared and cached per connection by asyncpg."""
-        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size,
+        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, connect=connect_or_refused,
                                          init=_init_connection, reset=keep_session,
                                          timeout=CONNECT_TIMEOUT_S, command_timeout=COMMAND_TIMEOUT_S)
         return cls(pool, load_queries())

@@ -382,10 +382,10 @@ class Connection:
         await timers.set_timer(self.services, self.user, peer, timers.parse_seconds(frame))
 
     async def _on_delete(self, frame: dict) -> None:
-        """Delete a message for both parties; both hear a `deleted` frame (this socket too)."""
+        """Delete a message for both parties; both hear a `deleted` frame (this socket too).
+        `take` bounds the id to int64; one of no message of the user's (0, negative) is a 404."""
         self._check_rate(self.signal_bucket)
-        message_id = take(frame, {"id": int})["id"]
-        await erasure.delete_for_everyone(self.services, self.user, message_id if 0 < message_id < 2**63 else 0)
+        await erasure.delete_for_everyone(self.services, self.user, take(frame, {"id": int})["id"])
 
     async def _on_ping(self, frame: dict) -> None:
         await self._send({"type": "pong"})

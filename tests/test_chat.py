@@ -70,41 +70,45 @@ async def test_a_retry_with_the_same_client_id_is_stored_once(server: Server, db
 
 
 BAD_FRAMES = [
-    # (frame, error code)
-    ("not json", "bad_json"),
-    ("[1, 2]", "unknown_type"),
-    ('{"no": "type"}', "unknown_type"),
-    ('{"type": "shout"}', "unknown_type"),
-    ('{"type": "chat", "to": "%(bob)s"}', "invalid_input"),
-    ('{"type": "chat", "to": "%(bob)s", "message": 5}', "invalid_input"),
-    ('{"type": "chat", "to": "%(bob)s", "message": "' + "x" * 4001 + '"}', "invalid_input"),
-    ('{"type": "chat", "to": "%(bob)s", "message": "nul\\u0000"}', "invalid_input"),
-    ('{"type": "chat", "to": "%(bob)s", "message": "   "}', "invalid_input"),
-    ('{"type": "chat", "to": "%(bob)s", "message": "hi", "client_id": ""}', "invalid_input"),
-    ('{"type": "chat", "to": "nobody_at_all", "message": "hi"}', "unknown_user"),
-    ('{"type": "chat", "to": "%(alice)s", "message": "hi"}', "invalid_recipient"),
-    ('{"type": "chat", "message": "to whom?"}', "missing_recipient"),
-    ('{"type": "chat", "to": "%(bob)s", "message": "hi", "attachment": "not-a-file"}', "invalid_attachment"),
-    ('{"type": "chat", "to": "\'; DROP TABLE messages;--", "message": "hi"}', "unknown_user"),
-    ('{"type": "sync"}', "invalid_input"),
-    ('{"type": "sync", "since": "10"}', "invalid_input"),
-    ('{"type": "sync", "since": -1}', "invalid_input"),
-    ('{"type": "read", "with": "%(bob)s"}', "invalid_input"),
-    ('{"type": "read", "up_to": 3}', "missing_recipient"),
-    ('{"type": "typing"}', "missing_recipient"),
-    ('{"type": "typing", "to": "nobody_at_all"}', "unknown_user"),
-    ('{"type": "auth", "token": "again"}', "already_authenticated"),
+    # (frame, error code, the names in its `fields`)
+    ("not json", "bad_json", []),
+    ("[1, 2]", "unknown_type", []),
+    ('{"no": "type"}', "unknown_type", []),
+    ('{"type": "shout"}', "unknown_type", []),
+    ('{"type": "chat", "to": "%(bob)s"}', "invalid_input", ["message"]),
+    ('{"type": "chat", "to": "%(bob)s", "message": 5}', "invalid_input", ["message"]),
+    ('{"type": "chat", "to": "%(bob)s", "message": "' + "x" * 4001 + '"}', "invalid_input", ["message"]),
+    ('{"type": "chat", "to": "%(bob)s", "message": "nul\\u0000"}', "invalid_input", ["message"]),
+    ('{"type": "chat", "to": "%(bob)s", "message": "   "}', "invalid_input", ["message"]),
+    ('{"type": "chat", "to": "%(bob)s", "message": "hi", "client_id": ""}', "invalid_input", ["client_id"]),
+    ('{"type": "chat", "to": "nobody_at_all", "message": "hi"}', "unknown_user", []),
+    ('{"type": "chat", "to": "%(alice)s", "message": "hi"}', "invalid_recipient", ["to"]),
+    ('{"type": "chat", "message": "to whom?"}', "missing_recipient", ["to"]),
+    ('{"type": "chat", "to": "%(bob)s", "message": "hi", "attachment": "not-a-file"}', "invalid_attachment", ["attachment"]),
+    ('{"type": "chat", "to": "\'; DROP TABLE messages;--", "message": "hi"}', "unknown_user", []),
+    ('{"type": "sync"}', "invalid_input", ["since"]),
+    ('{"type": "sync", "since": "10"}', "invalid_input", ["since"]),
+    ('{"type": "sync", "since": -1}', "invalid_input", ["since"]),
+    ('{"type": "read", "with": "%(bob)s"}', "invalid_input", ["up_to"]),
+    ('{"type": "read", "up_to": 3}', "missing_recipient", ["with"]),
+    ('{"type": "typing"}', "missing_recipient", ["to"]),
+    ('{"type": "typing", "to": "nobody_at_all"}', "unknown_user", []),
+    ('{"type": "timer", "seconds": 60}', "missing_recipient", ["with"]),
+    ('{"type": "delete", "id": "7"}', "invalid_input", ["id"]),
+    ('{"type": "auth", "token": "again"}', "already_authenticated", []),
 ]
 
 
-@pytest.mark.parametrize(("template", "code"), BAD_FRAMES)
-async def test_bad_frames_get_an_error_and_the_socket_stays(server: Server, db: asyncpg.Connection, template: str, code: str) -> None:
+@pytest.mark.parametrize(("template", "code", "fields"), BAD_FRAMES)
+async def test_bad_frames_get_an_error_and_the_socket_stays(server: Server, db: asyncpg.Connection, template: str, code: str,
+                                                            fields: list[str]) -> None:
     alice, bob = await server.person("alice").register(), await server.person("bob").register()
     socket = await alice.connect()
     before = await db.fetchval("SELECT count(*) FROM messages")
     await socket.send(template % {"alice": alice.username, "bob": bob.username})
     error = await socket.expect("error")
     assert error["code"] == code and error["message"]
+    assert list(error.get("fields", {})) == fields  # the names a client highlights; their text is for people
     await socket.send({"type": "ping"})
     assert await socket.expect("pong") == {"type": "pong"}
     assert await db.fetchval("SELECT count(*) FROM messages") == before

@@ -107,6 +107,18 @@ async def test_the_timer_frame_sets_it_and_a_bad_one_answers_an_error_frame(serv
     await alice_tab.send({"type": "timer", "with": bob.username, "seconds": "soon"})
     error = await alice_tab.expect("error", skip=("timer", "presence"))
     assert error["code"] == "invalid_timer"
+    await alice_tab.send({"type": "timer", "seconds": 5})  # whose?
+    error = await alice_tab.expect("error", skip=("timer", "presence"))
+    assert (error["code"], list(error["fields"])) == ("missing_recipient", ["with"])
+
+
+async def test_a_socket_opened_for_one_conversation_sets_its_timer_without_naming_it(server: Server) -> None:
+    """As `chat` does: a socket opened with `?with=bob` means Bob when `with` is left out."""
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    alice_tab, bob_tab = await alice.connect(f"?with={bob.username}"), await bob.connect()
+    await alice_tab.send({"type": "timer", "seconds": 30})
+    timer = await bob_tab.expect("timer")
+    assert (timer["seconds"], timer["with"]) == (30, alice.username)
 
 
 # ---- expiry -----------------------------------------------------------------
@@ -257,6 +269,11 @@ async def test_the_delete_frame_deletes_and_a_bad_one_answers_an_error_frame(ser
     await alice_tab.send({"type": "delete", "id": sent["id"]})
     assert (await deleted_frame(bob_tab))["ids"] == [sent["id"]]
     for bad, code in (({"type": "delete", "id": sent["id"]}, "not_found"),
+                      ({"type": "delete", "id": 0}, "not_found"),
+                      ({"type": "delete", "id": -sent["id"]}, "not_found"),
+                      ({"type": "delete", "id": 2**63 - 1}, "not_found"),
+                      ({"type": "delete", "id": -(2**63)}, "not_found"),
+                      ({"type": "delete", "id": 2**63}, "invalid_input"),
                       ({"type": "delete", "id": "one"}, "invalid_input"),
                       ({"type": "delete"}, "invalid_input"),
                       ({"type": "delete", "id": 2**70}, "invalid_input")):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 import uuid
 from http.cookies import Morsel, SimpleCookie
@@ -182,8 +183,11 @@ async def test_readyz_answers_503_while_the_database_is_away(pg_server_url: str,
             assert (await client.get("/readyz")).json() == {"status": "ready"}
 
 
-async def test_a_bug_answers_500_and_closes_sockets_with_1011(own_database: str, media_root: Path) -> None:
-    """A table gone missing stands in for a bug: the generic 500 (no traceback) and the 1011 close."""
+async def test_a_bug_answers_500_and_closes_sockets_with_1011(own_database: str, media_root: Path,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """A table gone missing stands in for a bug: the generic 500 (no traceback) and the 1011
+    close; the operator's log has the traceback the client was spared."""
+    caplog.set_level(logging.ERROR, logger="secure_link.sockets")
     async with running_server(settings_for(own_database, media_root)) as server:
         alice = await server.person("alice").register()
         broken = await asyncpg.connect(own_database)
@@ -197,3 +201,22 @@ async def test_a_bug_answers_500_and_closes_sockets_with_1011(own_database: str,
         assert answer.json() == {"error": {"code": "internal", "message": "Something went wrong on our side."}}
         socket = await alice.connect(ready=False)
         assert await socket.closed_with() == 1011
+    (logged,) = [r for r in caplog.records if r.name == "secure_link.sockets"]
+    assert logged.levelno == logging.ERROR and isinstance(logged.exc_info[1], asyncpg.UndefinedTableError)
+
+
+async def test_while_the_database_refuses_connections_clients_are_told_to_come_back(
+        pg_server_url: str, own_database: str, media_root: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An operator turned the database's connections off: not a bug but an outage. A socket is
+    closed with 1013 (reconnect shortly, then sync), a request answered 503, and the log has
+    a warning naming what failed."""
+    caplog.set_level(logging.WARNING, logger="secure_link.sockets")
+    async with running_server(settings_for(own_database, media_root)) as server:
+        alice = await server.person("alice").register()
+        async with database_refusing(pg_server_url, own_database):
+            socket = await alice.connect(ready=False)
+            assert await socket.closed_with() == 1013
+            assert_error(await alice.api("GET", "/api/conversations/"), 503, "unavailable")
+    (logged,) = [r for r in caplog.records if r.name == "secure_link.sockets"]
+    assert logged.levelno == logging.WARNING and logged.exc_info is None  # expected: no traceback
+    assert re.search(r"\w+(Error|Exception)\(", logged.getMessage()), logged.getMessage()  # what failed
