@@ -76,9 +76,7 @@ class MemoryBackend:
             self._deliver(channel, message)
 
     async def publish_batch(self, items: list[tuple[list[str], str]]) -> None:
-        """Each message to its channels, in order."""
-        for channels, message in items:
-            await self.publish(channels, message)
+        """Nothing to do: `Fanout.publish_batch` has delivered each message here, the one process."""
 
     async def forget(self, channels: list[str]) -> None:
         """Nothing is kept once delivered."""

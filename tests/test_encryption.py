@@ -303,9 +303,15 @@ async def test_a_file_stored_before_encryption_is_still_served_as_stored(server:
         plain = b"".join(reader.chunks(0, reader.size))
     path.write_bytes(plain)
     await db.execute("UPDATE files SET wrapped_key = NULL, master_key_id = NULL WHERE id = $1", file["id"])
-    assert (await alice.api("GET", file["url"])).content == content
+    old = await alice.api("GET", file["url"])
+    assert old.content == content
     part = await alice.api("GET", file["url"], headers={"Range": "bytes=6-12"})
     assert part.status_code == 206 and part.content == content[6:13]
+    assert_error(await alice.api("GET", file["url"], headers={"Range": "bytes=9999-"}), 416, "range_not_satisfiable")
+    sealed = await alice.api("GET", (await upload(alice, content, "old.txt"))["url"])
+    for header in ("content-type", "content-disposition", "x-content-type-options", "content-security-policy",
+                   "cache-control", "etag"):  # an old file is as safe to fetch as a new one
+        assert old.headers[header] == sealed.headers[header], header
 
 
 # ---- the wrong master key, and rotation -------------------------------------------------

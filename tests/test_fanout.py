@@ -228,6 +228,26 @@ async def test_disconnect_ends_subscriptions_and_leaves_no_task_behind(fanout_ur
     assert asyncio.all_tasks() - before - {asyncio.current_task()} == set()
 
 
+async def test_disconnect_ends_a_waiting_reader_and_a_forwarding_one_alike(fanout_url: str) -> None:
+    """A subscriber parked in `get()` wakes with SubscriptionClosed; one that forwards (a
+    socket's outbox) and so never queued anything is handed None, so its socket can close."""
+    fanout = Fanout(fanout_url, queue_size=QUEUE_SIZE, probe_interval=PROBE)
+    await fanout.connect()
+    talk = channel("talk")
+    reader = await fanout.subscribe(talk).__aenter__()
+    forwarder = await fanout.subscribe(talk).__aenter__()
+    forwarded: list[str | Gap | None] = []
+    forwarder.forward(forwarded.append)
+    waiting = asyncio.create_task(reader.get())
+    await asyncio.sleep(0)  # the task's first step: it is now parked, waiting for an item
+    await fanout.disconnect()
+    with pytest.raises(SubscriptionClosed):
+        await asyncio.wait_for(waiting, WAIT)
+    assert forwarded == [None]
+    for subscription in (reader, forwarder):
+        await subscription.__aexit__(None, None, None)
+
+
 async def test_a_subscribe_cancelled_before_its_listen_leaves_nothing_behind(pg_fanout_url: str) -> None:
     """A socket that closes while its subscribe waits for the LISTEN connection (busy with
     another command) must not leave a ghost subscriber: the channel's next subscriber then
