@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from datetime import datetime
 from http.cookies import SimpleCookie
 
 import asyncpg
@@ -198,6 +199,10 @@ async def test_alice_lists_and_revokes_her_sessions(server: Server) -> None:
     laptop = await alice.login()
     listed = (await alice.api("GET", "/api/sessions/")).json()["sessions"]
     assert len(listed) == 2 and sum(s["current"] for s in listed) == 1
+    for session in listed:  # docs/api.md's Session: when it began, was last used and will end
+        assert set(session) == {"id", "created_at", "last_used_at", "expires_at", "user_agent", "address", "current"}
+        began, used, ends = (datetime.fromisoformat(session[key]) for key in ("created_at", "last_used_at", "expires_at"))
+        assert began <= used < ends and began.tzinfo is not None
     laptop_id = next(s["id"] for s in listed if not s["current"])
 
     assert_error(await bob.api("DELETE", f"/api/sessions/{laptop_id}"), 404, "not_found")

@@ -12,7 +12,7 @@ from websockets.exceptions import InvalidStatus
 
 from secure_link.config import Settings
 
-from .conftest import settings_for
+from .conftest import running_server, settings_for
 from .story import Server, assert_error, sync
 
 
@@ -201,6 +201,19 @@ async def test_read_receipts_typing_and_unread_counts(server: Server) -> None:
 
     await bob_tab.send({"type": "typing", "to": alice.username})
     assert await alice_tab.expect("typing", skip=("presence",)) == {"type": "typing", "from": bob.username}
+
+
+async def test_a_receipt_below_every_message_marks_none_read(own_database: str, media_root: Path) -> None:
+    """`up_to` below 1 (a client's zero or negative) reads nothing, even of message 1 itself:
+    a database of its own, so Alice's first message is message 1."""
+    async with running_server(settings_for(own_database, media_root)) as server:
+        alice, bob = await server.person("alice").register(), await server.person("bob").register()
+        alice_tab, bob_tab = await alice.connect(), await bob.connect()
+        assert (await alice.say(alice_tab, bob, "first of all"))["id"] == 1
+        await bob_tab.expect("chat")
+        await bob_tab.send({"type": "read", "with": alice.username, "up_to": -5})
+        assert (await alice_tab.expect("read"))["up_to"] == 0
+        assert (await bob.api("GET", "/api/conversations/")).json()["conversations"][0]["unread"] == 1
 
 
 async def test_presence_counts_every_tab(server: Server) -> None:
