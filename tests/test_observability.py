@@ -17,7 +17,7 @@ import pytest
 from secure_link.logs import JsonFormatter, TextFormatter, log_config, resolved_format
 
 from .conftest import server_process
-from .story import Server, sample, scrape
+from .story import Server, sample, scrape, sync
 
 
 async def test_metrics_count_sockets_messages_deliveries_and_errors(server: Server) -> None:
@@ -73,6 +73,12 @@ async def test_a_send_is_followed_from_its_request_id_to_its_delivery(server: Se
     assert answer.headers["X-Request-ID"] == "req-from-nginx-1"
     access = [r for r in caplog.records if r.name == "secure_link.access" and getattr(r, "request_id", "") == "req-from-nginx-1"]
     assert access and access[0].message_id == message_id  # type: ignore[attr-defined]
+    delivered = [r for r in caplog.records if r.getMessage() == "message delivered"]
+    assert [r.message_id for r in delivered] == [message_id]  # type: ignore[attr-defined]
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="secure_link"):  # a sync's replay is a delivery too
+        later_tab = await bob.connect()
+        assert (await sync(later_tab, message_id - 1))[0] == [message_id]
     delivered = [r for r in caplog.records if r.getMessage() == "message delivered"]
     assert [r.message_id for r in delivered] == [message_id]  # type: ignore[attr-defined]
     async with server.client() as http:
