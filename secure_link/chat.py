@@ -196,7 +196,7 @@ async def _not_inserted(services: Services, user: User, draft: Draft) -> dict[st
 async def history(services: Services, user: User, query: dict[str, str]) -> dict[str, Any]:
     """A page of one conversation in ascending id order, by cursor, either direction."""
     before, after, limit = _page_params(query)
-    peer = await find_peer(services, user, query.get("with") or "")
+    peer = await find_peer(services, user, query["with"])  # _page_params refused a missing one
     if after is not None:
         rows = await services.db.fetch("list_conversation_after", user.id, peer["id"], after, limit + 1)
         page = rows[:limit]

@@ -194,6 +194,8 @@ def assert_error(response: httpx.Response, status: int, code: str, field: str | 
     assert set(body) == {"error"}
     assert body["error"]["code"] == code
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    for explanation in body["error"].get("fields", {}).values():  # each named field says what is wrong
+        assert isinstance(explanation, str) and explanation, body
     if field is not None:
         assert field in body["error"]["fields"], body
 

@@ -282,8 +282,12 @@ async def test_history_pages_by_cursor(server: Server) -> None:
     assert await page(limit=3, after=ids[1]) == (ids[2:5], True)
     assert await page(limit=3, after=ids[4]) == (ids[5:], False)
     assert await page(limit=1000) == (ids, False)
-    for bad in ({"limit": 0}, {"limit": "ten"}, {"before": ids[1], "after": ids[0]}, {"before": "-1"}):
-        assert_error(await bob.api("GET", "/api/messages/", params={"with": alice.username, **bad}), 422, "invalid_input")
+    assert await page(limit=7) == (ids, False)  # exactly a page: nothing more
+    assert await page(limit=1) == (ids[6:], True)  # the smallest page
+    for bad, field in (({"limit": 0}, "limit"), ({"limit": "ten"}, "limit"), ({"before": ids[1], "after": ids[0]}, "after"),
+                       ({"before": "-1"}, "before"), ({"after": "9" * 19}, "after")):  # 19 digits can pass int64
+        response = await bob.api("GET", "/api/messages/", params={"with": alice.username, **bad})
+        assert_error(response, 422, "invalid_input", field)
     assert_error(await bob.api("GET", "/api/messages/"), 422, "invalid_input", "with")
     assert_error(await bob.api("GET", "/api/messages/", params={"with": "nobody_at_all"}), 404, "unknown_user")
 
@@ -353,6 +357,8 @@ async def test_history_pages_are_capped_at_100(server: Server, db: asyncpg.Conne
     page = (await bob.api("GET", "/api/messages/", params={"with": alice.username, "limit": 1000})).json()
     assert len(page["messages"]) == 100 and page["has_more"] is True
     assert page["messages"][-1]["message"] == "old 130"
+    page = (await bob.api("GET", "/api/messages/", params={"with": alice.username})).json()
+    assert len(page["messages"]) == 50 and page["has_more"] is True  # the default page (docs/api.md)
 
 
 async def test_conversations_are_listed_newest_first(server: Server) -> None:

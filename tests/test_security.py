@@ -18,7 +18,9 @@ import httpx
 import pytest
 import redis.asyncio as redis
 
+from secure_link.chat import user_channel
 from secure_link.config import ConfigError, Settings
+from secure_link.fanout_backends import pg_channel
 
 from .conftest import free_port, private_redis, running_server, server_process, settings_for, wait_for_redis
 from .story import PHRASE, PNG, Person, Server, assert_error, form, upload
@@ -117,11 +119,14 @@ async def test_after_a_logout_no_live_row_holds_anything_that_was_said(server: S
         await alice_tab.send(frame)
         await alice_tab.expect("ack")
         await bob_tab.expect("chat")
-    assert await db.fetchval("SELECT count(*) FROM fanout_spill") >= 1  # parked, as the review saw
+    parked_for_bob = "SELECT count(*) FROM fanout_spill WHERE channels && $1"
+    bobs_channels = [pg_channel(user_channel(bob.user["id"]))]
+    assert await db.fetchval(parked_for_bob, bobs_channels) >= 1  # parked, as the review saw
     assert await rows_holding(db, markers[0]) == []  # but sealed now: the body and the parked event alike
     assert (await bob.api("POST", "/api/logout/")).status_code == 200
     for marker in markers:
         assert await rows_holding(db, marker) == []
+    assert await db.fetchval(parked_for_bob, bobs_channels) == 0  # sealed or not, the parked copy went too
 
 
 async def test_parked_fan_out_payloads_expire_within_seconds(database_url: str, media_root: Path,
