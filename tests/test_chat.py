@@ -394,6 +394,28 @@ async def bystander_rows(db: asyncpg.Connection, user_ids: list[int]) -> dict[st
     return {"messages": messages, "reads": reads}
 
 
+async def test_a_logout_whose_clearing_fails_clears_nothing_and_can_be_retried(own_database: str,
+                                                                                media_root: Path) -> None:
+    """All or nothing: a clearing that fails part way (a table gone missing stands in for a
+    bug) leaves every message and receipt, and Alice logged in to log out again."""
+    async with running_server(settings_for(own_database, media_root)) as server:
+        alice, bob = await server.person("alice").register(), await server.person("bob").register()
+        await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "keep me for now"})
+        both = [alice.user["id"], bob.user["id"]]
+        db = await asyncpg.connect(own_database)
+        try:
+            await db.execute("INSERT INTO conversation_reads (user_id, peer_id, last_read_id) VALUES ($1, $2, 1)", *both[::-1])
+            before = await bystander_rows(db, both)
+            await db.execute("ALTER TABLE conversation_timers RENAME TO conversation_timers_gone")
+            assert_error(await alice.api("POST", "/api/logout/"), 500, "internal")
+            assert await bystander_rows(db, both) == before
+            await db.execute("ALTER TABLE conversation_timers_gone RENAME TO conversation_timers")
+            assert (await alice.api("POST", "/api/logout/")).json() == {"cleared": {"messages": 1, "files": 0}}
+            assert await bystander_rows(db, both) == {"messages": [], "reads": []}
+        finally:
+            await db.close()
+
+
 async def test_a_negative_sync_cursor_names_the_field(server: Server) -> None:
     alice = await server.person("alice").register()
     socket = await alice.connect()
