@@ -76,15 +76,17 @@ screens: $(STAMP) web
 bench: $(VENV)/.bench
 	$(BIN)/python -m bench
 
-# Mutation testing (slow: not in CI). mutmut over the modules in setup.cfg's
-# [mutmut], then the hand-made SQL and issue-15 mutants, each with its killer.
-# MUTMUT_ARGS narrows a run, e.g. MUTMUT_ARGS='"secure_link.chat*"'.
+# Mutation testing (slow: not in CI; a whole run takes about ten hours on two cores, so
+# docs/testing.md samples it). mutmut over the modules in setup.cfg's [mutmut], then the
+# hand-made SQL and issue-15 mutants, each with its killer. Three children: a mutant's
+# tests wait on servers as much as they compute. MUTMUT_ARGS narrows a run, e.g.
+# MUTMUT_ARGS='"secure_link.chat*"' or MUTMUT_ARGS='$$(cat mutants/sample.txt)'.
 $(VENV)/.mutants: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench,mutants]'
 	touch $@
 
 mutants: $(VENV)/.mutants
-	$(BIN)/mutmut run --max-children 2 $(MUTMUT_ARGS)
+	$(BIN)/mutmut run --max-children 3 $(MUTMUT_ARGS)
 	$(BIN)/python tests/mutants/scores.py
 	$(BIN)/python tests/mutants/hand_made.py
 

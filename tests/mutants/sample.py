@@ -1,0 +1,44 @@
+"""Draw a random sample of the mutants mutmut has not checked yet, per module.
+
+    python tests/mutants/sample.py 32          # 32 a module, seed 15
+    .venv/bin/mutmut run --max-children 3 $(cat mutants/sample.txt)
+
+mutmut runs the mutants whose tests are quickest first, so an interrupted run
+has checked the cheap end of every module and none of the dear one: the
+functions every test reaches (registration, sessions, uploads). A seeded random
+sample of what is left, run by name, gives those a fair share of the time, and
+`scores.py` estimates each module's score from it (docs/testing.md).
+The sample is written to mutants/sample.txt, which `scores.py` reads.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+
+MUTANTS = Path(__file__).resolve().parents[2] / "mutants"
+
+
+def unchecked(meta: Path) -> list[str]:
+    """The names of one module's mutants without a result, sorted for a stable draw."""
+    codes = json.loads(meta.read_text())["exit_code_by_key"]
+    return sorted(name for name, code in codes.items() if code is None)
+
+
+def main(per_module: int, seed: int = 15) -> int:
+    """Write the sample to mutants/sample.txt and print how many each module gave."""
+    rng = random.Random(seed)
+    sample: list[str] = []
+    for meta in sorted((MUTANTS / "secure_link").glob("*.py.meta")):
+        left = unchecked(meta)
+        drawn = rng.sample(left, min(per_module, len(left)))
+        sample += drawn
+        print(f"{meta.name[:-8]}: {len(drawn)} of {len(left)} unchecked", file=sys.stderr)
+    (MUTANTS / "sample.txt").write_text("".join(name + "\n" for name in sample))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*(int(arg) for arg in sys.argv[1:])))
