@@ -180,6 +180,31 @@ async def test_commands_lost_in_a_silent_connection_give_up_and_go_on_afresh(
     assert any("subscribe" in message.lower() and "TimeoutError" in message for message in failed), failed
 
 
+async def test_a_publish_tries_three_connections_then_fails(server: PrivateRedis) -> None:
+    """Redis (or the proxy before it) hangs up on every new connection: a publish retries
+    twice, then fails, instead of giving up at once on a blip or hammering Redis without end."""
+    hang_ups = 0
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal hang_ups
+        hang_ups += 1
+        writer.close()
+
+    gone = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    opener, via = real_server(server.url)
+    target = [opener]
+    link = SilentLink()  # never silenced here: it only lets the story change where new connections go
+    try:
+        async with connected(via(await link.start(lambda: target[0]()))) as fanout:  # listening: to Redis
+            target[0] = lambda: asyncio.open_connection("127.0.0.1", gone.sockets[0].getsockname()[1])
+            with pytest.raises(RedisConnectionError):
+                await fanout.publish(channel("room"), "to nowhere")
+            assert hang_ups == 3
+    finally:
+        await link.close()
+        gone.close()
+
+
 async def test_a_publish_queued_behind_stuck_connections_gives_up(server: PrivateRedis) -> None:
     """A frozen Redis (SIGSTOP: a hung host) keeps connections open and answers nothing. The
     pool's eight connections are then stuck for several COMMAND_TIMEOUTs (each retries); a
