@@ -55,6 +55,10 @@ class PrivateRedis:
     async def deserted(self) -> bool:
         return await self.our_clients() == []
 
+    async def listener_unsubscribed(self) -> bool:
+        """The listening connection's last command was UNSUBSCRIBE (CLIENT LIST's `cmd`)."""
+        return any(c["name"] == LISTEN_NAME and c["cmd"] == "unsubscribe" for c in await self.our_clients())
+
     async def listener_pinged(self) -> bool:
         """The listening connection's last command was a probe's PING (CLIENT LIST's `cmd`)."""
         return any(c["name"] == LISTEN_NAME and c["cmd"] == "ping" for c in await self.our_clients())
@@ -116,6 +120,39 @@ async def test_a_channel_left_is_unsubscribed_and_stays_so_after_a_reconnect(ser
             assert (await server.subscribers(staying), await server.subscribers(leaving)) == (1, 0)
             # nothing kept per channel either (its confirmation waiters): a server sees a new session channel per login
             assert fanout._backend._confirmations == {}
+
+
+async def test_bytes_that_are_not_utf8_arrive_replaced_and_cost_no_gap(server: PrivateRedis) -> None:
+    """Any client of the Redis may publish on a channel, in any bytes: the reader must not
+    die of them, which would cost every subscriber of the worker a GAP and a re-sync."""
+    async with connected(server.url) as fanout:
+        alice = channel("user")
+        async with fanout.subscribe(alice) as subscription:
+            await server.admin.publish(alice, b"|caf\xe9")  # Latin-1, after an empty origin tag
+            await fanout.publish(alice, "still here")
+            assert [await next_item(subscription), await next_item(subscription)] == ["caf\ufffd", "still here"]
+
+
+async def test_a_subscribe_cancelled_while_waiting_for_its_confirmation_disturbs_no_one(
+        server: PrivateRedis) -> None:
+    """A socket closes while its SUBSCRIBE waits for Redis (frozen here, so the wait is sure):
+    the confirmation then comes for no one, and must be ignored, not break the listening
+    connection under every other subscriber of the worker."""
+    async with connected(server.url, DEAF) as fanout:  # the probe would take the freeze for an outage
+        alice, bob = channel("user"), channel("user")
+        async with fanout.subscribe(alice) as alices:
+            os.kill(server.process.pid, signal.SIGSTOP)
+            try:
+                closing = asyncio.create_task(fanout.subscribe(bob).__aenter__())
+                await asyncio.sleep(0.2)  # it has sent SUBSCRIBE and waits for the confirmation
+                closing.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await closing
+            finally:
+                os.kill(server.process.pid, signal.SIGCONT)
+            await eventually(server.listener_unsubscribed)  # Redis has answered SUBSCRIBE, then the roll-back's UNSUBSCRIBE
+            await fanout.publish(alice, "still here")
+            assert await next_item(alices) == "still here"  # not GAP
 
 
 async def test_disconnect_closes_every_connection_and_is_safe_at_any_time(server: PrivateRedis) -> None:
