@@ -51,6 +51,8 @@ class RedisBackend:
         self._publisher = redis.Redis.from_pool(redis.BlockingConnectionPool.from_url(
             self._url, max_connections=8, timeout=COMMAND_TIMEOUT, socket_timeout=COMMAND_TIMEOUT,
             socket_connect_timeout=COMMAND_TIMEOUT, retry=Retry(ExponentialBackoff(cap=1.0), 2)))
+        # redis-py 8's default 5 s socket timeouts bound its connecting and writing (setup.cfg
+        # requires 8); its blocking reads (get_message(timeout=None)) wait as long as they must
         self._subscriber = redis.Redis.from_url(self._url, client_name=LISTEN_NAME,
                                                 retry=Retry(NoBackoff(), 0))
         try:
