@@ -25,7 +25,7 @@ from typing import Any, Awaitable, Callable
 import asyncpg
 
 from secure_link.config import Settings
-from secure_link.db import keep_session, load_queries
+from secure_link.db import load_queries
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]

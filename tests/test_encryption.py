@@ -23,7 +23,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, PngImagePlugin
 
-from secure_link import cli, crypto, keys, rotation, sealedfile
+from secure_link import cli, crypto, keys, sealedfile
 from secure_link.config import ConfigError
 from secure_link.crypto import DecryptionError
 from secure_link.db import Database

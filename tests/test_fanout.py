@@ -10,22 +10,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 import redis.asyncio as redis
 
-from secure_link.fanout import (GAP, ORIGIN_END, Fanout, Gap, Subscription, SubscriptionClosed,
-                                SubscriptionOverflow)
+from secure_link.fanout import GAP, ORIGIN_END, Fanout, Gap, SubscriptionClosed, SubscriptionOverflow
+
+from .story import PROBE, WAIT, SilentLink, channel, eventually, next_item, real_server
 
 LISTEN_NAME = "secure_link_fanout_listen"
 QUEUE_SIZE = 64
-PROBE = 0.2  # short, so probes interleave with every story's LISTENs
-WAIT = 10.0
 BACKENDS = ["memory", "postgres", pytest.param("redis", marks=pytest.mark.redis)]
 
 
@@ -58,23 +55,6 @@ async def connected(url: str) -> AsyncIterator[Fanout]:
 async def fanout(fanout_url: str) -> AsyncIterator[Fanout]:
     async with connected(fanout_url) as fanout:
         yield fanout
-
-
-def channel(label: str) -> str:
-    """A fresh channel name: the servers are shared, so stories never reuse one."""
-    return f"{label}_{uuid.uuid4().hex[:12]}"
-
-
-async def next_item(subscription: Subscription) -> str | Gap:
-    return await asyncio.wait_for(subscription.get(), WAIT)
-
-
-async def eventually(condition: Callable[[], Awaitable[bool]]) -> None:
-    """Poll until true: servers notice a closed connection a moment after the client closes it."""
-    async def poll() -> None:
-        while not await condition():
-            await asyncio.sleep(0.02)
-    await asyncio.wait_for(poll(), WAIT)
 
 
 async def test_every_subscriber_of_a_channel_hears_it_and_no_one_else(fanout: Fanout) -> None:
@@ -316,76 +296,6 @@ async def test_redis_pubsub_connection_killed_then_gap_then_delivery(redis_url: 
         await eventually(lambda: no_longer_in(replacement, redis_listen_ids(admin)))
     finally:
         await admin.aclose()
-
-
-class SilentLink:
-    """A TCP hop that can go silent: the far end never learns the link died (a half-open socket)."""
-
-    def __init__(self) -> None:
-        self._links: list[dict[str, object]] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._server: asyncio.Server | None = None
-
-    async def start(self, open_target: Opener) -> int:
-        """Listen on a free port; each accepted connection gets its own connection to the target."""
-        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            far_reader, far_writer = await open_target()
-            link: dict[str, object] = {"silent": False, "writers": (writer, far_writer)}
-            self._links.append(link)
-            for source, sink in ((reader, far_writer), (far_reader, writer)):
-                self._tasks.add(asyncio.create_task(self._pipe(source, sink, link)))
-
-        self._server = await asyncio.start_server(accept, "127.0.0.1", 0)
-        return self._server.sockets[0].getsockname()[1]
-
-    def go_silent(self) -> None:
-        """Links open now swallow everything; links opened later work normally."""
-        for link in self._links:
-            link["silent"] = True
-
-    async def close(self) -> None:
-        """Abort every link (idempotent)."""
-        if self._server is not None:
-            self._server.close()
-        for link in self._links:
-            for writer in link["writers"]:  # type: ignore[attr-defined]
-                writer.transport.abort()
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks)
-
-    @staticmethod
-    async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter,
-                    link: dict[str, object]) -> None:
-        while data := await source.read(65536):
-            if not link["silent"]:
-                sink.write(data)
-                await sink.drain()
-        sink.transport.abort()
-
-
-Opener = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
-
-
-def real_server(url: str) -> tuple[Opener, Callable[[int], str]]:
-    """How to reach the server behind `url` (TCP or unix socket), and the URL via a local port."""
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    socket_dir = "" if parts.hostname else query.pop("host", "")
-    real_port = parts.port or int(query.pop("port", 6379 if parts.scheme.startswith("redis") else 5432))
-    if socket_dir:
-        path = f"{socket_dir}/.s.PGSQL.{real_port}"
-        opener: Opener = lambda: asyncio.open_unix_connection(path)  # noqa: E731
-    else:
-        opener = lambda: asyncio.open_connection(parts.hostname, real_port)  # noqa: E731
-    userinfo = parts.netloc.rpartition("@")[0]
-
-    def via(port: int) -> str:
-        netloc = f"{userinfo}@127.0.0.1:{port}" if userinfo else f"127.0.0.1:{port}"
-        return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query)))
-
-    return opener, via
 
 
 @pytest.fixture(params=["postgres", pytest.param("redis", marks=pytest.mark.redis)])

@@ -26,7 +26,7 @@ from secure_link.fanout import GAP, Fanout
 from secure_link.fanout_backends import LISTEN_NAME
 
 from .conftest import free_port, private_redis, wait_for_redis
-from .test_fanout import PROBE, WAIT, SilentLink, channel, eventually, next_item, real_server
+from .story import PROBE, WAIT, SilentLink, channel, eventually, next_item, real_server
 
 PUBLISH_CONNECTIONS = 8  # fanout_redis.py's bound on one worker's publishing connections
 DEAF = 60.0  # a probe interval no story outlasts: only the failed command itself can notice
