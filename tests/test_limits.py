@@ -10,8 +10,10 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from secure_link.config import Settings
+from secure_link.sockets import STRIKES_BEFORE_CLOSE
 
 from .conftest import running_server, settings_for
 from .story import PHRASE, Person, Server, assert_error, unique_address
@@ -24,6 +26,23 @@ LOGIN_FAILURES = 3  # per username and address; ten times that per address
 def settings(database_url: str, media_root: Path) -> Settings:
     return settings_for(database_url, media_root, chat_rate_per_s=RATE, login_failures_per_15_min=LOGIN_FAILURES,
                         trusted_proxies=(ipaddress.ip_network("127.0.0.1/32"),))
+
+
+async def test_the_socket_closes_at_the_first_refusal_past_the_twentieth(database_url: str, media_root: Path) -> None:
+    """docs/api.md: more than 20 refusals in a row close with 4429. At 0.05 frames a second
+    no frame is allowed for 18 s, so every one of these is refused, none forgiven."""
+    slow = settings_for(database_url, media_root, chat_rate_per_s=0.05)
+    async with running_server(slow) as server:
+        mallory = await server.person("mallory").register()
+        socket = await mallory.connect()
+        for _ in range(STRIKES_BEFORE_CLOSE + 5):
+            await socket.send({"type": "typing", "to": "anyone"})
+        refusals = 0
+        with pytest.raises(ConnectionClosed):
+            while True:
+                assert (await socket.next())["code"] == "rate_limited"
+                refusals += 1
+        assert (refusals, socket.connection.close_code) == (STRIKES_BEFORE_CLOSE, 4429)
 
 
 @pytest.mark.parametrize("kind", ["chat", "typing", "read"])
