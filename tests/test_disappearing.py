@@ -236,6 +236,26 @@ async def killed_mid_sweep_then_restarted(database_url: str, settings: Settings,
     assert await db.fetchval("SELECT count(*) FROM doomed_files") == 0
 
 
+async def test_a_file_a_logout_could_not_unlink_stays_recorded_for_the_sweeper(
+        own_database: str, media_root: Path) -> None:
+    """Logout's clearing records the files it deletes (doomed_files) in its own transaction,
+    then unlinks them. When the unlink fails (a directory stands where the file was), or the
+    process dies first, the record stays for a later sweep to finish: the row is gone, the
+    file is not forgotten."""
+    async with running_server(settings_for(own_database, media_root)) as server, \
+            own_connection(own_database) as db:
+        alice, bob = await server.person("alice").register(), await server.person("bob").register()
+        note = await upload(alice, b"remember to unlink me\n", "note.txt")
+        await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "a note", "attachment": note["id"]})
+        path = await db.fetchval("SELECT path FROM files WHERE id = $1", note["id"])
+        (media_root / path).unlink()
+        (media_root / path).mkdir()  # unlink() now fails with EISDIR
+        assert (await alice.api("POST", "/api/logout/")).status_code == 500
+        assert await db.fetchval("SELECT count(*) FROM files WHERE id = $1", note["id"]) == 0
+        assert await db.fetchval("SELECT array_agg(path) FROM doomed_files") == [path]
+        (media_root / path).rmdir()
+
+
 # ---- delete for everyone ------------------------------------------------------
 
 async def test_either_party_deletes_a_message_and_its_file_for_both(server: Server, db: asyncpg.Connection,
