@@ -67,9 +67,14 @@ async def retry_with_backoff(attempt: Callable[[], Awaitable[None]], what: str,
             return failures
         except errors as exc:
             failures += 1
-            log.warning("fanout: %s reconnect failed (%r); retrying in %.1f s", what, exc, delay)
+            log.warning("fanout: %s reconnect failed (%s); retrying in %.1f s", what, described(exc), delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+def described(exc: BaseException) -> str:
+    """`Type: message`, for a log line: redis-py 8's repr of its errors shows only their type."""
+    return f"{type(exc).__name__}: {exc}"
 
 
 def pg_channel(channel: str) -> str:
@@ -202,7 +207,7 @@ class PostgresBackend:
         try:
             await asyncio.wait_for(operation, COMMAND_TIMEOUT)
         except _PG_ERRORS as exc:
-            log.warning("fanout: %s failed (%r)", what, exc)
+            log.warning("fanout: %s failed (%s)", what, described(exc))
             self._lost.set()
 
     async def _open(self) -> None:
@@ -283,7 +288,7 @@ class PostgresBackend:
             try:
                 message = await self._pool.fetchval(self._sql["fanout_fetch_spill"], int(payload[1:]))
             except _PG_ERRORS as exc:
-                log.warning("fanout: could not fetch spilled message %s (%r)", payload, exc)
+                log.warning("fanout: could not fetch spilled message %s (%s)", payload, described(exc))
         if message is None:
             log.warning("fanout: unreadable notification %.40r; sending GAP", payload)
             return GAP

@@ -17,7 +17,7 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from secure_link.fanout_backends import (COMMAND_TIMEOUT, GAP, LISTEN_NAME, Deliver, retry_with_backoff,
+from secure_link.fanout_backends import (COMMAND_TIMEOUT, GAP, LISTEN_NAME, Deliver, described, retry_with_backoff,
                                          stop_task)
 
 log = logging.getLogger("secure_link.fanout")
@@ -158,7 +158,7 @@ class RedisBackend:
             await asyncio.wait_for(pubsub.subscribe(*channels), COMMAND_TIMEOUT)
             return all(await asyncio.wait_for(asyncio.gather(*futures), COMMAND_TIMEOUT))
         except _REDIS_ERRORS as exc:
-            log.warning("fanout: redis SUBSCRIBE failed (%r)", exc)
+            log.warning("fanout: redis SUBSCRIBE failed (%s)", described(exc))
             return False
         finally:
             for channel, future in zip(channels, futures):
@@ -213,11 +213,11 @@ class RedisBackend:
             done, _ = await asyncio.wait({self._reader}, timeout=self._probe_interval)
             if done:
                 reader = done.pop()
-                return "reader stopped" if reader.cancelled() else f"{reader.exception()!r}"
+                return "reader stopped" if reader.cancelled() else described(reader.exception())
             if loop.time() - self._last_seen > 2 * self._probe_interval:
                 return "no reply to PING"
             try:
                 async with self._lock:
                     await asyncio.wait_for(self._pubsub.ping(), self._probe_interval)
             except _REDIS_ERRORS as exc:
-                return f"PING failed: {exc!r}"
+                return f"PING failed: {described(exc)}"

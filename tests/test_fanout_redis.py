@@ -23,7 +23,7 @@ import redis.asyncio as redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from secure_link.fanout import GAP, Fanout
-from secure_link.fanout_backends import LISTEN_NAME
+from secure_link.fanout_backends import LISTEN_NAME, described
 
 from .conftest import free_port, private_redis, wait_for_redis
 from .story import PROBE, WAIT, SilentLink, channel, eventually, next_item, real_server
@@ -289,3 +289,10 @@ async def test_a_reconnect_whose_subscribe_is_refused_retries_says_why_then_send
     lost = [m for m in warnings_from(caplog) if "lost" in m]
     assert any("ConnectionError" in m for m in lost), lost  # why the connection was lost
 
+
+
+def test_a_logged_redis_error_says_what_happened_not_only_its_type() -> None:
+    """redis-py 8's repr of its errors is only their type (`network:ConnectionError`); the
+    fan-out's warnings say the message too, or an operator learns nothing from them."""
+    refused = RedisConnectionError("Error 111 connecting to 127.0.0.1:6390. Connection refused.")
+    assert described(refused) == "ConnectionError: Error 111 connecting to 127.0.0.1:6390. Connection refused."
