@@ -93,13 +93,13 @@ async def open_services(settings: Settings) -> Services:
     url = await database_url(settings)
     await apply_schema(url)
     db = await Database.connect(url)
-    try:
+    try:  # a start that fails here leaves no pool behind (tests and `serve` retries start again)
         keyring = await keys.open_keyring(db, key_file)
+        fanout = Fanout(settings.broadcast_url or url, queue_size=settings.ws_send_queue, seal=EnvelopeSeal(keyring))
+        await fanout.connect()
     except BaseException:
         await db.close()
         raise
-    fanout = Fanout(settings.broadcast_url or url, queue_size=settings.ws_send_queue, seal=EnvelopeSeal(keyring))
-    await fanout.connect()
     rate = settings.chat_rate_per_s
     services = Services(
         settings=settings.replace(database_url=url, pepper=pepper, master_key_file=key_file),

@@ -12,13 +12,15 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 from starlette.routing import Route, WebSocketRoute
 from websockets.exceptions import InvalidStatus
 
 from secure_link import openapi, routes
+from secure_link.app import open_services
 from secure_link.config import Settings
 
-from .conftest import database_refusing, running_server, settings_for
+from .conftest import database_refusing, free_port, running_server, settings_for
 from .story import PHRASE, Server, assert_error, unique_address
 
 ALLOWED = "https://app.example"
@@ -181,6 +183,20 @@ async def test_readyz_answers_503_while_the_database_is_away(pg_server_url: str,
             assert_error(await client.get("/readyz"), 503, "not_ready")
         async with server.client() as client:
             assert (await client.get("/readyz")).json() == {"status": "ready"}
+
+
+async def test_a_start_whose_fan_out_is_unreachable_fails_and_leaves_no_connection(own_database: str,
+                                                                                    media_root: Path) -> None:
+    """A wrong BROADCAST_URL fails the start, and the database pool opened before it is closed."""
+    settings = settings_for(own_database, media_root, broadcast_url=f"redis://127.0.0.1:{free_port()}/0")
+    with pytest.raises(RedisConnectionError):
+        await open_services(settings)
+    admin = await asyncpg.connect(own_database)
+    try:
+        others = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        assert await admin.fetchval(others) == 0
+    finally:
+        await admin.close()
 
 
 async def test_a_bug_answers_500_and_closes_sockets_with_1011(own_database: str, media_root: Path,
