@@ -201,11 +201,14 @@ async def test_a_start_whose_fan_out_is_unreachable_fails_and_leaves_no_connecti
 
 async def test_a_bug_answers_500_and_closes_sockets_with_1011(own_database: str, media_root: Path,
                                                                caplog: pytest.LogCaptureFixture) -> None:
-    """A table gone missing stands in for a bug: the generic 500 (no traceback) and the 1011
-    close; the operator's log has the traceback the client was spared."""
+    """A table gone missing stands in for a bug: the generic 500 (no traceback); on an open
+    socket, the same error frame for the frame that hit it, the socket kept; a socket that
+    cannot start closes with 1011. The operator's log has the tracebacks the client was spared."""
     caplog.set_level(logging.ERROR, logger="secure_link.sockets")
     async with running_server(settings_for(own_database, media_root)) as server:
-        alice = await server.person("alice").register()
+        alice, bob = await server.person("alice").register(), await server.person("bob").register()
+        await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "hi"})
+        open_tab = await alice.connect()
         broken = await asyncpg.connect(own_database)
         try:
             await broken.execute("ALTER TABLE conversation_reads RENAME TO conversation_reads_gone")
@@ -215,10 +218,16 @@ async def test_a_bug_answers_500_and_closes_sockets_with_1011(own_database: str,
         answer = await alice.api("GET", "/api/conversations/")
         assert answer.status_code == 500
         assert answer.json() == {"error": {"code": "internal", "message": "Something went wrong on our side."}}
+        await open_tab.send({"type": "read", "with": bob.username, "up_to": 1, "client_id": "r-1"})
+        assert await open_tab.expect("error") == {"type": "error", "code": "internal", "client_id": "r-1",
+                                                  "message": "Something went wrong on our side."}
+        await open_tab.send({"type": "ping"})
+        assert await open_tab.expect("pong") == {"type": "pong"}
         socket = await alice.connect(ready=False)
         assert await socket.closed_with() == 1011
-    (logged,) = [r for r in caplog.records if r.name == "secure_link.sockets"]
-    assert logged.levelno == logging.ERROR and isinstance(logged.exc_info[1], asyncpg.UndefinedTableError)
+    logged = [r for r in caplog.records if r.name == "secure_link.sockets"]  # the frame's, the sockets'
+    assert len(logged) >= 2 and all(r.levelno == logging.ERROR and isinstance(r.exc_info[1], asyncpg.UndefinedTableError)
+                                    for r in logged)
 
 
 async def test_while_the_database_refuses_connections_clients_are_told_to_come_back(
