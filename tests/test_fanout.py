@@ -208,6 +208,15 @@ async def test_disconnect_ends_subscriptions_and_leaves_no_task_behind(fanout_ur
     assert asyncio.all_tasks() - before - {asyncio.current_task()} == set()
 
 
+async def test_a_subscription_is_entered_once(fanout: Fanout) -> None:
+    """Entering it again would count it twice among its channels' subscribers, and the
+    first exit would leave a ghost: it is refused instead."""
+    subscription = fanout.subscribe(channel("once"))
+    async with subscription:
+        with pytest.raises(RuntimeError):
+            await subscription.__aenter__()
+
+
 async def test_disconnect_ends_a_waiting_reader_and_a_forwarding_one_alike(fanout_url: str) -> None:
     """A subscriber parked in `get()` wakes with SubscriptionClosed; one that forwards (a
     socket's outbox) and so never queued anything is handed None, so its socket can close."""
