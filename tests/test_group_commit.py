@@ -22,7 +22,7 @@ import pytest
 from secure_link.config import Settings
 from secure_link.db import load_queries
 from secure_link.errors import DatabaseUnavailable
-from secure_link.writer import MessageWriter
+from secure_link.writer import MAX_BATCH, MessageWriter
 
 from .conftest import body_keys, running_server, server_process
 from .story import PNG, Person, Server, assert_error, sample, scrape, upload
@@ -77,9 +77,29 @@ def send(person: Person, to: str, text: str, **fields: Any) -> asyncio.Task[http
     return asyncio.create_task(person.api("POST", "/api/send-message/", json={"to": to, "message": text, **fields}))
 
 
+@pytest.mark.slow
+async def test_a_queue_longer_than_a_batch_is_committed_a_batch_at_a_time(
+        server: Server, database_url: str, db: asyncpg.Connection) -> None:
+    """MAX_BATCH drafts a statement at most: one more waits for the next commit."""
+    alice, bob, carol = [await server.person(name).register() for name in ("alice", "bob", "carol")]
+    over = '{le="+Inf"}', '{le="%.1f"}' % MAX_BATCH
+    batches = lambda text: [sample(text, "secure_link_send_batch_size_bucket", le) for le in over]  # noqa: E731
+    before = batches(await scrape(server))
+    async with holding_lock_of(database_url, carol):
+        first = send(carol, alice.username, "the commit in flight")
+        await until_blocked(db)
+        drafts = [send(alice, bob.username, f"#{n}") for n in range(MAX_BATCH + 1)]
+        await until_queued(server, MAX_BATCH + 1)
+    assert (await first).status_code == 201
+    assert [answer.status_code for answer in await asyncio.gather(*drafts)] == [201] * (MAX_BATCH + 1)
+    (commits, at_most_a_batch) = [after - earlier for after, earlier in zip(batches(await scrape(server)), before)]
+    assert (commits, at_most_a_batch) == (3, 3)  # Carol's, MAX_BATCH of Alice's, then her last
+
+
 async def test_one_batch_answers_each_draft_with_its_own_row_or_its_own_refusal(
         server: Server, database_url: str, db: asyncpg.Connection) -> None:
-    alice, bob, carol = [await server.person(name).register() for name in ("alice", "bob", "carol")]
+    bob, alice, carol = [await server.person(name).register() for name in ("bob", "alice", "carol")]
+    assert alice.user["id"] != 1  # so a writer that sent the unknown name's draft to user 1 is seen
     bobs_file = await upload(bob, PNG, "bob.png")
     async with holding_lock_of(database_url, carol):
         first = send(carol, alice.username, "the commit in flight")
