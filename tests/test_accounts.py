@@ -170,8 +170,10 @@ async def test_tokens_bearer_cookie_forged_expired_revoked(server: Server, db: a
         forged = await http.get("/api/user-profile/", headers={"Authorization": "Bearer " + "A" * 43})
         anonymous = await http.get("/api/user-profile/")
         huge = await http.get("/api/user-profile/", headers={"Authorization": "Bearer " + "A" * 5000})
-    assert by_cookie.status_code == 200
-    for response in (forged, anonymous, huge):
+        basic = await http.get("/api/user-profile/", headers={"Authorization": "Basic " + alice.token})
+        lower = await http.get("/api/user-profile/", headers={"Authorization": "bearer " + alice.token})
+    assert by_cookie.status_code == 200 and lower.status_code == 200  # the scheme is case-insensitive (RFC 9110)
+    for response in (forged, anonymous, huge, basic):  # a real token under another scheme is no bearer token
         assert_error(response, 401, "unauthenticated")
 
     other = await alice.login()

@@ -351,7 +351,9 @@ async def test_media_gc_removes_stale_uploads_and_crash_leftovers(server: Server
     for path in (leftover, recent):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"partial")
-    os.utime(leftover, (time.time() - 7200, time.time() - 7200))
+    sent_path = media_root / (await stored_row(db, sent["id"]))["path"]
+    for old in (leftover, sent_path):  # both older than the sweep's hour: only the row decides
+        os.utime(old, (time.time() - 7200, time.time() - 7200))
 
     env = {"DATABASE_URL": database_url, "MEDIA_ROOT": str(media_root), "UPLOAD_GC_AGE": "86400"}
     result = await asyncio.to_thread(CliRunner().invoke, cli.main, ["media", "gc"], env=env)
