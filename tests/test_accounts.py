@@ -97,6 +97,7 @@ RAW_BODIES = [
     (b'{"username": "x"}', "text/plain", 415, "unsupported_media_type"),
     (b"username=x&phrase=y", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
     (b"", "application/json", 400, "bad_json"),
+    (b'{"username": "bob_ok", "phrase": "a lone \\ud800 in a phrase"}', "application/json", 422, "invalid_input"),
     (b'{"username": "bob_ok", "phrase": "' + b"a b c " * 20_000 + b'"}', "application/json", 413, "too_large"),
     (b"[" * 10 * 1024 * 1024, "application/json", 413, "too_large"),
 ]
