@@ -1,14 +1,14 @@
 """Draw a random sample of the mutants mutmut has not checked yet, per module.
 
-    python tests/mutants/sample.py 32          # 32 a module, seed 15
-    .venv/bin/mutmut run --max-children 3 $(cat mutants/sample.txt)
+    .venv/bin/mutmut run --max-children 3 $(python3 tests/mutants/sample.py 32)   # 32 a module, seed 15
 
 mutmut runs the mutants whose tests are quickest first, so an interrupted run
 has checked the cheap end of every module and none of the dear one: the
 functions every test reaches (registration, sessions, uploads). A seeded random
 sample of what is left, run by name, gives those a fair share of the time, and
 `scores.py` estimates each module's score from it (docs/testing.md).
-The sample is written to mutants/sample.txt, which `scores.py` reads.
+The draw is added to mutants/sample.txt, which `scores.py` reads: a second
+draw from what the first left is part of one larger random sample.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def unchecked(meta: Path) -> list[str]:
 
 
 def main(per_module: int, seed: int = 15) -> int:
-    """Write the sample to mutants/sample.txt and print how many each module gave."""
+    """Print the draw's names (for mutmut), add them to mutants/sample.txt, and say how many each module gave."""
     rng = random.Random(seed)
     sample: list[str] = []
     for meta in sorted((MUTANTS / "secure_link").glob("*.py.meta")):
@@ -36,7 +36,9 @@ def main(per_module: int, seed: int = 15) -> int:
         drawn = rng.sample(left, min(per_module, len(left)))
         sample += drawn
         print(f"{meta.name[:-8]}: {len(drawn)} of {len(left)} unchecked", file=sys.stderr)
-    (MUTANTS / "sample.txt").write_text("".join(name + "\n" for name in sample))
+    with (MUTANTS / "sample.txt").open("a") as drawn_so_far:
+        drawn_so_far.write("".join(name + "\n" for name in sample))
+    print("\n".join(sample))
     return 0
 
 
