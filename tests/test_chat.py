@@ -285,7 +285,8 @@ async def test_history_pages_by_cursor(server: Server) -> None:
     assert await page(limit=7) == (ids, False)  # exactly a page: nothing more
     assert await page(limit=1) == (ids[6:], True)  # the smallest page
     for bad, field in (({"limit": 0}, "limit"), ({"limit": "ten"}, "limit"), ({"before": ids[1], "after": ids[0]}, "after"),
-                       ({"before": "-1"}, "before"), ({"after": "9" * 19}, "after")):  # 19 digits can pass int64
+                       ({"before": "-1"}, "before"), ({"after": "9" * 19}, "after"),  # 19 digits can pass int64
+                       ({"with": "nul\x00"}, "with")):
         response = await bob.api("GET", "/api/messages/", params={"with": alice.username, **bad})
         assert_error(response, 422, "invalid_input", field)
     assert_error(await bob.api("GET", "/api/messages/"), 422, "invalid_input", "with")
