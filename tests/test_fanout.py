@@ -217,6 +217,27 @@ async def test_a_subscription_is_entered_once(fanout: Fanout) -> None:
             await subscription.__aenter__()
 
 
+async def test_what_arrived_before_forwarding_began_is_forwarded_first(fanout: Fanout) -> None:
+    """A socket subscribes, catches up, then switches to forwarding: what arrived meanwhile
+    was queued, and goes to the socket first, in order. A marker on another channel, sent
+    after, says when the two have arrived (one connection delivers in order)."""
+    room, marker = channel("room"), channel("marker")
+    async with fanout.subscribe(room) as subscription, fanout.subscribe(marker) as markers:
+        for text in ("first", "second"):
+            await fanout.publish(room, text)
+        await fanout.publish(marker, "both arrived")
+        assert await next_item(markers) == "both arrived"
+        forwarded: list[str | Gap | None] = []
+        subscription.forward(forwarded.append)
+        await fanout.publish(room, "third")
+        await eventually(lambda: arrived(forwarded, 3))
+        assert forwarded == ["first", "second", "third"]
+
+
+async def arrived(items: list[str | Gap | None], count: int) -> bool:
+    return len(items) >= count
+
+
 async def test_disconnect_ends_a_waiting_reader_and_a_forwarding_one_alike(fanout_url: str) -> None:
     """A subscriber parked in `get()` wakes with SubscriptionClosed; one that forwards (a
     socket's outbox) and so never queued anything is handed None, so its socket can close."""
