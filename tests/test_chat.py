@@ -85,6 +85,7 @@ BAD_FRAMES = [
     ('{"type": "chat", "to": "%(alice)s", "message": "hi"}', "invalid_recipient", ["to"]),
     ('{"type": "chat", "message": "to whom?"}', "missing_recipient", ["to"]),
     ('{"type": "chat", "to": "%(bob)s", "message": "hi", "attachment": "not-a-file"}', "invalid_attachment", ["attachment"]),
+    ('{"type": "chat", "to": "%(bob)s", "message": "hi", "attachment": ""}', "invalid_input", ["attachment"]),
     ('{"type": "chat", "to": "\'; DROP TABLE messages;--", "message": "hi"}', "unknown_user", []),
     ('{"type": "sync"}', "invalid_input", ["since"]),
     ('{"type": "sync", "since": "10"}', "invalid_input", ["since"]),
