@@ -118,6 +118,9 @@ async def open_services(settings: Settings) -> Services:
     services.writer = MessageWriter(db, services.bodies, chat.stored_message,
                                     functools.partial(chat.announce, services), services.metrics.send_batch_size.observe)
     services.writer.start()
+    # registered before the first socket: its connection row needs this worker's (housekeeping's
+    # heartbeat, a task, could come after a socket accepted under load: a foreign-key error, 1011)
+    await db.execute("insert_worker", services.worker_id)
     return services
 
 

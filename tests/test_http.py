@@ -17,7 +17,7 @@ from starlette.routing import Route, WebSocketRoute
 from websockets.exceptions import InvalidStatus
 
 from secure_link import openapi, routes
-from secure_link.app import open_services
+from secure_link.app import close_services, open_services
 from secure_link.config import Settings
 
 from .conftest import database_refusing, free_port, running_server, settings_for
@@ -183,6 +183,16 @@ async def test_readyz_answers_503_while_the_database_is_away(pg_server_url: str,
             assert_error(await client.get("/readyz"), 503, "not_ready")
         async with server.client() as client:
             assert (await client.get("/readyz")).json() == {"status": "ready"}
+
+
+async def test_a_worker_is_registered_before_it_serves(own_database: str, media_root: Path) -> None:
+    """A socket's connection row names its worker: the row must exist before the first socket,
+    not only after housekeeping's first heartbeat (a task that may run later, under load)."""
+    services = await open_services(settings_for(own_database, media_root))
+    try:
+        assert await services.db.pool.fetchval("SELECT count(*) FROM workers WHERE id = $1", services.worker_id) == 1
+    finally:
+        await close_services(services)
 
 
 async def test_a_start_whose_fan_out_is_unreachable_fails_and_leaves_no_connection(own_database: str,
