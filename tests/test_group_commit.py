@@ -74,7 +74,9 @@ async def replay(db: asyncpg.Connection, person: Person, since: int) -> list[int
 
 
 def send(person: Person, to: str, text: str, **fields: Any) -> asyncio.Task[httpx.Response]:
-    return asyncio.create_task(person.api("POST", "/api/send-message/", json={"to": to, "message": text, **fields}))
+    """A send that may wait on a held lock while a story queues others: 60 s, not httpx's 5."""
+    return asyncio.create_task(person.api("POST", "/api/send-message/", json={"to": to, "message": text, **fields},
+                                          timeout=60))
 
 
 @pytest.mark.slow
@@ -88,9 +90,7 @@ async def test_a_queue_longer_than_a_batch_is_committed_a_batch_at_a_time(
     async with holding_lock_of(database_url, carol):
         first = send(carol, alice.username, "the commit in flight")
         await until_blocked(db)
-        drafts = [asyncio.create_task(alice.api("POST", "/api/send-message/", timeout=60,  # they wait on the lock
-                                                json={"to": bob.username, "message": f"#{n}"}))
-                  for n in range(MAX_BATCH + 1)]
+        drafts = [send(alice, bob.username, f"#{n}") for n in range(MAX_BATCH + 1)]
         await until_queued(server, MAX_BATCH + 1)
     assert (await first).status_code == 201
     assert [answer.status_code for answer in await asyncio.gather(*drafts)] == [201] * (MAX_BATCH + 1)
