@@ -22,7 +22,7 @@ import pytest
 from secure_link.config import Settings
 from secure_link.db import load_queries
 from secure_link.errors import DatabaseUnavailable
-from secure_link.writer import MAX_BATCH, MessageWriter
+from secure_link.writer import MessageWriter
 
 from .conftest import body_keys, running_server, server_process
 from .story import PNG, Person, Server, assert_error, sample, scrape, upload
@@ -79,25 +79,6 @@ def send(person: Person, to: str, text: str, **fields: Any) -> asyncio.Task[http
                                           timeout=60))
 
 
-@pytest.mark.slow
-async def test_a_queue_longer_than_a_batch_is_committed_a_batch_at_a_time(
-        server: Server, database_url: str, db: asyncpg.Connection) -> None:
-    """MAX_BATCH drafts a statement at most: one more waits for the next commit."""
-    alice, bob, carol = [await server.person(name).register() for name in ("alice", "bob", "carol")]
-    over = '{le="+Inf"}', '{le="%.1f"}' % MAX_BATCH
-    batches = lambda text: [sample(text, "secure_link_send_batch_size_bucket", le) for le in over]  # noqa: E731
-    before = batches(await scrape(server))
-    async with holding_lock_of(database_url, carol):
-        first = send(carol, alice.username, "the commit in flight")
-        await until_blocked(db)
-        drafts = [send(alice, bob.username, f"#{n}") for n in range(MAX_BATCH + 1)]
-        await until_queued(server, MAX_BATCH + 1)
-    assert (await first).status_code == 201
-    assert [answer.status_code for answer in await asyncio.gather(*drafts)] == [201] * (MAX_BATCH + 1)
-    (commits, at_most_a_batch) = [after - earlier for after, earlier in zip(batches(await scrape(server)), before)]
-    assert (commits, at_most_a_batch) == (3, 3)  # Carol's, MAX_BATCH of Alice's, then her last
-
-
 async def test_one_batch_answers_each_draft_with_its_own_row_or_its_own_refusal(
         server: Server, database_url: str, db: asyncpg.Connection) -> None:
     bob, alice, carol = [await server.person(name).register() for name in ("bob", "alice", "carol")]
@@ -145,18 +126,32 @@ async def test_two_sends_of_one_file_in_a_batch_claim_it_once(server: Server, da
 
 
 @contextlib.asynccontextmanager
-async def writer_of(database_url: str, announced: list[int]) -> AsyncIterator[MessageWriter]:
+async def writer_of(database_url: str, announced: list[int], **options: Any) -> AsyncIterator[MessageWriter]:
     """A message writer of its own, outside any server; it records the ids it announces."""
     async def announce(messages: list[Any]) -> None:
         announced.extend(message["id"] for _, _, message in messages)
 
     async with body_keys(database_url) as keys:
-        writer = MessageWriter(keys._services.db, keys, lambda pending, row: {"id": row["id"]}, announce)
+        writer = MessageWriter(keys._services.db, keys, lambda pending, row: {"id": row["id"]}, announce, **options)
         writer.start()
         try:
             yield writer
         finally:
             await writer.close()
+
+
+async def test_a_queue_longer_than_a_batch_is_committed_a_batch_at_a_time(database_url: str, server: Server) -> None:
+    """At most `max_batch` drafts a statement (MAX_BATCH in a server): nine queued at once
+    with batches of four are three commits, in the order they were queued."""
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    announced: list[int] = []
+    sizes: list[int] = []
+    async with writer_of(database_url, announced, observe_batch=sizes.append, max_batch=4) as writer:
+        sends = [asyncio.create_task(writer.store(alice.user["id"], alice.username, bob.username, f"#{i}", None, None))
+                 for i in range(9)]
+        await asyncio.sleep(0)  # all nine are queued before the writer's first batch
+        stored = [message["id"] for message in await asyncio.gather(*sends)]
+    assert sizes == [4, 4, 1] and stored == sorted(stored) == announced
 
 
 async def test_closing_the_writer_stores_what_is_queued_first(database_url: str, server: Server) -> None:
