@@ -77,8 +77,8 @@ def main() -> int:
         if drawn.scored:
             low, high = wilson(drawn.killed, drawn.scored)
             rate = drawn.killed / drawn.scored
-            whole = lambda r: (first.killed + r * left) / (first.scored + left)  # noqa: E731
-            estimate = f"{100 * whole(rate):.0f} % ({100 * whole(low):.0f}-{100 * whole(high):.0f})"
+            whole = [100 * (first.killed + r * left) / (first.scored + left) for r in (rate, low, high)]
+            estimate = "{:.0f} % ({:.0f}-{:.0f})".format(*whole)
         elif not first.unchecked:
             estimate = first.score().split(" = ")[-1]
         print(f"| `{meta.name[:-5]}` | {len(codes)} | {first.scored + first.no_tests}, {first.score()} "
