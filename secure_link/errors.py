@@ -88,6 +88,13 @@ def undecryptable() -> AppError:
     return AppError(500, "undecryptable", "Stored data could not be decrypted; the server's operator has been told.")
 
 
+def conversation_cleared() -> AppError:
+    """409 for a send whose conversation was cleared under it again and again (logouts in a
+    loop, writer.MAX_RESEALS): nothing was stored, and sending it again is safe."""
+    return AppError(409, "conversation_cleared",
+                    "The conversation was cleared while this message was being stored; nothing was stored. Send it again.")
+
+
 OUTAGE_RETRY_S = 2.0
 _DISK_TROUBLE = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EIO}
 

@@ -132,7 +132,8 @@ _ERRORS: dict[int, str] = {
     401: "`unauthenticated` (or `invalid_credentials` for a login)",
     403: "`origin_refused`: a cookie-authenticated change from another site's page",
     404: "`not_found` or `unknown_user`",
-    409: "`username_taken`",
+    409: "`username_taken` (register) or `conversation_cleared` (a send whose conversation was cleared "
+         "under it again and again: nothing stored, send it again)",
     413: "`too_large` or `quota_exceeded`",
     415: "`unsupported_media_type` or `unsupported_file_type`",
     422: "`invalid_input` (with `fields`) or a more precise code",
@@ -242,7 +243,7 @@ PATHS: dict[str, dict[str, dict[str, Any]]] = {
         "Send a message (REST fallback)",
         {201: _answer("Message", "Stored"), 200: _answer("Message", "A retry with the same client_id: "
                                                           "the original, nothing stored twice")},
-        (*_CHANGE, *_JSON_BODY, 404, 429), body="Draft")},
+        (*_CHANGE, *_JSON_BODY, 404, 409, 429), body="Draft")},
     "/api/conversations/": {"get": _op("Conversations, newest first", {200: _answer("ConversationList")},
                                        _AUTHENTICATED)},
     "/api/messages/": {"get": _op("A page of one conversation's history", {200: _answer("MessagePage")},

@@ -24,10 +24,10 @@ from typing import Any, Awaitable, Callable
 
 from .bodies import BodyKeys, pair_of
 from .db import Database
-from .errors import DatabaseUnavailable
+from .errors import DatabaseUnavailable, conversation_cleared
 
 MAX_BATCH = 256
-MAX_RESEALS = 3  # a key destroyed under a draft again and again: answer "not stored" and let chat.py say why
+MAX_RESEALS = 3  # a key destroyed under a draft again and again (logouts in a loop): answer 409
 USER_CACHE_LIMIT = 100_000  # usernames never change; past this the cache starts again from empty
 log = logging.getLogger("secure_link.writer")
 
@@ -207,13 +207,17 @@ class MessageWriter:
         return addressed
 
     async def _reseal_if_rekeyed(self, addressed: list[Pending], born: list[Any], stored: set[int]) -> None:
-        """Queue again the drafts refused because their key changed meanwhile (a logout)."""
+        """Queue again, at the head, the drafts refused because their key changed meanwhile (a
+        logout); one whose key changed under it too often is answered 409, to be sent again."""
         for pending, generation in zip(addressed, born):
-            if id(pending) in stored or pending.resealed >= MAX_RESEALS:
+            if id(pending) in stored:
                 continue
             pair = pair_of(pending.sender_id, pending.recipient_id)
             if await self._db.fetchval("find_conversation_key_born", *pair) != generation:
                 self._bodies.forget(pair)
+                if pending.resealed >= MAX_RESEALS:
+                    pending.answer.set_exception(conversation_cleared())
+                    continue
                 pending.resealed += 1
                 self._queue.insert(0, pending)
 

@@ -26,7 +26,7 @@ from PIL import Image, PngImagePlugin
 from secure_link import cli, crypto, keys, sealedfile
 from secure_link.config import ConfigError
 from secure_link.crypto import DecryptionError
-from secure_link.db import Database
+from secure_link.db import Database, load_queries
 from secure_link.keyring import Keyring, UnknownMasterKey, encode_key, new_master_key, next_path, read_key
 
 from .conftest import running_server, settings_for, shared_master_key_file
@@ -392,6 +392,25 @@ def _prepare_only(database_url: str, key_file: Path) -> None:
     """`keys rotate --prepare`: step 1 alone, as a rotation that crashed right after it leaves things."""
     code, output = invoke("keys", "rotate", "--prepare", DATABASE_URL=database_url, MASTER_KEY_FILE=str(key_file))
     assert code == 0 and "copy it to every host" in output, output
+
+
+async def test_a_rotation_rewraps_the_key_of_a_conversation_with_a_send_in_flight(
+        server: Server, database_url: str, db: asyncpg.Connection) -> None:
+    """A send holds its conversation's key row FOR KEY SHARE until it commits (insert_messages);
+    the rotation's batch must still take that row, not skip it until the conversation is quiet."""
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    assert (await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "hi"})).status_code == 201
+    pair = (alice.user["id"], bob.user["id"])
+    rotation = await asyncpg.connect(database_url)
+    try:
+        async with db.transaction():  # as the send in flight:
+            await db.execute("SELECT 1 FROM conversation_keys WHERE low_user_id = $1 AND high_user_id = $2 "
+                             "FOR KEY SHARE", *pair)
+            async with rotation.transaction():
+                batch = await rotation.fetch(load_queries()["list_conversation_keys_to_rewrap"].sql, "new-id", 500)
+    finally:
+        await rotation.close()
+    assert pair in [(row["low_user_id"], row["high_user_id"]) for row in batch]
 
 
 async def test_with_another_master_key_serve_refuses_and_that_key_opens_nothing(server: Server, database_url: str,

@@ -22,7 +22,7 @@ import pytest
 from secure_link.config import Settings
 from secure_link.db import load_queries
 from secure_link.errors import DatabaseUnavailable
-from secure_link.writer import MessageWriter
+from secure_link.writer import MAX_RESEALS, MessageWriter
 
 from .conftest import body_keys, running_server, server_process
 from .story import PNG, Person, Server, assert_error, sample, scrape, upload
@@ -50,6 +50,27 @@ async def until_blocked(db: asyncpg.Connection) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError("no statement ever waited for the lock")
+
+
+async def taking_lock_of(database_url: str, person: Person) -> asyncpg.Connection:
+    """A connection that holds the person's message lock (7001) until it commits; waits its turn."""
+    holder = await asyncpg.connect(database_url)
+    await holder.execute("BEGIN")
+    await holder.execute("SELECT pg_advisory_xact_lock(7001, $1::int)", person.user["id"])
+    return holder
+
+
+async def until_waiting(db: asyncpg.Connection, sends: int, holders: int) -> None:
+    """Wait until exactly that many send statements and lock holders-to-be wait for an advisory lock."""
+    query = ("SELECT count(*) FILTER (WHERE query LIKE 'WITH draft%') AS sends, "
+             "count(*) FILTER (WHERE query LIKE '%pg_advisory_xact_lock(7001, $1::int)') AS holders "
+             "FROM pg_stat_activity WHERE wait_event = 'advisory' AND datname = current_database()")
+    for _ in range(500):
+        row = await db.fetchrow(query)
+        if (row["sends"], row["holders"]) == (sends, holders):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"never {sends} sends and {holders} holders waiting: {dict(row)}")
 
 
 async def until_queued(server: Server, count: int) -> None:
@@ -258,3 +279,52 @@ async def test_a_worker_whose_cached_key_was_destroyed_elsewhere_seals_again(set
         history = await bob.on(two).api("GET", "/api/messages/", token=token, params={"with": alice.username})
     assert history.status_code == 200, history.text
     assert [m["message"] for m in history.json()["messages"]] == ["again", "and again"]
+
+
+async def test_a_send_waiting_while_its_conversation_is_cleared_is_sealed_again_in_its_place(
+        server: Server, database_url: str, db: asyncpg.Connection) -> None:
+    """Alice's send is in flight (waiting for her lock) when Bob logs out: the key it was sealed
+    with is destroyed under it. It is sealed again with the new conversation's key and keeps its
+    place in the queue: Carol's send, queued behind it meanwhile, gets the later id."""
+    alice, bob, carol, dave = [await server.person(name).register() for name in ("alice", "bob", "carol", "dave")]
+    await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "before"})
+    async with holding_lock_of(database_url, alice):
+        during = send(alice, bob.username, "during")
+        await until_blocked(db)  # sealed with the old key, waiting for Alice's lock
+        assert (await bob.api("POST", "/api/logout/")).status_code == 200
+        behind = send(carol, dave.username, "behind")
+        await until_queued(server, 1)
+    assert (await during).status_code == 201 and (await behind).status_code == 201
+    assert (await during).json()["id"] < (await behind).json()["id"]
+    token = await bob.login()
+    history = await bob.api("GET", "/api/messages/", token=token, params={"with": alice.username})
+    assert history.status_code == 200, history.text
+    assert [message["message"] for message in history.json()["messages"]] == ["during"]
+
+
+async def test_a_send_whose_conversation_is_cleared_under_it_again_and_again_is_refused_409(
+        server: Server, db: asyncpg.Connection, database_url: str) -> None:
+    """Bob logs out each time Alice's one send has been sealed with the conversation's newest key:
+    the writer seals it again MAX_RESEALS times, then gives up, and Alice is told to send it
+    again; nothing is stored. Each round, the send waits for Alice's lock; Bob logs out; the next
+    holder queues for the lock behind the send; the holder lets go: the send is refused, sealed
+    again, and its new statement waits behind the next holder."""
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    holder = await taking_lock_of(database_url, alice)
+    sending = send(alice, bob.username, "cleared again and again", client_id="loop-1")
+    try:
+        for round_ in range(MAX_RESEALS + 1):
+            await until_waiting(db, sends=1, holders=0)  # sealed with the newest key, waiting
+            assert (await bob.api("POST", "/api/logout/", token=await bob.login())).status_code == 200
+            last = round_ == MAX_RESEALS
+            after = None if last else asyncio.create_task(taking_lock_of(database_url, alice))
+            await until_waiting(db, sends=1, holders=0 if last else 1)
+            await holder.execute("COMMIT")
+            await holder.close()
+            if after is not None:
+                holder = await after  # the send's statement has had its turn: refused
+    finally:
+        if not holder.is_closed():
+            await holder.close()
+    assert_error(await sending, 409, "conversation_cleared")
+    assert await db.fetchval("SELECT count(*) FROM messages WHERE sender_id = $1", alice.user["id"]) == 0

@@ -37,10 +37,13 @@ RETURNING low_user_id, high_user_id;
 -- name: list_conversation_keys_to_rewrap
 -- A rotation's batch: keys not wrapped by the new master key $1. Rows a
 -- logout is deleting are skipped, not waited for; a later batch sees what is left.
+-- NO KEY UPDATE (the rewrap changes no key column): it shares a row with the
+-- sends in flight, which hold it FOR KEY SHARE (insert_messages), so a busy
+-- conversation is not skipped batch after batch.
 SELECT low_user_id, high_user_id, wrapped_key FROM conversation_keys
 WHERE master_key_id <> $1
 LIMIT $2
-FOR UPDATE SKIP LOCKED;
+FOR NO KEY UPDATE SKIP LOCKED;
 
 -- name: rewrap_conversation_keys
 -- One statement per batch: $1, $2 the pairs, $3 their keys wrapped by master key $4.

@@ -12,6 +12,11 @@
 -- evaluated once, before any row of `numbered`: every id is drawn after all
 -- locks are held, so each user's messages commit in id order (`sync` never
 -- skips one) and a logout, which takes the same lock first, cannot interleave.
+-- But the statement's snapshot is older than its locks: a logout that committed
+-- while it waited is invisible to its reads. `FOR KEY SHARE OF k` reads each
+-- key row as it is now, after the locks: a key that logout deleted meanwhile
+-- drops its drafts (resealed by the writer), where the snapshot alone would
+-- store them sealed with a destroyed key, unreadable for good.
 -- Ids are drawn in position order. An attachment must be the sender's own and
 -- not yet used with anyone else; it is marked used only if its message is
 -- really inserted, so a retried client_id cannot claim a new file. The writer
@@ -41,6 +46,7 @@ WITH draft AS (
     LEFT JOIN conversation_timers timer
       ON timer.low_user_id = k.low_user_id AND timer.high_user_id = k.high_user_id
     WHERE (SELECT users FROM locked) >= 0 AND draft.sender_id <> draft.recipient_id
+    FOR KEY SHARE OF k
 ), claimable AS (
     SELECT keyed.ord, files.id, files.name, files.content_type, files.size, files.width,
            files.height, files.thumbnail_path

@@ -947,7 +947,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description `username_taken` */
+                /** @description `username_taken` (register) or `conversation_cleared` (a send whose conversation was cleared under it again and again: nothing stored, send it again) */
                 409: {
                     headers: {
                         [name: string]: unknown;
@@ -1083,6 +1083,15 @@ export interface paths {
                 };
                 /** @description `not_found` or `unknown_user` */
                 404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `username_taken` (register) or `conversation_cleared` (a send whose conversation was cleared under it again and again: nothing stored, send it again) */
+                409: {
                     headers: {
                         [name: string]: unknown;
                     };

@@ -95,7 +95,7 @@ describe("ChatSocket", () => {
     expect(current().sentOf("chat")).toHaveLength(1);
   });
 
-  it("retries a send the server refused as rate limited after retry_after_ms; a bad one fails", () => {
+  it("retries a send the server refused as rate limited after retry_after_ms, or as cleared meanwhile; a bad one fails", () => {
     const { store, chat, current } = setup();
     current().serve({ type: "ready", user: alice });
     current().serve({ type: "synced", last_id: 0 });
@@ -103,6 +103,10 @@ describe("ChatSocket", () => {
     current().serve({ type: "error", code: "rate_limited", message: "slow down", client_id: limited, retry_after_ms: 200 });
     vi.advanceTimersByTime(200);
     expect(current().sentOf("chat").map((f) => f.client_id)).toEqual([limited, limited]);
+    const cleared = chat.send("bob", "while bob logs out and in");
+    current().serve({ type: "error", code: "conversation_cleared", message: "send it again", client_id: cleared });
+    vi.advanceTimersByTime(1000);
+    expect(current().sentOf("chat").map((f) => f.client_id)).toEqual([limited, limited, cleared, cleared]);
     const bad = chat.send("nobody", "hi");
     current().serve({ type: "error", code: "unknown_user", message: "No such user.", client_id: bad });
     expect(store.getState().threads.nobody.entries[0].failed).toBe("No such user.");

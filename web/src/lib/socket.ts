@@ -38,7 +38,8 @@ const BACKOFF_MAX_MS = 15_000;
 const HEARTBEAT_MS = 15_000;
 const TYPING_EVERY_MS = 2_000;
 const TYPING_SHOWN_MS = 4_000;
-const RETRYABLE = new Set(["rate_limited", "unavailable"]);
+// Refusals where nothing was stored and the same frame may simply go again (docs/api.md).
+const RETRYABLE = new Set(["rate_limited", "unavailable", "conversation_cleared"]);
 const UNAUTHENTICATED = 4401;
 
 export class ChatSocket {
