@@ -13,7 +13,7 @@ from websockets.exceptions import InvalidStatus
 from secure_link.config import Settings
 
 from .conftest import running_server, settings_for
-from .story import Server, assert_error, sync
+from .story import PNG, Server, assert_error, sync, upload
 
 
 @pytest.fixture(scope="module")
@@ -414,6 +414,32 @@ async def test_a_logout_whose_clearing_fails_clears_nothing_and_can_be_retried(o
             await db.execute("ALTER TABLE conversation_timers_gone RENAME TO conversation_timers")
             assert (await alice.api("POST", "/api/logout/")).json() == {"cleared": {"messages": 1, "files": 0}}
             assert await bystander_rows(db, both) == {"messages": [], "reads": []}
+        finally:
+            await db.close()
+
+
+async def test_a_logout_whose_commit_fails_leaves_no_file_marked_for_deletion(own_database: str,
+                                                                              media_root: Path) -> None:
+    """The record of the files a clearing deletes belongs to its transaction: when the COMMIT
+    itself fails (a deferred check stands in for a failing disk or a lost connection), no
+    record is left for the sweeper, which would unlink files whose rows still stand."""
+    async with running_server(settings_for(own_database, media_root)) as server:
+        alice, bob = await server.person("alice").register(), await server.person("bob").register()
+        photo = await upload(alice, PNG, "photo.png")
+        sent = await alice.api("POST", "/api/send-message/",
+                               json={"to": bob.username, "message": "look", "attachment": photo["id"]})
+        assert sent.status_code == 201
+        db = await asyncpg.connect(own_database)
+        try:
+            await db.execute("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                             "$$ BEGIN RAISE EXCEPTION 'refused at commit'; END $$")
+            await db.execute("CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER DELETE ON messages "
+                             "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse()")
+            assert_error(await alice.api("POST", "/api/logout/"), 500, "internal")
+            assert await db.fetchval("SELECT count(*) FROM doomed_files") == 0
+            assert (await bob.api("GET", photo["url"])).status_code == 200
+            await db.execute("DROP TRIGGER refuse_at_commit ON messages")
+            assert (await alice.api("POST", "/api/logout/")).json() == {"cleared": {"messages": 1, "files": 1}}
         finally:
             await db.close()
 
