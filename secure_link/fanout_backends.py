@@ -24,7 +24,7 @@ log = logging.getLogger("secure_link.fanout")
 LISTEN_NAME = "secure_link_fanout_listen"  # application_name / client name of the listening connection
 INLINE, SPILLED = "=", "@"  # first character of a NOTIFY payload; '@' is also written in fanout.sql
 _NOTIFY_MAX_BYTES = 7999  # PostgreSQL rejects payloads of 8,000 bytes or more
-_INBOX_SIZE = 10_000
+INBOX_SIZE = 10_000
 COMMAND_TIMEOUT = 5.0  # connecting, and any one command: a silent server must not hang us
 _PG_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 _SAFE_CHANNEL = re.compile(r"[a-z0-9_]{1,50}")
@@ -107,7 +107,7 @@ class PostgresBackend:
         self._idents: dict[str, str] = {}  # identifier LISTENed -> channel
         self._lock = asyncio.Lock()  # one command at a time on the LISTEN connection
         self._lost = asyncio.Event()
-        self._inbox: asyncio.Queue[tuple[str, str] | Gap] = asyncio.Queue(_INBOX_SIZE)
+        self._inbox: asyncio.Queue[tuple[str, str] | Gap] = asyncio.Queue(INBOX_SIZE)
         self._conn: asyncpg.Connection | None = None
         self._pool: asyncpg.Pool | None = None
         self._tasks: list[asyncio.Task[None]] = []

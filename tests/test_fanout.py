@@ -18,6 +18,7 @@ import pytest
 import redis.asyncio as redis
 
 from secure_link.fanout import GAP, ORIGIN_END, Fanout, Gap, SubscriptionClosed, SubscriptionOverflow
+from secure_link.fanout_backends import INBOX_SIZE, INLINE, SPILLED, pg_channel
 
 from .story import PROBE, WAIT, SilentLink, channel, eventually, next_item, real_server
 
@@ -303,6 +304,35 @@ async def test_postgres_listen_connection_killed_then_gap_then_delivery(pg_fanou
         await eventually(lambda: no_longer_in(replacement, listen_pids(admin)))
     finally:
         await admin.close()
+
+
+async def test_a_flood_past_the_listen_inbox_is_told_as_a_gap(pg_fanout_url: str) -> None:
+    """The pump waits for a parked message (its table locked) while more notifications arrive
+    than the LISTEN inbox holds (10,000): those that do not fit are lost, and the subscriber is
+    told so at once with a GAP (it catches up from the database), not left believing it heard
+    everything."""
+    alice = channel("user")
+    ident = pg_channel(alice)
+    admin, notifier = await asyncpg.connect(pg_fanout_url), await asyncpg.connect(pg_fanout_url)
+    try:
+        parked = await admin.fetchval("INSERT INTO fanout_spill (payload, channels) VALUES ($1, $2) RETURNING id",
+                                      ORIGIN_END + "parked", [ident])
+        async with connected(pg_fanout_url) as fanout, fanout.subscribe(alice) as subscription:
+            async with admin.transaction():
+                await admin.execute("LOCK TABLE fanout_spill IN ACCESS EXCLUSIVE MODE")
+                await notifier.execute("SELECT pg_notify($1, $2)", ident, SPILLED + str(parked))
+                await eventually(lambda: pump_waits_for_the_lock(admin))
+                await notifier.execute("SELECT pg_notify($1, $2 || g) FROM generate_series(1, $3::int) g",
+                                       ident, INLINE + ORIGIN_END + "flood ", INBOX_SIZE + 1)
+                assert await next_item(subscription) is GAP  # while the pump still waits
+    finally:
+        await notifier.close()
+        await admin.close()
+
+
+async def pump_waits_for_the_lock(admin: asyncpg.Connection) -> bool:
+    return bool(await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                     "AND datname = current_database() AND query LIKE 'SELECT payload FROM fanout_spill%'"))
 
 
 async def redis_listen_ids(admin: redis.Redis) -> set[int]:
