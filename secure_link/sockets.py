@@ -160,7 +160,7 @@ class Connection:
         self.floor = 0  # every message with id <= floor has been given to this socket
         self.outbox: deque[str | Gap] | None = None  # fan-out events not sent yet; made on the first
         self.sender: asyncio.Task[None] | None = None  # alive only while the outbox holds something
-        self.reader: asyncio.Task[Any] | None = None  # the server's task, which reads client frames
+        self.reader: asyncio.Task[Any] | None = None  # the server's task, which reads client frames; None once served
         self.ending: BaseException | None = None  # why the sender ended the socket
         self.revoked_text = chat.decode_event(chat.revoked_event(user.session_id))[2]
 
@@ -208,12 +208,16 @@ class Connection:
             self.reader.uncancel()  # type: ignore[union-attr]
             raise self.ending from None
         finally:
+            self.reader = None  # served: an event arriving during run()'s cleanup must not cancel it
             if self.sender is not None:
                 self.sender.cancel()
                 await asyncio.gather(self.sender, return_exceptions=True)
 
     def _queue_event(self, item: str | Gap | None) -> None:
-        """Called by the fan-out for each event (None: it closed); starts the sender if idle."""
+        """Called by the fan-out for each event (None: it closed); starts the sender if idle.
+        Once the socket is over, events are left to the client's next sync."""
+        if self.reader is None:
+            return
         if item is None:
             self._end(Closing(CLOSE_RESTARTING, "server restarting; reconnect and sync"))
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 import asyncpg
@@ -13,7 +14,7 @@ import pytest
 from secure_link.config import Settings
 
 from .conftest import running_server, settings_for
-from .story import PHRASE, Server, assert_error
+from .story import PHRASE, Person, Server, assert_error
 
 SURROGATE = "\ud800"  # what the JSON escape "\ud800" decodes to: not storable text
 
@@ -185,3 +186,45 @@ async def _flood_until_let_go(sender, bob, db: asyncpg.Connection) -> bool:  # t
 
 async def bob_sockets(db: asyncpg.Connection, user_id: int) -> int:
     return await db.fetchval("SELECT count(*) FROM live_connections WHERE user_id = $1", user_id)
+
+
+async def test_a_message_arriving_while_a_closed_socket_is_cleaned_up_is_no_error(
+        server: Server, database_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Bob closes his tab while his presence row is being removed (Bob's presence lock held
+    here, so the removal waits), and a message for him arrives meanwhile: the socket is over,
+    the message is his to sync, and nothing is logged as a failure of the server."""
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "first"})
+    tab = await bob.connect()
+    uvicorn_errors = logging.getLogger("uvicorn.error")  # uvicorn's own logger does not reach the root
+    uvicorn_errors.addHandler(caplog.handler)
+    holder = await asyncpg.connect(database_url)
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT pg_advisory_xact_lock(7002, $1::int)", bob.user["id"])
+            await tab.close()
+            await until_presence_waits(holder)
+            sent = await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "meanwhile"})
+            assert sent.status_code == 201
+        await until_offline(holder, bob)
+    finally:
+        await holder.close()
+        uvicorn_errors.removeHandler(caplog.handler)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+async def until_presence_waits(db: asyncpg.Connection) -> None:
+    for _ in range(500):
+        if await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory' "
+                             "AND datname = current_database() AND query LIKE '%7002%'"):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the socket's cleanup never waited for the presence lock")
+
+
+async def until_offline(db: asyncpg.Connection, person: Person) -> None:
+    for _ in range(500):
+        if not await db.fetchval("SELECT count(*) FROM live_connections WHERE user_id = $1", person.user["id"]):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{person.username} still has a live connection row")
