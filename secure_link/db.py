@@ -8,6 +8,7 @@ Queries live in `queries/*.sql` as `-- name: verb_noun` blocks with asyncpg's
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import re
@@ -217,12 +218,20 @@ async def apply_schema(url: str, schema_dir: Path = SCHEMA_DIR) -> list[int]:
 
     `sql/schema.sql` is the whole current schema and records the versions it
     already contains; `sql/migrations/NNNN_name.sql` upgrade older databases.
+    A schema.sql already applied (its digest recorded) is skipped: every start
+    runs this, and the file locks tables even when it changes nothing.
     Returns the versions applied now.
     """
+    schema = (schema_dir / "schema.sql").read_text(encoding="utf-8")
+    digest = hashlib.sha256(schema.encode("utf-8")).hexdigest()
     connection = await asyncpg.connect(url)
     try:
         await connection.execute("SELECT pg_advisory_lock(7000, 0)")  # one migrator at a time
-        await connection.execute((schema_dir / "schema.sql").read_text(encoding="utf-8"))
+        if not await _schema_recorded(connection, digest):
+            async with connection.transaction():
+                await connection.execute(schema)
+                await connection.execute("INSERT INTO schema_digests (digest) VALUES ($1) ON CONFLICT DO NOTHING",
+                                         digest)
         done = {row["version"] for row in await connection.fetch("SELECT version FROM schema_migrations")}
         applied = []
         for version, path in _migrations(schema_dir / "migrations"):
@@ -235,6 +244,13 @@ async def apply_schema(url: str, schema_dir: Path = SCHEMA_DIR) -> list[int]:
         return applied
     finally:
         await connection.close()
+
+
+async def _schema_recorded(connection: asyncpg.Connection, digest: str) -> bool:
+    """Whether this very schema.sql was applied before: reading the record locks no busy table."""
+    if await connection.fetchval("SELECT to_regclass('schema_digests')") is None:
+        return False  # a new database, or one from before the record (or made with plain psql)
+    return bool(await connection.fetchval("SELECT count(*) FROM schema_digests WHERE digest = $1", digest))
 
 
 def _migrations(folder: Path) -> list[tuple[int, Path]]:

@@ -9,6 +9,15 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at  timestamptz NOT NULL DEFAULT now()
 );
 
+-- The SHA-256 of each schema.sql that `secure-link serve` has applied (db.apply_schema).
+-- A start whose file is recorded skips it: this file's ALTER TABLE and CREATE INDEX
+-- lock tables even when there is nothing to do, and a server starting beside busy
+-- ones (a rolling restart) then made their sends wait, or deadlocked with them.
+CREATE TABLE IF NOT EXISTS schema_digests (
+    digest      text PRIMARY KEY,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+);
+
 -- Usernames are stored NFKC-normalised and case-folded, so plain UNIQUE is
 -- the case-insensitive uniqueness the contract asks for.
 CREATE TABLE IF NOT EXISTS users (

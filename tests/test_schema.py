@@ -14,7 +14,7 @@ from secure_link.db import SCHEMA_DIR, apply_schema, load_queries
 
 TABLES = {"users", "sessions", "login_failures", "files", "messages", "conversation_reads",
           "workers", "live_connections", "fanout_spill", "schema_migrations", "master_keys", "conversation_keys",
-          "conversation_timers", "doomed_files"}
+          "conversation_timers", "doomed_files", "schema_digests"}
 
 
 async def tables_of(url: str) -> set[str]:
@@ -65,6 +65,44 @@ async def test_a_database_from_before_a_migration_is_brought_up_to_date(blank_da
         assert await apply_schema(blank_database) == [2]
         assert await connection.fetchval("SELECT count(*) FROM information_schema.columns "
                                          "WHERE table_name = 'fanout_spill' AND column_name = 'channels'") == 1
+    finally:
+        await connection.close()
+
+
+async def test_a_start_beside_busy_servers_waits_for_no_lock_on_their_tables(blank_database: str) -> None:
+    """Every `serve` start applies the schema. Once this schema.sql is applied, a start must not
+    queue behind the sends and uploads of servers already running (a rolling restart): its
+    ALTER TABLE would hold their next statements up, or deadlock with them."""
+    await apply_schema(blank_database)
+    busy, watcher = await asyncpg.connect(blank_database), await asyncpg.connect(blank_database)
+    try:
+        async with busy.transaction():
+            await busy.execute("LOCK TABLE messages, files, users IN ROW EXCLUSIVE MODE")  # as a send, an upload
+            starting = asyncio.create_task(apply_schema(blank_database))
+            while not starting.done():
+                waiting = await watcher.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                                 "AND datname = current_database()")
+                if waiting:
+                    starting.cancel()
+                    pytest.fail("the start waited for a lock held by a busy server")
+                await asyncio.sleep(0.01)
+            assert starting.result() == []
+    finally:
+        await watcher.close()
+        await busy.close()
+
+
+async def test_a_changed_schema_file_is_applied_at_the_next_start(blank_database: str, tmp_path: Path) -> None:
+    shutil.copy(SCHEMA_DIR / "schema.sql", tmp_path / "schema.sql")
+    shutil.copytree(SCHEMA_DIR / "migrations", tmp_path / "migrations")
+    await apply_schema(blank_database, tmp_path)
+    with (tmp_path / "schema.sql").open("a") as schema:
+        schema.write("\nCREATE TABLE IF NOT EXISTS nicknames (user_id bigint PRIMARY KEY);\n")
+    await apply_schema(blank_database, tmp_path)
+    assert "nicknames" in await tables_of(blank_database)
+    connection = await asyncpg.connect(blank_database)
+    try:
+        assert await connection.fetchval("SELECT count(*) FROM schema_digests") == 2  # each file once
     finally:
         await connection.close()
 
