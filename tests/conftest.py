@@ -40,7 +40,7 @@ from secure_link.db import Database, apply_schema
 from secure_link.keyring import Keyring
 from secure_link.fanout_backends import LISTEN_NAME
 
-from .story import Server
+from .story import OPENED, Server
 
 TEST_PEPPER = "tests-only-pepper"
 OWN_KEYS_FOLDER = pytest.StashKey[Path]()  # the folder this session made, to remove at its end
@@ -108,6 +108,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
     yield
     slow_last = "MUTANT_UNDER_TEST" in os.environ
     items.sort(key=lambda item: (item.get_closest_marker("slow") is None) != slow_last)
+
+
+@pytest.fixture(autouse=True)
+async def cut_leftover_sockets() -> AsyncIterator[None]:
+    """When a test ends, cut the sockets its people left open (story.OPENED), then let the
+    loop finish closing them. Left to the garbage collector, a socket whose server a test
+    stopped a moment before could be collected still open: a ResourceWarning, which fails
+    whichever test is running when the collector gets to it."""
+    yield
+    for socket in OPENED:
+        socket.connection.transport.abort()
+    OPENED.clear()
+    await asyncio.sleep(0)
 
 
 @pytest.fixture(scope="session")

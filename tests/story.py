@@ -50,6 +50,12 @@ class Server:
         return Person(self, name)
 
 
+# Every socket a story opened. conftest's `cut_leftover_sockets` cuts those still open when
+# each test ends: one garbage-collected open is a ResourceWarning, an error in this suite,
+# raised in whichever test happens to be running (or at the session's end) when it is collected.
+OPENED: list["Socket"] = []
+
+
 class Socket:
     """A real WebSocket client with helpers to wait for a frame of a given type."""
 
@@ -135,6 +141,7 @@ class Person:
         connection = await connect(self.server.ws_url + query, additional_headers=headers,
                                    open_timeout=5, **kwargs)
         socket = Socket(connection)
+        OPENED.append(socket)
         self.sockets.append(socket)
         if ready:
             frame = await socket.expect("ready")
