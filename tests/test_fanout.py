@@ -19,6 +19,8 @@ import redis.asyncio as redis
 
 from secure_link.fanout import GAP, ORIGIN_END, Fanout, Gap, SubscriptionClosed, SubscriptionOverflow
 from secure_link.fanout_backends import INBOX_SIZE, INLINE, SPILLED, pg_channel
+from secure_link.fanout_seal import EnvelopeSeal
+from secure_link.keyring import Keyring, new_master_key
 
 from .story import PROBE, WAIT, SilentLink, channel, eventually, next_item, real_server
 
@@ -328,6 +330,28 @@ async def test_a_flood_past_the_listen_inbox_is_told_as_a_gap(pg_fanout_url: str
     finally:
         await notifier.close()
         await admin.close()
+
+
+async def test_payloads_a_sealed_fanout_cannot_open_are_gaps_and_later_ones_arrive(pg_fanout_url: str) -> None:
+    """Whatever lands on a channel (an empty payload, one not base64, one sealed under another
+    deployment's master key, non-ASCII) is a GAP for its subscribers, who catch up from the
+    database; it never stops the pump, and the next real message still arrives."""
+    fanout = Fanout(pg_fanout_url, queue_size=QUEUE_SIZE, probe_interval=PROBE,
+                    seal=EnvelopeSeal(Keyring([new_master_key()])))
+    foreign = EnvelopeSeal(Keyring([new_master_key()])).seal("from elsewhere")
+    await fanout.connect()
+    notifier = await asyncpg.connect(pg_fanout_url)
+    try:
+        alice = channel("user")
+        async with fanout.subscribe(alice) as subscription:
+            for garbage in ("", "not base64!", foreign, "ünïcödé", "AAAA"):
+                await notifier.execute("SELECT pg_notify($1, $2)", pg_channel(alice), INLINE + "another" + ORIGIN_END + garbage)
+                assert await next_item(subscription) is GAP, garbage
+            await fanout.publish(alice, "still here")
+            assert await next_item(subscription) == "still here"
+    finally:
+        await notifier.close()
+        await fanout.disconnect()
 
 
 async def pump_waits_for_the_lock(admin: asyncpg.Connection) -> bool:
