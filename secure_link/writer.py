@@ -209,17 +209,19 @@ class MessageWriter:
     async def _reseal_if_rekeyed(self, addressed: list[Pending], born: list[Any], stored: set[int]) -> None:
         """Queue again, at the head, the drafts refused because their key changed meanwhile (a
         logout); one whose key changed under it too often is answered 409, to be sent again."""
+        requeued = []
         for pending, generation in zip(addressed, born):
             if id(pending) in stored:
                 continue
             pair = pair_of(pending.sender_id, pending.recipient_id)
             if await self._db.fetchval("find_conversation_key_born", *pair) != generation:
                 self._bodies.forget(pair)
-                if pending.resealed >= MAX_RESEALS:
+                if pending.resealed < MAX_RESEALS:
+                    pending.resealed += 1
+                    requeued.append(pending)
+                elif not pending.answer.done():
                     pending.answer.set_exception(conversation_cleared())
-                    continue
-                pending.resealed += 1
-                self._queue.insert(0, pending)
+        self._queue[:0] = requeued  # in the order they were sent, ahead of what queued meanwhile
 
     async def _announce(self, messages: list[Stored]) -> None:
         """Hand the committed batch on (fan-out); its failure is logged, never an unacked send."""

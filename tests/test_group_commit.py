@@ -281,25 +281,42 @@ async def test_a_worker_whose_cached_key_was_destroyed_elsewhere_seals_again(set
     assert [m["message"] for m in history.json()["messages"]] == ["again", "and again"]
 
 
-async def test_a_send_waiting_while_its_conversation_is_cleared_is_sealed_again_in_its_place(
+async def test_sends_waiting_while_their_conversation_is_cleared_are_sealed_again_in_their_places(
         server: Server, database_url: str, db: asyncpg.Connection) -> None:
-    """Alice's send is in flight (waiting for her lock) when Bob logs out: the key it was sealed
-    with is destroyed under it. It is sealed again with the new conversation's key and keeps its
-    place in the queue: Carol's send, queued behind it meanwhile, gets the later id."""
+    """Alice's two sends share a batch that waits for her lock when Bob logs out: the key they
+    were sealed with is destroyed under them. They are sealed again with the new conversation's
+    key and keep their places: in the order sent, ahead of Carol's send queued meanwhile.
+    (The first batch, "first", holds the writer while the two queue behind it.)"""
     alice, bob, carol, dave = [await server.person(name).register() for name in ("alice", "bob", "carol", "dave")]
     await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "before"})
-    async with holding_lock_of(database_url, alice):
-        during = send(alice, bob.username, "during")
-        await until_blocked(db)  # sealed with the old key, waiting for Alice's lock
+    holder = await taking_lock_of(database_url, alice)
+    try:
+        first = send(alice, bob.username, "first")
+        await until_waiting(db, sends=1, holders=0)
+        drafts = []
+        for text in ("one", "two"):
+            drafts.append(send(alice, bob.username, text))
+            await until_queued(server, len(drafts))
+        after = asyncio.create_task(taking_lock_of(database_url, alice))
+        await until_waiting(db, sends=1, holders=1)
+        await holder.execute("COMMIT")
+        await holder.close()
+        holder = await after  # "first" is stored; "one" and "two", sealed with the old key, wait
+        await until_waiting(db, sends=1, holders=0)
         assert (await bob.api("POST", "/api/logout/")).status_code == 200
         behind = send(carol, dave.username, "behind")
         await until_queued(server, 1)
-    assert (await during).status_code == 201 and (await behind).status_code == 201
-    assert (await during).json()["id"] < (await behind).json()["id"]
+        await holder.execute("COMMIT")
+    finally:
+        await holder.close()
+    answers = [await first, *[await draft for draft in drafts], await behind]
+    assert [answer.status_code for answer in answers] == [201] * 4
+    one, two, later = (answer.json()["id"] for answer in answers[1:])
+    assert one < two < later
     token = await bob.login()
     history = await bob.api("GET", "/api/messages/", token=token, params={"with": alice.username})
     assert history.status_code == 200, history.text
-    assert [message["message"] for message in history.json()["messages"]] == ["during"]
+    assert [message["message"] for message in history.json()["messages"]] == ["one", "two"]
 
 
 async def test_a_send_whose_conversation_is_cleared_under_it_again_and_again_is_refused_409(
