@@ -24,7 +24,7 @@ import asyncpg
 
 from secure_link import devdb
 from secure_link.config import PROJECT_ROOT
-from secure_link.db import apply_schema
+from secure_link.schema import apply_schema
 
 from . import limits, loadgen, report, scenarios
 from .scenarios import ECHO_ARGV, SERVER_ENV, Process, running, server_argv

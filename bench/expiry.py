@@ -31,7 +31,7 @@ import httpx
 
 from secure_link import crypto, devdb
 from secure_link.bodies import body_context
-from secure_link.db import apply_schema
+from secure_link.schema import apply_schema
 from secure_link.fanout_seal import EnvelopeSeal
 from secure_link.keyring import Keyring, new_master_key
 

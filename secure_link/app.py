@@ -24,7 +24,8 @@ from . import auth, chat, devdb, drain, erasure, housekeeping, images, keys, rou
 from .crypto import DecryptionError
 from .middleware import AccessLog, JsonCORSMiddleware
 from .config import Settings
-from .db import Database, apply_schema
+from .db import Database
+from .schema import apply_schema
 from .errors import AppError, DatabaseUnavailable, error_body, outage, undecryptable
 from .fanout import Fanout
 from .fanout_seal import EnvelopeSeal

@@ -20,7 +20,8 @@ import uvicorn
 from . import audit, devdb, keys, media, openapi, rotation, secretfile
 from .config import ConfigError, Settings
 from .crypto import DecryptionError
-from .db import Database, apply_schema
+from .db import Database
+from .schema import apply_schema
 from .logs import log_config
 
 

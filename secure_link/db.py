@@ -8,7 +8,6 @@ Queries live in `queries/*.sql` as `-- name: verb_noun` blocks with asyncpg's
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import re
@@ -21,7 +20,6 @@ import asyncpg
 from .errors import DatabaseUnavailable
 
 QUERIES_DIR = Path(__file__).resolve().parent / "queries"
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "sql"
 log = logging.getLogger("secure_link.db")
 # What a database that is down, restarting or unreachable raises through asyncpg:
 CONNECTION_ERRORS = (
@@ -211,53 +209,3 @@ class Database:
     def pool_state(self) -> tuple[int, int, int]:
         """Connections open, idle, and queries under way: what the pool metrics show."""
         return self.pool.get_size(), self.pool.get_idle_size(), self.in_flight
-
-
-async def apply_schema(url: str, schema_dir: Path = SCHEMA_DIR) -> list[int]:
-    """Create the schema if missing, then apply numbered migrations not yet recorded.
-
-    `sql/schema.sql` is the whole current schema and records the versions it
-    already contains; `sql/migrations/NNNN_name.sql` upgrade older databases.
-    A schema.sql already applied (its digest recorded) is skipped: every start
-    runs this, and the file locks tables even when it changes nothing.
-    Returns the versions applied now.
-    """
-    schema = (schema_dir / "schema.sql").read_text(encoding="utf-8")
-    digest = hashlib.sha256(schema.encode("utf-8")).hexdigest()
-    connection = await asyncpg.connect(url)
-    try:
-        await connection.execute("SELECT pg_advisory_lock(7000, 0)")  # one migrator at a time
-        if not await _schema_recorded(connection, digest):
-            async with connection.transaction():
-                await connection.execute(schema)
-                await connection.execute("INSERT INTO schema_digests (digest) VALUES ($1) ON CONFLICT DO NOTHING",
-                                         digest)
-        done = {row["version"] for row in await connection.fetch("SELECT version FROM schema_migrations")}
-        applied = []
-        for version, path in _migrations(schema_dir / "migrations"):
-            if version in done:
-                continue
-            async with connection.transaction():
-                await connection.execute(path.read_text(encoding="utf-8"))
-                await connection.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
-            applied.append(version)
-        return applied
-    finally:
-        await connection.close()
-
-
-async def _schema_recorded(connection: asyncpg.Connection, digest: str) -> bool:
-    """Whether this very schema.sql was applied before: reading the record locks no busy table."""
-    if await connection.fetchval("SELECT to_regclass('schema_digests')") is None:
-        return False  # a new database, or one from before the record (or made with plain psql)
-    return bool(await connection.fetchval("SELECT count(*) FROM schema_digests WHERE digest = $1", digest))
-
-
-def _migrations(folder: Path) -> list[tuple[int, Path]]:
-    found = []
-    for path in sorted(folder.glob("*.sql")):
-        prefix = path.name.split("_", 1)[0]
-        if not prefix.isdigit():
-            raise ValueError(f"{path}: migration files are named NNNN_description.sql")
-        found.append((int(prefix), path))
-    return found

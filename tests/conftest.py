@@ -36,7 +36,8 @@ from secure_link import devdb
 from secure_link.app import create_app
 from secure_link.config import PROJECT_ROOT, Settings
 from secure_link.bodies import BodyKeys
-from secure_link.db import Database, apply_schema
+from secure_link.db import Database
+from secure_link.schema import apply_schema
 from secure_link.keyring import Keyring
 from secure_link.fanout_backends import LISTEN_NAME
 

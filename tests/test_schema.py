@@ -10,7 +10,8 @@ import asyncpg
 import pytest
 
 from secure_link import devdb
-from secure_link.db import SCHEMA_DIR, apply_schema, load_queries
+from secure_link.db import load_queries
+from secure_link.schema import SCHEMA_DIR, apply_schema
 
 TABLES = {"users", "sessions", "login_failures", "files", "messages", "conversation_reads",
           "workers", "live_connections", "fanout_spill", "schema_migrations", "master_keys", "conversation_keys",
@@ -105,6 +106,41 @@ async def test_a_changed_schema_file_is_applied_at_the_next_start(blank_database
         assert await connection.fetchval("SELECT count(*) FROM schema_digests") == 2  # each file once
     finally:
         await connection.close()
+
+
+async def test_a_schema_change_beside_a_busy_server_gives_way_and_fails_none_of_its_work(
+        blank_database: str, tmp_path: Path) -> None:
+    """A release that changes schema.sql starts beside a server in the middle of a transaction
+    that holds `messages` and then wants `files`, as a send with an attachment does. The start
+    may not wait for `messages` while holding `files` (the old start deadlocked there): it gives
+    way, the busy transaction goes on, and the start goes through once that one has ended."""
+    shutil.copy(SCHEMA_DIR / "schema.sql", tmp_path / "schema.sql")
+    shutil.copytree(SCHEMA_DIR / "migrations", tmp_path / "migrations")
+    await apply_schema(blank_database, tmp_path)
+    with (tmp_path / "schema.sql").open("a") as schema:
+        schema.write("\nCREATE TABLE IF NOT EXISTS nicknames (user_id bigint PRIMARY KEY);\n")
+    busy, watcher = await asyncpg.connect(blank_database), await asyncpg.connect(blank_database)
+    try:
+        async with busy.transaction():
+            await busy.execute("LOCK TABLE messages IN ROW EXCLUSIVE MODE")
+            starting = asyncio.create_task(apply_schema(blank_database, tmp_path))
+            await until_a_start_waits(watcher)
+            await busy.execute("LOCK TABLE files IN ROW EXCLUSIVE MODE")  # no deadlock, no failure
+        assert await starting == []
+        assert "nicknames" in await tables_of(blank_database)
+    finally:
+        await watcher.close()
+        await busy.close()
+
+
+async def until_a_start_waits(watcher: asyncpg.Connection) -> None:
+    """Until a schema statement waits for a table lock (the start holds what it took before it)."""
+    for _ in range(500):
+        if await watcher.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                  "AND datname = current_database() AND pid <> pg_backend_pid()"):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the start never waited for a table")
 
 
 async def test_every_named_query_prepares_against_the_schema(db: asyncpg.Connection) -> None:
