@@ -175,6 +175,15 @@ async def test_a_queue_longer_than_a_batch_is_committed_a_batch_at_a_time(databa
     assert sizes == [4, 4, 1] and stored == sorted(stored) == announced
 
 
+async def test_a_writer_not_started_refuses_sends_as_unavailable(database_url: str, server: Server) -> None:
+    """Before `start()` (a worker still starting) a send is told the database is unavailable
+    (503 / 1013 upstream), not failed by a bug. (The server made the master key file.)"""
+    async with body_keys(database_url) as keys:
+        writer = MessageWriter(keys._services.db, keys, lambda pending, row: {}, lambda messages: asyncio.sleep(0))
+        with pytest.raises(DatabaseUnavailable):
+            await writer.store(1, "alice", "bob", "too early", None, None)
+
+
 async def test_closing_the_writer_stores_what_is_queued_first(database_url: str, server: Server) -> None:
     alice, bob = await server.person("alice").register(), await server.person("bob").register()
     announced: list[int] = []
