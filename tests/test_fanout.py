@@ -355,6 +355,7 @@ async def test_payloads_a_sealed_fanout_cannot_open_are_gaps_and_later_ones_arri
 
 
 async def pump_waits_for_the_lock(admin: asyncpg.Connection) -> bool:
+    """Whether the fan-out's pump is waiting to fetch a parked message (its table locked)."""
     return bool(await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                                      "AND datname = current_database() AND query LIKE 'SELECT payload FROM fanout_spill%'"))
 

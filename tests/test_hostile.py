@@ -214,6 +214,7 @@ async def test_a_message_arriving_while_a_closed_socket_is_cleaned_up_is_no_erro
 
 
 async def until_presence_waits(db: asyncpg.Connection) -> None:
+    """Until a socket's presence change waits for the presence lock (7002) the test holds."""
     for _ in range(500):
         if await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory' "
                              "AND datname = current_database() AND query LIKE '%7002%'"):
@@ -223,6 +224,7 @@ async def until_presence_waits(db: asyncpg.Connection) -> None:
 
 
 async def until_offline(db: asyncpg.Connection, person: Person) -> None:
+    """Until the person's last connection row is gone: the socket's cleanup has finished."""
     for _ in range(500):
         if not await db.fetchval("SELECT count(*) FROM live_connections WHERE user_id = $1", person.user["id"]):
             return

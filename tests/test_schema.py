@@ -94,6 +94,7 @@ async def test_a_start_beside_busy_servers_waits_for_no_lock_on_their_tables(bla
 
 
 async def test_a_changed_schema_file_is_applied_at_the_next_start(blank_database: str, tmp_path: Path) -> None:
+    """A release that edits schema.sql: its digest is new, so the file runs (and is recorded) once."""
     shutil.copy(SCHEMA_DIR / "schema.sql", tmp_path / "schema.sql")
     shutil.copytree(SCHEMA_DIR / "migrations", tmp_path / "migrations")
     await apply_schema(blank_database, tmp_path)
