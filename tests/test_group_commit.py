@@ -191,10 +191,14 @@ async def test_closing_the_writer_stores_what_is_queued_first(database_url: str,
         sends = [asyncio.create_task(writer.store(alice.user["id"], alice.username, bob.username, f"#{i}", None, None))
                  for i in range(5)]
         await asyncio.sleep(0)  # all five are queued now
-        await writer.close()
+        closing = asyncio.create_task(writer.close())
+        await asyncio.sleep(0)  # closing has begun; the writer is still storing
+        with pytest.raises(DatabaseUnavailable):
+            await writer.store(alice.user["id"], alice.username, bob.username, "while closing", None, None)
+        await closing
         assert all(send.done() for send in sends)
         stored = [send.result()["id"] for send in sends]
-        with pytest.raises(DatabaseUnavailable):  # and nothing new is taken once closing
+        with pytest.raises(DatabaseUnavailable):  # nor once closed
             await writer.store(alice.user["id"], alice.username, bob.username, "too late", None, None)
     assert announced == sorted(stored) and len(stored) == 5
 
@@ -295,7 +299,8 @@ async def test_sends_waiting_while_their_conversation_is_cleared_are_sealed_agai
     """Alice's two sends share a batch that waits for her lock when Bob logs out: the key they
     were sealed with is destroyed under them. They are sealed again with the new conversation's
     key and keep their places: in the order sent, ahead of Carol's send queued meanwhile.
-    (The first batch, "first", holds the writer while the two queue behind it.)"""
+    Carol's first send, ahead of them in the same batch, is stored as it was.
+    (The first batch, "first", holds the writer while the three queue behind it.)"""
     alice, bob, carol, dave = [await server.person(name).register() for name in ("alice", "bob", "carol", "dave")]
     await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "before"})
     holder = await taking_lock_of(database_url, alice)
@@ -303,14 +308,14 @@ async def test_sends_waiting_while_their_conversation_is_cleared_are_sealed_agai
         first = send(alice, bob.username, "first")
         await until_waiting(db, sends=1, holders=0)
         drafts = []
-        for text in ("one", "two"):
-            drafts.append(send(alice, bob.username, text))
+        for sender, to, text in ((carol, dave, "unaffected"), (alice, bob, "one"), (alice, bob, "two")):
+            drafts.append(send(sender, to.username, text))
             await until_queued(server, len(drafts))
         after = asyncio.create_task(taking_lock_of(database_url, alice))
         await until_waiting(db, sends=1, holders=1)
         await holder.execute("COMMIT")
         await holder.close()
-        holder = await after  # "first" is stored; "one" and "two", sealed with the old key, wait
+        holder = await after  # "first" is stored; the next batch, sealed with the old key, waits
         await until_waiting(db, sends=1, holders=0)
         assert (await bob.api("POST", "/api/logout/")).status_code == 200
         behind = send(carol, dave.username, "behind")
@@ -319,9 +324,9 @@ async def test_sends_waiting_while_their_conversation_is_cleared_are_sealed_agai
     finally:
         await holder.close()
     answers = [await first, *[await draft for draft in drafts], await behind]
-    assert [answer.status_code for answer in answers] == [201] * 4
-    one, two, later = (answer.json()["id"] for answer in answers[1:])
-    assert one < two < later
+    assert [answer.status_code for answer in answers] == [201] * 5
+    unaffected, one, two, later = (answer.json()["id"] for answer in answers[1:])
+    assert unaffected < one < two < later
     token = await bob.login()
     history = await bob.api("GET", "/api/messages/", token=token, params={"with": alice.username})
     assert history.status_code == 200, history.text
