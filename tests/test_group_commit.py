@@ -359,3 +359,45 @@ async def test_a_send_whose_conversation_is_cleared_under_it_again_and_again_is_
             await holder.close()
     assert_error(await sending, 409, "conversation_cleared")
     assert await db.fetchval("SELECT count(*) FROM messages WHERE sender_id = $1", alice.user["id"]) == 0
+
+
+async def test_a_key_destroyed_just_after_a_batch_commits_sends_nothing_twice(
+        server: Server, db: asyncpg.Connection, database_url: str) -> None:
+    """The writer checks which drafts of a batch were refused for a changed key only after the
+    batch committed; a key destroyed in that moment (a logout) must not send a stored draft
+    again. The test's own transaction takes the keys table right behind the batch's statement,
+    so the writer's check waits for it, and destroys Alice and Bob's key before letting go."""
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "before"})
+    holder = await taking_lock_of(database_url, alice)
+    keys_taker = await asyncpg.connect(database_url)
+    try:
+        once = send(alice, bob.username, "once")
+        await until_waiting(db, sends=1, holders=0)  # the statement holds the keys table, shared
+        await keys_taker.execute("BEGIN")
+        taking = asyncio.create_task(keys_taker.execute("LOCK TABLE conversation_keys IN ACCESS EXCLUSIVE MODE"))
+        await until_table_lock_waits(db)
+        await holder.execute("COMMIT")
+        await taking  # the batch has committed; the keys table is the test's
+        await keys_taker.execute("DELETE FROM conversation_keys WHERE low_user_id = $1 AND high_user_id = $2",
+                                 alice.user["id"], bob.user["id"])
+        await keys_taker.execute("COMMIT")
+        assert (await once).status_code == 201
+        after = await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "after"})
+        assert after.status_code == 201  # the writer's queue is worked in order: nothing is left before it
+    finally:
+        await keys_taker.close()
+        await holder.close()
+    stored = await db.fetchval("SELECT count(*) FROM messages WHERE sender_id = $1", alice.user["id"])
+    assert stored == 3  # before, once, after
+
+
+async def until_table_lock_waits(db: asyncpg.Connection) -> None:
+    """Until the test's LOCK TABLE waits behind the batch's statement."""
+    for _ in range(500):
+        if await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                             "AND wait_event = 'relation' AND datname = current_database() "
+                             "AND query LIKE 'LOCK TABLE conversation_keys%'"):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the LOCK TABLE never waited")
