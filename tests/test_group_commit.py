@@ -184,6 +184,32 @@ async def test_a_writer_not_started_refuses_sends_as_unavailable(database_url: s
             await writer.store(1, "alice", "bob", "too early", None, None)
 
 
+async def test_a_bug_after_a_batch_is_stored_fails_its_sends_and_not_the_writer(database_url: str,
+                                                                                server: Server) -> None:
+    """The writer's last guard: an error after the insert (shaping a stored row, standing in for
+    a bug) fails that batch's sends with it, and the writer goes on to store the next one.
+    (A generous timeout: a writer that died would leave the sender waiting for ever.)"""
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+
+    def shape(pending: Any, row: Any) -> dict[str, Any]:
+        if pending.body == "breaks":
+            raise RuntimeError("a bug in shaping")
+        return {"id": row["id"]}
+
+    async with body_keys(database_url) as keys:
+        writer = MessageWriter(keys._services.db, keys, shape, lambda messages: asyncio.sleep(0))
+        writer.start()
+        try:
+            with pytest.raises(RuntimeError, match="a bug in shaping"):
+                await asyncio.wait_for(writer.store(alice.user["id"], alice.username, bob.username, "breaks",
+                                                    None, None), 10)
+            stored = await asyncio.wait_for(writer.store(alice.user["id"], alice.username, bob.username, "works",
+                                                         None, None), 10)
+            assert stored["id"] > 0
+        finally:
+            await writer.close()
+
+
 async def test_closing_the_writer_stores_what_is_queued_first(database_url: str, server: Server) -> None:
     alice, bob = await server.person("alice").register(), await server.person("bob").register()
     announced: list[int] = []
