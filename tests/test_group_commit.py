@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import signal
+from pathlib import Path
 from typing import Any, AsyncIterator
 
 import asyncpg
@@ -24,7 +25,7 @@ from secure_link.db import load_queries
 from secure_link.errors import DatabaseUnavailable
 from secure_link.writer import MAX_RESEALS, MessageWriter
 
-from .conftest import body_keys, running_server, server_process
+from .conftest import body_keys, database_refusing, running_server, server_process, settings_for
 from .story import PNG, Person, Server, assert_error, sample, scrape, upload
 
 SYNC_QUERY = load_queries()["list_messages_since"].sql
@@ -208,6 +209,23 @@ async def test_a_bug_after_a_batch_is_stored_fails_its_sends_and_not_the_writer(
             assert stored["id"] > 0
         finally:
             await writer.close()
+
+
+async def test_a_batch_that_meets_a_database_outage_fails_its_sends_as_unavailable(
+        own_database: str, media_root: Path, pg_server_url: str) -> None:
+    """The database cuts the writer's connections and refuses new ones while a send is queued:
+    that send is told the database is unavailable (503 / 1013 upstream, to retry), not failed
+    as a bug; once the database is back, the writer stores the next one."""
+    async with running_server(settings_for(own_database, media_root)) as server:
+        alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    announced: list[int] = []
+    async with writer_of(own_database, announced) as writer:
+        await writer.store(alice.user["id"], alice.username, bob.username, "before", None, None)
+        async with database_refusing(pg_server_url, own_database):
+            with pytest.raises(DatabaseUnavailable):
+                await writer.store(alice.user["id"], alice.username, bob.username, "during", None, None)
+        after = await writer.store(alice.user["id"], alice.username, bob.username, "after", None, None)
+    assert len(announced) == 2 and announced[-1] == after["id"]
 
 
 async def test_closing_the_writer_stores_what_is_queued_first(database_url: str, server: Server) -> None:
