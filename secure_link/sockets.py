@@ -208,16 +208,13 @@ class Connection:
             self.reader.uncancel()  # type: ignore[union-attr]
             raise self.ending from None
         finally:
-            self.reader = None  # served: an event arriving during run()'s cleanup must not cancel it
+            self.reader = None  # served: a sender started by a late event must not cancel run()'s cleanup
             if self.sender is not None:
                 self.sender.cancel()
                 await asyncio.gather(self.sender, return_exceptions=True)
 
     def _queue_event(self, item: str | Gap | None) -> None:
-        """Called by the fan-out for each event (None: it closed); starts the sender if idle.
-        Once the socket is over, events are left to the client's next sync."""
-        if self.reader is None:
-            return
+        """Called by the fan-out for each event (None: it closed); starts the sender if idle."""
         if item is None:
             self._end(Closing(CLOSE_RESTARTING, "server restarting; reconnect and sync"))
             return

@@ -223,7 +223,28 @@ SECURITY_AND_FAULTS = [
            "    elif isinstance(exc, OSError) and exc.errno in _DISK_TROUBLE:\n", "    elif False:\n",
            "tests/test_faults.py::test_a_full_or_read_only_media_disk_answers_503_and_leaves_nothing"),
 ]
-MUTANTS = SQL + ISSUE_15 + SECURITY_AND_FAULTS
+# Found in the second session of issue 15: races and locks, each driven by a held lock.
+RACES_AND_LOCKS = [
+    mutant("sql-key-check-from-the-snapshot", "secure_link/queries/messages.sql",
+           "    FOR KEY SHARE OF k\n", "",
+           "tests/test_group_commit.py::"
+           "test_sends_waiting_while_their_conversation_is_cleared_are_sealed_again_in_their_places"),
+    mutant("resealed-drafts-reversed", "secure_link/writer.py",
+           "        self._queue[:0] = requeued", "        self._queue[:0] = requeued[::-1]",
+           "tests/test_group_commit.py::"
+           "test_sends_waiting_while_their_conversation_is_cleared_are_sealed_again_in_their_places"),
+    mutant("sql-rotation-skips-busy-keys", "secure_link/queries/keys.sql",
+           "FOR NO KEY UPDATE SKIP LOCKED;", "FOR UPDATE SKIP LOCKED;",
+           "tests/test_encryption.py::test_a_rotation_rewraps_the_key_of_a_conversation_with_a_send_in_flight"),
+    mutant("late-event-cancels-cleanup", "secure_link/sockets.py",
+           "            self.reader = None  # served", "            pass  # served",
+           "tests/test_hostile.py::test_a_message_arriving_while_a_closed_socket_is_cleaned_up_is_no_error"),
+    mutant("schema-runs-at-every-start", "secure_link/schema.py",
+           "        if not await _schema_recorded(connection, digest):",
+           "        if True:",
+           "tests/test_schema.py::test_a_start_beside_busy_servers_waits_for_no_lock_on_their_tables"),
+]
+MUTANTS = SQL + ISSUE_15 + SECURITY_AND_FAULTS + RACES_AND_LOCKS
 
 
 def run(mutant: Mutant) -> bool:
