@@ -160,7 +160,7 @@ async def test_a_batch_arrives_once_here_at_once_and_in_order_on_another_worker(
         pytest.skip("one process: there is no other worker")
     alice, bob = channel("alice"), channel("bob")
     big = "€" * 3000  # parked by PostgreSQL, between two inline runs
-    batch = [([alice, bob], "m1"), ([bob], "m2"), ([alice, bob], big), ([alice], "m4")]
+    batch = [([alice, bob], "m1"), ([bob], "m2|with the origin separator"), ([alice, bob], big), ([alice], "m4")]
     async with connected(fanout_url) as here, connected(fanout_url) as there:
         async with here.subscribe(alice) as alice_here, there.subscribe_many([alice, bob]) as both_there:
             await here.publish_batch(batch)
@@ -168,7 +168,7 @@ async def test_a_batch_arrives_once_here_at_once_and_in_order_on_another_worker(
             remote = [await next_item(both_there) for _ in range(6)]
             await here.publish(alice, "after the batch")  # a plain publish comes back through the transport
             assert await next_item(alice_here) == "after the batch"  # and nothing of the batch before it
-    assert remote == ["m1", "m1", "m2", big, big, "m4"]
+    assert remote == ["m1", "m1", "m2|with the origin separator", big, big, "m4"]
 
 
 async def test_messages_around_the_notify_limit_arrive(fanout: Fanout) -> None:
@@ -334,21 +334,26 @@ async def test_a_flood_past_the_listen_inbox_is_told_as_a_gap(pg_fanout_url: str
 
 async def test_payloads_a_sealed_fanout_cannot_open_are_gaps_and_later_ones_arrive(pg_fanout_url: str) -> None:
     """Whatever lands on a channel (an empty payload, one not base64, one sealed under another
-    deployment's master key, non-ASCII) is a GAP for its subscribers, who catch up from the
-    database; it never stops the pump, and the next real message still arrives."""
+    deployment's master key, non-ASCII, a parked message that is not there) is a GAP for that
+    channel's subscribers, who catch up from the database, and for no one else's; it never
+    stops the pump, and the next real message still arrives."""
     fanout = Fanout(pg_fanout_url, queue_size=QUEUE_SIZE, probe_interval=PROBE,
                     seal=EnvelopeSeal(Keyring([new_master_key()])))
     foreign = EnvelopeSeal(Keyring([new_master_key()])).seal("from elsewhere")
     await fanout.connect()
     notifier = await asyncpg.connect(pg_fanout_url)
     try:
-        alice = channel("user")
-        async with fanout.subscribe(alice) as subscription:
-            for garbage in ("", "not base64!", foreign, "ünïcödé", "AAAA"):
-                await notifier.execute("SELECT pg_notify($1, $2)", pg_channel(alice), INLINE + "another" + ORIGIN_END + garbage)
-                assert await next_item(subscription) is GAP, garbage
+        alice, bob = channel("user"), channel("user")
+        async with fanout.subscribe(alice) as subscription, fanout.subscribe(bob) as bystander:
+            payloads = [INLINE + "another" + ORIGIN_END + garbage
+                        for garbage in ("", "not base64!", foreign, "ünïcödé", "AAAA")]
+            for payload in [*payloads, SPILLED + "999999999"]:
+                await notifier.execute("SELECT pg_notify($1, $2)", pg_channel(alice), payload)
+                assert await next_item(subscription) is GAP, payload
             await fanout.publish(alice, "still here")
             assert await next_item(subscription) == "still here"
+            await fanout.publish(bob, "for Bob")
+            assert await next_item(bystander) == "for Bob"  # and no GAP before it
     finally:
         await notifier.close()
         await fanout.disconnect()
@@ -426,6 +431,17 @@ def test_an_unknown_scheme_is_refused_at_construction() -> None:
 def test_each_documented_scheme_picks_its_backend(url: str, backend: str) -> None:
     """Every scheme BROADCAST_URL accepts, aliases included (postgres://, rediss:// for TLS); nothing connects yet."""
     assert Fanout(url).backend_name == backend
+
+
+async def test_delivering_locally_reaches_only_that_channels_subscribers(fanout: Fanout) -> None:
+    """`deliver_locally` (a revocation found by housekeeping) goes to this process's
+    subscribers of the channel named, and to no one else."""
+    alice, bob = channel("user"), channel("user")
+    async with fanout.subscribe(alice) as alices, fanout.subscribe(bob) as bobs:
+        fanout.deliver_locally(alice, "for Alice only")
+        await fanout.publish(bob, "for Bob")
+        assert await next_item(alices) == "for Alice only"
+        assert await next_item(bobs) == "for Bob"
 
 
 async def test_publish_takes_an_already_serialised_string(fanout: Fanout) -> None:
