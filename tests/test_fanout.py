@@ -420,14 +420,17 @@ async def test_a_connection_that_goes_silent_is_noticed_by_the_probe(server_url:
         await link.close()
 
 
-def test_an_unknown_scheme_is_refused_at_construction() -> None:
+@pytest.mark.parametrize("url", ["amqp://localhost", "memory", "redis", ""])
+def test_an_unknown_scheme_is_refused_at_construction(url: str) -> None:
+    """A scheme is only what comes before `://`: a bare word is no URL, even a scheme's name."""
     with pytest.raises(ValueError, match="unsupported fan-out URL scheme"):
-        Fanout("amqp://localhost")
+        Fanout(url)
 
 
 @pytest.mark.parametrize(("url", "backend"), [
     ("memory://", "memory"), ("postgres://u@db.example/chat", "postgres"), ("postgresql://u@db.example/chat", "postgres"),
-    ("redis://cache.example:6379/0", "redis"), ("rediss://cache.example:6380/0", "redis")])
+    ("redis://cache.example:6379/0", "redis"), ("rediss://cache.example:6380/0", "redis"),
+    ("redis://cache.example/0?note=postgres://elsewhere", "redis")])  # the first scheme counts
 def test_each_documented_scheme_picks_its_backend(url: str, backend: str) -> None:
     """Every scheme BROADCAST_URL accepts, aliases included (postgres://, rediss:// for TLS); nothing connects yet."""
     assert Fanout(url).backend_name == backend
