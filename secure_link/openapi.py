@@ -132,8 +132,7 @@ _ERRORS: dict[int, str] = {
     401: "`unauthenticated` (or `invalid_credentials` for a login)",
     403: "`origin_refused`: a cookie-authenticated change from another site's page",
     404: "`not_found` or `unknown_user`",
-    409: "`username_taken` (register) or `conversation_cleared` (a send whose conversation was cleared "
-         "under it again and again: nothing stored, send it again)",
+    409: "`username_taken`",
     413: "`too_large` or `quota_exceeded`",
     415: "`unsupported_media_type` or `unsupported_file_type`",
     422: "`invalid_input` (with `fields`) or a more precise code",
@@ -163,8 +162,8 @@ def _answer(answer: str, description: str = "Success", headers: dict[str, Any] |
     return {**success, "headers": headers} if headers else success
 
 
-def _error(status: int) -> dict[str, Any]:
-    error: dict[str, Any] = {"description": _ERRORS[status], "content": _json_content(_ERROR)}
+def _error(status: int, description: str | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"description": description or _ERRORS[status], "content": _json_content(_ERROR)}
     if status in (429, 503):
         error["headers"] = _RETRY_AFTER
     return error
@@ -178,10 +177,12 @@ def _parameter(where: str, name: str, schema: dict[str, Any], required: bool = F
 
 def _op(summary: str, answers: dict[int, dict[str, Any]], errors: tuple[int, ...] = (), *,
         body: str | None = None, parameters: tuple[dict[str, Any], ...] = (),
-        security: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """One operation: its success answers as given, then the error shape for each error status."""
+        security: list[dict[str, Any]] | None = None, error_notes: dict[int, str] | None = None) -> dict[str, Any]:
+    """One operation: its success answers as given, then the error shape for each error status
+    (described as in _ERRORS, unless `error_notes` says what that status means here)."""
     responses = {str(status): answer for status, answer in answers.items()}
-    responses.update({str(status): _error(status) for status in sorted(set(errors))})
+    notes = error_notes or {}
+    responses.update({str(status): _error(status, notes.get(status)) for status in sorted(set(errors))})
     operation: dict[str, Any] = {"summary": summary, "responses": responses}
     if body:
         operation["requestBody"] = {"required": True, "content": _json_content(_ref(body))}
@@ -243,7 +244,9 @@ PATHS: dict[str, dict[str, dict[str, Any]]] = {
         "Send a message (REST fallback)",
         {201: _answer("Message", "Stored"), 200: _answer("Message", "A retry with the same client_id: "
                                                           "the original, nothing stored twice")},
-        (*_CHANGE, *_JSON_BODY, 404, 409, 429), body="Draft")},
+        (*_CHANGE, *_JSON_BODY, 404, 409, 429), body="Draft",
+        error_notes={409: "`conversation_cleared`: the conversation was cleared under the send again and again; "
+                          "nothing stored, send it again"})},
     "/api/conversations/": {"get": _op("Conversations, newest first", {200: _answer("ConversationList")},
                                        _AUTHENTICATED)},
     "/api/messages/": {"get": _op("A page of one conversation's history", {200: _answer("MessagePage")},

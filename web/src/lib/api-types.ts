@@ -947,7 +947,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description `username_taken` (register) or `conversation_cleared` (a send whose conversation was cleared under it again and again: nothing stored, send it again) */
+                /** @description `username_taken` */
                 409: {
                     headers: {
                         [name: string]: unknown;
@@ -1090,7 +1090,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
-                /** @description `username_taken` (register) or `conversation_cleared` (a send whose conversation was cleared under it again and again: nothing stored, send it again) */
+                /** @description `conversation_cleared`: the conversation was cleared under the send again and again; nothing stored, send it again */
                 409: {
                     headers: {
                         [name: string]: unknown;
