@@ -23,7 +23,6 @@ import logging
 import random
 import time
 from pathlib import Path
-from typing import Awaitable, Callable
 
 import asyncpg
 

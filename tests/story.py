@@ -307,6 +307,14 @@ async def next_item(subscription: Subscription) -> str | Gap:
     return await asyncio.wait_for(subscription.get(), WAIT)
 
 
+async def waiting_for_a_lock(db: Any, statement_like: str) -> bool:
+    """Whether a statement of this database whose text is LIKE `statement_like` waits for a lock.
+    Ask from a connection outside any transaction: pg_stat_activity is read once per transaction."""
+    return bool(await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                  "AND datname = current_database() AND pid <> pg_backend_pid() "
+                                  "AND query LIKE $1", statement_like))
+
+
 async def eventually(condition: Callable[[], Awaitable[bool]]) -> None:
     """Poll until true: servers notice a closed connection a moment after the client closes it."""
     async def poll() -> None:

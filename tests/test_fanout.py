@@ -22,7 +22,7 @@ from secure_link.fanout_backends import INBOX_SIZE, INLINE, SPILLED, pg_channel
 from secure_link.fanout_seal import EnvelopeSeal
 from secure_link.keyring import Keyring, new_master_key
 
-from .story import PROBE, WAIT, SilentLink, channel, eventually, next_item, real_server
+from .story import PROBE, WAIT, SilentLink, channel, eventually, next_item, real_server, waiting_for_a_lock
 
 LISTEN_NAME = "secure_link_fanout_listen"
 QUEUE_SIZE = 64
@@ -323,7 +323,7 @@ async def test_a_flood_past_the_listen_inbox_is_told_as_a_gap(pg_fanout_url: str
             async with admin.transaction():
                 await admin.execute("LOCK TABLE fanout_spill IN ACCESS EXCLUSIVE MODE")
                 await notifier.execute("SELECT pg_notify($1, $2)", ident, SPILLED + str(parked))
-                await eventually(lambda: pump_waits_for_the_lock(admin))
+                await eventually(lambda: waiting_for_a_lock(notifier, "SELECT payload FROM fanout_spill%"))
                 await notifier.execute("SELECT pg_notify($1, $2 || g) FROM generate_series(1, $3::int) g",
                                        ident, INLINE + ORIGIN_END + "flood ", INBOX_SIZE + 1)
                 assert await next_item(subscription) is GAP  # while the pump still waits
@@ -357,12 +357,6 @@ async def test_payloads_a_sealed_fanout_cannot_open_are_gaps_and_later_ones_arri
     finally:
         await notifier.close()
         await fanout.disconnect()
-
-
-async def pump_waits_for_the_lock(admin: asyncpg.Connection) -> bool:
-    """Whether the fan-out's pump is waiting to fetch a parked message (its table locked)."""
-    return bool(await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                     "AND datname = current_database() AND query LIKE 'SELECT payload FROM fanout_spill%'"))
 
 
 async def redis_listen_ids(admin: redis.Redis) -> set[int]:

@@ -26,7 +26,7 @@ from secure_link.errors import DatabaseUnavailable
 from secure_link.writer import MAX_RESEALS, MessageWriter
 
 from .conftest import body_keys, database_refusing, running_server, server_process, settings_for
-from .story import PNG, Person, Server, assert_error, sample, scrape, upload
+from .story import PNG, Person, Server, assert_error, eventually, sample, scrape, upload, waiting_for_a_lock
 
 SYNC_QUERY = load_queries()["list_messages_since"].sql
 
@@ -420,7 +420,7 @@ async def test_a_key_destroyed_just_after_a_batch_commits_sends_nothing_twice(
         await until_waiting(db, sends=1, holders=0)  # the statement holds the keys table, shared
         await keys_taker.execute("BEGIN")
         taking = asyncio.create_task(keys_taker.execute("LOCK TABLE conversation_keys IN ACCESS EXCLUSIVE MODE"))
-        await until_table_lock_waits(db)
+        await eventually(lambda: waiting_for_a_lock(db, "LOCK TABLE conversation_keys%"))
         await holder.execute("COMMIT")
         await taking  # the batch has committed; the keys table is the test's
         await keys_taker.execute("DELETE FROM conversation_keys WHERE low_user_id = $1 AND high_user_id = $2",
@@ -435,13 +435,3 @@ async def test_a_key_destroyed_just_after_a_batch_commits_sends_nothing_twice(
     stored = await db.fetchval("SELECT count(*) FROM messages WHERE sender_id = $1", alice.user["id"])
     assert stored == 3  # before, once, after
 
-
-async def until_table_lock_waits(db: asyncpg.Connection) -> None:
-    """Until the test's LOCK TABLE waits behind the batch's statement."""
-    for _ in range(500):
-        if await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                             "AND wait_event = 'relation' AND datname = current_database() "
-                             "AND query LIKE 'LOCK TABLE conversation_keys%'"):
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("the LOCK TABLE never waited")

@@ -14,7 +14,7 @@ import pytest
 from secure_link.config import Settings
 
 from .conftest import running_server, settings_for
-from .story import PHRASE, Person, Server, assert_error
+from .story import PHRASE, Person, Server, assert_error, eventually, waiting_for_a_lock
 
 SURROGATE = "\ud800"  # what the JSON escape "\ud800" decodes to: not storable text
 
@@ -189,7 +189,7 @@ async def bob_sockets(db: asyncpg.Connection, user_id: int) -> int:
 
 
 async def test_a_message_arriving_while_a_closed_socket_is_cleaned_up_is_no_error(
-        server: Server, database_url: str, caplog: pytest.LogCaptureFixture) -> None:
+        server: Server, database_url: str, db: asyncpg.Connection, caplog: pytest.LogCaptureFixture) -> None:
     """Bob closes his tab while his presence row is being removed (Bob's presence lock held
     here, so the removal waits), and a message for him arrives meanwhile: the socket is over,
     the message is his to sync, and nothing is logged as a failure of the server."""
@@ -203,30 +203,15 @@ async def test_a_message_arriving_while_a_closed_socket_is_cleaned_up_is_no_erro
         async with holder.transaction():
             await holder.execute("SELECT pg_advisory_xact_lock(7002, $1::int)", bob.user["id"])
             await tab.close()
-            await until_presence_waits(holder)
+            await eventually(lambda: waiting_for_a_lock(db, "%7002%"))  # Bob's presence change
             sent = await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "meanwhile"})
             assert sent.status_code == 201
-        await until_offline(holder, bob)
+        await eventually(lambda: is_offline(db, bob))  # the cleanup has finished
     finally:
         await holder.close()
         uvicorn_errors.removeHandler(caplog.handler)
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
-async def until_presence_waits(db: asyncpg.Connection) -> None:
-    """Until a socket's presence change waits for the presence lock (7002) the test holds."""
-    for _ in range(500):
-        if await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory' "
-                             "AND datname = current_database() AND query LIKE '%7002%'"):
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("the socket's cleanup never waited for the presence lock")
-
-
-async def until_offline(db: asyncpg.Connection, person: Person) -> None:
-    """Until the person's last connection row is gone: the socket's cleanup has finished."""
-    for _ in range(500):
-        if not await db.fetchval("SELECT count(*) FROM live_connections WHERE user_id = $1", person.user["id"]):
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{person.username} still has a live connection row")
+async def is_offline(db: asyncpg.Connection, person: Person) -> bool:
+    return not await bob_sockets(db, person.user["id"])

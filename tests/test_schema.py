@@ -13,6 +13,8 @@ from secure_link import devdb
 from secure_link.db import load_queries
 from secure_link.schema import SCHEMA_DIR, apply_schema
 
+from .story import eventually, waiting_for_a_lock
+
 TABLES = {"users", "sessions", "login_failures", "files", "messages", "conversation_reads",
           "workers", "live_connections", "fanout_spill", "schema_migrations", "master_keys", "conversation_keys",
           "conversation_timers", "doomed_files", "schema_digests"}
@@ -125,23 +127,13 @@ async def test_a_schema_change_beside_a_busy_server_gives_way_and_fails_none_of_
         async with busy.transaction():
             await busy.execute("LOCK TABLE messages IN ROW EXCLUSIVE MODE")
             starting = asyncio.create_task(apply_schema(blank_database, tmp_path))
-            await until_a_start_waits(watcher)
+            await eventually(lambda: waiting_for_a_lock(watcher, "%"))  # holding what it took before
             await busy.execute("LOCK TABLE files IN ROW EXCLUSIVE MODE")  # no deadlock, no failure
         assert await starting == []
         assert "nicknames" in await tables_of(blank_database)
     finally:
         await watcher.close()
         await busy.close()
-
-
-async def until_a_start_waits(watcher: asyncpg.Connection) -> None:
-    """Until a schema statement waits for a table lock (the start holds what it took before it)."""
-    for _ in range(500):
-        if await watcher.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                  "AND datname = current_database() AND pid <> pg_backend_pid()"):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the start never waited for a table")
 
 
 async def test_every_named_query_prepares_against_the_schema(db: asyncpg.Connection) -> None:
