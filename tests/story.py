@@ -9,6 +9,7 @@ import dataclasses
 import io
 import json
 import re
+import ssl
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -25,6 +26,10 @@ from secure_link.fanout import Gap, Subscription
 PHRASE = "correct horse battery staple"
 BOUNDARY = "sl-test-boundary-7f3a9c"
 
+# httpx builds a new SSL context for every client (certifi's bundle parsed again: 10-30 ms of
+# CPU), and the stories make a client per request, thousands a run, against plain-http
+# servers. One context, made once, serves them all (docs/testing.md, "Run time").
+ONE_TLS_CONTEXT = ssl.create_default_context()
 
 
 @dataclasses.dataclass
@@ -44,7 +49,7 @@ class Server:
         return f"ws://{self.address}/ws/chat/"
 
     def client(self, **kwargs: Any) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.http_url, timeout=10, **kwargs)
+        return httpx.AsyncClient(base_url=self.http_url, timeout=10, verify=ONE_TLS_CONTEXT, **kwargs)
 
     def person(self, name: str) -> "Person":
         return Person(self, name)
