@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 
@@ -18,7 +19,7 @@ import pytest
 import redis.asyncio as redis
 
 from secure_link.fanout import GAP, ORIGIN_END, Fanout, Gap, SubscriptionClosed, SubscriptionOverflow
-from secure_link.fanout_backends import INBOX_SIZE, INLINE, SPILLED, pg_channel
+from secure_link.fanout_backends import INBOX_SIZE, INLINE, SPILLED, pg_channel, retry_with_backoff
 from secure_link.fanout_seal import EnvelopeSeal
 from secure_link.keyring import Keyring, new_master_key
 
@@ -357,6 +358,39 @@ async def test_payloads_a_sealed_fanout_cannot_open_are_gaps_and_later_ones_arri
     finally:
         await notifier.close()
         await fanout.disconnect()
+
+
+async def test_notifications_the_listener_cannot_read_are_gaps_and_later_ones_arrive(pg_fanout_url: str) -> None:
+    """A NOTIFY on a channel of ours that is neither an inline message nor the number of a
+    parked one (no prefix, nothing at all, a parked 'number' that is not one) is a GAP for
+    its subscribers; it never stops the pump, and the next real message still arrives."""
+    notifier = await asyncpg.connect(pg_fanout_url)
+    try:
+        alice = channel("user")
+        async with connected(pg_fanout_url) as fanout, fanout.subscribe(alice) as subscription:
+            for payload in ("no prefix" + ORIGIN_END + "text", "", SPILLED, SPILLED + "12a", SPILLED + "-1"):
+                await notifier.execute("SELECT pg_notify($1, $2)", pg_channel(alice), payload)
+                assert await next_item(subscription) is GAP, payload
+            await fanout.publish(alice, "still here")
+            assert await next_item(subscription) == "still here"
+    finally:
+        await notifier.close()
+
+
+async def test_reconnect_attempts_back_off_doubling_and_count_their_failures() -> None:
+    """Three failed attempts, then one that works: the pauses between them are at least 0.1,
+    0.2 and 0.4 s, so a server that is down is not hammered, and the failures are counted
+    for the "restored after" log line. (Only lower bounds: a loaded machine sleeps longer.)"""
+    attempts: list[float] = []
+
+    async def attempt() -> None:
+        attempts.append(time.monotonic())
+        if len(attempts) <= 3:
+            raise OSError("connection refused")
+
+    assert await retry_with_backoff(attempt, "test", (OSError,)) == 3
+    pauses = [later - earlier for earlier, later in zip(attempts, attempts[1:])]
+    assert len(pauses) == 3 and all(pause >= 0.1 * 2 ** n * 0.9 for n, pause in enumerate(pauses)), pauses
 
 
 async def redis_listen_ids(admin: redis.Redis) -> set[int]:
