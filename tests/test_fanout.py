@@ -448,6 +448,27 @@ async def test_a_connection_that_goes_silent_is_noticed_by_the_probe(server_url:
         await link.close()
 
 
+async def test_a_publish_to_a_database_gone_silent_fails_instead_of_hanging(pg_fanout_url: str) -> None:
+    """A publish whose connection goes silent (no FIN, no RST) gives up after the backend's
+    5 s command timeout (asyncpg then waits as long again for the cancellation), so the
+    send path that publishes can go on; it does not wait for ever. The 60 s are only how
+    long the test waits for that answer (cancelling it would hang too: asyncpg waits for
+    the server to confirm a cancelled query)."""
+    opener, via = real_server(pg_fanout_url)
+    link = SilentLink()
+    try:
+        async with connected(via(await link.start(opener))) as fanout:
+            link.go_silent()
+            publishing = asyncio.create_task(fanout.publish(channel("user"), "into the silence"))
+            done, _ = await asyncio.wait({publishing}, timeout=60)
+            await link.close()  # ends a publish still waiting; else the pool would wait on it when closing
+            assert done, "a publish still waited on the silent database after 60 s"
+            with pytest.raises(TimeoutError):
+                publishing.result()
+    finally:
+        await link.close()
+
+
 @pytest.mark.parametrize("url", ["amqp://localhost", "memory", "redis", ""])
 def test_an_unknown_scheme_is_refused_at_construction(url: str) -> None:
     """A scheme is only what comes before `://`: a bare word is no URL, even a scheme's name."""
