@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
@@ -305,6 +306,55 @@ async def test_postgres_listen_connection_killed_then_gap_then_delivery(pg_fanou
                 assert await next_item(subscription) == "after the outage"
             (replacement,) = await listen_pids(admin) - others - {ours}  # one, not a pile-up
         await eventually(lambda: no_longer_in(replacement, listen_pids(admin)))
+    finally:
+        await admin.close()
+
+
+async def test_disconnect_before_connect_and_twice_is_harmless_and_leaves_no_connection(
+        pg_fanout_url: str) -> None:
+    """A start that failed before the fan-out connected still runs the shutdown; a shutdown
+    may run twice. Neither raises, and once disconnected no connection of ours is left."""
+    admin = await asyncpg.connect(pg_fanout_url)
+    try:
+        def ours() -> Awaitable[list[asyncpg.Record]]:
+            return admin.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                               "AND pid <> pg_backend_pid()")
+
+        before = {row["pid"] for row in await ours()}
+        await Fanout(pg_fanout_url, queue_size=QUEUE_SIZE, probe_interval=PROBE).disconnect()
+        fanout = Fanout(pg_fanout_url, queue_size=QUEUE_SIZE, probe_interval=PROBE)
+        await fanout.connect()
+        async with fanout.subscribe(channel("user")):
+            assert {row["pid"] for row in await ours()} - before  # the LISTEN connection and the pool's
+        await fanout.disconnect()
+        await fanout.disconnect()
+
+        async def none_left() -> bool:
+            return {row["pid"] for row in await ours()} <= before
+
+        await eventually(none_left)
+    finally:
+        await admin.close()
+
+
+async def test_a_restored_listen_connection_listens_only_to_channels_still_subscribed(
+        pg_fanout_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Alice's tab closed before the outage: the restored connection LISTENs to Bob's channel
+    alone, as the operator's "restored" log line counts."""
+    admin = await asyncpg.connect(pg_fanout_url)
+    try:
+        others = await listen_pids(admin)
+        async with connected(pg_fanout_url) as fanout:
+            (listening,) = await listen_pids(admin) - others
+            alice, bob = channel("user"), channel("user")
+            async with fanout.subscribe(bob) as subscription:
+                async with fanout.subscribe(alice):
+                    pass
+                with caplog.at_level(logging.WARNING, logger="secure_link.fanout"):
+                    assert await admin.fetchval("SELECT pg_terminate_backend($1)", listening)
+                    assert await next_item(subscription) is GAP
+                restored = [r.getMessage() for r in caplog.records if "LISTEN restored" in r.getMessage()]
+                assert restored and restored[-1].endswith("; 1 channel(s)"), restored
     finally:
         await admin.close()
 
