@@ -173,13 +173,24 @@ async def test_a_batch_arrives_once_here_at_once_and_in_order_on_another_worker(
     assert remote == ["m1", "m1", "m2|with the origin separator", big, big, "m4"]
 
 
-async def test_messages_around_the_notify_limit_arrive(fanout: Fanout) -> None:
+async def test_messages_around_the_notify_limit_arrive(fanout: Fanout, fanout_url: str) -> None:
+    """On PostgreSQL, a message whose NOTIFY payload fits (7,999 bytes) goes inline, and only
+    a larger one is parked in fanout_spill."""
     edge = channel("edge")
     texts = ["é" * 3995 + "x" * extra for extra in range(0, 20)]  # 7,990 to 8,009 bytes
     async with fanout.subscribe(edge) as subscription:
         for text in texts:
             await fanout.publish(edge, text)
         assert [await next_item(subscription) for _ in texts] == texts
+    if fanout.backend_name == "postgres":
+        conn = await asyncpg.connect(fanout_url)
+        try:
+            rows = await conn.fetch("SELECT payload FROM fanout_spill WHERE channels = $1", [pg_channel(edge)])
+        finally:
+            await conn.close()
+        too_large = [text for text in texts if len((INLINE + ORIGIN_END + text).encode()) > 7999]
+        assert 0 < len(too_large) < len(texts)
+        assert sorted(row["payload"] for row in rows) == sorted(ORIGIN_END + text for text in too_large)
 
 
 async def test_a_subscriber_that_never_reads_is_dropped_not_buffered(fanout: Fanout) -> None:
