@@ -321,6 +321,24 @@ async def test_postgres_listen_connection_killed_then_gap_then_delivery(pg_fanou
         await admin.close()
 
 
+async def test_a_listen_connection_terminated_is_noticed_at_once_not_at_the_next_probe(pg_fanout_url: str) -> None:
+    """The termination listener, not the probe, notices a LISTEN connection the server ended:
+    with probes an hour apart, the GAP still comes at once."""
+    admin = await asyncpg.connect(pg_fanout_url)
+    fanout = Fanout(pg_fanout_url, queue_size=QUEUE_SIZE, probe_interval=3600)
+    try:
+        others = await listen_pids(admin)
+        await fanout.connect()
+        (ours,) = await listen_pids(admin) - others
+        alice = channel("user")
+        async with fanout.subscribe(alice) as subscription:
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", ours)
+            assert await next_item(subscription) is GAP
+    finally:
+        await fanout.disconnect()
+        await admin.close()
+
+
 async def test_disconnect_before_connect_and_twice_is_harmless_and_leaves_no_connection(
         pg_fanout_url: str) -> None:
     """A start that failed before the fan-out connected still runs the shutdown; a shutdown
