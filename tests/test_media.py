@@ -258,7 +258,10 @@ async def test_an_avatar_is_square_seen_by_users_and_replaced(server: Server, db
     alice, bob = await server.person("alice").register(), await server.person("bob").register()
     first = await upload(alice, image_bytes("PNG", (900, 600)), "me.png", purpose="avatar")
     assert (first["width"], first["height"]) == (512, 512)
-    assert (await alice.api("GET", "/api/user-profile/")).json()["user"]["avatar_url"] == first["url"]
+    profile = (await alice.api("GET", "/api/user-profile/")).json()["user"]
+    assert profile["avatar_url"] == first["url"]
+    socket = await alice.connect(ready=False)  # a socket opened now says who she is, avatar and all
+    assert (await socket.expect("ready"))["user"] == profile
     seen = await bob.api("GET", first["url"])
     with Image.open(io.BytesIO(seen.content)) as image:
         assert image.size == (512, 512)
