@@ -7,12 +7,15 @@ was stored.
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from http.cookies import SimpleCookie
 
 import asyncpg
 import pytest
+
+from secure_link.auth import rfc3339
 
 from .story import PHRASE, Server, assert_error
 
@@ -161,6 +164,17 @@ async def test_emoji_phrase_and_fullwidth_username(server: Server) -> None:
         again = await http.post("/api/login/", json={"username": "DAN_" + suffix, "phrase": "🔐 secret garden 🌱 path"})
     assert created.status_code == 201 and created.json()["user"]["username"] == "dan_" + suffix
     assert again.status_code == 200
+
+
+def test_timestamps_are_utc_whatever_the_servers_time_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A VPS set to its owner's zone still answers `…Z` times (this machine runs in UTC)."""
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    try:
+        assert rfc3339(datetime(2026, 11, 30, 23, 59, 59, 999_999, tzinfo=UTC)) == "2026-11-30T23:59:59.999Z"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 async def test_tokens_bearer_cookie_forged_expired_revoked(server: Server, db: asyncpg.Connection) -> None:
