@@ -168,9 +168,12 @@ async def test_the_session_list_says_which_device_and_from_where(server: Server)
     async with server.client() as client:
         phone = await client.post("/api/login/", json={"username": alice.username, "phrase": PHRASE},
                                   headers={"User-Agent": "AlicePhone/2.1", "X-Forwarded-For": "192.0.2.77, 127.0.0.1"})
+        bloated = await client.post("/api/login/", json={"username": alice.username, "phrase": PHRASE},
+                                    headers={"User-Agent": "Bloated/1.0 " + "x" * 1000, "X-Forwarded-For": "192.0.2.78"})
     listed = (await alice.api("GET", "/api/sessions/")).json()["sessions"]
-    mine = [(s["user_agent"], s["address"]) for s in listed if not s["current"]]
-    assert phone.status_code == 200 and mine == [("AlicePhone/2.1", "192.0.2.77")]
+    mine = sorted((s["user_agent"], s["address"]) for s in listed if not s["current"])
+    assert phone.status_code == bloated.status_code == 200
+    assert mine == [("AlicePhone/2.1", "192.0.2.77"), (("Bloated/1.0 " + "x" * 1000)[:256], "192.0.2.78")]  # kept to 256
 
 
 async def test_the_socket_accepts_origins_in_cors_origins(server: Server) -> None:
