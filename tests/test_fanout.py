@@ -46,9 +46,9 @@ def fanout_url(request: pytest.FixtureRequest) -> str:
 
 
 @asynccontextmanager
-async def connected(url: str) -> AsyncIterator[Fanout]:
+async def connected(url: str, probe_interval: float = PROBE) -> AsyncIterator[Fanout]:
     """A connected Fanout that is always disconnected, whatever the story did."""
-    fanout = Fanout(url, queue_size=QUEUE_SIZE, probe_interval=PROBE)
+    fanout = Fanout(url, queue_size=QUEUE_SIZE, probe_interval=probe_interval)
     await fanout.connect()
     try:
         yield fanout
@@ -304,10 +304,12 @@ async def listen_pids(conn: asyncpg.Connection) -> set[int]:
 
 
 async def test_postgres_listen_connection_killed_then_gap_then_delivery(pg_fanout_url: str) -> None:
+    """The termination listener, not the probe, notices a LISTEN connection the server ended:
+    with probes an hour apart, the GAP still comes at once, then one new connection delivers."""
     admin = await asyncpg.connect(pg_fanout_url)
     try:
         others = await listen_pids(admin)  # other Fanouts of this session are not ours to kill
-        async with connected(pg_fanout_url) as fanout:
+        async with connected(pg_fanout_url, probe_interval=3600) as fanout:
             (ours,) = await listen_pids(admin) - others
             alice = channel("user")
             async with fanout.subscribe(alice) as subscription:
@@ -321,45 +323,27 @@ async def test_postgres_listen_connection_killed_then_gap_then_delivery(pg_fanou
         await admin.close()
 
 
-async def test_a_listen_connection_terminated_is_noticed_at_once_not_at_the_next_probe(pg_fanout_url: str) -> None:
-    """The termination listener, not the probe, notices a LISTEN connection the server ended:
-    with probes an hour apart, the GAP still comes at once."""
-    admin = await asyncpg.connect(pg_fanout_url)
-    fanout = Fanout(pg_fanout_url, queue_size=QUEUE_SIZE, probe_interval=3600)
-    try:
-        others = await listen_pids(admin)
-        await fanout.connect()
-        (ours,) = await listen_pids(admin) - others
-        alice = channel("user")
-        async with fanout.subscribe(alice) as subscription:
-            assert await admin.fetchval("SELECT pg_terminate_backend($1)", ours)
-            assert await next_item(subscription) is GAP
-    finally:
-        await fanout.disconnect()
-        await admin.close()
-
-
 async def test_disconnect_before_connect_and_twice_is_harmless_and_leaves_no_connection(
         pg_fanout_url: str) -> None:
     """A start that failed before the fan-out connected still runs the shutdown; a shutdown
     may run twice. Neither raises, and once disconnected no connection of ours is left."""
     admin = await asyncpg.connect(pg_fanout_url)
     try:
-        def ours() -> Awaitable[list[asyncpg.Record]]:
+        def connections() -> Awaitable[list[asyncpg.Record]]:
             return admin.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
                                "AND pid <> pg_backend_pid()")
 
-        before = {row["pid"] for row in await ours()}
+        before = {row["pid"] for row in await connections()}
         await Fanout(pg_fanout_url, queue_size=QUEUE_SIZE, probe_interval=PROBE).disconnect()
         fanout = Fanout(pg_fanout_url, queue_size=QUEUE_SIZE, probe_interval=PROBE)
         await fanout.connect()
         async with fanout.subscribe(channel("user")):
-            assert {row["pid"] for row in await ours()} - before  # the LISTEN connection and the pool's
+            assert {row["pid"] for row in await connections()} - before  # the LISTEN connection and the pool's
         await fanout.disconnect()
         await fanout.disconnect()
 
         async def none_left() -> bool:
-            return {row["pid"] for row in await ours()} <= before
+            return {row["pid"] for row in await connections()} <= before
 
         await eventually(none_left)
     finally:
