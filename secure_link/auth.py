@@ -88,9 +88,12 @@ def username_problem(username: str) -> str | None:
 
 
 def phrase_problem(phrase: str, username: str) -> str | None:
-    """Why a phrase is refused, or None; the first failed rule is named."""
+    """Why a phrase is refused, or None; the first failed rule is named.
+
+    NUL and lone surrogates never get here: `payload.take` refuses them in every field.
+    """
     normal = unicodedata.normalize("NFKC", phrase)
-    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in normal):
+    if any(unicodedata.category(ch) == "Cc" for ch in normal):
         return "must not contain control characters"
     if not 12 <= len(normal) <= 256:
         return "must be 12 to 256 characters long"
@@ -102,9 +105,9 @@ def phrase_problem(phrase: str, username: str) -> str | None:
 
 
 def clean_display_name(raw: str) -> tuple[str, str | None]:
-    """The trimmed display name and why it is refused, or None."""
+    """The trimmed display name and why it is refused, or None (`take` has refused NUL and lone surrogates)."""
     name = unicodedata.normalize("NFKC", raw).strip()
-    if any(unicodedata.category(ch) in ("Cc", "Cs") or ch in _BIDI_CONTROLS for ch in name):
+    if any(unicodedata.category(ch) == "Cc" or ch in _BIDI_CONTROLS for ch in name):
         return name, "must not contain control or text-direction characters"
     if not 1 <= len(name) <= 64:
         return name, "must be 1 to 64 characters long"

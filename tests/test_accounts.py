@@ -76,6 +76,7 @@ HOSTILE_REGISTRATIONS = [
     ({"username": "bob_ok", "phrase": "nul \x00 inside a phrase"}, 422, "invalid_input", "phrase"),
     ({"username": "bob_ok", "phrase": "word " * 60}, 422, "invalid_input", "phrase"),
     ({"username": "bob_ok", "phrase": PHRASE, "display_name": "evil\u202eexe.txt"}, 422, "invalid_input", "display_name"),
+    ({"username": "bob_ok", "phrase": PHRASE, "display_name": "clear \x1b[2J screen"}, 422, "invalid_input", "display_name"),
     ({"username": "bob_ok", "phrase": PHRASE, "display_name": "   "}, 422, "invalid_input", "display_name"),
     ({"username": "bob_ok", "phrase": PHRASE, "display_name": LONG}, 422, "invalid_input", "display_name"),
     ([PHRASE], 422, "invalid_input", None),
@@ -91,6 +92,75 @@ async def test_hostile_registrations_are_refused_and_store_nothing(
         response = await http.post("/api/register/", json=body)
     assert_error(response, status, code, field)
     assert await user_count(db) == before
+
+
+# The phrase rules at their edges, each refusal naming the first rule broken (docs/api.md).
+# NUL and lone surrogates never reach these rules (`take` refuses them for every field), so
+# the control-character rule is shown with ESC and BEL.
+PHRASE_EDGES = [
+    # (phrase, the rule named, or None when accepted)
+    ("abc defg hij", None),  # 12 characters, 3 words: both at their minimum
+    ("a" * 84 + " " + "b" * 84 + " " + "c" * 86, None),  # 256 characters
+    ("abc defg hi", "must be 12 to 256 characters long"),
+    ("a" * 85 + " " + "b" * 85 + " " + "c" * 85, "must be 12 to 256 characters long"),  # 257
+    ("twelve chars twowords", None),
+    ("twelvechars twowords", "must have at least 3 words"),
+    ("an escape \x1b[2J inside a phrase", "must not contain control characters"),
+    ("a bell \x07", "must not contain control characters"),  # the first rule broken, though short too
+    ("bob_edge is my name", "must not contain the username"),
+]
+
+
+@pytest.mark.parametrize(("phrase", "rule"), PHRASE_EDGES)
+async def test_phrases_at_the_edges_of_the_rules(server: Server, db: asyncpg.Connection, phrase, rule) -> None:
+    username = f"bob_edge{uuid.uuid4().hex[:6]}" if rule != "must not contain the username" else "bob_edge"
+    before = await user_count(db)
+    async with server.client() as http:
+        response = await http.post("/api/register/", json={"username": username, "phrase": phrase})
+    if rule is None:
+        assert response.status_code == 201, response.text
+        return
+    assert_error(response, 422, "invalid_input", "phrase")
+    assert response.json()["error"]["fields"] == {"phrase": rule}
+    assert await user_count(db) == before
+
+
+USERNAME_RULE = "must be 3 to 32 characters of a-z, 0-9, '_', '.' and '-'"
+
+
+@pytest.mark.parametrize(("length", "accepted"), [(2, False), (3, True), (32, True), (33, False)])
+async def test_usernames_at_the_edges_of_their_length(server: Server, length, accepted) -> None:
+    username = (uuid.uuid4().hex * 2)[:length]
+    async with server.client() as http:
+        response = await http.post("/api/register/", json={"username": username, "phrase": PHRASE})
+    if accepted:
+        assert response.status_code == 201, response.text
+        return
+    assert_error(response, 422, "invalid_input", "username")
+    assert response.json()["error"]["fields"] == {"username": USERNAME_RULE}
+
+
+DISPLAY_NAME_EDGES = [
+    # (display name sent, as stored, or the rule named)
+    ("  x  ", "x", None),  # trimmed, then 1 character
+    ("d" * 64, "d" * 64, None),
+    ("d" * 65, None, "must be 1 to 64 characters long"),
+    ("left\u200eright", None, "must not contain control or text-direction characters"),
+    ("tab\there", None, "must not contain control or text-direction characters"),
+]
+
+
+@pytest.mark.parametrize(("sent", "stored", "rule"), DISPLAY_NAME_EDGES)
+async def test_display_names_at_the_edges_of_the_rules(server: Server, sent, stored, rule) -> None:
+    body = {"username": f"dana_{uuid.uuid4().hex[:6]}", "phrase": PHRASE, "display_name": sent}
+    async with server.client() as http:
+        response = await http.post("/api/register/", json=body)
+    if rule is None:
+        assert response.status_code == 201, response.text
+        assert response.json()["user"]["display_name"] == stored
+        return
+    assert_error(response, 422, "invalid_input", "display_name")
+    assert response.json()["error"]["fields"] == {"display_name": rule}
 
 
 RAW_BODIES = [
