@@ -161,6 +161,7 @@ class Person:
         await socket.send(frame)
         # replays after a fan-out gap may come first; clients dedupe those by id
         ack = await socket.expect("ack", skip=("presence", "typing", "chat", "resync"))
+        assert ack["client_id"] == client_id  # what a client matches its pending send by (null without one)
         return ack["message"]
 
     def on(self, server: Server) -> "Person":
