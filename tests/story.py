@@ -79,6 +79,9 @@ class Socket:
         while True:
             frame = await self.next(timeout)
             if frame.get("type") == kind:
+                if kind == "error":  # the socket form of the one error shape (docs/api.md)
+                    assert isinstance(frame["code"], str) and frame["code"], frame
+                    assert isinstance(frame["message"], str) and frame["message"], frame
                 return frame
             assert frame.get("type") in skip, f"expected {kind}, got {frame}"
 
