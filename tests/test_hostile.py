@@ -122,11 +122,18 @@ async def test_a_socket_closes_when_its_session_expires(server: Server, db: asyn
     assert await socket.closed_with(timeout=5) == 4401
 
 
-async def test_an_unusable_with_parameter_counts_as_none(server: Server) -> None:
+@pytest.mark.parametrize(("query", "code"), [
+    ("?with=%00", "missing_recipient"),  # unusable: as good as none
+    ("?with=", "missing_recipient"),
+    ("?with=" + "x" * 65, "missing_recipient"),
+    ("?with=x", "unknown_user"),  # usable, and names nobody
+    ("?with=" + "x" * 64, "unknown_user"),
+])
+async def test_an_unusable_with_parameter_counts_as_none(server: Server, query, code) -> None:
     alice = await server.person("alice").register()
-    socket = await alice.connect(query="?with=%00")
+    socket = await alice.connect(query=query)
     await socket.send({"type": "chat", "message": "to whom?"})
-    assert (await socket.expect("error"))["code"] == "missing_recipient"
+    assert (await socket.expect("error"))["code"] == code
 
 
 @pytest.mark.parametrize("kind", [["chat"], {}, 7, None])
