@@ -61,12 +61,15 @@ async def test_a_socket_that_never_syncs_still_gets_what_the_outage_dropped(
         fanout: Workers) -> None:
     alices, bobs, outage = fanout
     alice, bob = await alices.person("alice").register(), await bobs.person("bob").register()
-    alice_tab, bob_phone = await alice.connect(), await bob.connect()
+    alice_tab = await alice.connect()
+    earlier = await alice.say(alice_tab, bob, "before Bob's phone opened")  # his sync's to fetch, not the catch-up's
+    bob_phone = await bob.connect()
     await converse(alice, alice_tab, bob, bob_phone, "before the outage")
     async with outage():
         during = [(await alice.say(alice_tab, bob, f"during {i}"))["id"] for i in range(5)]
     heard = await hear_until_live(alice, alice_tab, bob, bob_phone)
     assert set(during) <= heard
+    assert earlier["id"] not in heard  # the catch-up starts from what the socket had when it opened
 
 
 async def test_a_session_revoked_during_the_outage_is_closed_when_it_ends(
