@@ -28,6 +28,8 @@ async def test_metrics_count_sockets_messages_deliveries_and_errors(server: Serv
         await alice.say(alice_tab, bob, f"hello {n}")
         await bob_tab.expect("chat")
     await alice.api("GET", "/api/messages/")  # 422: `with` is required
+    await alice_tab.send("{not json")
+    await alice_tab.expect("error")
     during = await scrape(server)
     assert sample(during, "secure_link_websockets_open") - sample(before, "secure_link_websockets_open") == 2
     assert sample(during, "secure_link_messages_stored_total") - sample(before, "secure_link_messages_stored_total") == 3
@@ -35,6 +37,8 @@ async def test_metrics_count_sockets_messages_deliveries_and_errors(server: Serv
     assert delivered == 3  # to Bob; Alice's own socket was the sender (it got acks)
     assert sample(during, "secure_link_send_seconds_count") >= 3
     assert sample(during, "secure_link_errors_total", '{code="invalid_input"}') >= 1
+    bad_json = '{code="bad_json"}'  # a socket's refusals are counted as requests' are
+    assert sample(during, "secure_link_errors_total", bad_json) - sample(before, "secure_link_errors_total", bad_json) == 1
     assert sample(during, "secure_link_db_pool_connections", '{state="in_use"}') >= 0
     assert sample(during, "secure_link_fanout_channels") == 2  # one per user: revocations come on it too
     assert sample(during, "secure_link_send_batch_size_count") >= 1  # the writer's commits
