@@ -7,12 +7,14 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+import uvicorn
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from secure_link.app import create_app
 from secure_link.config import Settings
 
-from .conftest import running_server, settings_for
+from .conftest import running_server, serving, settings_for
 from .story import PNG, Server, assert_error, sync, upload
 
 
@@ -120,8 +122,24 @@ async def test_binary_and_oversized_frames(server: Server) -> None:
     socket = await alice.connect()
     await socket.connection.send(b"\x00\x01binary")
     assert (await socket.expect("error"))["code"] == "unsupported_frame"
+    ping = '{"type": "ping"}'
+    await socket.send(ping.ljust(server.settings.ws_max_frame_bytes))  # exactly the limit: read
+    assert await socket.expect("pong") == {"type": "pong"}
     await socket.send({"type": "chat", "to": "x", "message": "y" * (server.settings.ws_max_frame_bytes + 1)})
     assert await socket.closed_with() == 1009
+
+
+async def test_the_app_refuses_oversized_frames_that_its_asgi_server_let_through(settings: Settings) -> None:
+    """`secure-link serve` has uvicorn refuse frames past WS_MAX_FRAME_BYTES; run as plain
+    `uvicorn` (16 MiB frames by default), the app closes the socket itself, with the same 1009."""
+    config = uvicorn.Config(create_app(settings), lifespan="on", log_level="warning")
+    async with serving(config) as address:
+        server = Server(address, settings)
+        alice = await server.person("alice").register()
+        socket = await alice.connect()
+        await socket.send("{}".ljust(settings.ws_max_frame_bytes + 1))
+        assert await socket.closed_with() == 1009
+        assert socket.connection.close_reason == "frame too large"
 
 
 async def test_errors_echo_the_client_id(server: Server) -> None:
