@@ -21,7 +21,7 @@ from secure_link.app import close_services, open_services
 from secure_link.config import Settings
 
 from .conftest import database_refusing, free_port, running_server, settings_for
-from .story import PHRASE, Server, assert_error, unique_address
+from .story import PHRASE, Server, assert_error, sample, scrape, unique_address
 
 ALLOWED = "https://app.example"
 
@@ -262,9 +262,13 @@ async def test_while_the_database_refuses_connections_clients_are_told_to_come_b
             socket = await alice.connect(ready=False)
             assert await socket.closed_with() == 1013
             assert_error(await alice.api("GET", "/api/conversations/"), 503, "unavailable")
+            counted = await scrape(server)
             await open_tab.send({"type": "read", "with": bob.username, "up_to": 1, "client_id": "r-1"})
             refused = await open_tab.expect("error")  # the open socket is kept, the frame refused
             assert refused["code"] == "unavailable" and refused["client_id"] == "r-1" and refused["retry_after_ms"] >= 1
+            unavailable = '{code="unavailable"}'
+            assert sample(await scrape(server), "secure_link_errors_total", unavailable) == \
+                sample(counted, "secure_link_errors_total", unavailable) + 1
     logged = [r for r in caplog.records if r.name == "secure_link.sockets"]  # the socket's close, the frame's refusal
     assert len(logged) == 2, logged
     for record in logged:
