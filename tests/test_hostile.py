@@ -146,21 +146,24 @@ async def test_a_frame_type_that_is_not_a_string(server: Server, kind) -> None:
     assert (await socket.expect("error"))["code"] == "unknown_type"
 
 
-async def test_a_client_that_stops_reading_is_let_go(server: Server, db: asyncpg.Connection) -> None:
+async def test_a_client_that_stops_reading_is_let_go(settings: Settings, db: asyncpg.Connection) -> None:
     """Found in review: a stalled reader held its socket (and its presence) forever.
 
     The server now gives up after WS_SEND_TIMEOUT (1 s here) and closes with
     1013; a client that never reads again cannot see the close frame, so what
-    is checked is that the server let the socket go.
+    is checked is that the server let the socket go. Its outbox here is too
+    large to fill first, so only the send timeout can let it go.
     """
-    alice, bob = await server.person("alice").register(), await server.person("bob").register()
-    await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "hello"})
-    stalled = await bob.connect(max_queue=1)  # stops reading from TCP once one frame is queued
-    sender = await alice.connect()
-    try:
-        assert await _flood_until_let_go(sender, bob, db), "the stalled socket is still open"
-    finally:
-        stalled.connection.transport.abort()  # the client gives up too; nothing left half-open
+    async with running_server(settings.replace(ws_send_queue=1_000_000)) as server:
+        alice, bob = await server.person("alice").register(), await server.person("bob").register()
+        await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "hello"})
+        stalled = await bob.connect(max_queue=1)  # stops reading from TCP once one frame is queued
+        sender = await alice.connect()
+        try:
+            assert await _flood_until_let_go(sender, bob, db), "the stalled socket is still open"
+            assert await stalled.closed_with(timeout=10) == 1013  # one only slow reads on, to the close
+        finally:
+            stalled.connection.transport.abort()  # the client gives up too; nothing left half-open
 
 
 async def test_a_client_too_far_behind_is_told_to_reconnect_and_sync(
