@@ -116,10 +116,22 @@ async def _receive_text(websocket: WebSocket, services: Services) -> str | None:
     message = await websocket.receive()
     if message["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(message.get("code", 1000))
-    text = message.get("text")
-    if text is not None and len(text) > services.settings.ws_max_frame_bytes:
+    if _frame_bytes_over(message, services.settings.ws_max_frame_bytes):
         raise Closing(CLOSE_TOO_BIG, "frame too large")
-    return text
+    return message.get("text")
+
+
+def _frame_bytes_over(message: dict[str, Any], limit: int) -> bool:
+    """Whether a frame, text or binary, holds more than `limit` bytes.
+
+    `secure-link serve` has uvicorn refuse such frames before the app sees them;
+    under plain uvicorn (16 MiB frames) this is the limit. A text's UTF-8 length is
+    computed only when its characters alone cannot decide (1 to 4 bytes each).
+    """
+    if (data := message.get("bytes")) is not None:
+        return len(data) > limit
+    text = message.get("text") or ""
+    return len(text) > limit or (4 * len(text) > limit and len(text.encode("utf-8")) > limit)
 
 
 def _client_id_of(frame: Any) -> str | None:

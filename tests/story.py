@@ -294,6 +294,11 @@ def sample(text: str, name: str, labels: str = "") -> float:
     return float(match.group(1)) if match else 0.0
 
 
+def errors_counted(metrics: str) -> float:
+    """Every refusal counted in `secure_link_errors_total`, whatever its code."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith("secure_link_errors_total{"))
+
+
 async def scrape(server: Server) -> str:
     async with server.client() as http:
         answer = await http.get("/metrics")

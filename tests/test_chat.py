@@ -133,13 +133,14 @@ async def test_the_app_refuses_oversized_frames_that_its_asgi_server_let_through
     """`secure-link serve` has uvicorn refuse frames past WS_MAX_FRAME_BYTES; run as plain
     `uvicorn` (16 MiB frames by default), the app closes the socket itself, with the same 1009."""
     config = uvicorn.Config(create_app(settings), lifespan="on", log_level="warning")
+    limit = settings.ws_max_frame_bytes
     async with serving(config) as address:
-        server = Server(address, settings)
-        alice = await server.person("alice").register()
-        socket = await alice.connect()
-        await socket.send("{}".ljust(settings.ws_max_frame_bytes + 1))
-        assert await socket.closed_with() == 1009
-        assert socket.connection.close_reason == "frame too large"
+        alice = await Server(address, settings).person("alice").register()
+        for too_large in ("{}".ljust(limit + 1), '"' + "😀" * (limit // 4) + '"', b"\x00" * (limit + 1)):
+            socket = await alice.connect()  # "😀" is 4 bytes: far fewer characters than the limit, more bytes
+            await socket.connection.send(too_large)
+            assert await socket.closed_with() == 1009
+            assert socket.connection.close_reason == "frame too large"
 
 
 async def test_errors_echo_the_client_id(server: Server) -> None:

@@ -256,21 +256,38 @@ async def test_while_the_database_refuses_connections_clients_are_told_to_come_b
     a warning naming what failed."""
     caplog.set_level(logging.WARNING, logger="secure_link.sockets")
     async with running_server(settings_for(own_database, media_root)) as server:
-        alice, bob = await server.person("alice").register(), await server.person("bob").register()
-        open_tab = await alice.connect()
+        alice = await server.person("alice").register()
         async with database_refusing(pg_server_url, own_database):
             socket = await alice.connect(ready=False)
             assert await socket.closed_with() == 1013
             assert_error(await alice.api("GET", "/api/conversations/"), 503, "unavailable")
+    (logged,) = [r for r in caplog.records if r.name == "secure_link.sockets"]
+    assert_names_what_failed(logged)
+
+
+async def test_a_frame_sent_during_an_outage_is_refused_and_its_socket_kept(
+        pg_server_url: str, own_database: str, media_root: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Alice's socket was open before the database went away: her frame is refused as
+    `unavailable` with when to retry, counted, and logged as a warning; the socket stays."""
+    caplog.set_level(logging.WARNING, logger="secure_link.sockets")
+    async with running_server(settings_for(own_database, media_root)) as server:
+        alice, bob = await server.person("alice").register(), await server.person("bob").register()
+        open_tab = await alice.connect()
+        async with database_refusing(pg_server_url, own_database):
             counted = await scrape(server)
             await open_tab.send({"type": "read", "with": bob.username, "up_to": 1, "client_id": "r-1"})
-            refused = await open_tab.expect("error")  # the open socket is kept, the frame refused
+            refused = await open_tab.expect("error")
             assert refused["code"] == "unavailable" and refused["client_id"] == "r-1" and refused["retry_after_ms"] >= 1
             unavailable = '{code="unavailable"}'
             assert sample(await scrape(server), "secure_link_errors_total", unavailable) == \
                 sample(counted, "secure_link_errors_total", unavailable) + 1
-    logged = [r for r in caplog.records if r.name == "secure_link.sockets"]  # the socket's close, the frame's refusal
-    assert len(logged) == 2, logged
-    for record in logged:
-        assert record.levelno == logging.WARNING and record.exc_info is None  # expected: no traceback
-        assert re.search(r"\w+(Error|Exception)\(", record.getMessage()), record.getMessage()  # what failed
+            await open_tab.send({"type": "ping"})
+            assert await open_tab.expect("pong") == {"type": "pong"}
+    (logged,) = [r for r in caplog.records if r.name == "secure_link.sockets"]
+    assert_names_what_failed(logged)
+
+
+def assert_names_what_failed(record: logging.LogRecord) -> None:
+    """An outage's log line: a warning, no traceback (it was expected), naming the error."""
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    assert re.search(r"\w+(Error|Exception)\(", record.getMessage()), record.getMessage()
