@@ -78,6 +78,9 @@ async def test_a_timer_is_off_until_set_then_both_parties_hear_who_set_it(server
                                                "by": alice.username}
     seen_by_bob = (await bob.api("GET", f"/api/conversations/{alice.username}/timer")).json()  # no slash too
     assert seen_by_bob["seconds"] == 30 and seen_by_bob["set_by"] == alice.username and seen_by_bob["set_at"]
+    assert (await alice.api("POST", "/api/logout/")).status_code == 200  # her logout clears the conversation,
+    after_logout = (await bob.api("GET", f"/api/conversations/{alice.username}/timer/")).json()  # its timer too
+    assert after_logout == {"with": alice.username, "seconds": 0, "set_by": None, "set_at": None}
 
 
 @pytest.mark.parametrize("seconds", [-1, 2_419_201, "30", 1.5, True, None, [30]])
