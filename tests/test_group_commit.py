@@ -435,3 +435,26 @@ async def test_a_key_destroyed_just_after_a_batch_commits_sends_nothing_twice(
     stored = await db.fetchval("SELECT count(*) FROM messages WHERE sender_id = $1", alice.user["id"])
     assert stored == 3  # before, once, after
 
+
+
+async def test_a_first_message_to_someone_logging_out_waits_for_the_logout_to_end(
+        server: Server, database_url: str, db: asyncpg.Connection) -> None:
+    """Bob's logout is paused inside its transaction (the test holds the table where it
+    records the files to unlink, its last step, which no send touches). Alice's first message to him has no conversation key for the logout to
+    lock, so only the logout's hold on Bob's message lock keeps it from committing, and
+    being acknowledged, in the middle of his logout, which would not clear it."""
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    pause = await asyncpg.connect(database_url)
+    try:
+        await pause.execute("BEGIN")
+        await pause.execute("LOCK TABLE doomed_files IN ACCESS EXCLUSIVE MODE")
+        logout = asyncio.create_task(bob.api("POST", "/api/logout/", timeout=60))
+        await eventually(lambda: waiting_for_a_lock(db, "INSERT INTO doomed_files%"))
+        first = send(alice, bob.username, "are you there?")
+        await until_waiting(db, sends=1, holders=0)  # on Bob's lock, which his logout holds
+        assert not first.done()
+        await pause.execute("COMMIT")
+    finally:
+        await pause.close()
+    assert (await logout).status_code == 200
+    assert (await first).status_code == 201  # stored after his logout ended: it stays
