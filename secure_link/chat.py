@@ -120,9 +120,7 @@ def _draft_problems(services: Services, values: dict[str, Any]) -> dict[str, str
     fields: dict[str, str] = {}
     if len(text) > services.settings.max_message_chars:
         fields["message"] = f"must be at most {services.settings.max_message_chars} characters"
-    elif "\x00" in text:
-        fields["message"] = "must not contain NUL characters"
-    elif not text.strip() and not values["attachment"]:
+    elif not text.strip() and not values["attachment"]:  # NUL: `take` has refused it already
         fields["message"] = "must not be empty"
     if client_id is not None and not (1 <= len(client_id) <= 64 and client_id.isprintable()):
         fields["client_id"] = "must be 1 to 64 printable characters"

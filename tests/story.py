@@ -82,6 +82,8 @@ class Socket:
                 if kind == "error":  # the socket form of the one error shape (docs/api.md)
                     assert isinstance(frame["code"], str) and frame["code"], frame
                     assert isinstance(frame["message"], str) and frame["message"], frame
+                    for explanation in frame.get("fields", {}).values():  # each named field says what is wrong
+                        assert isinstance(explanation, str) and explanation, frame
                 return frame
             assert frame.get("type") in skip, f"expected {kind}, got {frame}"
 
