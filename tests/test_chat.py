@@ -313,6 +313,16 @@ async def test_history_pages_by_cursor(server: Server) -> None:
     assert_error(await bob.api("GET", "/api/messages/", params={"with": "nobody_at_all"}), 404, "unknown_user")
 
 
+@pytest.mark.parametrize(("client_id", "status"), [("a", 201), ("c" * 64, 201), ("c" * 65, 422)])
+async def test_client_ids_at_the_edges_of_their_length(server: Server, client_id, status) -> None:
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    answer = await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "hi", "client_id": client_id})
+    if status == 201:
+        assert answer.status_code == 201 and answer.json()["client_id"] == client_id, answer.text
+    else:
+        assert_error(answer, 422, "invalid_input", "client_id")
+
+
 HOSTILE_SENDS = [
     # (body, status, code)
     ({"message": "hi"}, 422, "missing_recipient"),
