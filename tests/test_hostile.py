@@ -115,13 +115,17 @@ async def test_a_receipt_beyond_the_last_message_does_not_hide_new_ones(server: 
 
 
 async def test_a_socket_closes_when_its_session_expires(server: Server, db: asyncpg.Connection) -> None:
-    """Expiry publishes nothing: housekeeping finds it, for every socket of the session still open here."""
-    alice = await server.person("alice").register()
+    """Expiry publishes nothing: housekeeping finds it, for every socket of the session still open
+    here, and only for those: Bob's session is live."""
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
     phone, laptop = await alice.connect(), await alice.connect()  # one session, two sockets
+    bob_tab = await bob.connect()
     await phone.close()
     await db.execute("UPDATE sessions SET expires_at = now() - interval '1 second' WHERE token_hash = $1",
                      hashlib.sha256(alice.token.encode()).digest())
     assert await laptop.closed_with(timeout=5) == 4401
+    await bob_tab.send({"type": "ping"})
+    assert await bob_tab.expect("pong") == {"type": "pong"}
 
 
 @pytest.mark.parametrize(("query", "code"), [

@@ -27,6 +27,8 @@ async def test_metrics_count_sockets_messages_deliveries_and_errors(server: Serv
     for n in range(3):
         await alice.say(alice_tab, bob, f"hello {n}")
         await bob_tab.expect("chat")
+    await alice_tab.send({"type": "typing", "to": bob.username})
+    await bob_tab.expect("typing", skip=())  # handed to Bob's socket too, but no message
     await alice.api("GET", "/api/messages/")  # 422: `with` is required
     await alice_tab.send("{not json")
     await alice_tab.expect("error")
@@ -34,7 +36,7 @@ async def test_metrics_count_sockets_messages_deliveries_and_errors(server: Serv
     assert sample(during, "secure_link_websockets_open") - sample(before, "secure_link_websockets_open") == 2
     assert sample(during, "secure_link_messages_stored_total") - sample(before, "secure_link_messages_stored_total") == 3
     delivered = sample(during, "secure_link_messages_delivered_total") - sample(before, "secure_link_messages_delivered_total")
-    assert delivered == 3  # to Bob; Alice's own socket was the sender (it got acks)
+    assert delivered == 3  # chat frames to Bob; Alice's own socket was the sender (it got acks)
     sends = sample(during, "secure_link_send_seconds_count") - sample(before, "secure_link_send_seconds_count")
     took = sample(during, "secure_link_send_seconds_sum") - sample(before, "secure_link_send_seconds_sum")
     assert sends == 3 and 0 < took < 3 * 60  # durations, each well under a minute: not timestamps
