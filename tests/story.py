@@ -298,7 +298,8 @@ def sample(text: str, name: str, labels: str = "") -> float:
 
 def errors_counted(metrics: str) -> float:
     """Every refusal counted in `secure_link_errors_total`, whatever its code."""
-    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith("secure_link_errors_total{"))
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+               if line.startswith("secure_link_errors_total{"))
 
 
 async def scrape(server: Server) -> str:

@@ -436,13 +436,13 @@ async def test_a_key_destroyed_just_after_a_batch_commits_sends_nothing_twice(
     assert stored == 3  # before, once, after
 
 
-
 async def test_a_first_message_to_someone_logging_out_waits_for_the_logout_to_end(
         server: Server, database_url: str, db: asyncpg.Connection) -> None:
     """Bob's logout is paused inside its transaction (the test holds the table where it
-    records the files to unlink, its last step, which no send touches). Alice's first message to him has no conversation key for the logout to
-    lock, so only the logout's hold on Bob's message lock keeps it from committing, and
-    being acknowledged, in the middle of his logout, which would not clear it."""
+    records the files to unlink, its last step, which no send touches). Alice's first
+    message to him has no conversation key for the logout to lock, so only the logout's
+    hold on Bob's message lock keeps it from committing, and being acknowledged, in the
+    middle of his logout, which would not clear it."""
     alice, bob = await server.person("alice").register(), await server.person("bob").register()
     pause = await asyncpg.connect(database_url)
     try:
