@@ -169,6 +169,24 @@ async def test_unsent_uploads_stop_at_the_quota_and_sending_frees_it(database_ur
         await upload(alice, b"c" * 1000 + b"\n", "three.txt")  # the sent file is the conversation's now
 
 
+@pytest.mark.parametrize(("quota", "sizes", "expected"), [
+    (0, [1001, 1001, 1001], [201, 201, 201]),  # 0 = off
+    (2002, [1001, 1001, 1001], [201, 201, 413]),  # filling it exactly is within it
+    (1, [2], [413]),  # a one-byte quota is a quota
+])
+async def test_the_upload_quota_at_its_edges(database_url: str, media_root: Path, quota: int,
+                                              sizes: list[int], expected: list[int]) -> None:
+    settings = settings_for(database_url, media_root, upload_quota_bytes=quota)
+    async with running_server(settings) as server:
+        alice = await server.person("alice").register()
+        answers = [await alice.api("POST", "/api/upload-file/", **form(b"q" * (size - 1) + b"\n", f"{n}.txt"))
+                   for n, size in enumerate(sizes)]
+        assert [answer.status_code for answer in answers] == expected
+        for refused in (answer for answer in answers if answer.status_code == 413):
+            assert_error(refused, 413, "quota_exceeded")
+            assert f"quota of {quota} bytes" in refused.json()["error"]["message"]
+
+
 async def test_concurrent_uploads_cannot_overshoot_the_quota(database_url: str, media_root: Path,
                                                              db: asyncpg.Connection) -> None:
     settings = settings_for(database_url, media_root, upload_quota_bytes=5000)
