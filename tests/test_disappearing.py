@@ -259,6 +259,28 @@ async def test_a_file_a_logout_could_not_unlink_stays_recorded_for_the_sweeper(
         (media_root / path).rmdir()
 
 
+async def test_a_logout_that_fails_at_its_last_step_leaves_the_conversation_and_its_timer(
+        own_database: str, media_root: Path) -> None:
+    """Logout's clearing is one transaction. When its last statement fails (here a trigger
+    refuses the doomed_files record), every step before it rolls back, the timer's reset
+    too, and Alice stays logged in to try again."""
+    async with running_server(settings_for(own_database, media_root)) as server, \
+            own_connection(own_database) as db:
+        alice, bob = await server.person("alice").register(), await server.person("bob").register()
+        await set_timer(alice, bob, 3600)
+        sent = (await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "still here"})).json()
+        await db.execute("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                         "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$")
+        await db.execute("CREATE TRIGGER refuse BEFORE INSERT ON doomed_files FOR EACH STATEMENT EXECUTE FUNCTION refuse()")
+        assert (await alice.api("POST", "/api/logout/")).status_code == 500
+        assert (await bob.api("GET", f"/api/conversations/{alice.username}/timer/")).json()["seconds"] == 3600
+        history = (await bob.api("GET", "/api/messages/", params={"with": alice.username})).json()
+        assert [m["id"] for m in history["messages"]] == [sent["id"]]
+        await db.execute("DROP TRIGGER refuse ON doomed_files")
+        assert (await alice.api("POST", "/api/logout/")).status_code == 200  # the same session, still live
+        assert (await bob.api("GET", f"/api/conversations/{alice.username}/timer/")).json()["seconds"] == 0
+
+
 # ---- delete for everyone ------------------------------------------------------
 
 async def test_either_party_deletes_a_message_and_its_file_for_both(server: Server, db: asyncpg.Connection,
