@@ -23,7 +23,7 @@ from secure_link.config import ConfigError, Settings
 from secure_link.fanout_backends import pg_channel
 
 from .conftest import free_port, private_redis, running_server, server_process, settings_for, wait_for_redis
-from .story import PHRASE, PNG, Person, Server, assert_error, form, upload
+from .story import BOUNDARY, PHRASE, PNG, Person, Server, assert_error, form, upload
 
 LOCAL_PROXY = (ipaddress.ip_network("127.0.0.1/32"),)
 
@@ -185,6 +185,28 @@ async def test_the_upload_quota_at_its_edges(database_url: str, media_root: Path
         for refused in (answer for answer in answers if answer.status_code == 413):
             assert_error(refused, 413, "quota_exceeded")
             assert f"quota of {quota} bytes" in refused.json()["error"]["message"]
+
+
+async def test_a_full_quota_refuses_an_upload_from_its_headers_before_its_body(database_url: str,
+                                                                             media_root: Path) -> None:
+    """With the quota already full, the upload is refused before its body is read: the client
+    is not made to send, nor the server to store, what cannot be kept. This body never ends."""
+    settings = settings_for(database_url, media_root, upload_quota_bytes=1)
+    async with running_server(settings) as server:
+        alice = await server.person("alice").register()
+        await upload(alice, b"\n", "one.txt")  # one byte fills it exactly
+        host, port = server.address.rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(f"POST /api/upload-file/ HTTP/1.1\r\nHost: {server.address}\r\n"
+                         f"Authorization: Bearer {alice.token}\r\n"
+                         f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+                         f"Content-Length: 1000000\r\n\r\n--{BOUNDARY}\r\n".encode())
+            await writer.drain()
+            status_line = await asyncio.wait_for(reader.readline(), timeout=10)
+        finally:
+            writer.close()
+        assert status_line.startswith(b"HTTP/1.1 413 "), status_line
 
 
 async def test_concurrent_uploads_cannot_overshoot_the_quota(database_url: str, media_root: Path,
