@@ -290,6 +290,21 @@ async def test_a_stored_file_that_does_not_decrypt_is_a_500_never_its_bytes(serv
     await db.execute("DELETE FROM master_keys WHERE id = $1", foreign.wrap_id)
 
 
+async def test_a_thumbnail_copied_over_its_image_is_refused_not_served_in_its_place(
+        server: Server, db: asyncpg.Connection) -> None:
+    """An image and its thumbnail share the file's key, so what tells them apart is the role
+    each is sealed to: one put in the other's place does not decrypt."""
+    alice = await server.person("alice").register()
+    photo = await upload(alice, image_bytes(size=(640, 480)), "photo.png")
+    row = await db.fetchrow("SELECT path, thumbnail_path FROM files WHERE id = $1", photo["id"])
+    image, thumbnail = (server.settings.media_root / row[column] for column in ("path", "thumbnail_path"))
+    kept = image.read_bytes()
+    image.write_bytes(thumbnail.read_bytes())
+    assert_error(await alice.api("GET", photo["url"]), 500, "undecryptable")
+    image.write_bytes(kept)
+    assert (await alice.api("GET", photo["url"])).status_code == 200
+
+
 async def test_a_file_stored_before_encryption_is_still_served_as_stored(server: Server, vault: SimpleNamespace,
                                                                         db: asyncpg.Connection) -> None:
     """An upgraded deployment's old files have no data key: they are sent as they lie on disk."""
