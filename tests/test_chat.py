@@ -332,6 +332,10 @@ HOSTILE_SENDS = [
     ({"to": "%(bob)s", "message": "a\u0000b"}, 422, "invalid_input"),
     ({"to": "%(bob)s", "message": "hi", "client_id": 7}, 422, "invalid_input"),
     ({"to": "%(bob)s", "message": "hi", "attachment": "../../etc/passwd"}, 422, "invalid_attachment"),
+    ({"to": "%(bob)s", "message": "hi", "attachment": ""}, 422, "invalid_input"),  # an id is 1 to 64 characters
+    ({"to": "%(bob)s", "message": "hi", "attachment": "f"}, 422, "invalid_attachment"),  # the right length: looked up
+    ({"to": "%(bob)s", "message": "hi", "attachment": "f" * 64}, 422, "invalid_attachment"),
+    ({"to": "%(bob)s", "message": "hi", "attachment": "f" * 65}, 422, "invalid_input"),
     ({"to": "nobody_at_all", "message": "hi"}, 404, "unknown_user"),
     ({"to": "%(alice)s", "message": "hi"}, 422, "invalid_recipient"),
     ("a string", 422, "invalid_input"),
