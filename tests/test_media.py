@@ -350,7 +350,8 @@ def test_an_accel_prefix_is_refused_since_nginx_cannot_decrypt() -> None:
 async def test_media_gc_removes_stale_uploads_and_crash_leftovers(server: Server, db: asyncpg.Connection, database_url: str,
                                                                   media_root: Path) -> None:
     alice, bob = await server.person("alice").register(), await server.person("bob").register()
-    stale, sent, fresh = [await upload(alice, f"{label}\n".encode(), f"{label}.txt") for label in ("stale", "sent", "fresh")]
+    stale, fresh = [await upload(alice, f"{label}\n".encode(), f"{label}.txt") for label in ("stale", "fresh")]
+    sent = await upload(alice, image_bytes(), "sent.png")  # an image: its thumbnail is a second file
     await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "old", "attachment": sent["id"]})
     await db.execute("UPDATE files SET created_at = now() - interval '2 days' WHERE id = ANY($1::text[])", [stale["id"], sent["id"]])
     stale_path = media_root / (await stored_row(db, stale["id"]))["path"]
@@ -358,8 +359,9 @@ async def test_media_gc_removes_stale_uploads_and_crash_leftovers(server: Server
     for path in (leftover, recent):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"partial")
-    sent_path = media_root / (await stored_row(db, sent["id"]))["path"]
-    for old in (leftover, sent_path):  # both older than the sweep's hour: only the row decides
+    sent_row = await stored_row(db, sent["id"])
+    sent_paths = [media_root / sent_row["path"], media_root / sent_row["thumbnail_path"]]
+    for old in (leftover, *sent_paths):  # all older than the sweep's hour: only the row decides
         os.utime(old, (time.time() - 7200, time.time() - 7200))
 
     env = {"DATABASE_URL": database_url, "MEDIA_ROOT": str(media_root), "UPLOAD_GC_AGE": "86400"}
@@ -368,6 +370,7 @@ async def test_media_gc_removes_stale_uploads_and_crash_leftovers(server: Server
     assert result.output.startswith("removed ")  # housekeeping may have collected some first
     assert await stored_row(db, stale["id"]) is None and not stale_path.exists()
     assert not leftover.exists() and recent.exists()
-    for kept in (sent, fresh):
-        assert (media_root / (await stored_row(db, kept["id"]))["path"]).exists()
-    assert (await bob.api("GET", sent["url"])).status_code == 200
+    assert (media_root / (await stored_row(db, fresh["id"]))["path"]).exists()
+    assert all(path.exists() for path in sent_paths)
+    for url in (sent["url"], sent["thumbnail_url"]):
+        assert (await bob.api("GET", url)).status_code == 200

@@ -23,7 +23,7 @@ from secure_link.config import ConfigError, Settings
 from secure_link.fanout_backends import pg_channel
 
 from .conftest import free_port, private_redis, running_server, server_process, settings_for, wait_for_redis
-from .story import BOUNDARY, PHRASE, PNG, Person, Server, assert_error, form, upload
+from .story import BOUNDARY, PHRASE, PNG, Person, Server, assert_error, form, image_bytes, upload
 
 LOCAL_PROXY = (ipaddress.ip_network("127.0.0.1/32"),)
 
@@ -160,6 +160,8 @@ async def test_unsent_uploads_stop_at_the_quota_and_sending_frees_it(database_ur
         before = sorted(path for path in media_root.rglob("*") if path.is_file())
         over = await alice.api("POST", "/api/upload-file/", **form(b"c" * 1000 + b"\n", "three.txt"))
         assert_error(over, 413, "quota_exceeded")
+        photo = await alice.api("POST", "/api/upload-file/", **form(image_bytes(size=(640, 480)), "photo.png"))
+        assert_error(photo, 413, "quota_exceeded")  # an image: refused with its thumbnail written too
         # refused only once stored (2002 bytes passed the first check): what was stored is gone again
         assert sorted(path for path in media_root.rglob("*") if path.is_file()) == before
         assert (await bob.api("POST", "/api/upload-file/", **form(b"d" * 1000 + b"\n", "bobs.txt"))).status_code == 201
