@@ -11,6 +11,7 @@ import hashlib
 import io
 import os
 import re
+import string
 import struct
 import time
 import zipfile
@@ -346,6 +347,30 @@ def test_an_accel_prefix_is_refused_since_nginx_cannot_decrypt() -> None:
 
 
 # ---- garbage --------------------------------------------------------------
+
+FILE_ID_ALPHABET = string.ascii_letters + string.digits + "-_"  # secrets.token_urlsafe's
+
+
+async def test_housekeeping_sweeps_one_slice_of_the_disk_at_a_time(database_url: str, tmp_path: Path) -> None:
+    """Each round sweeps the 64th of MEDIA_ROOT whose first character the clock picks (a slice
+    lasts SWEEP_SLICE_S), so a large disk is never walked whole by one round. With a crash
+    leftover aged in every slice, one goes within a round or two, and a second later at most
+    two slices have been swept."""
+    root = tmp_path / "media"
+    leftovers = [root / f"{first}z" / "zz" / f"{first}zzzcrashed.part" for first in FILE_ID_ALPHABET]
+    for path in leftovers:
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"partial")
+        os.utime(path, (time.time() - 7200, time.time() - 7200))
+    async with running_server(settings_for(database_url, root, housekeeping_interval=0.2)):
+        for _ in range(100):
+            if not all(path.exists() for path in leftovers):
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)
+        remaining = sum(path.exists() for path in leftovers)
+    assert len(leftovers) - 2 <= remaining < len(leftovers)
+
 
 async def test_media_gc_removes_stale_uploads_and_crash_leftovers(server: Server, db: asyncpg.Connection, database_url: str,
                                                                   media_root: Path) -> None:
