@@ -372,6 +372,31 @@ async def test_housekeeping_sweeps_one_slice_of_the_disk_at_a_time(database_url:
     assert len(leftovers) - 2 <= remaining < len(leftovers)
 
 
+async def test_the_disk_sweep_asks_about_every_batch_of_a_thousand_names(own_database: str, tmp_path: Path) -> None:
+    """The sweep asks the database about old files' ids a thousand at a time: all 2,500 live
+    files are kept, past the first batch and at each batch's edge, and only the leftover goes."""
+    live = [f"bulk{n:05}" for n in range(2500)]
+    db = await asyncpg.connect(own_database)
+    try:
+        owner = await db.fetchval("INSERT INTO users (username, display_name, phrase_hash) "
+                                  "VALUES ('bulk', 'Bulk', '') RETURNING id")
+        await db.execute("INSERT INTO files (id, owner_id, purpose, path, name, content_type, size, sha256) "
+                         "SELECT id, $1, 'attachment', 'bu/lk/' || id || '.txt', 'f.txt', 'text/plain', 1, '' "
+                         "FROM unnest($2::text[]) AS id", owner, live)
+    finally:
+        await db.close()
+    root = tmp_path / "media"
+    (root / "bu" / "lk").mkdir(parents=True)
+    paths = [root / "bu" / "lk" / f"{file_id}.txt" for file_id in [*live, "bulkleftover"]]
+    for path in paths:
+        path.write_bytes(b"x")
+        os.utime(path, (time.time() - 7200, time.time() - 7200))
+    env = {"DATABASE_URL": own_database, "MEDIA_ROOT": str(root), "UPLOAD_GC_AGE": "86400"}
+    result = await asyncio.to_thread(CliRunner().invoke, cli.main, ["media", "gc"], env=env)
+    assert result.exit_code == 0, result.output
+    assert [path.name for path in paths if not path.exists()] == ["bulkleftover.txt"]
+
+
 async def test_media_gc_removes_stale_uploads_and_crash_leftovers(server: Server, db: asyncpg.Connection, database_url: str,
                                                                   media_root: Path) -> None:
     alice, bob = await server.person("alice").register(), await server.person("bob").register()
