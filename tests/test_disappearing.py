@@ -213,6 +213,25 @@ async def test_a_sweep_killed_before_unlinking_is_finished_by_the_next(
         await killed_mid_sweep_then_restarted(database_url, settings, db, media_root)
 
 
+async def test_a_doomed_file_already_gone_is_forgotten_with_the_rest(own_database: str, media_root: Path) -> None:
+    """A process killed after unlinking a doomed file but before forgetting its record leaves a
+    record of a file that is gone: the next sweep forgets it too, and still unlinks the others."""
+    settings = settings_for(own_database, media_root, expiry_sweep_interval=0.2)
+    gone, there = (media_root / "ef" / "gh" / f"efgh{uuid.uuid4().hex}" for _ in range(2))
+    there.parent.mkdir(parents=True, exist_ok=True)
+    there.write_bytes(b"sealed bytes of a file whose row is gone")
+    async with own_connection(own_database) as db:
+        await db.execute("INSERT INTO doomed_files (path, doomed_at) SELECT unnest($1::text[]), now() - interval '1 minute'",
+                         sorted(str(path.relative_to(media_root)) for path in (gone, there)))
+        async with running_server(settings):
+            for _ in range(100):
+                if not await db.fetchval("SELECT count(*) FROM doomed_files"):
+                    break
+                await asyncio.sleep(0.05)
+        assert await db.fetchval("SELECT count(*) FROM doomed_files") == 0
+    assert not there.exists()
+
+
 async def killed_mid_sweep_then_restarted(database_url: str, settings: Settings, db: asyncpg.Connection,
                                           media_root: Path) -> None:
     leftover = media_root / "ab" / "cd" / f"abcd{uuid.uuid4().hex}"

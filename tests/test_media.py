@@ -400,11 +400,14 @@ async def test_the_disk_sweep_asks_about_every_batch_of_a_thousand_names(own_dat
 async def test_media_gc_removes_stale_uploads_and_crash_leftovers(server: Server, db: asyncpg.Connection, database_url: str,
                                                                   media_root: Path) -> None:
     alice, bob = await server.person("alice").register(), await server.person("bob").register()
-    stale, fresh = [await upload(alice, f"{label}\n".encode(), f"{label}.txt") for label in ("stale", "fresh")]
+    stale, vanished, fresh = [await upload(alice, f"{label}\n".encode(), f"{label}.txt")
+                              for label in ("stale", "vanished", "fresh")]
     sent = await upload(alice, image_bytes(), "sent.png")  # an image: its thumbnail is a second file
     await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "old", "attachment": sent["id"]})
-    await db.execute("UPDATE files SET created_at = now() - interval '2 days' WHERE id = ANY($1::text[])", [stale["id"], sent["id"]])
+    await db.execute("UPDATE files SET created_at = now() - interval '2 days' WHERE id = ANY($1::text[])",
+                     [stale["id"], vanished["id"], sent["id"]])
     stale_path = media_root / (await stored_row(db, stale["id"]))["path"]
+    (media_root / (await stored_row(db, vanished["id"]))["path"]).unlink()  # its row stays: dropped all the same
     leftover, recent = media_root / "zz" / "zz" / "zzzzcrashed.part", media_root / "zz" / "zy" / "zzzyinflight.part"
     for path in (leftover, recent):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -419,6 +422,7 @@ async def test_media_gc_removes_stale_uploads_and_crash_leftovers(server: Server
     assert result.exit_code == 0, result.output
     assert result.output.startswith("removed ")  # housekeeping may have collected some first
     assert await stored_row(db, stale["id"]) is None and not stale_path.exists()
+    assert await stored_row(db, vanished["id"]) is None
     assert not leftover.exists() and recent.exists()
     assert (media_root / (await stored_row(db, fresh["id"]))["path"]).exists()
     assert all(path.exists() for path in sent_paths)
