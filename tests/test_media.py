@@ -397,6 +397,22 @@ async def test_the_disk_sweep_asks_about_every_batch_of_a_thousand_names(own_dat
     assert [path.name for path in paths if not path.exists()] == ["bulkleftover.txt"]
 
 
+async def test_the_disk_sweep_goes_on_past_a_leftover_already_gone(database_url: str, tmp_path: Path) -> None:
+    """Two workers sweeping one disk can both list a leftover; the second to unlink it finds it
+    gone and must go on. The race is made certain here: a second name for its directory lists
+    the leftover twice, so the sweep itself is the other worker."""
+    root = tmp_path / "media"
+    leftover = root / "ab" / "cd" / "abcdcrashed.part"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"partial")
+    os.utime(leftover, (time.time() - 7200, time.time() - 7200))
+    (root / "ef").symlink_to(root / "ab", target_is_directory=True)
+    env = {"DATABASE_URL": database_url, "MEDIA_ROOT": str(root), "UPLOAD_GC_AGE": "86400"}
+    result = await asyncio.to_thread(CliRunner().invoke, cli.main, ["media", "gc"], env=env)
+    assert result.exit_code == 0, result.output
+    assert not leftover.exists()
+
+
 async def test_media_gc_removes_stale_uploads_and_crash_leftovers(server: Server, db: asyncpg.Connection, database_url: str,
                                                                   media_root: Path) -> None:
     alice, bob = await server.person("alice").register(), await server.person("bob").register()
