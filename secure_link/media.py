@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import hashlib
 import io
+import logging
 import os
 import secrets
 import stat
@@ -31,6 +32,8 @@ from .config import Settings
 from .db import Database
 from .errors import AppError, invalid
 from .services import Services
+
+log = logging.getLogger("secure_link.media")
 
 PURPOSES = ("attachment", "avatar")
 ORPHAN_AGE_S = 3600           # leftovers of a crash; an upload in progress touches its file far more often
@@ -240,12 +243,30 @@ def unlink_files(services: Any, rows: list[Any]) -> None:
 
 
 async def unlink_doomed(services: Any, paths: list[str]) -> None:
-    """Remove files whose rows are gone from disk, then their record in `doomed_files` (erasure.py)."""
+    """Remove files whose rows are gone from disk, then their record in `doomed_files` (erasure.py).
+
+    A file that cannot be unlinked (a directory in its place, no permission) keeps its record
+    and is logged; it must not hold back the others, nor fail the logout or sweep that asked:
+    its row, and with it the file's data key, is gone already, so what stays is unreadable.
+    """
     if not paths:
         return
-    root = services.settings.media_root
-    await anyio.to_thread.run_sync(lambda: [(root / path).unlink(missing_ok=True) for path in paths])
-    await services.db.execute("forget_doomed_files", paths)
+    stuck = await anyio.to_thread.run_sync(_unlink_paths, services.settings.media_root, paths)
+    await services.db.execute("forget_doomed_files", [path for path in paths if path not in stuck])
+    if stuck:
+        await services.db.execute("postpone_doomed_files", stuck)
+
+
+def _unlink_paths(root: Path, paths: list[str]) -> list[str]:
+    """Unlink each path (one already gone is fine); the ones that could not be, each logged."""
+    stuck = []
+    for path in paths:
+        try:
+            (root / path).unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("could not unlink doomed file %s (%s); the sweeper tries again", path, exc)
+            stuck.append(path)
+    return stuck
 
 
 def _unlink_rows(root: Path, rows: list[Any]) -> None:

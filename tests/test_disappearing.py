@@ -204,32 +204,41 @@ async def test_timers_expire_across_two_workers(database_url: str, settings: Set
 
 
 async def test_a_sweep_killed_before_unlinking_is_finished_by_the_next(
-        own_database: str, media_root: Path) -> None:
+        own_database: str, tmp_path: Path) -> None:
     """SIGKILL between a sweep's commit and its unlinking leaves a doomed_files record (made
     here directly, as the kill would leave it); a restarted server unlinks the file. On a
-    database of its own: the module's server would sweep it otherwise."""
+    database and a disk of its own: the module's server would sweep it otherwise, and this
+    one's sweep would take the module's files for orphans."""
+    media_root = tmp_path / "media"
     database_url, settings = own_database, settings_for(own_database, media_root)
     async with own_connection(database_url) as db:
         await killed_mid_sweep_then_restarted(database_url, settings, db, media_root)
 
 
-async def test_a_doomed_file_already_gone_is_forgotten_with_the_rest(own_database: str, media_root: Path) -> None:
-    """A process killed after unlinking a doomed file but before forgetting its record leaves a
-    record of a file that is gone: the next sweep forgets it too, and still unlinks the others."""
+async def test_the_sweeper_forgets_a_doomed_file_already_gone_and_retries_a_stuck_one_later(
+        own_database: str, tmp_path: Path) -> None:
+    """Records a killed process left: one of a file already unlinked (killed before forgetting
+    it), one of a file still there, one that cannot be unlinked (a directory in its place). The
+    sweeper forgets the first two, unlinks the second, and puts the third off for
+    STALE_DOOMED_S rather than trying (and logging) it every round."""
+    media_root = tmp_path / "media"
     settings = settings_for(own_database, media_root, expiry_sweep_interval=0.2)
-    gone, there = (media_root / "ef" / "gh" / f"efgh{uuid.uuid4().hex}" for _ in range(2))
-    there.parent.mkdir(parents=True, exist_ok=True)
+    gone, there, stuck = (media_root / "ef" / "gh" / f"efgh{uuid.uuid4().hex}" for _ in range(3))
+    there.parent.mkdir(parents=True)
     there.write_bytes(b"sealed bytes of a file whose row is gone")
+    stuck.mkdir()
     async with own_connection(own_database) as db:
         await db.execute("INSERT INTO doomed_files (path, doomed_at) SELECT unnest($1::text[]), now() - interval '1 minute'",
-                         sorted(str(path.relative_to(media_root)) for path in (gone, there)))
+                         sorted(str(path.relative_to(media_root)) for path in (gone, there, stuck)))
         async with running_server(settings):
             for _ in range(100):
-                if not await db.fetchval("SELECT count(*) FROM doomed_files"):
+                if await db.fetchval("SELECT count(*) FROM doomed_files") == 1:
                     break
                 await asyncio.sleep(0.05)
-        assert await db.fetchval("SELECT count(*) FROM doomed_files") == 0
-    assert not there.exists()
+        record = await db.fetchrow("SELECT path, now() - doomed_at AS age FROM doomed_files")
+    assert not there.exists() and stuck.is_dir()
+    assert record["path"] == str(stuck.relative_to(media_root))
+    assert record["age"] < datetime.timedelta(seconds=10)  # put off, not 1 minute old any more
 
 
 async def killed_mid_sweep_then_restarted(database_url: str, settings: Settings, db: asyncpg.Connection,
@@ -258,46 +267,59 @@ async def killed_mid_sweep_then_restarted(database_url: str, settings: Settings,
     assert await db.fetchval("SELECT count(*) FROM doomed_files") == 0
 
 
-async def test_a_file_a_logout_could_not_unlink_stays_recorded_for_the_sweeper(
-        own_database: str, media_root: Path) -> None:
+async def test_a_file_a_logout_could_not_unlink_stays_recorded_and_the_logout_goes_on(
+        own_database: str, tmp_path: Path) -> None:
     """Logout's clearing records the files it deletes (doomed_files) in its own transaction,
-    then unlinks them. When the unlink fails (a directory stands where the file was), or the
-    process dies first, the record stays for a later sweep to finish: the row is gone, the
-    file is not forgotten."""
+    then unlinks them. When one unlink fails (a directory stands where the file was), its record
+    stays for the sweeper, and nothing else waits on it: the other file goes, Bob hears
+    `cleared`, and Alice's session ends. The rows, and with them the files' keys, are gone."""
+    media_root = tmp_path / "media"
     async with running_server(settings_for(own_database, media_root)) as server, \
             own_connection(own_database) as db:
         alice, bob = await server.person("alice").register(), await server.person("bob").register()
-        note = await upload(alice, b"remember to unlink me\n", "note.txt")
-        await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "a note", "attachment": note["id"]})
-        path = await db.fetchval("SELECT path FROM files WHERE id = $1", note["id"])
-        (media_root / path).unlink()
-        (media_root / path).mkdir()  # unlink() now fails with EISDIR
-        assert (await alice.api("POST", "/api/logout/")).status_code == 500
-        assert await db.fetchval("SELECT count(*) FROM files WHERE id = $1", note["id"]) == 0
-        assert await db.fetchval("SELECT array_agg(path) FROM doomed_files") == [path]
-        (media_root / path).rmdir()
+        bob_tab = await bob.connect()
+        notes = [await upload(alice, f"remember to unlink me {n}\n".encode(), f"note{n}.txt") for n in range(2)]
+        for note in notes:
+            await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "a note",
+                                                                 "attachment": note["id"]})
+        stuck, other = [await db.fetchval("SELECT path FROM files WHERE id = $1", note["id"]) for note in notes]
+        (media_root / stuck).unlink()
+        (media_root / stuck).mkdir()  # unlink() now fails with EISDIR
+        assert (await alice.api("POST", "/api/logout/")).status_code == 200
+        assert await db.fetchval("SELECT count(*) FROM files WHERE id = ANY($1::text[])", [n["id"] for n in notes]) == 0
+        assert await db.fetchval("SELECT array_agg(path) FROM doomed_files") == [stuck]
+        assert not (media_root / other).exists()
+        assert (await bob_tab.expect("cleared", skip=("presence", "chat")))["with"] == alice.username
+        assert (await alice.api("GET", "/api/user-profile/")).status_code == 401
+        (media_root / stuck).rmdir()
 
 
 async def test_a_logout_that_fails_at_its_last_step_leaves_the_conversation_and_its_timer(
-        own_database: str, media_root: Path) -> None:
+        own_database: str, tmp_path: Path) -> None:
     """Logout's clearing is one transaction. When its last statement fails (here a trigger
-    refuses the doomed_files record), every step before it rolls back, the timer's reset
-    too, and Alice stays logged in to try again."""
+    refuses the record of the attachment to unlink), every step before it rolls back (the
+    conversation key, the message, its file, the timer's reset) and Alice stays logged in to
+    try again."""
+    media_root = tmp_path / "media"
     async with running_server(settings_for(own_database, media_root)) as server, \
             own_connection(own_database) as db:
         alice, bob = await server.person("alice").register(), await server.person("bob").register()
         await set_timer(alice, bob, 3600)
-        sent = (await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "still here"})).json()
+        note = await upload(alice, b"still on disk\n", "note.txt")
+        sent = (await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "still here",
+                                                                    "attachment": note["id"]})).json()
         await db.execute("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
                          "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$")
-        await db.execute("CREATE TRIGGER refuse BEFORE INSERT ON doomed_files FOR EACH STATEMENT EXECUTE FUNCTION refuse()")
+        await db.execute("CREATE TRIGGER refuse BEFORE INSERT ON doomed_files FOR EACH ROW EXECUTE FUNCTION refuse()")
         assert (await alice.api("POST", "/api/logout/")).status_code == 500
         assert (await bob.api("GET", f"/api/conversations/{alice.username}/timer/")).json()["seconds"] == 3600
         history = (await bob.api("GET", "/api/messages/", params={"with": alice.username})).json()
-        assert [m["id"] for m in history["messages"]] == [sent["id"]]
+        assert [(m["id"], m["message"]) for m in history["messages"]] == [(sent["id"], "still here")]
+        assert (await bob.api("GET", note["url"])).content == b"still on disk\n"
         await db.execute("DROP TRIGGER refuse ON doomed_files")
         assert (await alice.api("POST", "/api/logout/")).status_code == 200  # the same session, still live
         assert (await bob.api("GET", f"/api/conversations/{alice.username}/timer/")).json()["seconds"] == 0
+        assert (await bob.api("GET", note["url"])).status_code == 404
 
 
 # ---- delete for everyone ------------------------------------------------------

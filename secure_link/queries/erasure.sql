@@ -66,6 +66,11 @@ INSERT INTO doomed_files (path) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING
 -- The files are gone from disk: their record goes too.
 DELETE FROM doomed_files WHERE path = ANY($1::text[]);
 
+-- name: postpone_doomed_files
+-- Files that could not be unlinked: the sweeper tries them again after
+-- STALE_DOOMED_S, not every round.
+UPDATE doomed_files SET doomed_at = now() WHERE path = ANY($1::text[]);
+
 -- name: list_stale_doomed_files
 -- Records older than $1 seconds: their process died before unlinking (or is
 -- still at it: unlinking twice is harmless). At most $2.
