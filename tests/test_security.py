@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -205,10 +207,14 @@ async def test_a_full_quota_refuses_an_upload_from_its_headers_before_its_body(d
                          f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
                          f"Content-Length: 1000000\r\n\r\n--{BOUNDARY}\r\n".encode())
             await writer.drain()
-            status_line = await asyncio.wait_for(reader.readline(), timeout=10)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+            length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)[1])  # type: ignore[index]
+            body = json.loads(await reader.readexactly(length))
         finally:
             writer.close()
-        assert status_line.startswith(b"HTTP/1.1 413 "), status_line
+            await writer.wait_closed()
+        assert head.startswith(b"HTTP/1.1 413 "), head
+        assert body["error"]["code"] == "quota_exceeded"
 
 
 async def test_concurrent_uploads_cannot_overshoot_the_quota(database_url: str, media_root: Path,
