@@ -268,7 +268,7 @@ async def killed_mid_sweep_then_restarted(database_url: str, settings: Settings,
 
 
 async def test_a_file_a_logout_could_not_unlink_stays_recorded_and_the_logout_goes_on(
-        own_database: str, tmp_path: Path) -> None:
+        own_database: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Logout's clearing records the files it deletes (doomed_files) in its own transaction,
     then unlinks them. When one unlink fails (a directory stands where the file was), its record
     stays for the sweeper, and nothing else waits on it: the other file goes, Bob hears
@@ -292,6 +292,8 @@ async def test_a_file_a_logout_could_not_unlink_stays_recorded_and_the_logout_go
         assert (await bob_tab.expect("cleared", skip=("presence", "chat")))["with"] == alice.username
         assert (await alice.api("GET", "/api/user-profile/")).status_code == 401
         (media_root / stuck).rmdir()
+    warnings = [r.getMessage() for r in caplog.records if r.name == "secure_link.media" and r.levelname == "WARNING"]
+    assert any(m.startswith(f"could not unlink doomed file {stuck} ([Errno 21] Is a directory") for m in warnings), warnings
 
 
 async def test_a_logout_that_fails_at_its_last_step_leaves_the_conversation_and_its_timer(
