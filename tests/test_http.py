@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import re
@@ -21,7 +22,7 @@ from secure_link.app import close_services, open_services
 from secure_link.config import Settings
 
 from .conftest import database_refusing, free_port, running_server, settings_for
-from .story import PHRASE, Server, assert_error, sample, scrape, unique_address
+from .story import PHRASE, Server, assert_error, eventually, sample, scrape, unique_address, waiting_for_a_lock
 
 ALLOWED = "https://app.example"
 
@@ -247,6 +248,36 @@ async def test_a_bug_answers_500_and_closes_sockets_with_1011(own_database: str,
     logged = [r for r in caplog.records if r.name == "secure_link.sockets"]  # the frame's, the sockets'
     assert len(logged) >= 2 and all(r.levelno == logging.ERROR and isinstance(r.exc_info[1], asyncpg.UndefinedTableError)
                                     for r in logged)
+
+
+async def test_a_bug_on_a_socket_whose_client_has_gone_ends_with_the_bug_logged_once(
+        own_database: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A socket whose start fails (a bug) after its client has gone: the 1011 has nowhere to go,
+    and trying must not add an unhandled error in the ASGI app to the bug's own log line.
+    The test holds the presence lock the start waits for, drops the client's TCP connection,
+    then renames the table the start needs and lets it go on."""
+    caplog.set_level(logging.ERROR)
+    async with running_server(settings_for(own_database, tmp_path / "media")) as server:
+        alice = await server.person("alice").register()
+        holder, observer = await asyncpg.connect(own_database), await asyncpg.connect(own_database)
+        try:
+            async with holder.transaction():
+                await holder.execute("SELECT pg_advisory_xact_lock(7002, $1::int)", alice.user["id"])  # type: ignore[index]
+                socket = await alice.connect(ready=False)
+                await eventually(lambda: waiting_for_a_lock(observer, "SELECT pg_advisory_xact_lock(7002%"))
+                socket.connection.transport.abort()
+                await holder.execute("ALTER TABLE live_connections RENAME TO live_connections_gone")
+            await eventually(lambda: failed_starts(caplog))
+            await asyncio.sleep(0.5)  # time for any error after the bug's to be logged
+        finally:
+            await holder.close()
+            await observer.close()
+    errors = [(r.name, r.getMessage()) for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [("secure_link.sockets", "socket failed")], errors
+
+
+async def failed_starts(caplog: pytest.LogCaptureFixture) -> bool:
+    return any(r.name == "secure_link.sockets" for r in caplog.records)
 
 
 async def test_while_the_database_refuses_connections_clients_are_told_to_come_back(
