@@ -76,11 +76,13 @@ screens: $(STAMP) web
 bench: $(VENV)/.bench
 	$(BIN)/python -m bench
 
-# Mutation testing (slow: not in CI; a whole run takes about ten hours on two cores, so
-# docs/testing.md samples it). mutmut over the modules in setup.cfg's [mutmut], then the
+# Mutation testing (slow: not in CI; every module whole took about seven hours on two
+# cores, module by module: docs/testing.md. After a change, run the changed functions by
+# name). mutmut over the modules in setup.cfg's [mutmut], then the
 # hand-made SQL and issue-15 mutants, each with its killer. Three children: a mutant's
 # tests wait on servers as much as they compute. MUTMUT_ARGS narrows a run, e.g.
-# MUTMUT_ARGS='"secure_link.chat*"' or MUTMUT_ARGS='$$(python3 tests/mutants/sample.py 32)'.
+# MUTMUT_ARGS='"secure_link.chat*"', MUTMUT_ARGS='"secure_link.media.x__store*"' or
+# MUTMUT_ARGS='$$(python3 tests/mutants/sample.py 32)'.
 $(VENV)/.mutants: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench,mutants]'
 	touch $@
