@@ -291,13 +291,17 @@ async def test_a_stored_file_that_does_not_decrypt_is_a_500_never_its_bytes(serv
 
 
 async def test_a_thumbnail_copied_over_its_image_is_refused_not_served_in_its_place(
-        server: Server, db: asyncpg.Connection) -> None:
+        server: Server, db: asyncpg.Connection, vault: SimpleNamespace) -> None:
     """An image and its thumbnail share the file's key, so what tells them apart is the role
-    each is sealed to: one put in the other's place does not decrypt."""
+    each is sealed to (`file:<id>:thumbnail`, docs/privacy.md: files already stored are sealed
+    to it): one put in the other's place does not decrypt."""
     alice = await server.person("alice").register()
     photo = await upload(alice, image_bytes(size=(640, 480)), "photo.png")
-    row = await db.fetchrow("SELECT path, thumbnail_path FROM files WHERE id = $1", photo["id"])
+    row = await db.fetchrow("SELECT path, thumbnail_path, wrapped_key FROM files WHERE id = $1", photo["id"])
     image, thumbnail = (server.settings.media_root / row[column] for column in ("path", "thumbnail_path"))
+    key = vault.keyring.unwrap(row["wrapped_key"], keys.file_key_context(photo["id"]))
+    with sealedfile.Reader.open(thumbnail, key, f"file:{photo['id']}:thumbnail".encode()) as reader:
+        assert Image.open(io.BytesIO(b"".join(reader.chunks(0, reader.size)))).width < 640  # the thumbnail
     kept = image.read_bytes()
     image.write_bytes(thumbnail.read_bytes())
     assert_error(await alice.api("GET", photo["url"]), 500, "undecryptable")

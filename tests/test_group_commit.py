@@ -228,22 +228,33 @@ async def test_a_batch_that_meets_a_database_outage_fails_its_sends_as_unavailab
     assert len(announced) == 2 and announced[-1] == after["id"]
 
 
-async def test_closing_the_writer_stores_what_is_queued_first(database_url: str, server: Server) -> None:
+async def test_closing_the_writer_stores_what_is_queued_first(database_url: str, server: Server,
+                                                             db: asyncpg.Connection) -> None:
+    """A close while a batch is in flight and four sends wait behind it: the writer stores and
+    answers all of them before it stops, and refuses a send during the close or after it.
+    Alice's lock holds the first batch, so the four are surely still queued at the close."""
     alice, bob = await server.person("alice").register(), await server.person("bob").register()
     announced: list[int] = []
+
+    def send(text: str) -> Any:
+        return writer.store(alice.user["id"], alice.username, bob.username, text, None, None)
+
     async with writer_of(database_url, announced) as writer:
-        sends = [asyncio.create_task(writer.store(alice.user["id"], alice.username, bob.username, f"#{i}", None, None))
-                 for i in range(5)]
-        await asyncio.sleep(0)  # all five are queued now
-        closing = asyncio.create_task(writer.close())
-        await asyncio.sleep(0)  # closing has begun; the writer is still storing
-        with pytest.raises(DatabaseUnavailable):
-            await writer.store(alice.user["id"], alice.username, bob.username, "while closing", None, None)
+        async with holding_lock_of(database_url, alice):
+            sends = [asyncio.create_task(send("#0"))]
+            await until_blocked(db)  # the first batch waits for Alice's lock
+            sends += [asyncio.create_task(send(f"#{i}")) for i in range(1, 5)]
+            await asyncio.sleep(0)
+            assert writer.queued == 4
+            closing = asyncio.create_task(writer.close())
+            await asyncio.sleep(0)  # closing has begun; the writer is still storing
+            with pytest.raises(DatabaseUnavailable):
+                await send("while closing")
         await closing
-        assert all(send.done() for send in sends)
-        stored = [send.result()["id"] for send in sends]
+        assert all(task.done() for task in sends)
+        stored = [task.result()["id"] for task in sends]
         with pytest.raises(DatabaseUnavailable):  # nor once closed
-            await writer.store(alice.user["id"], alice.username, bob.username, "too late", None, None)
+            await send("too late")
     assert announced == sorted(stored) and len(stored) == 5
 
 

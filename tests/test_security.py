@@ -25,7 +25,8 @@ from secure_link.config import ConfigError, Settings
 from secure_link.fanout_backends import pg_channel
 
 from .conftest import free_port, private_redis, running_server, server_process, settings_for, wait_for_redis
-from .story import BOUNDARY, PHRASE, PNG, Person, Server, assert_error, form, image_bytes, upload
+from .story import (BOUNDARY, PHRASE, PNG, Person, Server, assert_error, eventually, form, image_bytes, upload,
+                    waiting_for_a_lock)
 
 LOCAL_PROXY = (ipaddress.ip_network("127.0.0.1/32"),)
 
@@ -50,12 +51,23 @@ def statuses(responses: list[httpx.Response]) -> dict[int, int]:
 
 async def test_a_concurrent_burst_of_wrong_phrases_hashes_at_most_the_limit(
         database_url: str, media_root: Path, db: asyncpg.Connection) -> None:
-    """40 wrong phrases at once for Alice: 10 are checked (401), 30 turned away unhashed (429)."""
+    """40 wrong phrases at once for Alice: 10 are checked (401), 30 turned away unhashed (429).
+    Each reservation waits for its address's lock (held here until they queue on it), so each
+    sees every attempt before it: unlocked, a burst's reservations could all see room."""
     settings = settings_for(database_url, media_root, login_failures_per_15_min=10, bcrypt_queue=100,
                             trusted_proxies=LOCAL_PROXY)
     async with running_server(settings) as server:
         alice = await server.person("alice").register()
-        burst = await login_burst(server, [(alice.username, "wrong horse battery staple", "203.0.113.7")] * 40)
+        holder = await asyncpg.connect(database_url)
+        try:
+            async with holder.transaction():  # the address's lock, held until the burst queues on it
+                await holder.execute("SELECT pg_advisory_xact_lock(7004, hashtext($1))", "203.0.113.7")
+                bursting = asyncio.create_task(
+                    login_burst(server, [(alice.username, "wrong horse battery staple", "203.0.113.7")] * 40))
+                await eventually(lambda: waiting_for_a_lock(db, "SELECT pg_advisory_xact_lock(7004%"))
+        finally:
+            await holder.close()
+        burst = await bursting
         assert statuses(burst) == {401: 10, 429: 30}
         assert all(int(r.headers["Retry-After"]) >= 1 for r in burst if r.status_code == 429)
         counted = await db.fetchval("SELECT count(*) FROM login_failures WHERE username = $1", alice.username)
