@@ -247,14 +247,18 @@ async def unlink_doomed(services: Any, paths: list[str]) -> None:
 
     A file that cannot be unlinked (a directory in its place, no permission) keeps its record
     and is logged; it must not hold back the others, nor fail the logout or sweep that asked:
-    its row, and with it the file's data key, is gone already, so what stays is unreadable.
+    its row, and with it the file's data key, is gone already (a file stored before encryption
+    at rest has none, and stays as it was until the operator removes it).
     """
     if not paths:
         return
     stuck = await anyio.to_thread.run_sync(_unlink_paths, services.settings.media_root, paths)
-    await services.db.execute("forget_doomed_files", [path for path in paths if path not in stuck])
-    if stuck:
-        await services.db.execute("postpone_doomed_files", stuck)
+    try:
+        if stuck:  # first: a record left alone is one the sweeper may take up next round
+            await services.db.execute("postpone_doomed_files", stuck)
+        await services.db.execute("forget_doomed_files", [path for path in paths if path not in stuck])
+    except Exception:  # a record left behind is the sweeper's to finish: it unlinks again, harmlessly
+        log.warning("could not update the doomed files' records; the sweeper will", exc_info=True)
 
 
 def _unlink_paths(root: Path, paths: list[str]) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import errno
 import os
 import random
 import signal
@@ -293,7 +294,29 @@ async def test_a_file_a_logout_could_not_unlink_stays_recorded_and_the_logout_go
         assert (await alice.api("GET", "/api/user-profile/")).status_code == 401
         (media_root / stuck).rmdir()
     warnings = [r.getMessage() for r in caplog.records if r.name == "secure_link.media" and r.levelname == "WARNING"]
-    assert any(m.startswith(f"could not unlink doomed file {stuck} ([Errno 21] Is a directory") for m in warnings), warnings
+    is_a_directory = f"[Errno {errno.EISDIR}] {os.strerror(errno.EISDIR)}"
+    assert any(m.startswith(f"could not unlink doomed file {stuck} ({is_a_directory}") for m in warnings), warnings
+
+
+async def test_a_logout_whose_doomed_records_cannot_be_updated_still_ends(own_database: str, tmp_path: Path) -> None:
+    """After the commit and the unlinking, the records' update failing (a trigger refuses it
+    here) leaves them to the sweeper: the logout still answers, tells Bob and ends the session."""
+    media_root = tmp_path / "media"
+    async with running_server(settings_for(own_database, media_root)) as server, \
+            own_connection(own_database) as db:
+        alice, bob = await server.person("alice").register(), await server.person("bob").register()
+        bob_tab = await bob.connect()
+        note = await upload(alice, b"unlinked, then not forgotten\n", "note.txt")
+        await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "a note", "attachment": note["id"]})
+        path = await db.fetchval("SELECT path FROM files WHERE id = $1", note["id"])
+        await db.execute("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                         "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$")
+        await db.execute("CREATE TRIGGER refuse BEFORE DELETE ON doomed_files FOR EACH STATEMENT EXECUTE FUNCTION refuse()")
+        assert (await alice.api("POST", "/api/logout/")).status_code == 200
+        assert (await bob_tab.expect("cleared", skip=("presence", "chat")))["with"] == alice.username
+        assert (await alice.api("GET", "/api/user-profile/")).status_code == 401
+        assert not (media_root / path).exists()
+        assert await db.fetchval("SELECT array_agg(path) FROM doomed_files") == [path]  # the sweeper's now
 
 
 async def test_a_logout_that_fails_at_its_last_step_leaves_the_conversation_and_its_timer(
@@ -347,6 +370,28 @@ async def test_either_party_deletes_a_message_and_its_file_for_both(server: Serv
     assert [m["id"] for m in history["messages"]] == [kept["id"]]
     assert_error(await bob.api("DELETE", f"/api/messages/{sent['id']}"), 404, "not_found")  # gone, no slash too
     assert_error(await bob.api("DELETE", f"/api/messages/{2**63 + 5}/"), 404, "not_found")
+
+
+async def test_a_delete_whose_file_cannot_be_unlinked_still_answers_and_tells_both(
+        own_database: str, tmp_path: Path) -> None:
+    """As with logout: the row and the file's key are gone, the stuck file's record stays for
+    the sweeper, and the delete answers and reaches the other party."""
+    media_root = tmp_path / "media"
+    async with running_server(settings_for(own_database, media_root)) as server, \
+            own_connection(own_database) as db:
+        alice, bob = await server.person("alice").register(), await server.person("bob").register()
+        alice_tab = await alice.connect()
+        note = await upload(alice, b"a stuck note\n", "note.txt")
+        sent = (await alice.api("POST", "/api/send-message/",
+                                json={"to": bob.username, "message": "oops", "attachment": note["id"]})).json()
+        path = await db.fetchval("SELECT path FROM files WHERE id = $1", note["id"])
+        (media_root / path).unlink()
+        (media_root / path).mkdir()  # unlink() now fails with EISDIR
+        answer = await bob.api("DELETE", f"/api/messages/{sent['id']}/")
+        assert answer.status_code == 200 and answer.json()["deleted"]["files"] == 1
+        assert (await deleted_frame(alice_tab))["ids"] == [sent["id"]]
+        assert await db.fetchval("SELECT array_agg(path) FROM doomed_files") == [path]
+        (media_root / path).rmdir()
 
 
 async def test_the_delete_frame_deletes_and_a_bad_one_answers_an_error_frame(server: Server) -> None:

@@ -258,6 +258,8 @@ async def test_a_bug_on_a_socket_whose_client_has_gone_ends_with_the_bug_logged_
     then renames the table the start needs and lets it go on."""
     caplog.set_level(logging.ERROR)
     async with running_server(settings_for(own_database, tmp_path / "media")) as server:
+        uvicorn_errors = logging.getLogger("uvicorn.error")  # its own logger does not reach the root
+        uvicorn_errors.addHandler(caplog.handler)  # after the start: uvicorn's log setup drops handlers
         alice = await server.person("alice").register()
         holder, observer = await asyncpg.connect(own_database), await asyncpg.connect(own_database)
         try:
@@ -270,6 +272,7 @@ async def test_a_bug_on_a_socket_whose_client_has_gone_ends_with_the_bug_logged_
             await eventually(lambda: failed_starts(caplog))
             await asyncio.sleep(0.5)  # time for any error after the bug's to be logged
         finally:
+            uvicorn_errors.removeHandler(caplog.handler)
             await holder.close()
             await observer.close()
     errors = [(r.name, r.getMessage()) for r in caplog.records if r.levelno >= logging.ERROR]

@@ -68,7 +68,8 @@ DELETE FROM doomed_files WHERE path = ANY($1::text[]);
 
 -- name: postpone_doomed_files
 -- Files that could not be unlinked: the sweeper tries them again after
--- STALE_DOOMED_S, not every round.
+-- STALE_DOOMED_S, not every round. doomed_at is then the last try, not the
+-- deletion (the audit still finds such a file by its age on disk).
 UPDATE doomed_files SET doomed_at = now() WHERE path = ANY($1::text[]);
 
 -- name: list_stale_doomed_files
