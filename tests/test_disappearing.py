@@ -298,7 +298,8 @@ async def test_a_file_a_logout_could_not_unlink_stays_recorded_and_the_logout_go
     assert any(m.startswith(f"could not unlink doomed file {stuck} ({is_a_directory}") for m in warnings), warnings
 
 
-async def test_a_logout_whose_doomed_records_cannot_be_updated_still_ends(own_database: str, tmp_path: Path) -> None:
+async def test_a_logout_whose_doomed_records_cannot_be_updated_still_ends(own_database: str, tmp_path: Path,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
     """After the commit and the unlinking, the records' update failing (a trigger refuses it
     here) leaves them to the sweeper: the logout still answers, tells Bob and ends the session."""
     media_root = tmp_path / "media"
@@ -317,6 +318,9 @@ async def test_a_logout_whose_doomed_records_cannot_be_updated_still_ends(own_da
         assert (await alice.api("GET", "/api/user-profile/")).status_code == 401
         assert not (media_root / path).exists()
         assert await db.fetchval("SELECT array_agg(path) FROM doomed_files") == [path]  # the sweeper's now
+    warned = [r for r in caplog.records if r.name == "secure_link.media" and r.levelname == "WARNING"]
+    assert [r.getMessage() for r in warned] == ["could not update the doomed files' records; the sweeper will"]
+    assert "refused by the test" in str(warned[0].exc_info[1])  # type: ignore[index]  # why, for the operator
 
 
 async def test_a_logout_that_fails_at_its_last_step_leaves_the_conversation_and_its_timer(
