@@ -332,6 +332,14 @@ async def waiting_for_a_lock(db: Any, statement_like: str) -> bool:
                                   "AND query LIKE $1", statement_like))
 
 
+async def refuse(db: Any, trigger: str) -> None:
+    """A fault at one statement, without editing the code: `trigger` completes a CREATE (when,
+    on what) whose function raises 'refused by the test'. Only in a test's own database."""
+    await db.execute("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                     "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$")
+    await db.execute(f"CREATE {trigger} EXECUTE FUNCTION refuse()")
+
+
 async def eventually(condition: Callable[[], Awaitable[bool]]) -> None:
     """Poll until true: servers notice a closed connection a moment after the client closes it."""
     async def poll() -> None:

@@ -15,7 +15,7 @@ from secure_link.app import create_app
 from secure_link.config import Settings
 
 from .conftest import running_server, serving, settings_for
-from .story import PNG, Server, assert_error, sync, upload
+from .story import PNG, Server, assert_error, refuse, sync, upload
 
 
 @pytest.fixture(scope="module")
@@ -466,10 +466,8 @@ async def test_a_logout_whose_commit_fails_leaves_no_file_marked_for_deletion(ow
         assert sent.status_code == 201
         db = await asyncpg.connect(own_database)
         try:
-            await db.execute("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
-                             "$$ BEGIN RAISE EXCEPTION 'refused at commit'; END $$")
-            await db.execute("CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER DELETE ON messages "
-                             "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse()")
+            await refuse(db, "CONSTRAINT TRIGGER refuse_at_commit AFTER DELETE ON messages "
+                             "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW")
             assert_error(await alice.api("POST", "/api/logout/"), 500, "internal")
             assert await db.fetchval("SELECT count(*) FROM doomed_files") == 0
             assert (await bob.api("GET", photo["url"])).status_code == 200

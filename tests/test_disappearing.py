@@ -28,7 +28,7 @@ from secure_link.config import Settings
 from secure_link.keyring import Keyring, new_master_key
 
 from .conftest import run_cli, running_server, server_process, settings_for
-from .story import Person, Server, Socket, assert_error, image_bytes, sync, upload
+from .story import Person, Server, Socket, assert_error, image_bytes, refuse, sync, upload
 
 NO_SWEEP = 3600.0  # a sweeper that never runs in the test: expiry must hold by the read filters alone
 
@@ -268,6 +268,12 @@ async def killed_mid_sweep_then_restarted(database_url: str, settings: Settings,
     assert await db.fetchval("SELECT count(*) FROM doomed_files") == 0
 
 
+def stand_a_directory_in_place_of(path: Path) -> None:
+    """A file the server can no longer unlink (EISDIR), as a disk that refuses would leave it."""
+    path.unlink()
+    path.mkdir()
+
+
 async def test_a_file_a_logout_could_not_unlink_stays_recorded_and_the_logout_goes_on(
         own_database: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Logout's clearing records the files it deletes (doomed_files) in its own transaction,
@@ -284,8 +290,7 @@ async def test_a_file_a_logout_could_not_unlink_stays_recorded_and_the_logout_go
             await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "a note",
                                                                  "attachment": note["id"]})
         stuck, other = [await db.fetchval("SELECT path FROM files WHERE id = $1", note["id"]) for note in notes]
-        (media_root / stuck).unlink()
-        (media_root / stuck).mkdir()  # unlink() now fails with EISDIR
+        stand_a_directory_in_place_of(media_root / stuck)
         assert (await alice.api("POST", "/api/logout/")).status_code == 200
         assert await db.fetchval("SELECT count(*) FROM files WHERE id = ANY($1::text[])", [n["id"] for n in notes]) == 0
         assert await db.fetchval("SELECT array_agg(path) FROM doomed_files") == [stuck]
@@ -310,9 +315,7 @@ async def test_a_logout_whose_doomed_records_cannot_be_updated_still_ends(own_da
         note = await upload(alice, b"unlinked, then not forgotten\n", "note.txt")
         await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "a note", "attachment": note["id"]})
         path = await db.fetchval("SELECT path FROM files WHERE id = $1", note["id"])
-        await db.execute("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
-                         "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$")
-        await db.execute("CREATE TRIGGER refuse BEFORE DELETE ON doomed_files FOR EACH STATEMENT EXECUTE FUNCTION refuse()")
+        await refuse(db, "TRIGGER refuse BEFORE DELETE ON doomed_files FOR EACH STATEMENT")
         assert (await alice.api("POST", "/api/logout/")).status_code == 200
         assert (await bob_tab.expect("cleared", skip=("presence", "chat")))["with"] == alice.username
         assert (await alice.api("GET", "/api/user-profile/")).status_code == 401
@@ -337,9 +340,7 @@ async def test_a_logout_that_fails_at_its_last_step_leaves_the_conversation_and_
         note = await upload(alice, b"still on disk\n", "note.txt")
         sent = (await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "still here",
                                                                     "attachment": note["id"]})).json()
-        await db.execute("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
-                         "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$")
-        await db.execute("CREATE TRIGGER refuse BEFORE INSERT ON doomed_files FOR EACH ROW EXECUTE FUNCTION refuse()")
+        await refuse(db, "TRIGGER refuse BEFORE INSERT ON doomed_files FOR EACH ROW")
         assert (await alice.api("POST", "/api/logout/")).status_code == 500
         assert (await bob.api("GET", f"/api/conversations/{alice.username}/timer/")).json()["seconds"] == 3600
         history = (await bob.api("GET", "/api/messages/", params={"with": alice.username})).json()
@@ -389,8 +390,7 @@ async def test_a_delete_whose_file_cannot_be_unlinked_still_answers_and_tells_bo
         sent = (await alice.api("POST", "/api/send-message/",
                                 json={"to": bob.username, "message": "oops", "attachment": note["id"]})).json()
         path = await db.fetchval("SELECT path FROM files WHERE id = $1", note["id"])
-        (media_root / path).unlink()
-        (media_root / path).mkdir()  # unlink() now fails with EISDIR
+        stand_a_directory_in_place_of(media_root / path)
         answer = await bob.api("DELETE", f"/api/messages/{sent['id']}/")
         assert answer.status_code == 200 and answer.json()["deleted"]["files"] == 1
         assert (await deleted_frame(alice_tab))["ids"] == [sent["id"]]
