@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import os
 import secrets
@@ -32,7 +33,7 @@ import httpx
 from secure_link import crypto, devdb
 from secure_link.bodies import body_context
 from secure_link.schema import apply_schema
-from secure_link.fanout_seal import EnvelopeSeal
+from secure_link.fanout_seal import ConversationKey, EnvelopeSeal
 from secure_link.keyring import Keyring, new_master_key
 
 from .scenarios import SERVER_ENV, running, server_argv
@@ -108,21 +109,35 @@ async def watch(url: str, expiries: dict[int, float], timeout: float = 60.0) -> 
     return delays
 
 
+class HeldKey:
+    """A receiver that holds the one conversation key (a worker after its first message)."""
+
+    def __init__(self, conversation: ConversationKey) -> None:
+        self._held = (conversation.born, conversation.key)
+
+    def cached(self, pair: tuple[int, int]) -> tuple[datetime.datetime, bytes]:
+        return self._held
+
+    async def existing(self, pair: tuple[int, int]) -> tuple[datetime.datetime, bytes]:
+        return self._held
+
+
 def sealing_costs(rounds: int = 20_000) -> dict[str, float]:
     """Microseconds per message: a body sealed and opened, an event sealed and opened."""
-    keyring = Keyring([new_master_key()])
-    key, envelope = crypto.new_key(), EnvelopeSeal(keyring)
+    keyring, key = Keyring([new_master_key()]), crypto.new_key()
+    conversation = ConversationKey(3, 7, datetime.datetime.now(datetime.timezone.utc), key)
+    envelope = EnvelopeSeal(keyring, HeldKey(conversation))
     body = TEXT.encode()
     event = json.dumps({"type": "chat", "message": {"id": 123456, "from": "alice", "to": "bob", "message": TEXT,
                                                     "attachment": None, "client_id": "c-1",
                                                     "sent_at": "2026-11-30T05:00:00.000Z", "expires_at": None}})
     context = body_context(3, 7)
-    sealed_body, sealed_event = crypto.seal(key, body, context), envelope.seal(event)
+    sealed_body, sealed_event = crypto.seal(key, body, context), envelope.seal_conversation(conversation, event)
     timings = {
         "body seal": lambda: crypto.seal(key, body, context),
         "body open": lambda: crypto.open(key, sealed_body, context),
-        "event seal": lambda: envelope.seal(event),
-        "event open": lambda: envelope.open(sealed_event),
+        "event seal": lambda: envelope.seal_conversation(conversation, event),
+        "event open": lambda: envelope.open_now(sealed_event),
     }
     costs = {}
     for name, work in timings.items():

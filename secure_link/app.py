@@ -96,7 +96,9 @@ async def open_services(settings: Settings) -> Services:
     db = await Database.connect(url)
     try:  # a start that fails here leaves no pool behind (tests and `serve` retries start again)
         keyring = await keys.open_keyring(db, key_file)
-        fanout = Fanout(settings.broadcast_url or url, queue_size=settings.ws_send_queue, seal=EnvelopeSeal(keyring))
+        bodies = BodyKeys(db, keyring)
+        fanout = Fanout(settings.broadcast_url or url, queue_size=settings.ws_send_queue,
+                        seal=EnvelopeSeal(keyring, bodies))
         await fanout.connect()
     except BaseException:
         await db.close()
@@ -107,6 +109,7 @@ async def open_services(settings: Settings) -> Services:
         db=db,
         fanout=fanout,
         keyring=keyring,
+        bodies=bodies,
         register_limiter=SlidingWindow(settings.register_rate_per_min, 60.0),
         rest_send_limiter=KeyedBuckets(rate, 2 * rate),
         hash_slots=BoundedSlots(settings.bcrypt_concurrency, settings.bcrypt_queue),
@@ -115,7 +118,6 @@ async def open_services(settings: Settings) -> Services:
         dummy_hash=await asyncio.to_thread(auth.make_dummy_hash, settings.bcrypt_rounds),
         metrics=Metrics(settings.metrics_dir),
     )
-    services.bodies = BodyKeys(services)
     services.writer = MessageWriter(db, services.bodies, chat.stored_message,
                                     functools.partial(chat.announce, services), services.metrics.send_batch_size.observe)
     services.writer.start()

@@ -17,6 +17,8 @@ import datetime
 from typing import Any, Iterable
 
 from . import crypto, keys
+from .db import Database
+from .keyring import Keyring
 
 Pair = tuple[int, int]
 CACHE_LIMIT = 50_000  # ~150 bytes each; past it the cache starts again from empty
@@ -35,8 +37,9 @@ def body_context(sender_id: int, recipient_id: int) -> bytes:
 class BodyKeys:
     """This worker's unwrapped conversation keys: (generation, key) by pair."""
 
-    def __init__(self, services: Any) -> None:
-        self._services = services
+    def __init__(self, db: Database, keyring: Keyring) -> None:
+        self._db = db
+        self._keyring = keyring
         self._keys: dict[Pair, tuple[datetime.datetime, bytes]] = {}
 
     async def for_pairs(self, pairs: Iterable[Pair]) -> dict[Pair, tuple[datetime.datetime, bytes]]:
@@ -51,14 +54,29 @@ class BodyKeys:
         """A stale key (the conversation was cleared): the next use reads it again."""
         self._keys.pop(pair, None)
 
+    def cached(self, pair: Pair) -> tuple[datetime.datetime, bytes] | None:
+        """The key this worker holds for the pair, without asking the database (it may be stale)."""
+        return self._keys.get(pair)
+
+    async def existing(self, pair: Pair) -> tuple[datetime.datetime, bytes] | None:
+        """The conversation's current key read again, or None when it has none: a receiver of a
+        fan-out copy never creates one (fanout_seal.py)."""
+        found = await keys.existing_conversation_key(self._db, self._keyring, *pair)
+        if found is None:
+            self.forget(pair)
+        else:
+            self._remember(pair, found)
+        return found
+
     async def _load(self, pair: Pair) -> tuple[datetime.datetime, bytes]:
-        key = await keys.conversation_key(self._services, *pair)
-        born = await self._services.db.fetchval("find_conversation_key_born", *pair)
-        if born is not None:  # None: destroyed this instant; sends then seal again, reads fail
-            if len(self._keys) >= CACHE_LIMIT:
-                self._keys.clear()
-            self._keys[pair] = (born, key)
-        return born, key
+        found = await keys.conversation_key(self._db, self._keyring, *pair)
+        self._remember(pair, found)
+        return found
+
+    def _remember(self, pair: Pair, found: tuple[datetime.datetime, bytes]) -> None:
+        if len(self._keys) >= CACHE_LIMIT:
+            self._keys.clear()
+        self._keys[pair] = found
 
     def seal(self, key: bytes, sender_id: int, recipient_id: int, body: str) -> bytes:
         return crypto.seal(key, body.encode("utf-8"), body_context(sender_id, recipient_id))

@@ -17,6 +17,7 @@ from . import auth, keys, media
 from .bodies import pair_of
 from .auth import User
 from .errors import AppError, invalid
+from .fanout import Outgoing
 from .payload import is_storable_text, take
 from .services import Services
 from .writer import Pending, Stored
@@ -175,7 +176,8 @@ async def announce(services: Services, messages: list[Stored]) -> None:
     for pending, row, message in messages:
         event = encode_event({"type": "chat", "message": message}, skip_connection=pending.origin,
                              message_id=row["id"])
-        events.append(([user_channel(row["recipient_id"]), user_channel(pending.sender_id)], event))
+        channels = [user_channel(row["recipient_id"]), user_channel(pending.sender_id)]
+        events.append(Outgoing(channels, event, pending.conversation))  # its copies die with the conversation
     await services.fanout.publish_batch(events)
 
 
@@ -276,7 +278,7 @@ async def clear_conversations(services: Services, user: User) -> dict[str, int]:
     """Logout's clearing: delete every conversation of the user for both parties."""
     async with services.db.transaction() as conn:
         await services.db.execute("lock_user_messages", user.id, conn=conn)
-        await keys.forget_conversation_keys(services, user.id, conn)  # first: what remains is unreadable
+        await keys.forget_conversation_keys(services.db, user.id, conn)  # first: what remains is unreadable
         groups = await services.db.fetch("delete_user_messages", user.id, conn=conn)
         await services.db.execute("delete_user_reads", user.id, conn=conn)
         await services.db.execute("delete_user_timers", user.id, conn=conn)

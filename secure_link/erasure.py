@@ -16,6 +16,7 @@ from typing import Any
 from . import chat, media
 from .auth import User
 from .errors import AppError
+from .fanout import Outgoing
 from .services import Services
 
 SWEEP_BATCH = 500
@@ -70,8 +71,8 @@ async def announce(services: Services, rows: list[Any], reason: str) -> None:
     for row in rows:
         by_side[(row["sender_id"], row["recipient"])].append(row["id"])
         by_side[(row["recipient_id"], row["sender"])].append(row["id"])
-    events = [([chat.user_channel(user_id)],
-               chat.encode_event({"type": "deleted", "with": peer, "ids": ids, "reason": reason}))
+    events = [Outgoing([chat.user_channel(user_id)],
+                       chat.encode_event({"type": "deleted", "with": peer, "ids": ids, "reason": reason}))
               for (user_id, peer), ids in by_side.items()]
     try:
         await services.fanout.publish_batch(events)

@@ -16,23 +16,39 @@ import logging
 import secrets
 from collections import deque
 from types import TracebackType
-from typing import Callable, Protocol
+from typing import Callable, NamedTuple, Protocol
 
 from secure_link.fanout_backends import GAP, Deliver, Gap, PostgresBackend
 from secure_link.crypto import DecryptionError
 from secure_link.fanout_redis import RedisBackend
+from secure_link.fanout_seal import ConversationKey, KeyNotHeld
 
-__all__ = ["GAP", "Fanout", "Gap", "Subscription", "SubscriptionClosed", "SubscriptionOverflow"]
+__all__ = ["GAP", "Fanout", "Gap", "Outgoing", "Subscription", "SubscriptionClosed", "SubscriptionOverflow"]
 
 log = logging.getLogger("secure_link.fanout")
 ORIGIN_END = "|"  # every payload on the wire starts with its publisher's origin tag and this
 
 
 class Seal(Protocol):
-    """Seals payloads for the transport and opens them (fanout_seal.EnvelopeSeal)."""
+    """Seals payloads for the transport and opens them (fanout_seal.EnvelopeSeal).
+
+    `open_now` raises KeyNotHeld when a key must be loaded first, which `open`
+    does; both answer None for a payload whose key is gone (nothing to deliver).
+    """
 
     def seal(self, text: str) -> str: ...
-    def open(self, payload: str) -> str: ...
+    def seal_conversation(self, conversation: ConversationKey, text: str) -> str: ...
+    def open_now(self, payload: str) -> str | None: ...
+    async def open(self, payload: str) -> str | None: ...
+
+
+class Outgoing(NamedTuple):
+    """One message of a batch: its channels, its text, and the conversation whose key seals it
+    in transit (a chat event); None: the process's own key seals it."""
+
+    channels: list[str]
+    message: str
+    conversation: ConversationKey | None = None
 
 
 class Backend(Protocol):
@@ -204,6 +220,9 @@ class Fanout:
         self._queue_size = queue_size
         self._subscribers: dict[str, set[Subscription]] = {}
         self._lock = asyncio.Lock()  # first-subscribe/last-unsubscribe decisions, one at a time
+        # received payloads waiting for a key to be loaded, and those behind them: order is kept
+        self._backlog: deque[tuple[str | None, str | Gap]] = deque()
+        self._opener: asyncio.Task[None] | None = None
 
     @property
     def backend_name(self) -> str:
@@ -219,6 +238,10 @@ class Fanout:
         for subscription in self._all_subscriptions():
             subscription._end(SubscriptionClosed)
         self._subscribers.clear()
+        if self._opener is not None:
+            self._opener.cancel()
+            await asyncio.gather(self._opener, return_exceptions=True)
+        self._backlog.clear()
         await self._backend.disconnect()
 
     async def publish(self, channel: str, message: str) -> None:
@@ -231,7 +254,7 @@ class Fanout:
             raise TypeError(f"publish() takes a str (serialise once), not {type(message).__name__}")
         await self._backend.publish(list(dict.fromkeys(channels)), self._wire("", message))
 
-    async def publish_batch(self, items: list[tuple[list[str], str]]) -> None:
+    async def publish_batch(self, items: list[Outgoing]) -> None:
         """Several messages, each to its channels: here at once, elsewhere in one round trip.
 
         This process's subscribers get each message now, in the order given,
@@ -240,11 +263,11 @@ class Fanout:
         received twice. Other processes receive the batch in the same order.
         """
         tagged = []
-        for channels, message in items:
+        for channels, message, conversation in items:
             unique = list(dict.fromkeys(channels))
             for channel in unique:
                 self._deliver(channel, message)
-            tagged.append((unique, self._wire(self._origin, message)))
+            tagged.append((unique, self._wire(self._origin, message, conversation)))
         await self._backend.publish_batch(tagged)
 
     async def forget(self, channels: list[str]) -> None:
@@ -307,26 +330,64 @@ class Fanout:
                 await self._backend.unlisten(channel)
 
     def _receive(self, channel: str | None, item: str | Gap) -> None:
-        """Called by the backend: strip the origin tag, skip what this process delivered already."""
-        if isinstance(item, Gap):
-            self._deliver(channel, item)
-            return
-        origin, _, message = item.partition(ORIGIN_END)
-        if origin == self._origin:
-            return  # delivered here already, without being opened
-        if self._seal is not None:
-            try:
-                message = self._seal.open(message)
-            except DecryptionError as exc:  # not ours, or a key this process cannot have: a loss
-                log.warning("fan-out payload on %s could not be opened (%s); its subscribers catch up", channel, exc)
-                self._deliver(channel, GAP)
-                return
-        self._deliver(channel, message)
+        """Called by the backend: strip the origin tag, skip what this process delivered already,
+        open the rest. One whose key must be loaded first waits in the backlog, and so does
+        everything received after it, so subscribers get all in the order it came."""
+        if not isinstance(item, Gap):
+            origin, _, item = item.partition(ORIGIN_END)
+            if origin == self._origin:
+                return  # delivered here already, without being opened
+        if self._backlog or not self._open_and_deliver(channel, item):
+            self._backlog.append((channel, item))
+            if self._opener is None:
+                self._opener = asyncio.create_task(self._open_backlog(), name="fanout-opener")
 
-    def _wire(self, origin: str, message: str) -> str:
+    def _open_and_deliver(self, channel: str | None, item: str | Gap) -> bool:
+        """Deliver the item, opened if sealed; False when a key must be loaded first."""
+        if isinstance(item, Gap) or self._seal is None:
+            self._deliver(channel, item)
+            return True
+        try:
+            self._deliver_opened(channel, self._seal.open_now(item))
+        except KeyNotHeld:
+            return False
+        except DecryptionError as exc:
+            self._undeliverable(channel, exc)
+        return True
+
+    async def _open_backlog(self) -> None:
+        """Open the backlog in order, loading keys as needed (a database read each)."""
+        try:
+            while self._backlog:
+                channel, item = self._backlog[0]
+                if not self._open_and_deliver(channel, item):
+                    assert self._seal is not None and isinstance(item, str)
+                    try:
+                        self._deliver_opened(channel, await self._seal.open(item))
+                    except Exception as exc:  # the database failed, or no key opens it: a loss
+                        self._undeliverable(channel, exc)
+                self._backlog.popleft()
+        finally:
+            self._opener = None
+
+    def _deliver_opened(self, channel: str | None, message: str | None) -> None:
+        if message is not None:  # None: its conversation was cleared since, the message with it
+            self._deliver(channel, message)
+
+    def _undeliverable(self, channel: str | None, exc: Exception) -> None:
+        """Not ours, a key this process cannot have, or the database failing: its subscribers catch up."""
+        log.warning("fan-out payload on %s could not be opened (%r); its subscribers catch up", channel, exc)
+        self._deliver(channel, GAP)
+
+    def _wire(self, origin: str, message: str, conversation: ConversationKey | None = None) -> str:
         """The origin tag in clear (a random id of this process: a receiver skips its own
-        without opening them), then the message, sealed when a seal is set."""
-        return origin + ORIGIN_END + (message if self._seal is None else self._seal.seal(message))
+        without opening them), then the message, sealed when a seal is set: under its
+        conversation's key when it has one (fanout_seal.py)."""
+        if self._seal is None:
+            return origin + ORIGIN_END + message
+        if conversation is not None:
+            return origin + ORIGIN_END + self._seal.seal_conversation(conversation, message)
+        return origin + ORIGIN_END + self._seal.seal(message)
 
     def _deliver(self, channel: str | None, item: str | Gap) -> None:
         """To this process's subscribers; `None` addresses every one of them (a GAP)."""

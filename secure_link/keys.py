@@ -8,8 +8,9 @@ serving what it cannot decrypt (docs/privacy.md, "Encryption at rest").
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Awaitable, Callable, TypeVar
 
 import asyncpg
 
@@ -82,31 +83,38 @@ def conversation_context(user_id: int, peer_id: int) -> bytes:
     return b"conversation:%d:%d" % (low, high)
 
 
-async def conversation_key(services: Any, user_id: int, peer_id: int, conn: asyncpg.Connection | None = None) -> bytes:
-    """The data key of the conversation between two users, created on its first use.
+async def conversation_key(db: Database, keyring: Keyring, user_id: int, peer_id: int,
+                           conn: asyncpg.Connection | None = None) -> tuple[datetime.datetime, bytes]:
+    """The data key of the conversation between two users and its generation, created on its first use.
 
     Pass `conn` to take part in the caller's transaction (a send, a clearing).
     """
     low, high = sorted((user_id, peer_id))
-    context = conversation_context(low, high)
-    row = await services.db.fetchrow("find_conversation_key", low, high, conn=conn)
+
+    async def insert(wrapped: bytes, master_id: str, savepoint: asyncpg.Connection) -> None:
+        await db.execute("insert_conversation_key", low, high, wrapped, master_id, conn=savepoint)
+
+    while (found := await existing_conversation_key(db, keyring, low, high, conn)) is None:
+        # a logout may destroy it between the insert and the read: then make another
+        await insert_wrapped(db, keyring, crypto.new_key(), conversation_context(low, high), insert, conn)
+    return found
+
+
+async def existing_conversation_key(db: Database, keyring: Keyring, low: int, high: int,
+                                    conn: asyncpg.Connection | None = None) -> tuple[datetime.datetime, bytes] | None:
+    """The conversation's current key and its generation, or None: never created, or destroyed."""
+    row = await db.fetchrow("find_conversation_key", low, high, conn=conn)
     if row is None:
-        key = crypto.new_key()
-
-        async def insert(wrapped: bytes, master_id: str, savepoint: asyncpg.Connection) -> None:
-            await services.db.execute("insert_conversation_key", low, high, wrapped, master_id, conn=savepoint)
-
-        await insert_wrapped(services, key, context, insert, conn)
-        row = await services.db.fetchrow("find_conversation_key", low, high, conn=conn)
-    return services.keyring.unwrap(row["wrapped_key"], context)
+        return None
+    return row["created_at"], keyring.unwrap(row["wrapped_key"], conversation_context(low, high))
 
 
-async def forget_conversation_keys(services: Any, user_id: int, conn: asyncpg.Connection) -> int:
+async def forget_conversation_keys(db: Database, user_id: int, conn: asyncpg.Connection) -> int:
     """Destroy the keys of every conversation of the user (logout, first thing in its transaction)."""
-    return len(await services.db.fetch("delete_user_conversation_keys", user_id, conn=conn))
+    return len(await db.fetch("delete_user_conversation_keys", user_id, conn=conn))
 
 
-async def insert_wrapped(services: Any, key: bytes, context: bytes,
+async def insert_wrapped(db: Database, keyring: Keyring, key: bytes, context: bytes,
                          insert: Callable[[bytes, str, asyncpg.Connection], Awaitable[T]],
                          conn: asyncpg.Connection | None = None) -> T:
     """Run `insert(wrapped, master_key_id, conn)` with `key` wrapped by the current master key.
@@ -117,9 +125,8 @@ async def insert_wrapped(services: Any, key: bytes, context: bytes,
     transaction usable meanwhile.
     """
     if conn is None:
-        async with services.db.transaction() as own:
-            return await insert_wrapped(services, key, context, insert, own)
-    keyring: Keyring = services.keyring
+        async with db.transaction() as own:
+            return await insert_wrapped(db, keyring, key, context, insert, own)
     try:
         async with conn.transaction():
             return await insert(keyring.wrap(key, context), keyring.wrap_id, conn)

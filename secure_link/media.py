@@ -197,7 +197,7 @@ async def _record(services: Services, user: User, file_id: str, purpose: str,
     async def insert(wrapped: bytes, master_key_id: str, conn: asyncpg.Connection) -> Any:
         return await services.db.fetchrow("insert_file", *args, wrapped, master_key_id, conn=conn)
 
-    insert_row = functools.partial(keys.insert_wrapped, services, key, keys.file_key_context(file_id), insert)
+    insert_row = functools.partial(keys.insert_wrapped, services.db, services.keyring, key, keys.file_key_context(file_id), insert)
     if purpose != "avatar":
         return await _record_attachment(services, user, insert_row, stored.size), []
     async with services.db.transaction() as conn:

@@ -30,6 +30,7 @@ class Services:
     db: Database
     fanout: Fanout
     keyring: Keyring
+    bodies: BodyKeys  # conversation keys this worker has unwrapped
     register_limiter: SlidingWindow
     rest_send_limiter: KeyedBuckets
     hash_slots: BoundedSlots
@@ -42,8 +43,7 @@ class Services:
     worker_id: uuid.UUID = dataclasses.field(default_factory=uuid.uuid4)
     # (user id, session id) -> this worker's sockets of it: housekeeping closes those of ended sessions
     sessions_here: collections.Counter[tuple[int, int]] = dataclasses.field(default_factory=collections.Counter)
-    writer: MessageWriter = dataclasses.field(init=False)
-    bodies: BodyKeys = dataclasses.field(init=False)  # conversation keys this worker has unwrapped  # group commit of sends: started by the lifespan
+    writer: MessageWriter = dataclasses.field(init=False)  # group commit of sends: started by the lifespan
 
     def sample_metrics(self) -> None:
         """Record what is sampled rather than counted (pool, tasks, channels, send queue): at each scrape and chore round."""

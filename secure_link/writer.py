@@ -25,6 +25,7 @@ from typing import Any, Awaitable, Callable
 from .bodies import BodyKeys, pair_of
 from .db import Database
 from .errors import DatabaseUnavailable, conversation_cleared
+from .fanout_seal import ConversationKey
 
 MAX_BATCH = 256
 MAX_RESEALS = 3  # a key destroyed under a draft again and again (logouts in a loop): answer 409
@@ -46,6 +47,7 @@ class Pending:
     answer: asyncio.Future[Any]
     recipient_id: int = 0  # resolved by the writer
     resealed: int = 0  # times its conversation's key changed under it (a logout meanwhile)
+    conversation: ConversationKey | None = None  # the key its body was sealed with: its fan-out copy's too
 
 
 
@@ -177,6 +179,8 @@ class MessageWriter:
         keys = [current[pair_of(p.sender_id, p.recipient_id)] for p in addressed]
         born = [generation for generation, _ in keys]
         sealed = [self._bodies.seal(key, p.sender_id, p.recipient_id, p.body) for p, (_, key) in zip(addressed, keys)]
+        for pending, (generation, key) in zip(addressed, keys):
+            pending.conversation = ConversationKey(*pair_of(pending.sender_id, pending.recipient_id), generation, key)
         rows = await self._db.fetch(
             "insert_messages",
             list(range(len(addressed))),

@@ -21,7 +21,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import types
 import urllib.parse
 import uuid
 from pathlib import Path
@@ -382,12 +381,12 @@ async def run_cli(*args: str, **env: str) -> tuple[int, str, str]:
 
 
 @contextlib.asynccontextmanager
-async def body_keys(database_url: str) -> AsyncIterator[BodyKeys]:
-    """The servers' conversation keys, through the tests' master key file: for a test that runs
-    the send statement itself, and must seal bodies as the writer does."""
+async def body_keys(database_url: str) -> AsyncIterator[tuple[Database, BodyKeys]]:
+    """A pool and the servers' conversation keys, through the tests' master key file: for a test
+    that runs the send statement itself, and must seal bodies as the writer does."""
     database = await Database.connect(database_url, min_size=1, max_size=2)
     try:
-        yield BodyKeys(types.SimpleNamespace(db=database, keyring=Keyring.load(shared_master_key_file())))
+        yield database, BodyKeys(database, Keyring.load(shared_master_key_file()))
     finally:
         await database.close()
 

@@ -164,12 +164,13 @@ async def test_a_database_accepts_one_master_key_and_a_missing_file_is_not_repla
 
 async def test_a_conversation_has_one_key_until_a_logout_destroys_it(server: Server, vault: SimpleNamespace) -> None:
     alice, bob = [(await server.person(name).register()).user["id"] for name in ("alice", "bob")]
-    raced = await asyncio.gather(*(keys.conversation_key(vault, *pair) for pair in [(alice, bob), (bob, alice)] * 4))
+    raced = [key for _, key in await asyncio.gather(*(keys.conversation_key(vault.db, vault.keyring, *pair)
+                                                      for pair in [(alice, bob), (bob, alice)] * 4))]
     assert len(set(raced)) == 1
     body = crypto.seal(raced[0], b"hi Bob", keys.conversation_context(bob, alice))
     async with vault.db.transaction() as conn:
-        assert await keys.forget_conversation_keys(vault, alice, conn) == 1
-    fresh = await keys.conversation_key(vault, alice, bob)
+        assert await keys.forget_conversation_keys(vault.db, alice, conn) == 1
+    _, fresh = await keys.conversation_key(vault.db, vault.keyring, alice, bob)
     with pytest.raises(DecryptionError):
         crypto.open(fresh, body, keys.conversation_context(alice, bob))
 
@@ -376,7 +377,7 @@ async def test_rotation_rewraps_everything_and_the_old_key_opens_nothing(own_dat
             pool = await Database.connect(own_database, min_size=1, max_size=2)
             try:
                 vault = SimpleNamespace(db=pool, keyring=await keys.open_keyring(pool, key_file))
-                talk_key = await keys.conversation_key(vault, alice.user["id"], bob.user["id"])
+                _, talk_key = await keys.conversation_key(vault.db, vault.keyring, alice.user["id"], bob.user["id"])
             finally:
                 await pool.close()
             old_master, old_id = read_key(key_file), Keyring.load(key_file).wrap_id

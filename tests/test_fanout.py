@@ -12,17 +12,22 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
 import redis.asyncio as redis
 
-from secure_link.fanout import GAP, ORIGIN_END, Fanout, Gap, SubscriptionClosed, SubscriptionOverflow
+from secure_link.fanout import GAP, ORIGIN_END, Fanout, Gap, Outgoing, SubscriptionClosed, SubscriptionOverflow
 from secure_link.fanout_backends import INBOX_SIZE, INLINE, SPILLED, pg_channel, retry_with_backoff
-from secure_link.fanout_seal import EnvelopeSeal
+from secure_link import keys
+from secure_link.bodies import BodyKeys
+from secure_link.db import Database
+from secure_link.fanout_seal import ConversationKey, EnvelopeSeal
 from secure_link.keyring import Keyring, new_master_key
+
+from .conftest import shared_master_key_file
 
 from .story import PROBE, WAIT, SilentLink, channel, eventually, next_item, real_server, waiting_for_a_lock
 
@@ -162,7 +167,8 @@ async def test_a_batch_arrives_once_here_at_once_and_in_order_on_another_worker(
         pytest.skip("one process: there is no other worker")
     alice, bob = channel("alice"), channel("bob")
     big = "€" * 3000  # parked by PostgreSQL, between two inline runs
-    batch = [([alice, bob], "m1"), ([bob], "m2|with the origin separator"), ([alice, bob], big), ([alice], "m4")]
+    batch = [Outgoing([alice, bob], "m1"), Outgoing([bob], "m2|with the origin separator"),
+             Outgoing([alice, bob], big), Outgoing([alice], "m4")]
     async with connected(fanout_url) as here, connected(fanout_url) as there:
         async with here.subscribe(alice) as alice_here, there.subscribe_many([alice, bob]) as both_there:
             await here.publish_batch(batch)
@@ -402,15 +408,16 @@ async def test_payloads_a_sealed_fanout_cannot_open_are_gaps_and_later_ones_arri
     channel's subscribers, who catch up from the database, and for no one else's; it never
     stops the pump, and the next real message still arrives."""
     fanout = Fanout(pg_fanout_url, queue_size=QUEUE_SIZE, probe_interval=PROBE,
-                    seal=EnvelopeSeal(Keyring([new_master_key()])))
-    foreign = EnvelopeSeal(Keyring([new_master_key()])).seal("from elsewhere")
+                    seal=EnvelopeSeal(Keyring([new_master_key()]), NoConversations()))
+    foreign = EnvelopeSeal(Keyring([new_master_key()]), NoConversations()).seal("from elsewhere")
     await fanout.connect()
     notifier = await asyncpg.connect(pg_fanout_url)
     try:
         alice, bob = channel("user"), channel("user")
         async with fanout.subscribe(alice) as subscription, fanout.subscribe(bob) as bystander:
             payloads = [INLINE + "another" + ORIGIN_END + garbage
-                        for garbage in ("", "not base64!", foreign, "ünïcödé", "AAAA")]
+                        for garbage in ("", "not base64!", foreign, "ünïcödé", "AAAA", "pAAAA", "c1.2",
+                                        "c1.2.x.AAAA", "c1.2.3.not base64!")]
             for payload in [*payloads, SPILLED + "999999999"]:
                 await notifier.execute("SELECT pg_notify($1, $2)", pg_channel(alice), payload)
                 assert await next_item(subscription) is GAP, payload
@@ -421,6 +428,106 @@ async def test_payloads_a_sealed_fanout_cannot_open_are_gaps_and_later_ones_arri
     finally:
         await notifier.close()
         await fanout.disconnect()
+
+
+class NoConversations:
+    """A receiver that holds no conversation key and finds none: every one is cleared."""
+
+    def cached(self, pair: tuple[int, int]) -> None:
+        return None
+
+    async def existing(self, pair: tuple[int, int]) -> None:
+        return None
+
+
+@asynccontextmanager
+async def sealed(url: str, database: Database, keyring: Keyring) -> AsyncIterator[Fanout]:
+    """A Fanout sealing as a server does, its conversation keys read from the database."""
+    fanout = Fanout(url, queue_size=QUEUE_SIZE, probe_interval=PROBE,
+                    seal=EnvelopeSeal(keyring, BodyKeys(database, keyring)))
+    await fanout.connect()
+    try:
+        yield fanout
+    finally:
+        await fanout.disconnect()
+
+
+@pytest.mark.parametrize("backend", ["postgres", pytest.param("redis", marks=pytest.mark.redis)])
+async def test_a_chat_copy_in_transit_is_sealed_under_its_conversations_key_and_dies_with_it(
+        backend: str, pg_fanout_url: str, request: pytest.FixtureRequest) -> None:
+    """A chat event travels sealed under its conversation's key, short or parked: another
+    worker opens it with the key it loads from the database (once: then it holds it), in
+    order with what follows. Once a logout destroys the key, a copy still in transit opens for
+    no worker that has not held the key, and is no loss to report (no GAP): its message is gone too."""
+    url = pg_fanout_url if backend == "postgres" else request.getfixturevalue("redis_url")
+    database = await Database.connect(pg_fanout_url, min_size=1, max_size=2)
+    try:
+        keyring = await keys.open_keyring(database, shared_master_key_file())
+        async with database.transaction() as conn:
+            ids = [await database.fetchval("insert_user", channel("u"), "U", b"x", conn=conn) for _ in range(2)]
+        low, high = sorted(ids)
+        born, key = await keys.conversation_key(database, keyring, low, high)
+        conversation = ConversationKey(low, high, born, key)
+        inbox, big = channel("user"), "€" * 3000  # parked by PostgreSQL
+        async with sealed(url, database, keyring) as here, sealed(url, database, keyring) as there, \
+                there.subscribe(inbox) as receiver, raw_copies(url, inbox) as wire:
+            await here.publish_batch([Outgoing([inbox], "secret one", conversation), Outgoing([inbox], "plain signal"),
+                                      Outgoing([inbox], big + "secret", conversation)])
+            assert [await next_item(receiver) for _ in range(3)] == ["secret one", "plain signal", big + "secret"]
+            copies = [await wire() for _ in range(3)]
+            assert [copy.split(ORIGIN_END, 1)[1][:1] for copy in copies] == ["c", "p", "c"]
+            assert not any("secret" in copy or "signal" in copy for copy in copies)
+            prefix = f"c{low}.{high}.{conversation.generation}."
+            assert copies[0].split(ORIGIN_END, 1)[1].startswith(prefix)
+
+            async with database.transaction() as conn:
+                await keys.forget_conversation_keys(database, low, conn)
+            async with sealed(url, database, keyring) as elsewhere, elsewhere.subscribe(inbox) as late:
+                await here.publish_batch([Outgoing([inbox], "said before the logout", conversation),
+                                          Outgoing([inbox], "after it")])
+                assert await next_item(late) == "after it"  # the cleared one dropped, and no GAP
+            # a worker that held the key still delivers it, as it would have a moment earlier;
+            # its client then hears `cleared` and drops it with the rest
+            assert [await next_item(receiver) for _ in range(2)] == ["said before the logout", "after it"]
+    finally:
+        await database.close()
+
+
+@asynccontextmanager
+async def raw_copies(url: str, inbox: str) -> AsyncIterator[Callable[[], Awaitable[str]]]:
+    """What the transport carries for a channel, as someone reading it would see it: the NOTIFY
+    payloads (a parked one fetched from fanout_spill), or the Redis messages."""
+    if url.startswith("redis"):
+        client = redis.Redis.from_url(url)
+        pubsub = client.pubsub()
+        await pubsub.subscribe(inbox)
+        await pubsub.get_message(timeout=WAIT)  # the confirmation
+
+        async def next_redis() -> str:
+            while (message := await pubsub.get_message(timeout=WAIT)) is None:
+                pass
+            return message["data"].decode()
+
+        try:
+            yield next_redis
+        finally:
+            await pubsub.aclose()
+            await client.aclose()
+        return
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(url)
+    await listener.add_listener(pg_channel(inbox), lambda *args: queue.put_nowait(args[3]))
+
+    async def next_notify() -> str:
+        payload = await asyncio.wait_for(queue.get(), WAIT)
+        if payload.startswith(SPILLED):
+            return await listener.fetchval("SELECT payload FROM fanout_spill WHERE id = $1", int(payload[1:]))
+        return payload[1:]
+
+    try:
+        yield next_notify
+    finally:
+        await listener.close()
 
 
 async def test_notifications_the_listener_cannot_read_are_gaps_and_later_ones_arrive(pg_fanout_url: str) -> None:

@@ -153,8 +153,8 @@ async def writer_of(database_url: str, announced: list[int], **options: Any) -> 
     async def announce(messages: list[Any]) -> None:
         announced.extend(message["id"] for _, _, message in messages)
 
-    async with body_keys(database_url) as keys:
-        writer = MessageWriter(keys._services.db, keys, lambda pending, row: {"id": row["id"]}, announce, **options)
+    async with body_keys(database_url) as (database, keys):
+        writer = MessageWriter(database, keys, lambda pending, row: {"id": row["id"]}, announce, **options)
         writer.start()
         try:
             yield writer
@@ -179,8 +179,8 @@ async def test_a_queue_longer_than_a_batch_is_committed_a_batch_at_a_time(databa
 async def test_a_writer_not_started_refuses_sends_as_unavailable(database_url: str, server: Server) -> None:
     """Before `start()` (a worker still starting) a send is told the database is unavailable
     (503 / 1013 upstream), not failed by a bug. (The server made the master key file.)"""
-    async with body_keys(database_url) as keys:
-        writer = MessageWriter(keys._services.db, keys, lambda pending, row: {}, lambda messages: asyncio.sleep(0))
+    async with body_keys(database_url) as (database, keys):
+        writer = MessageWriter(database, keys, lambda pending, row: {}, lambda messages: asyncio.sleep(0))
         with pytest.raises(DatabaseUnavailable):
             await writer.store(1, "alice", "bob", "too early", None, None)
 
@@ -197,8 +197,8 @@ async def test_a_bug_after_a_batch_is_stored_fails_its_sends_and_not_the_writer(
             raise RuntimeError("a bug in shaping")
         return {"id": row["id"]}
 
-    async with body_keys(database_url) as keys:
-        writer = MessageWriter(keys._services.db, keys, shape, lambda messages: asyncio.sleep(0))
+    async with body_keys(database_url) as (database, keys):
+        writer = MessageWriter(database, keys, shape, lambda messages: asyncio.sleep(0))
         writer.start()
         try:
             with pytest.raises(RuntimeError, match="a bug in shaping"):

@@ -26,7 +26,7 @@ INSERT_MESSAGES = load_queries()["insert_messages"].sql
 async def store(connection: asyncpg.Connection, sender: Person, to: Person, text: str) -> int:
     """The send statement, as the server's writer runs it (a batch of one), minus the publish: nobody hears of it live."""
     sender_id, recipient_id = sender.user["id"], to.user["id"]
-    async with body_keys(sender.server.settings.database_url or "") as keys:
+    async with body_keys(sender.server.settings.database_url or "") as (_, keys):
         pair = pair_of(sender_id, recipient_id)
         born, key = (await keys.for_pairs([pair]))[pair]
     sealed = keys.seal(key, sender_id, recipient_id, text)

@@ -18,8 +18,8 @@ INSERT INTO master_keys (id) VALUES ($1) ON CONFLICT DO NOTHING;
 DELETE FROM master_keys WHERE id = $1;
 
 -- name: find_conversation_key
--- $1 < $2: the pair's user ids, lowest first.
-SELECT wrapped_key, master_key_id FROM conversation_keys WHERE low_user_id = $1 AND high_user_id = $2;
+-- $1 < $2: the pair's user ids, lowest first. created_at is the key's generation (bodies.py).
+SELECT wrapped_key, master_key_id, created_at FROM conversation_keys WHERE low_user_id = $1 AND high_user_id = $2;
 
 -- name: insert_conversation_key
 -- Two first sends at once both insert; the loser inserts nothing and reads the
