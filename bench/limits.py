@@ -189,7 +189,8 @@ async def commit_rate(database_url: str, duration: float, batch: int, pairs: int
                       for n in itertools.islice(numbers, batch)]
             return await connection.fetch(sql, list(range(batch)), [d[0] for d in drafts], [d[1] for d in drafts],
                                           [sealed] * batch, [d[2] for d in drafts], [None] * batch,
-                                          [born[d[0]] for d in drafts])
+                                          [born[d[0]] for d in drafts],
+                                          [secrets.token_bytes(16) for _ in drafts])  # each client_id's tag
 
         start = time.perf_counter()
         batches = await _until(start + duration, one_batch)

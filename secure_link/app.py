@@ -33,7 +33,7 @@ from .metrics import Metrics
 from .ratelimit import BoundedSlots, KeyedBuckets, SlidingWindow
 from .services import Services
 from .bodies import BodyKeys
-from .writer import MessageWriter
+from .writer import MessageWriter, client_tag_key
 
 DRAIN_TIMEOUT_S = 5.0  # longest wait for in-flight acks before uvicorn closes sockets
 log = logging.getLogger("secure_link")
@@ -118,7 +118,7 @@ async def open_services(settings: Settings) -> Services:
         dummy_hash=await asyncio.to_thread(auth.make_dummy_hash, settings.bcrypt_rounds),
         metrics=Metrics(settings.metrics_dir),
     )
-    services.writer = MessageWriter(db, services.bodies, chat.stored_message,
+    services.writer = MessageWriter(db, services.bodies, client_tag_key(pepper), chat.stored_message,
                                     functools.partial(chat.announce, services), services.metrics.send_batch_size.observe)
     services.writer.start()
     # registered before the first socket: its connection row needs this worker's (housekeeping's

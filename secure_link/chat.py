@@ -182,12 +182,16 @@ async def announce(services: Services, messages: list[Stored]) -> None:
 
 
 async def _not_inserted(services: Services, user: User, draft: Draft) -> dict[str, Any]:
-    """Why nothing was stored: a bad recipient, a retry (its original), or a refused attachment."""
+    """Why nothing was stored: a bad recipient, a retry (its original, or `gone` when that
+    was deleted or expired), or a refused attachment."""
     await find_peer(services, user, draft.to)
     if draft.client_id is not None:
         row = await services.db.fetchrow("find_message_by_client_id", user.id, draft.client_id)
         if row is not None:
             return (await messages_json(services, [row]))[0]
+        if await services.db.fetchval("client_id_was_used", services.writer.tag(user.id, draft.client_id)):
+            raise AppError(410, "gone", "The message sent with this client_id was deleted or has expired; "
+                                        "it is not sent again.", fields={"client_id": "was used by a message now gone"})
     raise AppError(422, "invalid_attachment",
                    "The attachment must be a file you uploaded and have not sent to someone else.",
                    fields={"attachment": "is not yours to send here"})

@@ -8,6 +8,7 @@ from typing import Awaitable, Callable
 
 from . import chat, media, presence
 from .services import Services
+from .writer import CLIENT_ID_MEMORY_DAYS
 
 SPILL_TTL_S = 10.0  # fan-out payloads parked in PostgreSQL are read within milliseconds
 log = logging.getLogger("secure_link.housekeeping")
@@ -33,6 +34,7 @@ async def one_round(services: Services) -> None:
         ("expired sessions", lambda: services.db.execute("delete_expired_sessions")),
         ("ended sessions' sockets", lambda: chat.close_ended_sessions(services)),
         ("old login failures", lambda: services.db.execute("delete_old_login_failures")),
+        ("old client_ids", lambda: services.db.execute("prune_used_client_ids", CLIENT_ID_MEMORY_DAYS)),
         ("parked fan-out payloads", lambda: services.fanout.prune(SPILL_TTL_S)),
         ("stale uploads", lambda: media.collect_garbage(services.db, services.settings)),
     ]

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
+import hmac
 import logging
 from typing import Any, Awaitable, Callable
 
@@ -28,6 +30,7 @@ from .errors import DatabaseUnavailable, conversation_cleared
 from .fanout_seal import ConversationKey
 
 MAX_BATCH = 256
+CLIENT_ID_MEMORY_DAYS = 30  # a retry after its message is gone is answered `gone` this long (docs/api.md)
 MAX_RESEALS = 3  # a key destroyed under a draft again and again (logouts in a loop): answer 409
 USER_CACHE_LIMIT = 100_000  # usernames never change; past this the cache starts again from empty
 log = logging.getLogger("secure_link.writer")
@@ -58,6 +61,16 @@ Stored = tuple[Pending, Any, dict[str, Any]]
 Announce = Callable[[list[Stored]], Awaitable[None]]
 
 
+def client_tag(key: bytes, sender_id: int, client_id: str) -> bytes:
+    """What `used_client_ids` keeps of a sender's client_id: a keyed hash, which names neither."""
+    return hmac.new(key, b"%d:%s" % (sender_id, client_id.encode("utf-8")), hashlib.sha256).digest()[:16]
+
+
+def client_tag_key(pepper: str) -> bytes:
+    """The key of `client_tag`, derived from the secret pepper (which never changes)."""
+    return hmac.new(pepper.encode("utf-8"), b"secure-link client_id tags", hashlib.sha256).digest()
+
+
 class MessageWriter:
     """The worker's single writer task and the queue in front of it.
 
@@ -68,10 +81,11 @@ class MessageWriter:
     never fails its neighbours.
     """
 
-    def __init__(self, db: Database, bodies: BodyKeys, shape: Shape, announce: Announce,
+    def __init__(self, db: Database, bodies: BodyKeys, tag_key: bytes, shape: Shape, announce: Announce,
                  observe_batch: Callable[[int], None] = lambda size: None, max_batch: int = MAX_BATCH) -> None:
         self._db = db
         self._bodies = bodies
+        self._tag_key = tag_key
         self._user_ids: dict[str, int] = {}
         self._shape = shape
         self._announce_batch = announce
@@ -81,6 +95,10 @@ class MessageWriter:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+
+    def tag(self, sender_id: int, client_id: str) -> bytes:
+        """The keyed hash under which a sender's client_id is remembered (`used_client_ids`)."""
+        return client_tag(self._tag_key, sender_id, client_id)
 
     @property
     def queued(self) -> int:
@@ -189,7 +207,8 @@ class MessageWriter:
             sealed,
             [pending.client_id for pending in addressed],
             [pending.attachment for pending in addressed],
-            born)
+            born,
+            [None if p.client_id is None else self.tag(p.sender_id, p.client_id) for p in addressed])
         stored = sorted(((addressed[row["ord"]], row) for row in rows), key=lambda item: item[1]["id"])
         await self._reseal_if_rekeyed(addressed, born, {id(pending) for pending, _ in stored})
         return stored

@@ -120,6 +120,16 @@ CREATE INDEX IF NOT EXISTS messages_sender_idx ON messages (sender_id, id);
 CREATE INDEX IF NOT EXISTS messages_recipient_idx ON messages (recipient_id, id);
 CREATE INDEX IF NOT EXISTS messages_attachment_idx ON messages (attachment_id) WHERE attachment_id IS NOT NULL;
 
+-- Every client_id a sender has used, for CLIENT_ID_MEMORY_DAYS (30) after its use, whether
+-- its message still exists or not: a send retried after its message was deleted or expired
+-- is answered 410 `gone` instead of being stored again (docs/api.md, "Retries"). Only a
+-- keyed hash of (sender, client_id) and the day are kept: no one can tell whose it was.
+CREATE TABLE IF NOT EXISTS used_client_ids (
+    tag      bytea PRIMARY KEY,
+    used_on  date NOT NULL DEFAULT current_date
+);
+CREATE INDEX IF NOT EXISTS used_client_ids_day_idx ON used_client_ids (used_on);
+
 -- Every query that returns Messages reads this view, so the Message object is
 -- built from the same columns everywhere (history, sync, conversations, retries),
 -- and an expired message is never served, from the instant it expires, whether
@@ -205,5 +215,5 @@ CREATE TABLE IF NOT EXISTS fanout_spill (
 -- created the database: an older database keeps its record, so the
 -- migrations it lacks still run after this file.
 INSERT INTO schema_migrations (version)
-SELECT version FROM (VALUES (1), (2), (3), (4)) AS shipped (version)
+SELECT version FROM (VALUES (1), (2), (3), (4), (5)) AS shipped (version)
 WHERE NOT EXISTS (SELECT 1 FROM schema_migrations);

@@ -418,6 +418,59 @@ async def test_the_delete_frame_deletes_and_a_bad_one_answers_an_error_frame(ser
         assert (await alice_tab.expect("error", skip=("deleted", "presence")))["code"] == code
 
 
+# ---- retries of what is gone ---------------------------------------------------------
+
+async def test_a_send_retried_after_its_message_is_gone_is_answered_gone_and_not_stored_again(
+        own_database: str, media_root: Path) -> None:
+    """A client resends what it never saw acknowledged (the web client does after a reconnect).
+    While the message lives, a retry gets it back; once it is deleted for everyone, or has
+    expired (before and after the sweep), the retry gets 410 `gone`, on REST and on the
+    socket, and nothing is stored again: no new id, nothing for Bob."""
+    settings = settings_for(own_database, media_root, expiry_sweep_interval=NO_SWEEP)
+    async with running_server(settings) as server, own_connection(own_database) as db:
+        alice, bob = await server.person("alice").register(), await server.person("bob").register()
+        alice_tab = await alice.connect()
+
+        async def retried(client_id: str, text: str) -> list[Any]:
+            rest = await alice.api("POST", "/api/send-message/",
+                                   json={"to": bob.username, "message": text, "client_id": client_id})
+            await alice_tab.send({"type": "chat", "to": bob.username, "message": text, "client_id": client_id})
+            return [rest, await alice_tab.expect("error", skip=("presence", "chat", "deleted", "timer"))]
+
+        deleted = await alice.say(alice_tab, bob, "soon deleted", client_id="c-deleted")
+        assert (await alice.api("POST", "/api/send-message/", json={
+            "to": bob.username, "message": "soon deleted", "client_id": "c-deleted"})).json() == deleted
+        assert (await bob.api("DELETE", f"/api/messages/{deleted['id']}/")).status_code == 200
+        await deleted_frame(alice_tab)
+        await set_timer(alice, bob, 1)
+        await alice_tab.expect("timer")
+        expiring = await alice.say(alice_tab, bob, "soon expired", client_id="c-expired")
+        await asyncio.sleep(max(0.0, (parse(expiring["expires_at"]) - datetime.datetime.now(datetime.UTC))
+                                .total_seconds()) + 0.2)
+        unswept = await retried("c-expired", "soon expired")
+        await db.execute("DELETE FROM messages WHERE id = $1", expiring["id"])  # as the sweeper would
+        for rest, frame in [await retried("c-deleted", "soon deleted"), unswept, await retried("c-expired", "x")]:
+            assert_error(rest, 410, "gone", "client_id")
+            assert frame["code"] == "gone" and frame["client_id"] in ("c-deleted", "c-expired"), frame
+        assert await db.fetchval("SELECT count(*) FROM messages WHERE sender_id = $1", alice.user["id"]) == 0
+        fresh = await alice.say(alice_tab, bob, "a new one", client_id="c-new")  # a new client_id still sends
+        assert fresh["id"] > expiring["id"]
+
+
+async def test_what_is_kept_of_a_used_client_id_names_neither_sender_nor_client_id(
+        server: Server, db: asyncpg.Connection) -> None:
+    """The record that outlives a deleted message is a keyed hash and a day: no user id, no
+    client_id, no message id, nothing a dump could join back to a person."""
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    sent = await alice.say(await alice.connect(), bob, "hello", client_id=f"c-{uuid.uuid4().hex}")
+    assert (await alice.api("DELETE", f"/api/messages/{sent['id']}/")).status_code == 200
+    columns = {row["column_name"] for row in await db.fetch(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'used_client_ids'")}
+    assert columns == {"tag", "used_on"}
+    tags = [row["tag"] for row in await db.fetch("SELECT tag FROM used_client_ids")]
+    assert tags and all(len(tag) == 16 and sent["client_id"].encode() not in tag for tag in tags)
+
+
 async def test_a_file_sent_twice_stays_until_its_last_message_goes(server: Server, db: asyncpg.Connection,
                                                                   media_root: Path) -> None:
     alice, bob = await server.person("alice").register(), await server.person("bob").register()

@@ -154,7 +154,7 @@ async def writer_of(database_url: str, announced: list[int], **options: Any) -> 
         announced.extend(message["id"] for _, _, message in messages)
 
     async with body_keys(database_url) as (database, keys):
-        writer = MessageWriter(database, keys, lambda pending, row: {"id": row["id"]}, announce, **options)
+        writer = MessageWriter(database, keys, b"test tag key", lambda pending, row: {"id": row["id"]}, announce, **options)
         writer.start()
         try:
             yield writer
@@ -180,7 +180,7 @@ async def test_a_writer_not_started_refuses_sends_as_unavailable(database_url: s
     """Before `start()` (a worker still starting) a send is told the database is unavailable
     (503 / 1013 upstream), not failed by a bug. (The server made the master key file.)"""
     async with body_keys(database_url) as (database, keys):
-        writer = MessageWriter(database, keys, lambda pending, row: {}, lambda messages: asyncio.sleep(0))
+        writer = MessageWriter(database, keys, b"test tag key", lambda pending, row: {}, lambda messages: asyncio.sleep(0))
         with pytest.raises(DatabaseUnavailable):
             await writer.store(1, "alice", "bob", "too early", None, None)
 
@@ -198,7 +198,7 @@ async def test_a_bug_after_a_batch_is_stored_fails_its_sends_and_not_the_writer(
         return {"id": row["id"]}
 
     async with body_keys(database_url) as (database, keys):
-        writer = MessageWriter(database, keys, shape, lambda messages: asyncio.sleep(0))
+        writer = MessageWriter(database, keys, b"test tag key", shape, lambda messages: asyncio.sleep(0))
         writer.start()
         try:
             with pytest.raises(RuntimeError, match="a bug in shaping"):

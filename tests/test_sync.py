@@ -30,7 +30,8 @@ async def store(connection: asyncpg.Connection, sender: Person, to: Person, text
         pair = pair_of(sender_id, recipient_id)
         born, key = (await keys.for_pairs([pair]))[pair]
     sealed = keys.seal(key, sender_id, recipient_id, text)
-    row = await connection.fetchrow(INSERT_MESSAGES, [0], [sender_id], [recipient_id], [sealed], [None], [None], [born])
+    row = await connection.fetchrow(INSERT_MESSAGES, [0], [sender_id], [recipient_id], [sealed], [None], [None], [born],
+                                    [None])
     return row["id"]
 
 

@@ -21,13 +21,16 @@
 -- not yet used with anyone else; it is marked used only if its message is
 -- really inserted, so a retried client_id cannot claim a new file. The writer
 -- never puts two drafts with the same file in one batch; two with the same
--- sender and client_id may be, and ON CONFLICT keeps the first. No row back
--- for a draft means: a retried client_id, a refused attachment, or a key
--- destroyed since it was sealed (the writer asks which).
+-- sender and client_id may be, and ON CONFLICT keeps the first. A client_id is
+-- claimed in used_client_ids ($8: its keyed tag) first, checked against the index
+-- as it is now, not the snapshot: one used before is never stored again, even once
+-- its message is deleted or expired. No row back for a draft means: a retried
+-- client_id, a refused attachment, or a key destroyed since it was sealed (the
+-- writer asks which).
 WITH draft AS (
     SELECT * FROM unnest($1::int[], $2::bigint[], $3::bigint[], $4::bytea[], $5::text[], $6::text[],
-                         $7::timestamptz[])
-        AS d (ord, sender_id, recipient_id, sealed_body, client_id, attachment_id, key_born)
+                         $7::timestamptz[], $8::bytea[])
+        AS d (ord, sender_id, recipient_id, sealed_body, client_id, attachment_id, key_born, client_tag)
 ), locked AS (
     SELECT count(*) AS users FROM (
         SELECT pg_advisory_xact_lock(7001, user_id::int) FROM (
@@ -63,11 +66,17 @@ WITH draft AS (
           AND (keyed.attachment_id IS NULL OR claimable.id IS NOT NULL)
         ORDER BY keyed.ord OFFSET 0
     ) ready
+), claimed AS (
+    INSERT INTO used_client_ids (tag)
+    SELECT client_tag FROM numbered WHERE client_tag IS NOT NULL
+    ON CONFLICT DO NOTHING
+    RETURNING tag
 ), inserted AS (
     INSERT INTO messages (id, sender_id, recipient_id, sealed_body, client_id, attachment_id, sent_at, expires_at)
     SELECT id, sender_id, recipient_id, sealed_body, client_id, file_id, sent_at,
            CASE WHEN timer_seconds > 0 THEN sent_at + make_interval(secs => timer_seconds) END
     FROM numbered
+    WHERE client_tag IS NULL OR client_tag IN (SELECT tag FROM claimed)
     ON CONFLICT (sender_id, client_id) DO NOTHING
     RETURNING id, recipient_id, attachment_id, sent_at, expires_at
 ), marked AS (
@@ -89,6 +98,14 @@ SELECT id, username FROM users WHERE username = ANY($1::text[]);
 -- name: find_message_by_client_id
 -- The original of a retried send.
 SELECT * FROM message_view WHERE sender_id = $1 AND client_id = $2;
+
+-- name: client_id_was_used
+-- A retried send whose original is gone (deleted, expired): its tag is still remembered.
+SELECT EXISTS (SELECT 1 FROM used_client_ids WHERE tag = $1);
+
+-- name: prune_used_client_ids
+-- Housekeeping: forget the client_ids used more than $1 days ago.
+DELETE FROM used_client_ids WHERE used_on < current_date - $1::int;
 
 -- name: list_messages_since
 -- `sync`: the user's messages, sent or received, after an id, oldest first.
