@@ -15,6 +15,7 @@ from typing import Any
 
 from . import chat, media
 from .auth import User
+from .bodies import pair_of
 from .errors import AppError
 from .fanout import Outgoing
 from .services import Services
@@ -25,10 +26,18 @@ log = logging.getLogger("secure_link.erasure")
 
 
 async def delete_for_everyone(services: Services, user: User, message_id: int) -> dict[str, int]:
-    """Delete one message of the user's conversations, its file gone from disk before the answer."""
-    row = await services.db.fetchrow("delete_message_for_everyone", message_id, user.id)
-    if row is None:
-        raise AppError(404, "not_found", "No such message (or it has expired).")
+    """Delete one message of the user's conversations, its file gone from disk before the answer;
+    the conversation's key too when that was its last message and it has no timer."""
+    async with services.db.transaction() as conn:
+        parties = await services.db.fetchrow("find_message_parties", message_id, user.id, conn=conn)
+        if parties is not None:
+            await services.db.execute("lock_pair_messages", *parties, conn=conn)
+        row = await services.db.fetchrow("delete_message_for_everyone", message_id, user.id, conn=conn)
+        if row is None:
+            raise AppError(404, "not_found", "No such message (or it has expired).")
+        pair = pair_of(row["sender_id"], row["recipient_id"])
+        if await services.db.fetchval("forget_unused_conversation_key", *pair, conn=conn) is not None:
+            services.bodies.forget(pair)
     await media.unlink_doomed(services, row["doomed"] or [])
     await announce(services, [row], "deleted")
     return {"id": row["id"], "files": row["files"]}

@@ -28,7 +28,7 @@ from secure_link.config import Settings
 from secure_link.keyring import Keyring, new_master_key
 
 from .conftest import run_cli, running_server, server_process, settings_for
-from .story import Person, Server, Socket, assert_error, image_bytes, refuse, sync, upload
+from .story import Person, Server, Socket, assert_error, eventually, image_bytes, refuse, sync, upload, waiting_for_a_lock
 
 NO_SWEEP = 3600.0  # a sweeper that never runs in the test: expiry must hold by the read filters alone
 
@@ -375,6 +375,73 @@ async def test_either_party_deletes_a_message_and_its_file_for_both(server: Serv
     assert [m["id"] for m in history["messages"]] == [kept["id"]]
     assert_error(await bob.api("DELETE", f"/api/messages/{sent['id']}"), 404, "not_found")  # gone, no slash too
     assert_error(await bob.api("DELETE", f"/api/messages/{2**63 + 5}/"), 404, "not_found")
+
+
+async def test_deleting_the_last_message_ends_the_conversation_and_its_key(own_database: str,
+                                                                          media_root: Path) -> None:
+    """Without a timer, a conversation whose last message is deleted has ended: its key goes
+    with it (copies sealed under it open no more), the audit finds nothing left behind, and
+    the next message begins a conversation with a new key. With a timer set, the
+    conversation (and its key) lives on, as an expired one does."""
+    settings = settings_for(own_database, media_root)
+    env = {"DATABASE_URL": own_database, "MEDIA_ROOT": str(media_root), "SECRET_PEPPER": "x",
+           "MASTER_KEY_FILE": str(settings.master_key_file)}
+    async with running_server(settings) as server, own_connection(own_database) as db:
+        alice, bob, carol = [await server.person(name).register() for name in ("alice", "bob", "carol")]
+
+        async def keys_between(a: Person, b: Person) -> list[datetime.datetime]:
+            return [row["created_at"] for row in await db.fetch(
+                "SELECT created_at FROM conversation_keys WHERE low_user_id = $1 AND high_user_id = $2",
+                *sorted((a.user["id"], b.user["id"])))]
+
+        async def send(a: Person, b: Person, text: str) -> dict[str, Any]:
+            return (await a.api("POST", "/api/send-message/", json={"to": b.username, "message": text})).json()
+
+        only = await send(alice, bob, "the only one")
+        [first_key] = await keys_between(alice, bob)
+        assert (await bob.api("DELETE", f"/api/messages/{only['id']}/")).status_code == 200
+        assert await keys_between(alice, bob) == []
+        code, out, err = await run_cli("audit", **env)
+        assert code == 0 and "nothing left behind" in out, out + err
+        again = await send(alice, bob, "begun again")
+        assert (await keys_between(alice, bob))[0] > first_key
+        history = (await bob.api("GET", "/api/messages/", params={"with": alice.username})).json()
+        assert [m["message"] for m in history["messages"]] == ["begun again"] and again["id"] > only["id"]
+
+        await set_timer(alice, carol, 3600)
+        timed = await send(alice, carol, "under a timer")
+        assert (await alice.api("DELETE", f"/api/messages/{timed['id']}/")).status_code == 200
+        assert len(await keys_between(alice, carol)) == 1  # the timer keeps the conversation
+        assert (await run_cli("audit", **env))[0] == 0
+
+
+async def test_a_delete_of_the_last_message_waits_for_a_send_in_flight_and_keeps_the_key(
+        server: Server, db: asyncpg.Connection) -> None:
+    """Alice's second message is being stored (the test holds its attachment's row, so the
+    send statement waits there, its locks taken) when Bob deletes her first, the last
+    committed one. The deletion must wait for the send: had it dropped the key on the strength
+    of a snapshot without the new message, that message would be stored sealed with a
+    destroyed key, unreadable for good (500 `undecryptable`)."""
+    alice, bob = await server.person("alice").register(), await server.person("bob").register()
+    first = (await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "first"})).json()
+    photo = await upload(alice, image_bytes(), "photo.png")
+    async with own_connection(server.settings.database_url or "") as holder:
+        async with holder.transaction():
+            await holder.execute("SELECT 1 FROM files WHERE id = $1 FOR UPDATE", photo["id"])
+            second = asyncio.create_task(alice.api("POST", "/api/send-message/", json={
+                "to": bob.username, "message": "second", "attachment": photo["id"]}))
+            await eventually(lambda: waiting_for_a_lock(db, "WITH draft AS%"))  # insert_messages
+            deletion = asyncio.create_task(bob.api("DELETE", f"/api/messages/{first['id']}/"))
+            await eventually(lambda: locked_statements(db, 2))  # the deletion waits too, one way or another
+        assert (await second).status_code == 201 and (await deletion).status_code == 200
+    history = await bob.api("GET", "/api/messages/", params={"with": alice.username})
+    assert history.status_code == 200, history.text
+    assert [m["message"] for m in history.json()["messages"]] == ["second"]
+
+
+async def locked_statements(db: asyncpg.Connection, at_least: int) -> bool:
+    return await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                             "AND datname = current_database()") >= at_least
 
 
 async def test_a_delete_whose_file_cannot_be_unlinked_still_answers_and_tells_both(

@@ -33,6 +33,30 @@ SELECT gone.id, s.username AS sender, r.username AS recipient, gone.sender_id, g
 FROM gone JOIN users s ON s.id = gone.sender_id JOIN users r ON r.id = gone.recipient_id
 ORDER BY gone.id;
 
+-- name: find_message_parties
+-- Who a deletion must lock (lock_pair_messages) before deleting: message $1's two
+-- parties, when user $2 is one of them.
+SELECT sender_id, recipient_id FROM messages WHERE id = $1 AND (sender_id = $2 OR recipient_id = $2);
+
+-- name: lock_pair_messages
+-- Both users' send lock (insert_messages takes them in the same ascending order):
+-- no send between them is in flight while a deletion decides their conversation ended.
+SELECT pg_advisory_xact_lock(7001, LEAST($1::bigint, $2::bigint)::int),
+       pg_advisory_xact_lock(7001, GREATEST($1::bigint, $2::bigint)::int);
+
+-- name: forget_unused_conversation_key
+-- The last message of a conversation without a timer is gone: the conversation has
+-- ended, so its key goes too, and every copy sealed under it (dead tuples, WAL, fan-out)
+-- with it. Run after lock_pair_messages, in a statement of its own: its snapshot then
+-- holds every committed send, and a send that comes later finds no key and is sealed
+-- with a new one (insert_messages). $1 < $2.
+DELETE FROM conversation_keys k
+WHERE k.low_user_id = $1 AND k.high_user_id = $2
+  AND NOT EXISTS (SELECT 1 FROM messages m
+                  WHERE LEAST(m.sender_id, m.recipient_id) = $1 AND GREATEST(m.sender_id, m.recipient_id) = $2)
+  AND NOT EXISTS (SELECT 1 FROM conversation_timers t WHERE t.low_user_id = $1 AND t.high_user_id = $2)
+RETURNING k.low_user_id;
+
 -- name: delete_message_for_everyone
 -- Message $1, by user $2, who must be one of its two parties; an expired one
 -- is as gone as a deleted one. Its file goes unless another message carries it.
