@@ -11,7 +11,7 @@ WEB_BUILD := secure_link/web_dist/index.html
 WEB_DEPS := web/node_modules/.package-lock.json
 WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/index.html web/vite.config.ts web/tsconfig.json web/package-lock.json
 
-.PHONY: run test bench mutants clean web web-test api-types screens
+.PHONY: run test system-tools bench mutants clean web web-test api-types screens
 
 # The venv is made without pip and given the newest by the interpreter's own pip (2 s): ensurepip's
 # older copy, then upgraded, took 6 s. An interpreter without pip falls back to ensurepip.
@@ -59,9 +59,24 @@ PYTEST_WORKERS ?= 3
 # Without PYTHONDONTWRITEBYTECODE (set on some machines) the first process caches what pytest
 # rewrites (test modules and its plugins: ~3 s a process) and the bytecode of secure_link for
 # the rest: four workers and dozens of `secure-link serve` subprocesses.
-test:
+test: system-tools
 	$(MAKE) --no-print-directory --jobs=2 --output-sync=target $(STAMP) web web-test
-	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	env -u PYTHONDONTWRITEBYTECODE PATH="$$PATH:/usr/sbin:/sbin" $(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+# Debian's Chromium (browser tests) and nginx (deploy tests): installed when missing and this
+# machine lets us (root with apt-get: a fresh CI machine); otherwise the command is printed,
+# those tests skip saying so, and the run ends with a count of what was skipped and why.
+SYSTEM_PACKAGES := chromium:/usr/bin/chromium nginx:/usr/sbin/nginx
+APT_GET ?= apt-get
+system-tools:
+	@missing=""; for entry in $(SYSTEM_PACKAGES); do [ -x "$${entry#*:}" ] || missing="$$missing $${entry%%:*}"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v $(APT_GET) >/dev/null; then \
+		echo "Installing$$missing for the browser and deploy tests (apt-get)"; \
+		$(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq $$missing; \
+	else \
+		echo "Missing$$missing: their tests will be skipped. Install them with: sudo apt-get install$$missing"; \
+	fi
 
 # Regenerate web/src/lib/api-types.ts from the OpenAPI document (no server needed).
 api-types: $(STAMP) $(WEB_DEPS)

@@ -166,7 +166,7 @@ def redis_url() -> str:
     if not url:
         if os.environ.get("CI"):
             pytest.fail("REDIS_URL must be set in CI")
-        pytest.skip("REDIS_URL is not set")
+        pytest.skip("REDIS_URL is not set (point it at a Redis: REDIS_URL=redis://127.0.0.1:6379/0 make test)")
     return url
 
 
@@ -302,6 +302,11 @@ async def wait_until_serving(port: int, process: subprocess.Popen) -> None:
     raise AssertionError("server did not become ready in 15 s")
 
 
+# The Debian package of each program a test runs, for the advice a skip gives.
+DEBIAN_PACKAGES = {"nginx": "nginx", "chromium": "chromium", "redis-server": "redis-server",
+                   "systemd-analyze": "systemd", "openssl": "openssl", "ip": "iproute2", "ss": "iproute2"}
+
+
 def missing_in_ci(message: str) -> NoReturn:
     """A tool or right a test needs is missing: a failure in CI, a skip saying which elsewhere."""
     if os.environ.get("CI"):
@@ -313,8 +318,26 @@ def required_tool(name: str) -> str:
     """The path of a program a test runs (missing: see `missing_in_ci`)."""
     path = shutil.which(name)
     if path is None:
-        missing_in_ci(f"{name} is not installed")
+        missing_in_ci(f"{name} is not installed (sudo apt-get install {DEBIAN_PACKAGES.get(name, name)})")
     return path
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """A green run must not hide what it did not test: the skipped tests, counted by reason,
+    each reason saying what to install (`make test` installs what it can when run as root)."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    reasons = collections.Counter(_skip_reason(report) for report in skipped)
+    terminalreporter.section(f"{len(skipped)} test(s) SKIPPED: this run did not test everything", sep="!")
+    for reason, count in reasons.most_common():
+        terminalreporter.line(f"{count:5d} × {reason}")
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    return reason.removeprefix("Skipped: ")
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ def test_checked_in_api_types_match_the_openapi_document(tmp_path: Path) -> None
     if not GENERATOR.exists():
         if os.environ.get("CI"):
             pytest.fail("web/node_modules is missing: make test runs npm ci")
-        pytest.skip("openapi-typescript is not installed: run `make test`")
+        pytest.skip("openapi-typescript is not installed: install Node.js 20+ with npm, then `make web`")
     document = tmp_path / "openapi.json"
     document.write_text(json.dumps(openapi.document(), indent=2, sort_keys=True))
     generated = tmp_path / "api-types.ts"
