@@ -216,14 +216,13 @@ def keys_rotate(prepare: bool) -> None:
     url = _database_url(settings, stop_at_exit=True)
     try:
         path = keys.master_key_path(settings)
-        asyncio.run(_with_database(url, lambda db: keys.open_keyring(db, path)))
         if prepare:
             keyring = asyncio.run(_with_database(url, lambda db: rotation.prepare(db, path)))
             click.echo(f"master key {keyring.wrap_id} is in {path}.next: copy it to every host, then run "
                        "`secure-link keys rotate`")
             return
         done = asyncio.run(_with_database(url, lambda db: rotation.rotate(db, path)))
-    except (ConfigError, DecryptionError) as exc:
+    except (ConfigError, DecryptionError, rotation.RotationRunning) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"master key {done.master_key_id} now wraps every key ({done.rewrapped} rewrapped); "
                f"retired: {', '.join(done.retired) or 'none'}")

@@ -51,7 +51,11 @@ def new_master_key() -> bytes:
 
 def read_key(path: Path) -> bytes:
     """The master key in `path`: 32 bytes in base64 (either alphabet, as `openssl rand -base64 32` writes)."""
-    text = secretfile.read(path).replace("+", "-").replace("/", "_")
+    return _decode_key(path, secretfile.read(path))
+
+
+def _decode_key(path: Path, text: str) -> bytes:
+    text = text.replace("+", "-").replace("/", "_")
     try:
         master = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
@@ -88,10 +92,16 @@ class Keyring:
 
     @classmethod
     def load(cls, path: Path) -> "Keyring":
-        """The key in `path`, and the one in `path.next` if a rotation is under way."""
+        """The key in `path`, and the one in `path.next` if a rotation is under way.
+
+        `.next` is read first: a rotation that ends meanwhile renames it over
+        `path`, so `path`, read second, then holds that key. Read in the other
+        order, the new key could be missed, or its file gone between the look and the read.
+        """
+        upcoming = secretfile.read_if_present(next_path(path))
         masters = [read_key(path)]
-        if next_path(path).exists():
-            masters.append(read_key(next_path(path)))
+        if upcoming is not None:
+            masters.append(_decode_key(next_path(path), upcoming))
         return cls(masters, path)
 
     @property

@@ -9,6 +9,7 @@ serving what it cannot decrypt (docs/privacy.md, "Encryption at rest").
 from __future__ import annotations
 
 import datetime
+import logging
 from pathlib import Path
 from typing import Awaitable, Callable, TypeVar
 
@@ -23,6 +24,7 @@ MASTER_KEY_FILE_NAME = "master-key"
 # The foreign keys that refuse a row wrapped by a retired master key.
 _RETIRED_KEY_CONSTRAINTS = {"conversation_keys_master_key_fk", "files_master_key_fk"}
 T = TypeVar("T")
+log = logging.getLogger("secure_link.keys")
 
 
 def master_key_path(settings: Settings) -> Path:
@@ -42,6 +44,9 @@ async def open_keyring(db: Database, path: Path) -> Keyring:
 
     A file is created only while the database knows no master key: otherwise
     a missing file means a lost or misplaced key, and a new one would open nothing.
+    Every master key the database names must be held; a key the files hold
+    and the database does not name yet (a first start, or a rotation's `.next`)
+    is registered before it wraps anything.
     """
     async with db.transaction() as conn:
         await db.execute("lock_master_keys", conn=conn)
@@ -53,23 +58,17 @@ async def open_keyring(db: Database, path: Path) -> Keyring:
             master = new_master_key()
             secretfile.create(path, encode_key(master))
         keyring = Keyring.load(path)
-        if not known:
+        if missing := known - keyring.ids:
+            raise ConfigError(f"MASTER_KEY_FILE {path} holds master key {', '.join(sorted(keyring.ids))}, but "
+                              f"this database also has keys wrapped by {', '.join(sorted(missing))}: use the file "
+                              "that holds it (with several hosts, copy it from the first one; during a rotation, "
+                              "its .next file too)")
+        if keyring.wrap_id not in known:
+            if known:  # a rotation killed between writing .next and registering it (rotation.py, step 1)
+                log.warning("%s.next holds master key %s, which this database did not know: registered now; "
+                            "`secure-link keys rotate` finishes the rotation", path, keyring.wrap_id)
             await db.execute("register_master_key", keyring.wrap_id, conn=conn)
-        else:
-            _check_known(path, keyring, known)
     return keyring
-
-
-def _check_known(path: Path, keyring: Keyring, known: set[str]) -> None:
-    """Every master key the database names is held, and the one that wraps is known to it."""
-    if missing := known - keyring.ids:
-        raise ConfigError(f"MASTER_KEY_FILE {path} holds master key {', '.join(sorted(keyring.ids))}, but this "
-                          f"database also has keys wrapped by {', '.join(sorted(missing))}: use the file that "
-                          "holds it (with several hosts, copy it from the first one; during a rotation, "
-                          "its .next file too)")
-    if keyring.wrap_id not in known:
-        raise ConfigError(f"{path}.next holds master key {keyring.wrap_id}, which this database does not know: "
-                          "remove it, or finish the rotation with `secure-link keys rotate`")
 
 
 def file_key_context(file_id: str) -> bytes:

@@ -1,32 +1,47 @@
 """`secure-link keys rotate`: a new master key, every data key rewrapped, the old key retired.
 
-Crash-safe at every step, and a rerun finishes what a crash left:
-1. the new key's id is registered in `master_keys`, then the key is written to
-   `MASTER_KEY_FILE.next` (an existing `.next` is reused: a resumed rotation);
-   servers hold both files' keys and wrap new data keys with `.next`;
+One rotation runs at a time (a lock in PostgreSQL; a second is refused at
+once). A rotation killed at any step leaves a state servers start in, and a
+rerun finishes it (docs/privacy.md, "Rotating the master key"):
+1. under the lock servers take to check the key files at start, the new key
+   is written to `MASTER_KEY_FILE.next` (a private file, fsynced with its
+   folder; an existing `.next` is kept: a resumed rotation), and only then
+   its id is registered in `master_keys`. So every id the database names has
+   its file; a `.next` not yet registered (killed in between) is registered
+   by the next server to start or by the rerun (keys.open_keyring). Servers
+   hold both files' keys and wrap new data keys with `.next`;
 2. every conversation key and file key not wrapped by the new key is
    rewrapped, in batches of `BATCH` rows, one transaction each;
 3. every other master key id is deleted from `master_keys`, which the foreign
    keys allow only once no row names it (a server still wrapping with the old
    key meanwhile makes this fail: back to 2);
-4. `.next` replaces `MASTER_KEY_FILE` (an atomic rename): the old key is gone.
+4. `.next` replaces `MASTER_KEY_FILE` (an atomic rename), then the folder is
+   fsynced. Killed after the rename, the rotation is done (a rerun starts
+   another); a power cut before the fsync may undo the rename: the state after 3.
 Only step 4 destroys a key, and only when nothing is wrapped by it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from pathlib import Path
+from typing import AsyncIterator
 
 import asyncpg
 
-from . import secretfile
+from . import keys, secretfile
+from .config import ConfigError
 from .db import Database
-from .keyring import Keyring, encode_key, key_id, new_master_key, next_path
+from .keyring import Keyring, encode_key, new_master_key, next_path
 from .keys import conversation_context, file_key_context
 
 BATCH = 500
+
+
+class RotationRunning(Exception):
+    """Another `keys rotate` holds the rotation lock on this database."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,30 +54,58 @@ class Rotated:
 
 
 async def prepare(db: Database, path: Path) -> Keyring:
-    """Step 1: the new key registered and in `path.next` (reused if there); the keyring of both files."""
-    upcoming = next_path(path)
-    if not upcoming.exists():
-        master = new_master_key()
-        await db.execute("register_master_key", key_id(master))  # before any server can wrap with it
-        secretfile.create(upcoming, encode_key(master))
-    keyring = Keyring.load(path)
-    await db.execute("register_master_key", keyring.wrap_id)
-    return keyring
+    """Step 1 alone (`keys rotate --prepare`, before copying `.next` to other hosts)."""
+    async with _one_at_a_time(db):
+        return await _prepare(db, path)
 
 
 async def rotate(db: Database, path: Path) -> Rotated:
     """Steps 1 to 4; safe to run again after a crash at any point, and while servers run."""
-    keyring = await prepare(db, path)
-    rewrapped = 0
-    while True:
-        rewrapped += await _rewrap_all(db, keyring)
-        retired = await _retire_others(db, keyring.wrap_id)
-        if retired is not None:
-            break
-    if next_path(path).exists():
+    async with _one_at_a_time(db):
+        keyring = await _prepare(db, path)
+        rewrapped = 0
+        while True:
+            rewrapped += await _rewrap_all(db, keyring)
+            retired = await _retire_others(db, keyring.wrap_id)
+            if retired is not None:
+                break
         os.replace(next_path(path), path)
-        _sync_folder(path.parent)
+        secretfile.sync_folder(path.parent)
     return Rotated(keyring.wrap_id, rewrapped, retired)
+
+
+@contextlib.asynccontextmanager
+async def _one_at_a_time(db: Database) -> AsyncIterator[None]:
+    """The rotation lock, held by a connection of its own until the rotation ends.
+
+    Two rotations at once could each make a new key, and register one no file
+    keeps. A session lock, not a transaction's: the rotation is many
+    transactions. A killed rotation's session ends with it, and so does the lock.
+    """
+    async with db.pool.acquire() as conn:
+        if not await db.fetchval("try_lock_rotation", conn=conn):
+            holder = await db.fetchval("find_rotation_holder", conn=conn)
+            raise RotationRunning(f"another `secure-link keys rotate` is running on this database (PostgreSQL "
+                                  f"session {holder}): let it finish, or run this again once it has stopped")
+        try:
+            yield
+        finally:
+            await db.execute("unlock_rotation", conn=conn)
+
+
+async def _prepare(db: Database, path: Path) -> Keyring:
+    """Step 1: the new key in `path.next` (kept if there), then registered; the keyring of both files."""
+    for named in (path, next_path(path)):
+        if named.is_symlink():  # renamed over, or into, MASTER_KEY_FILE: a key would stay where a link points
+            raise ConfigError(f"{named} is a symbolic link: a rotation renames .next over MASTER_KEY_FILE, which "
+                              "would replace the link and leave the key where it points. Put the file itself there")
+    await keys.open_keyring(db, path)  # the files are the ones this database needs
+    async with db.transaction() as conn:
+        await db.execute("lock_master_keys", conn=conn)
+        secretfile.create(next_path(path), encode_key(new_master_key()))  # False: a resumed rotation's is kept
+        keyring = Keyring.load(path)
+        await db.execute("register_master_key", keyring.wrap_id, conn=conn)
+    return keyring
 
 
 async def _rewrap_all(db: Database, keyring: Keyring) -> int:
@@ -102,12 +145,3 @@ async def _retire_others(db: Database, keep: str) -> tuple[str, ...] | None:
             return None
         retired.append(row["id"])
     return tuple(retired)
-
-
-def _sync_folder(folder: Path) -> None:
-    """Make the rename durable before reporting success."""
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

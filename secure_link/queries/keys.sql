@@ -68,3 +68,17 @@ WHERE f.id = batch.id;
 -- name: find_conversation_key_born
 -- The key's generation (bodies.py): a conversation cleared and begun again has a new key.
 SELECT created_at FROM conversation_keys WHERE low_user_id = $1 AND high_user_id = $2;
+
+-- name: try_lock_rotation
+-- One `keys rotate` at a time (rotation.py), held by the session for the whole
+-- rotation and ended with it; (7005, 0) is lock_master_keys'.
+SELECT pg_try_advisory_lock(7005, 1);
+
+-- name: unlock_rotation
+SELECT pg_advisory_unlock(7005, 1);
+
+-- name: find_rotation_holder
+-- The session holding the rotation lock, for the refusal's message: a rotation
+-- whose host died unseen holds it until PostgreSQL drops that session.
+SELECT pid FROM pg_locks
+WHERE locktype = 'advisory' AND classid = 7005 AND objid = 1 AND objsubid = 2 AND granted;
