@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from . import auth, chat, devdb, drain, erasure, housekeeping, images, keys, routes, secretfile, sockets, webclient
+from . import auth, chat, devdb, drain, epochs, erasure, housekeeping, images, keys, routes, secretfile, sockets, webclient
 from .crypto import DecryptionError
 from .middleware import AccessLog, JsonCORSMiddleware
 from .config import Settings
@@ -140,16 +140,18 @@ async def close_services(services: Services) -> None:
 async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Services]]:
     """Open the worker's services and chores for the app's life; close them after."""
     services = await open_services(settings)
-    chores = asyncio.create_task(housekeeping.run(services, settings.housekeeping_interval))
-    sweeper = asyncio.create_task(erasure.run_sweeper(services, settings.expiry_sweep_interval))
+    tasks = [asyncio.create_task(housekeeping.run(services, settings.housekeeping_interval)),
+             asyncio.create_task(erasure.run_sweeper(services, settings.expiry_sweep_interval)),
+             asyncio.create_task(epochs.run(services.db, services.keyring, services.settings.master_key_file,
+                                            settings.key_step_interval))]
     restore_signals = drain.defer_shutdown_signals(services.in_flight, DRAIN_TIMEOUT_S)
     try:
         yield {"services": services}
     finally:
         restore_signals()
-        chores.cancel()
-        sweeper.cancel()
-        await asyncio.gather(chores, sweeper, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await close_services(services)
 
 

@@ -57,6 +57,7 @@ class Settings:
     upload_rate_per_min: int = 30
     housekeeping_interval: float = 10.0
     expiry_sweep_interval: float = 0.5  # expired messages are deleted within this (plus the sweep's time)
+    key_step_interval: float = 60.0  # an erasure is final for the master key's holder within this (epochs.py)
     chat_rate_per_s: float = 20.0
     login_failures_per_15_min: int = 10
     register_rate_per_min: int = 20
@@ -150,6 +151,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "UPLOAD_RATE_PER_MIN": ("upload_rate_per_min", int),
     "HOUSEKEEPING_INTERVAL": ("housekeeping_interval", float),
     "EXPIRY_SWEEP_INTERVAL": ("expiry_sweep_interval", float),
+    "KEY_STEP_INTERVAL": ("key_step_interval", float),
     "MEDIA_ACCEL_PREFIX": ("media_accel_prefix", _no_accel),
     "CHAT_RATE_PER_S": ("chat_rate_per_s", float),
     "LOGIN_FAILURES_PER_15_MIN": ("login_failures_per_15_min", int),

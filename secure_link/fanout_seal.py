@@ -16,7 +16,7 @@ and what a payload holds decides the key:
   key and carried in each payload, so any worker holding the master key opens it.
 
 Receivers cache the keys they have unwrapped. Random nonces stay far from
-GCM's limits: one process key per process start.
+GCM's limits: one process key per process and master key step.
 """
 
 from __future__ import annotations
@@ -80,14 +80,22 @@ class EnvelopeSeal:
     def __init__(self, keyring: Keyring, conversations: ConversationKeys) -> None:
         self._keyring = keyring
         self._conversations = conversations
+        self._opened: dict[bytes, bytes] = {}
+        self._new_process_key()
+
+    def _new_process_key(self) -> None:
+        """A key of this process for this master key: one step of the master key (epochs.py) and
+        the copies sealed before it open for no key kept, so the process key changes with it."""
         key = crypto.new_key()
-        wrapped = keyring.wrap(key, CONTEXT)
-        self._key = key
+        wrapped = self._keyring.wrap(key, CONTEXT)
+        self._key, self._wrap_id = key, self._keyring.wrap_id
         self._prefix = bytes([len(wrapped)]) + wrapped
-        self._opened: dict[bytes, bytes] = {wrapped: key}
+        self._opened[wrapped] = key
 
     def seal(self, text: str) -> str:
         """An event without content, under this process's key; ASCII, so it fits NOTIFY and Redis alike."""
+        if self._wrap_id != self._keyring.wrap_id:
+            self._new_process_key()
         sealed = crypto.seal(self._key, text.encode("utf-8"), CONTEXT)
         return PROCESS + base64.b64encode(self._prefix + sealed).decode("ascii")
 

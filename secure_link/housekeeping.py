@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import Awaitable, Callable
 
-from . import chat, media, presence
+from . import chat, epochs, media, presence
 from .services import Services
 from .writer import CLIENT_ID_MEMORY_DAYS
 
@@ -30,6 +30,8 @@ async def one_round(services: Services) -> None:
     """
     chores: list[tuple[str, Callable[[], Awaitable[object]]]] = [
         ("heartbeat", lambda: services.db.execute("insert_worker", services.worker_id)),
+        ("master key steps", lambda: epochs.follow_on_this_host(services.db, services.keyring,
+                                                                services.settings.master_key_file)),
         ("dead workers", lambda: presence.sweep_dead_workers(services)),
         ("expired sessions", lambda: services.db.execute("delete_expired_sessions")),
         ("ended sessions' sockets", lambda: chat.close_ended_sessions(services)),

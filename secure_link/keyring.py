@@ -9,6 +9,12 @@ not the key: it reveals nothing about it.
 `MASTER_KEY_FILE` holds 32 random bytes in base64. While a rotation is under
 way, `MASTER_KEY_FILE.next` holds the new key: it then wraps every new data
 key, and both files open the old ones (docs/privacy.md, "Encryption at rest").
+
+The master key also moves on by itself after erasures (epochs.py): each step's
+key is derived from the last by a one-way function (`next_master`), so every
+worker and host can follow the deployment's steps without copying a file, and
+nobody holding a later key can go back to an earlier one: copies of data keys
+wrapped before a step (in the WAL, dead tuples, backups) open for no key kept.
 """
 
 from __future__ import annotations
@@ -21,12 +27,17 @@ import logging
 import secrets
 from pathlib import Path
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
 from . import crypto, secretfile
 from .config import ConfigError
 
 NEXT_SUFFIX = ".next"
 _VERSION = b"\x01"
 _ID_BYTES = 8
+_STEP_INFO = b"secure-link master key, next step"
+STEPS_WHEN_READING = 64  # a worker meeting a key wrapped a few steps ahead derives its way there
 log = logging.getLogger("secure_link.keyring")
 
 
@@ -47,6 +58,11 @@ def encode_key(master: bytes) -> str:
 def new_master_key() -> bytes:
     """32 random bytes."""
     return secrets.token_bytes(crypto.KEY_BYTES)
+
+
+def next_master(master: bytes) -> bytes:
+    """The master key of the next step: HKDF-SHA256 of this one. One way: the next says nothing of this."""
+    return HKDF(algorithm=hashes.SHA256(), length=crypto.KEY_BYTES, salt=None, info=_STEP_INFO).derive(master)
 
 
 def read_key(path: Path) -> bytes:
@@ -109,6 +125,45 @@ class Keyring:
         """The ids of every master key held."""
         return frozenset(self._keys)
 
+    @property
+    def current(self) -> bytes:
+        """The master key that wraps new data keys (what a step writes to the key file)."""
+        return self._keys[self.wrap_id]
+
+    def key_for(self, master_id: str) -> bytes:
+        """A held master key, by id."""
+        return self._keys[master_id]
+
+    def next_id(self) -> str:
+        """The id of the step after the current key, which is now held too."""
+        following = next_master(self.current)
+        self._keys[key_id(following)] = following
+        return key_id(following)
+
+    def reach(self, wanted: str, steps: int = STEPS_WHEN_READING) -> bool:
+        """Hold `wanted` if it is at most `steps` steps after a key held (derived on the way)."""
+        if wanted in self._keys:
+            return True
+        for start in list(self._keys.values()):
+            master = start
+            for _ in range(steps):
+                master = next_master(master)
+                if key_id(master) == wanted:
+                    self._keys[wanted] = master
+                    return True
+        return False
+
+    def adopt(self, wrap_id: str) -> None:
+        """Wrap new data keys with this held key from now on (the deployment stepped to it)."""
+        if wrap_id not in self._keys:
+            raise UnknownMasterKey(f"cannot wrap with master key {wrap_id}: it is not held")
+        self.wrap_id = wrap_id
+
+    def forget(self, retired: set[str] | frozenset[str]) -> None:
+        """Drop retired master keys: nothing in the database is wrapped by them any more."""
+        for master_id in retired - {self.wrap_id}:
+            self._keys.pop(master_id, None)
+
     def reload(self) -> None:
         """Read the key files again: a rotation elsewhere may have added or replaced one.
 
@@ -123,7 +178,8 @@ class Keyring:
             log.warning("could not reload the master key: %s", exc)
             return
         self._keys = {**self._keys, **fresh._keys}
-        self.wrap_id = fresh.wrap_id
+        if not Keyring([fresh.current]).reach(self.wrap_id):  # the file's key is not behind the one held
+            self.wrap_id = fresh.wrap_id
 
     def wrap(self, key: bytes, context: bytes) -> bytes:
         """`key` sealed by the current master key, bound to `context`, with that master key's id."""
@@ -140,7 +196,7 @@ class Keyring:
         master_id = wrapped_id(wrapped)
         if master_id not in self._keys:
             self.reload()
-        if master_id not in self._keys:
+        if not self.reach(master_id):
             raise UnknownMasterKey(f"this key was wrapped by master key {master_id}, which MASTER_KEY_FILE "
                                    f"does not hold (it holds {', '.join(sorted(self._keys))})")
         return crypto.open(self._keys[master_id], wrapped[1 + _ID_BYTES:], _wrap_aad(master_id, context))

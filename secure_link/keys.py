@@ -21,6 +21,7 @@ from .db import Database
 from .keyring import Keyring, encode_key, new_master_key
 
 MASTER_KEY_FILE_NAME = "master-key"
+STEPS_AT_START = 100_000  # a host down 69 days at a step a minute still finds its way (<1 s); else copy the file
 # The foreign keys that refuse a row wrapped by a retired master key.
 _RETIRED_KEY_CONSTRAINTS = {"conversation_keys_master_key_fk", "files_master_key_fk"}
 T = TypeVar("T")
@@ -58,17 +59,38 @@ async def open_keyring(db: Database, path: Path) -> Keyring:
             master = new_master_key()
             secretfile.create(path, encode_key(master))
         keyring = Keyring.load(path)
-        if missing := known - keyring.ids:
+        if missing := {master_id for master_id in known if not keyring.reach(master_id, STEPS_AT_START)}:
             raise ConfigError(f"MASTER_KEY_FILE {path} holds master key {', '.join(sorted(keyring.ids))}, but "
                               f"this database also has keys wrapped by {', '.join(sorted(missing))}: use the file "
                               "that holds it (with several hosts, copy it from the first one; during a rotation, "
                               "its .next file too)")
+        if stepped := _newest_step(keyring, known):  # other hosts stepped while this one was down
+            keyring.adopt(stepped)
         if keyring.wrap_id not in known:
             if known:  # a rotation killed between writing .next and registering it (rotation.py, step 1)
                 log.warning("%s.next holds master key %s, which this database did not know: registered now; "
                             "`secure-link keys rotate` finishes the rotation", path, keyring.wrap_id)
             await db.execute("register_master_key", keyring.wrap_id, conn=conn)
     return keyring
+
+
+def _newest_step(keyring: Keyring, known: set[str]) -> str | None:
+    """The newest master key the database knows that is a step after the one the keyring wraps with."""
+    ahead = Keyring([keyring.current])
+    newest = None
+    for master_id in known:
+        if master_id != keyring.wrap_id and ahead.reach(master_id, STEPS_AT_START):
+            newest = master_id
+    return newest
+
+
+async def catch_up(db: Database, keyring: Keyring, conn: asyncpg.Connection | None = None) -> None:
+    """Wrap with the deployment's newest master key: another worker or host may have stepped it
+    (epochs.py). One read (on `conn`, when the caller holds one); called before a data key is
+    wrapped, and by housekeeping."""
+    newest = await db.fetchval("find_newest_master_key", conn=conn)
+    if newest is not None and newest != keyring.wrap_id and keyring.reach(newest):
+        keyring.adopt(newest)
 
 
 def file_key_context(file_id: str) -> bytes:
@@ -126,6 +148,7 @@ async def insert_wrapped(db: Database, keyring: Keyring, key: bytes, context: by
     if conn is None:
         async with db.transaction() as own:
             return await insert_wrapped(db, keyring, key, context, insert, own)
+    await catch_up(db, keyring, conn)
     try:
         async with conn.transaction():
             return await insert(keyring.wrap(key, context), keyring.wrap_id, conn)
@@ -133,5 +156,6 @@ async def insert_wrapped(db: Database, keyring: Keyring, key: bytes, context: by
         if exc.constraint_name not in _RETIRED_KEY_CONSTRAINTS:
             raise
     keyring.reload()
+    await catch_up(db, keyring, conn)
     async with conn.transaction():
         return await insert(keyring.wrap(key, context), keyring.wrap_id, conn)

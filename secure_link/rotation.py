@@ -65,8 +65,8 @@ async def rotate(db: Database, path: Path) -> Rotated:
         keyring = await _prepare(db, path)
         rewrapped = 0
         while True:
-            rewrapped += await _rewrap_all(db, keyring)
-            retired = await _retire_others(db, keyring.wrap_id)
+            rewrapped += await rewrap_all(db, keyring)
+            retired = await retire_others(db, keyring.wrap_id)
             if retired is not None:
                 break
         os.replace(next_path(path), path)
@@ -82,15 +82,24 @@ async def _one_at_a_time(db: Database) -> AsyncIterator[None]:
     keeps. A session lock, not a transaction's: the rotation is many
     transactions. A killed rotation's session ends with it, and so does the lock.
     """
-    async with db.pool.acquire() as conn:
-        if not await db.fetchval("try_lock_rotation", conn=conn):
-            holder = await db.fetchval("find_rotation_holder", conn=conn)
+    async with holding_the_key_lock(db) as held:
+        if not held:
+            holder = await db.fetchval("find_rotation_holder")
             raise RotationRunning(f"another `secure-link keys rotate` is running on this database (PostgreSQL "
                                   f"session {holder}): let it finish, or run this again once it has stopped")
+        yield
+
+
+@contextlib.asynccontextmanager
+async def holding_the_key_lock(db: Database) -> AsyncIterator[bool]:
+    """The lock of whatever changes the master key (a rotation, a step: epochs.py), if free."""
+    async with db.pool.acquire() as conn:
+        held = bool(await db.fetchval("try_lock_rotation", conn=conn))
         try:
-            yield
+            yield held
         finally:
-            await db.execute("unlock_rotation", conn=conn)
+            if held:
+                await db.execute("unlock_rotation", conn=conn)
 
 
 async def _prepare(db: Database, path: Path) -> Keyring:
@@ -108,7 +117,7 @@ async def _prepare(db: Database, path: Path) -> Keyring:
     return keyring
 
 
-async def _rewrap_all(db: Database, keyring: Keyring) -> int:
+async def rewrap_all(db: Database, keyring: Keyring) -> int:
     """Step 2: rewrap every key not wrapped by the keyring's current master key; how many were."""
     done = 0
     while count := await _rewrap_batch(db, keyring):
@@ -133,7 +142,7 @@ async def _rewrap_batch(db: Database, keyring: Keyring) -> int:
     return len(rows) + len(files)
 
 
-async def _retire_others(db: Database, keep: str) -> tuple[str, ...] | None:
+async def retire_others(db: Database, keep: str) -> tuple[str, ...] | None:
     """Step 3: delete every other master key id; None if a row still names one (rewrap again)."""
     retired = []
     for row in await db.fetch("list_master_keys"):

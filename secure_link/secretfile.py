@@ -15,11 +15,14 @@ that does not start than one that serves on a key that may have leaked
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import os
 import secrets
 import stat
 from pathlib import Path
+from typing import Iterator
 
 from .config import ConfigError, Settings
 
@@ -113,6 +116,41 @@ def _link(source: Path, path: Path | str, dst_dir_fd: int | None = None) -> bool
     except FileExistsError:
         return False
     return True
+
+
+@contextlib.contextmanager
+def locked_folder(folder: Path) -> Iterator[None]:
+    """One process of this host at a time changes the secret files of `folder` (an flock on it)."""
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def replace(path: Path, secret: str) -> None:
+    """`secret` in place of what `path` held, and the old bytes overwritten where they lay.
+
+    The new file is made whole beside it (as `create` makes one), renamed over
+    the old one (a reader sees one or the other, never half), then the old
+    file's blocks, still open, are overwritten and fsynced: on a file system
+    that writes in place (ext4, xfs) the old secret leaves the disk, not only
+    the folder. Copy-on-write file systems and an SSD's own remapping may keep
+    old blocks (docs/privacy.md). Hold `locked_folder` around it.
+    """
+    upcoming = path.with_name(path.name + ".new")
+    upcoming.unlink(missing_ok=True)  # left by a process killed before its rename: made again
+    create(upcoming, secret)
+    old = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+    try:
+        size = os.fstat(old).st_size
+        os.replace(upcoming, path)
+        sync_folder(path.parent)
+        os.pwrite(old, b"\0" * size, 0)
+        os.fsync(old)
+    finally:
+        os.close(old)
 
 
 def sync_folder(folder: Path) -> None:

@@ -56,9 +56,11 @@ CREATE INDEX IF NOT EXISTS login_failures_addr_idx ON login_failures (address, f
 -- the data keys below, never the keys themselves (those stay in
 -- MASTER_KEY_FILE). A rotation deletes the old id only once no row names it.
 CREATE TABLE IF NOT EXISTS master_keys (
-    id          text PRIMARY KEY,
-    created_at  timestamptz NOT NULL DEFAULT now()
+    id             text PRIMARY KEY,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    erasures_seen  bigint NOT NULL DEFAULT 0  -- erasure_count when registered (epochs.py)
 );
+ALTER TABLE master_keys ADD COLUMN IF NOT EXISTS erasures_seen bigint NOT NULL DEFAULT 0;
 
 -- Uploaded files. `path` is relative to MEDIA_ROOT and built from the random id,
 -- never from the user's file name, which is kept only as sanitised metadata.
@@ -211,9 +213,27 @@ CREATE TABLE IF NOT EXISTS fanout_spill (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 
+-- Erasures of data keys, counted: each statement that deletes conversation or file
+-- keys moves it on, whichever path it comes from (logout, delete, expiry, an account's
+-- cascade, an upload collected). The master key then takes a step (epochs.py) and
+-- what was erased opens for no key kept. A sequence, not a row: it takes no lock,
+-- so erasures never queue behind each other for it.
+CREATE SEQUENCE IF NOT EXISTS erasure_count;
+CREATE OR REPLACE FUNCTION count_erasure() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM gone) THEN
+        PERFORM nextval('erasure_count');
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER conversation_keys_erased AFTER DELETE ON conversation_keys
+    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION count_erasure();
+CREATE OR REPLACE TRIGGER files_erased AFTER DELETE ON files
+    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION count_erasure();
+
 -- The versions this file already contains, recorded only when it has just
 -- created the database: an older database keeps its record, so the
 -- migrations it lacks still run after this file.
 INSERT INTO schema_migrations (version)
-SELECT version FROM (VALUES (1), (2), (3), (4), (5)) AS shipped (version)
+SELECT version FROM (VALUES (1), (2), (3), (4), (5), (6)) AS shipped (version)
 WHERE NOT EXISTS (SELECT 1 FROM schema_migrations);

@@ -8,10 +8,25 @@ SELECT pg_advisory_xact_lock(7005, 0);
 -- The ids of the master keys some row may be wrapped by (keys.open_keyring, rotation.py).
 SELECT id FROM master_keys ORDER BY created_at, id;
 
+-- name: find_newest_master_key
+-- The key the deployment wraps with: the last registered (a rotation's .next, or the last step).
+SELECT id FROM master_keys ORDER BY created_at DESC, id LIMIT 1;
+
 -- name: register_master_key
 -- Before a master key wraps anything: the foreign keys of conversation_keys
--- and files then refuse rows wrapped by a key a rotation has retired.
-INSERT INTO master_keys (id) VALUES ($1) ON CONFLICT DO NOTHING;
+-- and files then refuse rows wrapped by a key a rotation has retired. It covers
+-- the erasures counted so far (epochs.py): those of later ones await the next step.
+INSERT INTO master_keys (id, erasures_seen)
+SELECT $1, CASE WHEN is_called THEN last_value ELSE 0 END FROM erasure_count
+ON CONFLICT DO NOTHING;
+
+-- name: master_key_step_due
+-- epochs.py: the newest key was registered before an erasure and is $1 seconds old,
+-- or a step (or rotation) is half done: more than one key is registered.
+SELECT (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM erasure_count) > k.erasures_seen
+       AND k.created_at <= now() - make_interval(secs => $1)
+       OR (SELECT count(*) FROM master_keys) > 1
+FROM master_keys k ORDER BY k.created_at DESC, k.id LIMIT 1;
 
 -- name: retire_master_key
 -- Fails (foreign key) while any row is still wrapped by it: the rotation rewraps and tries again.
