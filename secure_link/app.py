@@ -17,12 +17,12 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from . import auth, chat, devdb, drain, erasure, housekeeping, images, keys, routes, secretfile, sockets, webclient
 from .crypto import DecryptionError
-from .middleware import AccessLog, JsonCORSMiddleware
+from .middleware import AccessLog, JsonCORSMiddleware, SecurityHeaders
 from .config import Settings
 from .db import Database
 from .schema import apply_schema
@@ -49,7 +49,7 @@ class ChatSocketFirst:
     it all the same: uvicorn copies it into every connection's scope.
     """
 
-    def __init__(self, app: Starlette) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -62,19 +62,19 @@ class ChatSocketFirst:
 def create_app(settings: Settings | None = None) -> ChatSocketFirst:
     """The ASGI app; `settings` defaults to the environment (uvicorn's --factory)."""
     settings = settings or Settings.from_env()
-    return ChatSocketFirst(Starlette(
+    return ChatSocketFirst(SecurityHeaders(Starlette(
         routes=routes.routes,
         middleware=[
             Middleware(AccessLog),
             Middleware(JsonCORSMiddleware, allow_origins=list(settings.cors_origins), allow_credentials=True,
-                       allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                       allow_methods=routes.served_methods(routes.routes),
                        allow_headers=["Authorization", "Content-Type"], max_age=600),
         ],
         exception_handlers={AppError: app_error, HTTPException: http_error,
                             DatabaseUnavailable: dependency_error, OSError: dependency_error,
                             DecryptionError: decryption_error, Exception: internal_error},
         lifespan=lambda app: lifespan(settings),
-    ))
+    )))
 
 
 async def database_url(settings: Settings) -> str:

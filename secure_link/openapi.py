@@ -144,7 +144,9 @@ _BINARY = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
 _CACHED = {"ETag": {"required": True, "schema": _STR}}
 _SETS_COOKIE = {"Set-Cookie": {"required": True, "schema": _STR,
                                "description": "The `session` cookie: HttpOnly, SameSite=Lax, Secure over https"}}
-_CLEARS_COOKIE = {"Set-Cookie": {"required": True, "schema": _STR, "description": "Expires the `session` cookie"}}
+_CLEARS_COOKIE = {"Set-Cookie": {"required": True, "schema": _STR, "description": "Expires the `session` cookie"},
+                  "Clear-Site-Data": {"required": True, "schema": _STR,
+                                      "description": '`"cache", "storage"`: the browser forgets what it kept'}}
 
 _JSON_BODY = (400, 413, 415, 422)         # read_json and take() refuse these
 _AUTHENTICATED = (401, 503)               # every session lookup reads the database

@@ -11,7 +11,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from . import accounts, auth, chat, downloads, erasure, media, openapi, sockets, timers, webclient
 from .errors import AppError, rate_limited
@@ -67,13 +67,20 @@ async def login(request: Request) -> Response:
     return _with_session_cookie(request, JSONResponse({"user": user, "token": token}), token)
 
 
+def _signed_out(response: Response) -> Response:
+    """Make the browser forget the session: its cookie, and what it cached or stored of the
+    conversations (Clear-Site-Data), since the server erased them for both sides. For every
+    answer that ends a session for good: logout, and deleting the account."""
+    response.delete_cookie(auth.SESSION_COOKIE, path="/", httponly=True, samesite="lax")
+    response.headers["Clear-Site-Data"] = '"cache", "storage"'
+    return response
+
+
 async def logout(request: Request) -> Response:
     """End this session and clear the user's chats; any body is ignored."""
     services, user = await auth.authenticated(request)
     cleared = await accounts.logout(services, user)
-    response = JSONResponse({"cleared": cleared})
-    response.delete_cookie(auth.SESSION_COOKIE, path="/", httponly=True, samesite="lax")
-    return response
+    return _signed_out(JSONResponse({"cleared": cleared}))
 
 
 async def user_profile(request: Request) -> Response:
@@ -190,7 +197,12 @@ async def openapi_document(request: Request) -> Response:
     return JSONResponse(openapi.document())
 
 
-routes = [
+def served_methods(table: list[BaseRoute]) -> list[str]:
+    """Every HTTP method the route table serves, for CORS preflights: a hand-kept list forgot PUT."""
+    return sorted({method for route in table if isinstance(route, Route) for method in route.methods or ()})
+
+
+routes: list[BaseRoute] = [
     Route("/api/register/", register, methods=["POST"]),
     Route("/api/login/", login, methods=["POST"]),
     Route("/api/logout/", logout, methods=["POST"]),

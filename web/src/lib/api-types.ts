@@ -588,6 +588,8 @@ export interface paths {
                 /** @description Logged out */
                 200: {
                     headers: {
+                        /** @description `"cache", "storage"`: the browser forgets what it kept */
+                        "Clear-Site-Data": string;
                         /** @description Expires the `session` cookie */
                         "Set-Cookie": string;
                         [name: string]: unknown;
