@@ -109,6 +109,7 @@ async def open_services(settings: Settings) -> Services:
         keyring=keyring,
         register_limiter=SlidingWindow(settings.register_rate_per_min, 60.0),
         rest_send_limiter=KeyedBuckets(rate, 2 * rate),
+        rest_change_limiter=KeyedBuckets(rate, 2 * rate),
         hash_slots=BoundedSlots(settings.bcrypt_concurrency, settings.bcrypt_queue),
         image_slots=asyncio.Semaphore(max(1, settings.image_concurrency)),
         upload_limiter=SlidingWindow(settings.upload_rate_per_min, 60.0),

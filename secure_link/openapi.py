@@ -254,13 +254,13 @@ PATHS: dict[str, dict[str, dict[str, Any]]] = {
     "/api/messages/": {"get": _op("A page of one conversation's history", {200: _answer("MessagePage")},
                                   (*_AUTHENTICATED, 404, 422), parameters=_HISTORY_PARAMETERS)},
     "/api/messages/{message_id}/": {"delete": _op(
-        "Delete one message, and its file, for both parties", {200: _answer("Deleted")}, (*_CHANGE, 404),
+        "Delete one message, and its file, for both parties", {200: _answer("Deleted")}, (*_CHANGE, 404, 429),
         parameters=(_parameter("path", "message_id", {"type": "integer", "minimum": 0}),))},
     "/api/conversations/{username}/timer/": {
         "get": _op("A conversation's disappearing-message timer", {200: _answer("Timer")},
                    (*_AUTHENTICATED, 404, 422), parameters=(_parameter("path", "username", _STR),)),
         "put": _op("Set the timer for messages sent from now on; both parties hear of it",
-                   {200: _answer("Timer")}, (*_CHANGE, *_JSON_BODY, 404), body="TimerChange",
+                   {200: _answer("Timer")}, (*_CHANGE, *_JSON_BODY, 404, 429), body="TimerChange",
                    parameters=(_parameter("path", "username", _STR),)),
     },
     "/api/upload-file/": {"post": {**_op("Upload an attachment or avatar", {201: _answer("Uploaded")},

@@ -15,7 +15,9 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from . import accounts, auth, chat, downloads, erasure, media, openapi, sockets, timers, webclient
 from .errors import AppError, rate_limited
+from .auth import User
 from .proxy import client_address, is_secure
+from .ratelimit import KeyedBuckets
 from .services import Services
 
 _JSON_TYPE = "application/json"
@@ -46,6 +48,12 @@ def _with_session_cookie(request: Request, response: Response, token: str) -> Re
     response.set_cookie(auth.SESSION_COOKIE, token, max_age=settings.session_ttl, httponly=True,
                         samesite="lax", secure=is_secure(request, settings), path="/")
     return response
+
+
+def _check_rate(limiter: KeyedBuckets, user: User) -> None:
+    """429 with Retry-After once the user has spent this budget (CHAT_RATE_PER_S, bursts of twice that)."""
+    if wait := limiter.take(user.id):
+        raise rate_limited(wait)
 
 
 def _origin_of(request: Request) -> tuple[Services, str, str]:
@@ -109,8 +117,7 @@ async def revoke_session(request: Request) -> Response:
 async def send_message(request: Request) -> Response:
     """REST fallback: same path and idempotency as the socket's chat frame."""
     services, user = await auth.authenticated(request)
-    if wait := services.rest_send_limiter.take(user.id):
-        raise rate_limited(wait)
+    _check_rate(services.rest_send_limiter, user)
     draft = chat.parse_draft(services, await read_json(request))
     message, created = await chat.send_message(services, user, draft)
     request.state.message_id = message["id"]  # for the access log line
@@ -160,6 +167,7 @@ async def conversation_timer(request: Request) -> Response:
     peer = request.path_params["username"]
     if request.method == "GET":
         return JSONResponse(await timers.get_timer(services, user, peer))
+    _check_rate(services.rest_change_limiter, user)  # each change is pushed to both parties' sockets
     seconds = timers.parse_seconds(await read_json(request))
     return JSONResponse(await timers.set_timer(services, user, peer, seconds))
 
@@ -167,6 +175,7 @@ async def conversation_timer(request: Request) -> Response:
 async def delete_message(request: Request) -> Response:
     """Delete one message for both parties; its file is gone from disk before this answers."""
     services, user = await auth.authenticated(request)
+    _check_rate(services.rest_change_limiter, user)
     raw = request.path_params["message_id"]
     return JSONResponse({"deleted": await erasure.delete_for_everyone(services, user, raw if raw < 2**63 else 0)})
 

@@ -261,6 +261,17 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
+                /** @description `rate_limited` or `quota_exceeded`; `Retry-After` */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
                 /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
                 503: {
                     headers: {
@@ -431,6 +442,17 @@ export interface paths {
                 /** @description `invalid_input` (with `fields`) or a more precise code */
                 422: {
                     headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `rate_limited` or `quota_exceeded`; `Retry-After` */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -776,6 +798,17 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
+                /** @description `rate_limited` or `quota_exceeded`; `Retry-After` */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
                 /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
                 503: {
                     headers: {
@@ -846,6 +879,17 @@ export interface paths {
                 /** @description `not_found` or `unknown_user` */
                 404: {
                     headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `rate_limited` or `quota_exceeded`; `Retry-After` */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
