@@ -15,7 +15,7 @@ from typing import AsyncIterator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -72,7 +72,8 @@ def create_app(settings: Settings | None = None) -> ChatSocketFirst:
         ],
         exception_handlers={AppError: app_error, HTTPException: http_error,
                             DatabaseUnavailable: dependency_error, OSError: dependency_error,
-                            DecryptionError: decryption_error, Exception: internal_error},
+                            DecryptionError: decryption_error, ClientDisconnect: client_gone,
+                            Exception: internal_error},
         lifespan=lambda app: lifespan(settings),
     )))
 
@@ -195,6 +196,18 @@ async def decryption_error(request: Request, exc: Exception) -> Response:
     """Stored data that does not decrypt: logged for the operator, 500 `undecryptable` to the client."""
     log.error("cannot decrypt stored data on %s %s: %s", request.method, request.url.path, exc)
     return await app_error(request, undecryptable())
+
+
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """The client went away before its body ended (an upload cancelled, a tab closed): not a bug.
+
+    Counted under its own code and logged without a traceback, so nobody can inflate
+    `internal` by hanging up; what it had sent is already discarded (uploads.receive).
+    Nobody reads the answer, but the access log records its status (499, as nginx says).
+    """
+    log.info("client disconnected during %s %s", request.method, request.url.path)
+    _count_error(request, "client_disconnected")
+    return JSONResponse(error_body("client_disconnected", "The client went away before the request ended."), 499)
 
 
 async def internal_error(request: Request, exc: Exception) -> Response:
