@@ -27,7 +27,9 @@ _USERNAME = {"type": "string", "pattern": r"^[A-Za-z0-9_.\-]{3,32}$",
 _PHRASE = {"type": "string", "minLength": 12, "maxLength": 256,
            "description": "Counted after NFKC; at least 3 words; may not contain the username."}
 _DISPLAY_NAME = {"type": "string", "minLength": 1, "maxLength": 64,
-                 "description": "Trimmed; no control or text-direction characters."}
+                 "description": "Trimmed; no control, line-separator, text-direction or invisible characters "
+                                "(a joiner or variation selector only within an emoji). Not unique: show the "
+                                "username beside it."}
 _CLIENT_ID = {"type": "string", "minLength": 1, "maxLength": 64, "description": "Printable characters."}
 _FILE_ID = {"type": "string", "minLength": 1, "maxLength": 64}
 _NAME = {"type": "string", "minLength": 1, "description": "A username (folded like one)"}

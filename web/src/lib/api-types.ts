@@ -2044,7 +2044,7 @@ export interface components {
             conversations: components["schemas"]["Conversation"][];
         };
         Credentials: {
-            /** @description Trimmed; no control or text-direction characters. */
+            /** @description Trimmed; no control, line-separator, text-direction or invisible characters (a joiner or variation selector only within an emoji). Not unique: show the username beside it. */
             display_name?: string;
             /** @description Counted after NFKC; at least 3 words; may not contain the username. */
             phrase: string;
@@ -2147,7 +2147,7 @@ export interface components {
             user: components["schemas"]["User"];
         };
         ProfileChange: {
-            /** @description Trimmed; no control or text-direction characters. */
+            /** @description Trimmed; no control, line-separator, text-direction or invisible characters (a joiner or variation selector only within an emoji). Not unique: show the username beside it. */
             display_name: string;
         };
         ReadEvent: {
