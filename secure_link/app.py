@@ -15,14 +15,14 @@ from typing import AsyncIterator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from . import auth, chat, devdb, drain, epochs, erasure, housekeeping, images, keys, routes, secretfile, sockets, webclient
 from .crypto import DecryptionError
-from .middleware import AccessLog, JsonCORSMiddleware
+from .middleware import AccessLog, JsonCORSMiddleware, SecurityHeaders
 from .config import Settings
 from .db import Database
 from .schema import apply_schema
@@ -49,7 +49,7 @@ class ChatSocketFirst:
     it all the same: uvicorn copies it into every connection's scope.
     """
 
-    def __init__(self, app: Starlette) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -62,19 +62,20 @@ class ChatSocketFirst:
 def create_app(settings: Settings | None = None) -> ChatSocketFirst:
     """The ASGI app; `settings` defaults to the environment (uvicorn's --factory)."""
     settings = settings or Settings.from_env()
-    return ChatSocketFirst(Starlette(
+    return ChatSocketFirst(SecurityHeaders(Starlette(
         routes=routes.routes,
         middleware=[
             Middleware(AccessLog),
             Middleware(JsonCORSMiddleware, allow_origins=list(settings.cors_origins), allow_credentials=True,
-                       allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                       allow_methods=routes.served_methods(routes.routes),
                        allow_headers=["Authorization", "Content-Type"], max_age=600),
         ],
         exception_handlers={AppError: app_error, HTTPException: http_error,
                             DatabaseUnavailable: dependency_error, OSError: dependency_error,
-                            DecryptionError: decryption_error, Exception: internal_error},
+                            DecryptionError: decryption_error, ClientDisconnect: client_gone,
+                            Exception: internal_error},
         lifespan=lambda app: lifespan(settings),
-    ))
+    )))
 
 
 async def database_url(settings: Settings) -> str:
@@ -112,6 +113,7 @@ async def open_services(settings: Settings) -> Services:
         bodies=bodies,
         register_limiter=SlidingWindow(settings.register_rate_per_min, 60.0),
         rest_send_limiter=KeyedBuckets(rate, 2 * rate),
+        rest_change_limiter=KeyedBuckets(rate, 2 * rate),
         hash_slots=BoundedSlots(settings.bcrypt_concurrency, settings.bcrypt_queue),
         image_slots=asyncio.Semaphore(max(1, settings.image_concurrency)),
         upload_limiter=SlidingWindow(settings.upload_rate_per_min, 60.0),
@@ -198,6 +200,18 @@ async def decryption_error(request: Request, exc: Exception) -> Response:
     """Stored data that does not decrypt: logged for the operator, 500 `undecryptable` to the client."""
     log.error("cannot decrypt stored data on %s %s: %s", request.method, request.url.path, exc)
     return await app_error(request, undecryptable())
+
+
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """The client went away before its body ended (an upload cancelled, a tab closed): not a bug.
+
+    Counted under its own code and logged without a traceback, so nobody can inflate
+    `internal` by hanging up; what it had sent is already discarded (uploads.receive).
+    Nobody reads the answer, but the access log records its status (499, as nginx says).
+    """
+    log.info("client disconnected during %s %s", request.method, request.url.path)
+    _count_error(request, "client_disconnected")
+    return JSONResponse(error_body("client_disconnected", "The client went away before the request ended."), 499)
 
 
 async def internal_error(request: Request, exc: Exception) -> Response:

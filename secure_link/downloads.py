@@ -23,7 +23,9 @@ from .errors import AppError
 from .media import file_aad
 from .services import Services
 
-CACHE_CONTROL = "private, no-cache"  # revalidate (a cheap 304): a file cleared by logout must not linger
+# No copy in any cache: a file cleared by logout or deleted for everyone must not linger on a
+# disk. ETags stay, for If-Range (resuming a download) and for clients that keep their own copy.
+CACHE_CONTROL = "no-store"
 _ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 
@@ -111,7 +113,7 @@ def _headers(row: Any, thumbnail: bool) -> dict[str, str]:
     return {
         "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(row['name'], safe='')}",
         "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "default-src 'none'; sandbox",
+        "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'; sandbox",
         "Cache-Control": CACHE_CONTROL,
         "ETag": f'"{row["sha256"]}{".thumb" if thumbnail else ""}"',
     }

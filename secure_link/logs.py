@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import IO
@@ -34,15 +35,36 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """`12:00:01 INFO secure_link.access request method=GET path=/ status=200`, plus the traceback."""
+    """`12:00:01 INFO secure_link.access request method=GET path=/ status=200`, plus the traceback.
+
+    A request path is the client's to choose, and `%0A` decodes to a line break: the message
+    and every field are escaped (`\\n`, `\\x1b`, `\\u2028`), and a field value holding a
+    space, a quote or `=` is quoted, so a client can neither start a line nor add a field.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
-        fields = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD)
+        fields = " ".join(f"{k}={_field_value(v)}" for k, v in vars(record).items() if k not in _STANDARD)
         line = (f"{time.strftime('%H:%M:%S', time.localtime(record.created))} {record.levelname:<7} "
-                f"{record.name} {record.getMessage()}" + (f" {fields}" if fields else ""))
+                f"{record.name} {escape(record.getMessage())}" + (f" {fields}" if fields else ""))
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
+
+
+# Controls, line and paragraph separators, and text-direction controls (which reorder what a terminal shows).
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def escape(text: str) -> str:
+    """`text` on one line as written, every unsafe character spelled as a Python escape."""
+    return _UNSAFE.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def _field_value(value: object) -> str:
+    text = str(value)
+    if not text or any(ch in text for ch in ' "='):
+        text = json.dumps(text, ensure_ascii=False)  # quoted; C0 controls escaped, the rest below
+    return escape(text)
 
 
 def resolved_format(log_format: str, stream: IO[str]) -> str:

@@ -1,4 +1,5 @@
-"""The HTTP middleware of the app: an access log with request ids, and CORS in our error shape."""
+"""The HTTP middleware of the app: an access log with request ids, CORS in our error shape,
+and the security headers every answer carries."""
 
 from __future__ import annotations
 
@@ -26,6 +27,50 @@ class JsonCORSMiddleware(CORSMiddleware):
             return response
         reason = bytes(response.body).decode(errors="replace")
         return JSONResponse(error_body("cors_refused", reason), 400)
+
+
+# The built client needs nothing inline (docs/security.md, "Pages, frames and caches"): its script and
+# styles are files under /assets/, its images come from /media/ (data: is its empty favicon; blob: for
+# previews of files picked to upload), and its socket is same-origin, which connect-src 'self' covers
+# (ws: and wss: included, CSP Level 3). tests/test_browser.py reports any violation.
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+                           "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+                           "frame-ancestors 'none'")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",  # the client's page and assets, and media, set their own
+}
+
+
+class SecurityHeaders:
+    """Every HTTP answer carries SECURITY_HEADERS, unless it set one of them itself.
+
+    Outermost (app.create_app wraps Starlette in it), so Starlette's own 500 answer,
+    sent from outside the middleware list, carries them too. No page of another
+    origin may frame ours (its Log out button erases both sides of every
+    conversation), and no API answer or file stays in a browser's disk cache.
+    """
+
+    def __init__(self, app: ASGIApp, headers: dict[str, str] = SECURITY_HEADERS) -> None:
+        self.app = app
+        self.headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                own = list(message.get("headers", []))
+                present = {bytes(name).lower() for name, _ in own}
+                message["headers"] = own + [header for header in self.headers if header[0] not in present]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 class AccessLog:

@@ -27,7 +27,9 @@ _USERNAME = {"type": "string", "pattern": r"^[A-Za-z0-9_.\-]{3,32}$",
 _PHRASE = {"type": "string", "minLength": 12, "maxLength": 256,
            "description": "Counted after NFKC; at least 3 words; may not contain the username."}
 _DISPLAY_NAME = {"type": "string", "minLength": 1, "maxLength": 64,
-                 "description": "Trimmed; no control or text-direction characters."}
+                 "description": "Trimmed; no control, line-separator, text-direction or invisible characters "
+                                "(a joiner or variation selector only within an emoji). Not unique: show the "
+                                "username beside it."}
 _CLIENT_ID = {"type": "string", "minLength": 1, "maxLength": 64, "description": "Printable characters."}
 _FILE_ID = {"type": "string", "minLength": 1, "maxLength": 64}
 _NAME = {"type": "string", "minLength": 1, "description": "A username (folded like one)"}
@@ -144,7 +146,9 @@ _BINARY = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
 _CACHED = {"ETag": {"required": True, "schema": _STR}}
 _SETS_COOKIE = {"Set-Cookie": {"required": True, "schema": _STR,
                                "description": "The `session` cookie: HttpOnly, SameSite=Lax, Secure over https"}}
-_CLEARS_COOKIE = {"Set-Cookie": {"required": True, "schema": _STR, "description": "Expires the `session` cookie"}}
+_CLEARS_COOKIE = {"Set-Cookie": {"required": True, "schema": _STR, "description": "Expires the `session` cookie"},
+                  "Clear-Site-Data": {"required": True, "schema": _STR,
+                                      "description": '`"cache", "storage"`: the browser forgets what it kept'}}
 
 _JSON_BODY = (400, 413, 415, 422)         # read_json and take() refuse these
 _AUTHENTICATED = (401, 503)               # every session lookup reads the database
@@ -252,13 +256,13 @@ PATHS: dict[str, dict[str, dict[str, Any]]] = {
     "/api/messages/": {"get": _op("A page of one conversation's history", {200: _answer("MessagePage")},
                                   (*_AUTHENTICATED, 404, 422), parameters=_HISTORY_PARAMETERS)},
     "/api/messages/{message_id}/": {"delete": _op(
-        "Delete one message, and its file, for both parties", {200: _answer("Deleted")}, (*_CHANGE, 404),
+        "Delete one message, and its file, for both parties", {200: _answer("Deleted")}, (*_CHANGE, 404, 429),
         parameters=(_parameter("path", "message_id", {"type": "integer", "minimum": 0}),))},
     "/api/conversations/{username}/timer/": {
         "get": _op("A conversation's disappearing-message timer", {200: _answer("Timer")},
                    (*_AUTHENTICATED, 404, 422), parameters=(_parameter("path", "username", _STR),)),
         "put": _op("Set the timer for messages sent from now on; both parties hear of it",
-                   {200: _answer("Timer")}, (*_CHANGE, *_JSON_BODY, 404), body="TimerChange",
+                   {200: _answer("Timer")}, (*_CHANGE, *_JSON_BODY, 404, 429), body="TimerChange",
                    parameters=(_parameter("path", "username", _STR),)),
     },
     "/api/upload-file/": {"post": {**_op("Upload an attachment or avatar", {201: _answer("Uploaded")},

@@ -11,11 +11,13 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from . import accounts, auth, chat, downloads, erasure, media, openapi, sockets, timers, webclient
 from .errors import AppError, rate_limited
+from .auth import User
 from .proxy import client_address, is_secure
+from .ratelimit import KeyedBuckets
 from .services import Services
 
 _JSON_TYPE = "application/json"
@@ -48,6 +50,12 @@ def _with_session_cookie(request: Request, response: Response, token: str) -> Re
     return response
 
 
+def _check_rate(limiter: KeyedBuckets, user: User) -> None:
+    """429 with Retry-After once the user has spent this budget (CHAT_RATE_PER_S, bursts of twice that)."""
+    if wait := limiter.take(user.id):
+        raise rate_limited(wait)
+
+
 def _origin_of(request: Request) -> tuple[Services, str, str]:
     services: Services = request.state.services
     return services, client_address(request, services.settings), request.headers.get("user-agent", "")
@@ -67,13 +75,20 @@ async def login(request: Request) -> Response:
     return _with_session_cookie(request, JSONResponse({"user": user, "token": token}), token)
 
 
+def _signed_out(response: Response) -> Response:
+    """Make the browser forget the session: its cookie, and what it cached or stored of the
+    conversations (Clear-Site-Data), since the server erased them for both sides. For every
+    answer that ends a session for good: logout, and deleting the account."""
+    response.delete_cookie(auth.SESSION_COOKIE, path="/", httponly=True, samesite="lax")
+    response.headers["Clear-Site-Data"] = '"cache", "storage"'
+    return response
+
+
 async def logout(request: Request) -> Response:
     """End this session and clear the user's chats; any body is ignored."""
     services, user = await auth.authenticated(request)
     cleared = await accounts.logout(services, user)
-    response = JSONResponse({"cleared": cleared})
-    response.delete_cookie(auth.SESSION_COOKIE, path="/", httponly=True, samesite="lax")
-    return response
+    return _signed_out(JSONResponse({"cleared": cleared}))
 
 
 async def user_profile(request: Request) -> Response:
@@ -102,8 +117,7 @@ async def revoke_session(request: Request) -> Response:
 async def send_message(request: Request) -> Response:
     """REST fallback: same path and idempotency as the socket's chat frame."""
     services, user = await auth.authenticated(request)
-    if wait := services.rest_send_limiter.take(user.id):
-        raise rate_limited(wait)
+    _check_rate(services.rest_send_limiter, user)
     draft = chat.parse_draft(services, await read_json(request))
     message, created = await chat.send_message(services, user, draft)
     request.state.message_id = message["id"]  # for the access log line
@@ -153,6 +167,7 @@ async def conversation_timer(request: Request) -> Response:
     peer = request.path_params["username"]
     if request.method == "GET":
         return JSONResponse(await timers.get_timer(services, user, peer))
+    _check_rate(services.rest_change_limiter, user)  # each change is pushed to both parties' sockets
     seconds = timers.parse_seconds(await read_json(request))
     return JSONResponse(await timers.set_timer(services, user, peer, seconds))
 
@@ -160,6 +175,7 @@ async def conversation_timer(request: Request) -> Response:
 async def delete_message(request: Request) -> Response:
     """Delete one message for both parties; its file is gone from disk before this answers."""
     services, user = await auth.authenticated(request)
+    _check_rate(services.rest_change_limiter, user)
     raw = request.path_params["message_id"]
     return JSONResponse({"deleted": await erasure.delete_for_everyone(services, user, raw if raw < 2**63 else 0)})
 
@@ -190,7 +206,12 @@ async def openapi_document(request: Request) -> Response:
     return JSONResponse(openapi.document())
 
 
-routes = [
+def served_methods(table: list[BaseRoute]) -> list[str]:
+    """Every HTTP method the route table serves, for CORS preflights: a hand-kept list forgot PUT."""
+    return sorted({method for route in table if isinstance(route, Route) for method in route.methods or ()})
+
+
+routes: list[BaseRoute] = [
     Route("/api/register/", register, methods=["POST"]),
     Route("/api/login/", login, methods=["POST"]),
     Route("/api/logout/", logout, methods=["POST"]),

@@ -33,6 +33,7 @@ class Services:
     bodies: BodyKeys  # conversation keys this worker has unwrapped
     register_limiter: SlidingWindow
     rest_send_limiter: KeyedBuckets
+    rest_change_limiter: KeyedBuckets  # timer PUT and message DELETE, per user: a budget apart from sends
     hash_slots: BoundedSlots
     image_slots: asyncio.Semaphore
     upload_limiter: SlidingWindow

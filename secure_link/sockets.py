@@ -39,6 +39,35 @@ CLOSE_TIMEOUT_S = 10.0  # a stalled client that reads again within this sees the
 log = logging.getLogger("secure_link.sockets")
 
 
+class Budget:
+    """What a socket may send: `chat` frames from one bucket, every other frame (pings, unknown and
+    unreadable ones, and everything before `auth`) from another, each CHAT_RATE_PER_S with
+    bursts of twice that. A refusal is a strike and an allowed frame forgives one; past
+    STRIKES_BEFORE_CLOSE strikes the socket is closed with 4429. Forgiving every strike at
+    once let a flood go on for ever as long as a token came every twenty frames; this way
+    strikes grow by (sent - 2 × rate) a second: a flood at three times the rate is closed
+    about a second after its burst, a client under twice the rate never is.
+    """
+
+    __slots__ = ("chat", "other", "strikes")
+
+    def __init__(self, rate: float) -> None:
+        self.chat = TokenBucket(rate, 2 * rate)
+        self.other = TokenBucket(rate, 2 * rate)
+        self.strikes = 0
+
+    def spend(self, kind: str) -> None:
+        """Spend a token for a frame of `kind`: `rate_limited` when there is none, Closing(4429) past the strikes."""
+        wait = (self.chat if kind == "chat" else self.other).take()
+        if not wait:
+            self.strikes = max(0, self.strikes - 1)
+            return
+        self.strikes += 1
+        if self.strikes > STRIKES_BEFORE_CLOSE:
+            raise Closing(CLOSE_RATE_LIMITED, "kept sending past the rate limit")
+        raise rate_limited(wait)
+
+
 class Closing(Exception):
     """End the socket with a contract close code."""
 
@@ -55,9 +84,10 @@ async def chat_socket(websocket: WebSocket) -> None:
         await websocket.close(CLOSE_POLICY)  # before accept: an HTTP 403
         return
     await websocket.accept()
+    budget = Budget(services.settings.chat_rate_per_s)
     try:
-        user = await authenticate(websocket, services)
-        await Connection(websocket, services, user).run()
+        user = await authenticate(websocket, services, budget)
+        await Connection(websocket, services, user, budget).run()
     except Closing as closing:
         with contextlib.suppress(Exception):  # a stalled client must not hold the close either
             await asyncio.wait_for(websocket.close(closing.code, closing.reason), CLOSE_TIMEOUT_S)
@@ -78,34 +108,39 @@ def _close_for(exc: Exception) -> tuple[int, str]:
     return CLOSE_INTERNAL, "internal error"
 
 
-async def authenticate(websocket: WebSocket, services: Services) -> User:
+async def authenticate(websocket: WebSocket, services: Services, budget: Budget) -> User:
     """The handshake's cookie or header, else a first `auth` frame within the timeout."""
     token = auth.token_from(websocket)
     if token is None:
-        token = await _auth_frame(websocket, services)
+        token = await _auth_frame(websocket, services, budget)
     user = await auth.user_for_token(services, token)
     if user is None:
         raise Closing(CLOSE_UNAUTHENTICATED, "session missing, invalid or revoked")
     return user
 
 
-async def _auth_frame(websocket: WebSocket, services: Services) -> str:
+async def _auth_frame(websocket: WebSocket, services: Services, budget: Budget) -> str:
     """Wait for `{"type": "auth", "token"}` within the timeout, else close with 1008."""
     try:
-        return await asyncio.wait_for(_first_auth_frame(websocket, services), services.settings.ws_auth_timeout)
+        return await asyncio.wait_for(_first_auth_frame(websocket, services, budget),
+                                      services.settings.ws_auth_timeout)
     except asyncio.TimeoutError:
         raise Closing(CLOSE_POLICY, "authentication timed out") from None
 
 
-async def _first_auth_frame(websocket: WebSocket, services: Services) -> str:
-    """Frames before `auth` (a chat, a typo) are answered with an error; the socket stays."""
+async def _first_auth_frame(websocket: WebSocket, services: Services, budget: Budget) -> str:
+    """Frames before `auth` (a chat, a typo) are answered with an error; the socket stays,
+    unless it keeps sending past its budget (every frame here spends from `other`)."""
     while True:
+        frame, unreadable = _decode(await _receive_text(websocket, services))
         try:
-            frame = _parse(await _receive_text(websocket, services))
+            budget.spend("")
+            if unreadable is not None:
+                raise unreadable
         except AppError as error:
-            await websocket.send_json(error_frame(error))
+            await websocket.send_json(error_frame(error, _client_id_of(frame)))
             continue
-        if isinstance(frame, dict) and frame.get("type") == "auth" and isinstance(frame.get("token"), str):
+        if _kind(frame) == "auth" and isinstance(frame.get("token"), str):
             return frame["token"]
         await websocket.send_json(error_frame(AppError(
             401, "unauthenticated", 'Authenticate first: {"type": "auth", "token": "..."}.'), _client_id_of(frame)))
@@ -140,6 +175,20 @@ def _client_id_of(frame: Any) -> str | None:
     return client_id if isinstance(client_id, str) and is_utf8(client_id) else None
 
 
+def _decode(text: str | None) -> tuple[Any, AppError | None]:
+    """The frame, or None and the refusal to answer it with: an unreadable frame still spends a token."""
+    try:
+        return _parse(text), None
+    except AppError as error:
+        return None, error
+
+
+def _kind(frame: Any) -> str:
+    """The frame's `type`, or "" when it has none."""
+    kind = frame.get("type") if isinstance(frame, dict) else None
+    return kind if isinstance(kind, str) else ""
+
+
 def _parse(text: str | None) -> Any:
     if text is None:
         raise AppError(400, "unsupported_frame", "Send text frames holding JSON.")
@@ -152,10 +201,10 @@ def _parse(text: str | None) -> Any:
 class Connection:
     """One authenticated socket: a reader of client frames and a pump of fan-out events."""
 
-    __slots__ = ("websocket", "services", "user", "id", "skip_tag", "bound_peer", "send_lock", "chat_bucket",
-                 "signal_bucket", "strikes", "floor", "outbox", "sender", "reader", "ending", "revoked_text")
+    __slots__ = ("websocket", "services", "user", "id", "skip_tag", "bound_peer", "send_lock", "budget",
+                 "floor", "outbox", "sender", "reader", "ending", "revoked_text")
 
-    def __init__(self, websocket: WebSocket, services: Services, user: User) -> None:
+    def __init__(self, websocket: WebSocket, services: Services, user: User, budget: Budget) -> None:
         self.websocket = websocket
         self.services = services
         self.user = user
@@ -165,10 +214,7 @@ class Connection:
         # an unusable ?with= is as good as none: chat frames then need `to`
         self.bound_peer = bound if 0 < len(bound) <= 64 and is_storable_text(bound) else None
         self.send_lock = asyncio.Lock()  # reader and sender both send; frames must not interleave
-        rate = services.settings.chat_rate_per_s
-        self.chat_bucket = TokenBucket(rate, 2 * rate)
-        self.signal_bucket = TokenBucket(rate, 2 * rate)  # typing, read and sync: their own budget
-        self.strikes = 0
+        self.budget = budget  # what was spent before `auth` stays spent
         self.floor = 0  # every message with id <= floor has been given to this socket
         self.outbox: deque[str | Gap] | None = None  # fan-out events not sent yet; made on the first
         self.sender: asyncio.Task[None] | None = None  # alive only while the outbox holds something
@@ -311,10 +357,11 @@ class Connection:
 
     async def _read(self) -> None:
         while True:
-            text = await _receive_text(self.websocket, self.services)
-            frame: Any = None
+            frame, unreadable = _decode(await _receive_text(self.websocket, self.services))
             try:
-                frame = _parse(text)
+                self.budget.spend(_kind(frame))
+                if unreadable is not None:
+                    raise unreadable
                 await self._handle(frame)
             except AppError as error:
                 self.services.metrics.errors.labels(error.code).inc()
@@ -332,38 +379,22 @@ class Connection:
                 await self._send(error_frame(error, _client_id_of(frame)))
 
     async def _handle(self, frame: Any) -> None:
-        kind = frame.get("type") if isinstance(frame, dict) else None
-        if not isinstance(kind, str):
-            kind = ""
         handler = {"chat": self._on_chat, "sync": self._on_sync, "read": self._on_read,
                    "typing": self._on_typing, "ping": self._on_ping, "auth": self._on_auth,
-                   "timer": self._on_timer, "delete": self._on_delete}.get(kind)
+                   "timer": self._on_timer, "delete": self._on_delete}.get(_kind(frame))
         if handler is None:
             raise AppError(400, "unknown_type",
                            "Unknown frame type: use chat, sync, read, typing, timer, delete or ping.")
         await handler(frame)
 
     async def _on_chat(self, frame: dict) -> None:
-        self._check_rate(self.chat_bucket)
         draft = chat.parse_draft(self.services, frame, self.bound_peer)
         with self.services.in_flight:  # a shutdown waits for this ack (drain.py)
             # shielded: once committed, the message is published even if this socket is closing
             message, _ = await asyncio.shield(chat.send_message(self.services, self.user, draft, origin=self.id.hex))
             await self._send({"type": "ack", "client_id": draft.client_id, "message": message})
 
-    def _check_rate(self, bucket: TokenBucket) -> None:
-        """Refuse a frame over its budget; a client that keeps on is closed with 4429."""
-        wait = bucket.take()
-        if not wait:
-            self.strikes = 0
-            return
-        self.strikes += 1
-        if self.strikes > STRIKES_BEFORE_CLOSE:
-            raise Closing(CLOSE_RATE_LIMITED, "kept sending past the rate limit")
-        raise rate_limited(wait)
-
     async def _on_sync(self, frame: dict) -> None:
-        self._check_rate(self.signal_bucket)
         since = take(frame, {"since": int})["since"]
         if since < 0:
             raise AppError(422, "invalid_input", "since must be 0 or more.", fields={"since": "must be 0 or more"})
@@ -372,7 +403,6 @@ class Connection:
         await self._send({"type": "synced", "last_id": last_id})
 
     async def _on_read(self, frame: dict) -> None:
-        self._check_rate(self.signal_bucket)
         values = take(frame, {"up_to": int}, {"with": str})
         peer = values["with"] or self.bound_peer
         if not peer:
@@ -380,7 +410,6 @@ class Connection:
         await chat.mark_read(self.services, self.user, peer, max(0, values["up_to"]))
 
     async def _on_typing(self, frame: dict) -> None:
-        self._check_rate(self.signal_bucket)
         peer = take(frame, {}, {"to": str})["to"] or self.bound_peer
         if not peer:
             raise AppError(422, "missing_recipient", "Say who is being typed to: `to`.", fields={"to": "is required"})
@@ -388,7 +417,6 @@ class Connection:
 
     async def _on_timer(self, frame: dict) -> None:
         """Set a conversation's timer; both parties hear a `timer` frame (this socket too)."""
-        self._check_rate(self.signal_bucket)
         peer = take(frame, {}, {"with": str})["with"] or self.bound_peer
         if not peer:
             raise AppError(422, "missing_recipient", "Say whose conversation: `with`.", fields={"with": "is required"})
@@ -397,7 +425,6 @@ class Connection:
     async def _on_delete(self, frame: dict) -> None:
         """Delete a message for both parties; both hear a `deleted` frame (this socket too).
         `take` bounds the id to int64; one of no message of the user's (0, negative) is a 404."""
-        self._check_rate(self.signal_bucket)
         await erasure.delete_for_everyone(self.services, self.user, take(frame, {"id": int})["id"])
 
     async def _on_ping(self, frame: dict) -> None:

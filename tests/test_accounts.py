@@ -139,17 +139,48 @@ async def test_usernames_at_the_edges_of_their_length(server: Server, length, ac
     assert response.json()["error"]["fields"] == {"username": USERNAME_RULE}
 
 
+CONTROL = "must not contain control characters"
+SEPARATOR = "must not contain line or paragraph separators"
+DIRECTION = "must not contain text-direction characters"
+INVISIBLE = "must not contain invisible characters (a joiner or variation selector only within an emoji)"
 DISPLAY_NAME_EDGES = [
-    # (display name sent, as stored, or the rule named)
+    # (display name sent, as stored, or the rule named): each class of character that could make
+    # "Alice" look like someone else's name in the conversation list, and the emoji that stay
     ("  x  ", "x", None),  # trimmed, then 1 character
     ("d" * 64, "d" * 64, None),
     ("d" * 65, None, "must be 1 to 64 characters long"),
-    ("left\u200eright", None, "must not contain control or text-direction characters"),
-    ("tab\there", None, "must not contain control or text-direction characters"),
+    ("tab\there", None, CONTROL),                       # Cc
+    ("Ali\x85ce", None, CONTROL),                       # Cc, a C1 line break
+    ("Alice\u2028Admin", None, SEPARATOR),              # Zl
+    ("Alice\u2029Admin", None, SEPARATOR),              # Zp (trimmed at either end, as spaces are)
+    ("left\u200eright", None, DIRECTION),               # the marks and overrides
+    ("Alice\u202e", None, DIRECTION),
+    ("Al\u061cice", None, DIRECTION),                   # Arabic letter mark
+    ("Alice\u200b", None, INVISIBLE),                   # zero-width space
+    ("Al\u200cice", None, INVISIBLE),                   # zero-width non-joiner
+    ("Al\u200dice", None, INVISIBLE),                   # a joiner between letters
+    ("Ali\u2060ce", None, INVISIBLE),                   # word joiner
+    ("\ufeffAlice", None, INVISIBLE),                   # byte order mark
+    ("Al\u00adice", None, INVISIBLE),                   # soft hyphen
+    ("Al\u180eice", None, INVISIBLE),                   # Mongolian vowel separator
+    ("Alice\U000e0041\U000e0042", None, INVISIBLE),     # tag characters
+    ("Alice\ufe0f", None, INVISIBLE),                   # a variation selector after a letter
+    ("Ali\U000e0100ce", None, INVISIBLE),               # a supplementary variation selector
+    ("A\u034flice", None, INVISIBLE),                   # combining grapheme joiner
+    ("\u3164", None, INVISIBLE),                        # Hangul filler: a letter drawn as nothing
+    ("Alice \u2800", None, INVISIBLE),                  # braille blank
+    ("\U0001f469\u200d\U0001f4bb Dana", "\U0001f469\u200d\U0001f4bb Dana", None),  # 👩‍💻: a joiner between emoji
+    ("\U0001f469\U0001f3fd\u200d\U0001f680", "\U0001f469\U0001f3fd\u200d\U0001f680", None),  # 👩🏽‍🚀
+    ("\u2764\ufe0f\u200d\U0001f525", "\u2764\ufe0f\u200d\U0001f525", None),  # ❤️‍🔥
+    ("\U0001f3f3\ufe0f\u200d\U0001f308 Sam", "\U0001f3f3\ufe0f\u200d\U0001f308 Sam", None),  # 🏳️‍🌈
+    ("1\ufe0f\u20e3 Bo", "1\ufe0f\u20e3 Bo", None),     # 1️⃣
+    ("\u200d\U0001f469", None, INVISIBLE),              # a joiner with nothing to join
+    ("Zo\u00eb", "Zo\u00eb", None),
 ]
 
 
-@pytest.mark.parametrize(("sent", "stored", "rule"), DISPLAY_NAME_EDGES)
+@pytest.mark.parametrize(("sent", "stored", "rule"), DISPLAY_NAME_EDGES,
+                         ids=[ascii(sent)[1:-1] for sent, _, _ in DISPLAY_NAME_EDGES])
 async def test_display_names_at_the_edges_of_the_rules(server: Server, sent, stored, rule) -> None:
     body = {"username": f"dana_{uuid.uuid4().hex[:6]}", "phrase": PHRASE, "display_name": sent}
     async with server.client() as http:
@@ -306,7 +337,7 @@ async def test_profile_display_name_can_change(server: Server) -> None:
     assert changed.status_code == 200 and changed.json()["user"]["display_name"] == "Alice 🌸"
     assert_error(await alice.api("PATCH", "/api/user-profile/", json={"display_name": "a\x00b"}), 422, "invalid_input", "display_name")
     assert_error(await alice.api("PATCH", "/api/user-profile/", json={}), 422, "invalid_input", "display_name")
-    for hostile in ("   ", "evil\u202eexe.txt", "x" * 65):  # well-formed strings the name rules refuse
+    for hostile in ("   ", "evil\u202eexe.txt", "x" * 65, "Alice\u200b", "Ali\u2028ce"):  # well-formed, refused
         assert_error(await alice.api("PATCH", "/api/user-profile/", json={"display_name": hostile}), 422, "invalid_input", "display_name")
     assert (await alice.api("GET", "/api/user-profile/")).json()["user"]["display_name"] == "Alice 🌸"
 

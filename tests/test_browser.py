@@ -6,17 +6,21 @@ client. They register, chat both ways live, see typing and read receipts, send
 an image, reload, lose the network, and log out; with v1.1's timers they set a
 timer, watch messages disappear, and delete one for everyone. Each screen is scanned with
 axe-core and photographed (into var/screens, or SECURE_LINK_SCREENS: `make
-screens` writes docs/screens). Nothing may be logged as an error on the way.
+screens` writes docs/screens). Nothing may be logged as an error on the way,
+and nothing may break the page's Content-Security-Policy: each violation is
+reported to the test as it happens. A page of another origin cannot frame it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import json
 import os
 import re
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import pytest
 from PIL import Image
@@ -73,13 +77,21 @@ async def browser(settings: Settings) -> AsyncIterator[Browser]:
             await browser.close()
 
 
+# Runs in every frame before the page's own scripts (through DevTools, so the page's policy does not
+# apply to it): each violation of the policy is reported to the test at once, and survives reloads.
+REPORT_VIOLATIONS = """document.addEventListener("securitypolicyviolation", (event) =>
+  window.reportViolation(`${event.effectiveDirective} blocked ${event.blockedURI || "inline"} in ${document.URL}`));"""
+
+
 class Person:
-    """One person: a browser context of their own, and every error their page logs."""
+    """One person: a browser context of their own, every error their page logs, and every
+    violation of the page's Content-Security-Policy (which Chromium logs as an error too)."""
 
     def __init__(self, name: str, context: BrowserContext, page: Page) -> None:
         self.username = f"{name}_{os.urandom(3).hex()}"
         self.context, self.page = context, page
         self.errors: list[str] = []
+        self.violations: list[str] = []
         page.on("console", self._console)
         page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
 
@@ -115,8 +127,8 @@ class Person:
         await self.page.screenshot(path=str(SCREENS / f"{name}.png"))
 
     async def accessible(self, screen: str) -> None:
-        """axe-core finds no serious or critical violation on what is shown now."""
-        await self.page.add_script_tag(path=str(AXE))
+        """axe-core finds no serious or critical violation on what is shown now (axe is loaded by an
+        init script: the page's policy refuses a script tag added to it, as it should)."""
         result = await self.page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
         bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]])
                for v in result["violations"] if v["impact"] in ("serious", "critical")]
@@ -126,6 +138,9 @@ class Person:
 async def new_person(browser: Browser, server: Server, name: str, **options: Any) -> Person:
     context = await browser.new_context(base_url=server.http_url, **options)
     person = Person(name, context, await context.new_page())
+    await context.expose_function("reportViolation", lambda violation: person.violations.append(violation))
+    await context.add_init_script(REPORT_VIOLATIONS)
+    await context.add_init_script(path=str(AXE))
     await person.page.goto("/")
     return person
 
@@ -176,6 +191,7 @@ async def test_server_errors_are_shown_by_field(browser: Browser, server: Server
         await person.context.close()
     # Only the answer this test asked for may show in the console (Chromium logs a 4xx as an error).
     assert all("status of 422" in error for error in person.errors), person.errors
+    assert person.violations == []
 
 
 async def test_two_people_chat_in_two_browsers(browser: Browser, server: Server) -> None:
@@ -196,6 +212,7 @@ async def test_two_people_chat_in_two_browsers(browser: Browser, server: Server)
         await alice.context.close()
         await bob.context.close()
     assert alice.errors == [] and bob.errors == []
+    assert alice.violations == [] and bob.violations == []
 
 
 async def chat_both_ways(alice: Person, bob: Person) -> None:
@@ -373,6 +390,7 @@ async def test_disappearing_messages_and_delete_for_everyone(browser: Browser, s
         await alice.context.close()
         await bob.context.close()
     assert alice.errors == [] and bob.errors == []
+    assert alice.violations == [] and bob.violations == []
 
 
 async def test_keyboard_login_and_history_paging_in_on_scroll(browser: Browser, server: Server) -> None:
@@ -403,4 +421,70 @@ async def test_keyboard_login_and_history_paging_in_on_scroll(browser: Browser, 
         await expect(person.log().get_by_role("button", name="Show older messages")).to_have_count(0)
     finally:
         await person.context.close()
-    assert person.errors == []
+    assert person.errors == [] and person.violations == []
+
+
+async def test_the_policy_is_in_force_and_reported(browser: Browser, server: Server) -> None:
+    """The check that the client breaks no rule must be able to fail: a script added inline to the
+    page is refused, reported, and does not run."""
+    person = await new_person(browser, server, "carol", viewport=DESKTOP)
+    try:
+        await expect(person.page.get_by_label("Username")).to_be_visible()
+        with contextlib.suppress(Exception):  # Playwright waits for the refused script's load event
+            await person.page.add_script_tag(content="window.injected = true")
+        await soon(lambda: bool(person.violations))
+        assert person.violations[0].startswith("script-src-elem blocked inline"), person.violations
+        assert await person.page.evaluate("() => window.injected") is None
+    finally:
+        await person.context.close()
+
+
+async def soon(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Until the browser has reported what `condition` looks for."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.05)
+
+
+FRAMER = """<!doctype html><title>Win a prize</title><p>Click the button to claim your prize!</p>
+<iframe id=victim src="{target}" width=800 height=600></iframe>"""
+
+
+@contextlib.asynccontextmanager
+async def another_origin(html: str) -> AsyncIterator[str]:
+    """A page on another port of the same host: the same site as the server, another origin."""
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        body = html.encode()
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n"
+                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        await writer.drain()
+        writer.close()
+
+    framer = await asyncio.start_server(answer, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{framer.sockets[0].getsockname()[1]}/"
+    finally:
+        framer.close()
+        await framer.wait_closed()
+
+
+async def test_a_page_of_another_origin_cannot_frame_the_client(browser: Browser, server: Server) -> None:
+    """The review's attack: Alice is logged in; a page on another port of the same host frames the
+    client under a decoy, to have her click Log out (which erases both sides). The frame stays empty."""
+    alice = await new_person(browser, server, "alice", viewport=DESKTOP)
+    try:
+        await alice.register()
+        async with another_origin(FRAMER.format(target=server.http_url + "/")) as decoy:
+            framing = await alice.context.new_page()
+            refused: list[str] = []
+            framing.on("console", lambda message: refused.append(message.text))
+            await framing.goto(decoy)
+            await expect(framing.get_by_text("claim your prize")).to_be_visible()
+            await soon(lambda: any("frame-ancestors 'none'" in text for text in refused))
+            victim = framing.frame_locator("#victim")
+            await expect(victim.get_by_role("button", name="Log out")).to_have_count(0)
+            await expect(victim.get_by_label("Username")).to_have_count(0)
+        await expect(alice.page.get_by_role("status")).to_have_text("Connected")  # her own tab is untouched
+    finally:
+        await alice.context.close()

@@ -150,9 +150,9 @@ async def media_is_streamed_decrypted(lab: Lab, viewer: Person, file: dict, cont
     assert served.status_code == 200, served.text
     assert served.content == content
     assert served.headers["x-content-type-options"] == "nosniff"
-    assert served.headers["content-security-policy"] == "default-src 'none'; sandbox"
+    assert served.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'; sandbox"
     assert served.headers["content-disposition"].startswith("attachment;")
-    assert served.headers["cache-control"] == "private, no-cache"
+    assert served.headers["cache-control"] == "no-store"
     ranged = await viewer.api("GET", file["url"], headers={"Range": "bytes=0-3"})
     assert ranged.status_code == 206 and ranged.content == content[:4]
     stranger = await lab.public.person("eve").register()

@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -29,7 +31,7 @@ from secure_link import devdb
 from secure_link.config import PROJECT_ROOT, Settings
 
 from .conftest import free_port, private_redis, running_server, server_process, settings_for, wait_for_redis
-from .story import Person, Server, Socket, assert_error, form, sample, scrape, sync, upload
+from .story import BOUNDARY, Person, Server, Socket, assert_error, eventually, form, sample, scrape, sync, upload
 
 
 # ---- a client that keeps sending through an outage -------------------------
@@ -205,6 +207,55 @@ async def test_a_full_or_read_only_media_disk_answers_503_and_leaves_nothing(dat
             chat = await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "still here"})
             assert chat.status_code == 201
             assert (await bob.api("GET", kept["url"])).status_code == 404  # not sent to Bob: still private
+
+
+async def test_an_upload_cut_off_midway_is_no_error_and_leaves_nothing(database_url: str, tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """Alice closes her laptop halfway through an upload. That is no bug: it was logged with a
+    traceback and counted as `internal`, which anyone could inflate by hanging up. It is counted
+    under `client_disconnected` now, logged as a line without a traceback, and the sealed part
+    already written is gone from the disk."""
+    caplog.set_level(logging.INFO)
+    media_root = tmp_path / "media"
+    async with running_server(settings_for(database_url, media_root)) as server:
+        alice = await server.person("alice").register()
+        before = await scrape(server)
+        host, port = server.address.split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        head = (f"POST /api/upload-file/ HTTP/1.1\r\nHost: {server.address}\r\nAuthorization: Bearer {alice.token}\r\n"
+                f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {4 * 1024 * 1024}\r\n\r\n")
+        part = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.txt\"\r\n"
+                "Content-Type: text/plain\r\n\r\n")
+        writer.write(head.encode() + part.encode() + b"x" * (1024 * 1024))  # a quarter, past the first flush
+        await writer.drain()
+        await eventually(lambda: has_files(media_root))  # the sealed part is on the disk
+        writer.transport.abort()
+        await eventually(lambda: counted(server, ("client_disconnected", "internal"), before))
+        after = await scrape(server)
+        assert stored_files(media_root) == []
+    assert errors_between(before, after) == {"client_disconnected": 1}
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("secure_link")] == []
+    (told,) = [r for r in caplog.records if "disconnected" in r.getMessage()]
+    assert told.levelno == logging.INFO and told.exc_info is None
+    assert told.getMessage() == "client disconnected during POST /api/upload-file/"
+
+
+async def has_files(root: Path) -> bool:
+    return bool(stored_files(root))
+
+
+def errors_between(before: str, after: str) -> dict[str, float]:
+    """Errors counted between two scrapes, by code."""
+    codes = set(re.findall(r'^secure_link_errors_total{code="(\w+)"}', after, re.MULTILINE))
+    label = '{{code="{}"}}'.format
+    counts = {code: sample(after, "secure_link_errors_total", label(code))
+              - sample(before, "secure_link_errors_total", label(code)) for code in codes}
+    return {code: count for code, count in counts.items() if count}
+
+
+async def counted(server: Server, codes: tuple[str, ...], before: str) -> bool:
+    """Whether an error of any of these codes was counted since `before`."""
+    return any(code in codes for code in errors_between(before, await scrape(server)))
 
 
 # ---- one account, too many sockets ------------------------------------------

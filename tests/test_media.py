@@ -306,7 +306,7 @@ async def test_anything_but_an_image_is_a_download_never_sniffed(server: Server,
     assert response.headers["content-type"] == content_type
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["content-disposition"] == f"attachment; filename*=UTF-8''{quote(name, safe='')}"
-    assert response.headers["cache-control"] == "private, no-cache"
+    assert response.headers["cache-control"] == "no-store"
     assert_error(await alice.api("GET", file["url"] + "/thumbnail"), 404, "not_found")
 
 

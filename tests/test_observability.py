@@ -11,12 +11,14 @@ import io
 import json
 import logging
 import re
+from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 from secure_link.logs import JsonFormatter, TextFormatter, log_config, resolved_format
 
-from .conftest import server_process
+from .conftest import database_refusing, running_server, server_process, settings_for
 from .story import Server, sample, scrape, sync
 
 
@@ -111,3 +113,41 @@ def test_logs_are_json_for_machines_and_lines_for_people() -> None:
     terminal.isatty = lambda: True  # type: ignore[method-assign]
     assert resolved_format("auto", terminal) == "text"  # `make run` in a terminal
     assert log_config("info", "text")["handlers"]["default"]["formatter"] == "text"
+
+
+FORGED = "12:00:01 INFO    secure_link.access request method=DELETE status=200 user=alice"  # no `/`: one path segment
+BREAKS = ("\n", "\r", "\x0b", "\x85", "\u2028")  # what str.splitlines, and many a log viewer, breaks lines at
+
+
+async def test_a_path_cannot_forge_a_line_or_a_field_of_the_text_log(pg_server_url: str, own_database: str,
+                                                                     media_root: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """Mallory picks her paths, and `%0A` decodes to a line break: with LOG_FORMAT=text it started a
+    line of her own in the operator's log, in the access line and in the warning an outage logs
+    with the path (Starlette's URL drops \\n, \\r and \\t there, not the other breaks). Each
+    record is one line now, every break spelled out, and the path quoted with what it holds."""
+    caplog.set_level(logging.INFO, logger="secure_link")
+    async with running_server(settings_for(own_database, media_root)) as server:
+        mallory = await server.person("mallory").register()
+        async with server.client() as http:
+            for line_break in BREAKS:
+                await http.get("/api/nowhere" + quote(line_break + FORGED))
+        async with database_refusing(pg_server_url, own_database):
+            for line_break in BREAKS:
+                await mallory.api("GET", f"/api/conversations/x{quote(line_break + FORGED)}/timer/")
+    forging = [r for r in caplog.records if FORGED in r.getMessage() or FORGED in str(getattr(r, "path", ""))]
+    assert {r.name for r in forging} == {"secure_link.access", "secure_link"}  # the access lines, app.py's warnings
+    assert len(forging) == 3 * len(BREAKS)
+    for line in map(TextFormatter().format, forging):
+        assert line.splitlines() == [line], line
+        if " path=" in line:  # the forged fields stay inside the quoted path
+            assert re.search(r' path="/api/[^"]*12:00:01 INFO [^"]* status=200 user=alice[^"]*" ', line), line
+
+
+def test_text_logs_spell_out_what_a_terminal_would_obey() -> None:
+    """Escape sequences, separators and text-direction controls, in the message and in fields."""
+    tricky = "\x1b[2J\u2028\u202eevil\x85"
+    line = TextFormatter().format(record(path=tricky, note=""))
+    assert line.endswith(' path=\\x1b[2J\\u2028\\u202eevil\\x85 note=""'), line
+    message = logging.LogRecord("secure_link", logging.WARNING, __file__, 1, "on %s", (tricky,), None)
+    assert TextFormatter().format(message).endswith("on \\x1b[2J\\u2028\\u202eevil\\x85")

@@ -121,7 +121,7 @@ ISSUE_15 = [
            "   OR user_id IN (SELECT peer_id FROM conversation_reads WHERE user_id = $1);",
            "tests/test_chat.py::test_logout_leaves_every_bystander_conversation_alone"),
     mutant("rest-budget-shared-by-all", "secure_link/routes.py",
-           "services.rest_send_limiter.take(user.id)", "services.rest_send_limiter.take(0)",
+           "if wait := limiter.take(user.id):", "if wait := limiter.take(0):",
            "tests/test_limits.py::test_one_users_rest_budget_is_not_anothers"),
     mutant("login-throttle-ignores-username", "secure_link/queries/throttle.sql",
            "WHERE username = $1 AND address = $2 AND failed_at", "WHERE address = $2 AND failed_at",

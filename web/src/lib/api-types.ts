@@ -261,6 +261,17 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
+                /** @description `rate_limited` or `quota_exceeded`; `Retry-After` */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
                 /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
                 503: {
                     headers: {
@@ -437,6 +448,17 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
+                /** @description `rate_limited` or `quota_exceeded`; `Retry-After` */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
                 /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
                 503: {
                     headers: {
@@ -588,6 +610,8 @@ export interface paths {
                 /** @description Logged out */
                 200: {
                     headers: {
+                        /** @description `"cache", "storage"`: the browser forgets what it kept */
+                        "Clear-Site-Data": string;
                         /** @description Expires the `session` cookie */
                         "Set-Cookie": string;
                         [name: string]: unknown;
@@ -774,6 +798,17 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
+                /** @description `rate_limited` or `quota_exceeded`; `Retry-After` */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
                 /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
                 503: {
                     headers: {
@@ -844,6 +879,17 @@ export interface paths {
                 /** @description `not_found` or `unknown_user` */
                 404: {
                     headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `rate_limited` or `quota_exceeded`; `Retry-After` */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -1998,7 +2044,7 @@ export interface components {
             conversations: components["schemas"]["Conversation"][];
         };
         Credentials: {
-            /** @description Trimmed; no control or text-direction characters. */
+            /** @description Trimmed; no control, line-separator, text-direction or invisible characters (a joiner or variation selector only within an emoji). Not unique: show the username beside it. */
             display_name?: string;
             /** @description Counted after NFKC; at least 3 words; may not contain the username. */
             phrase: string;
@@ -2101,7 +2147,7 @@ export interface components {
             user: components["schemas"]["User"];
         };
         ProfileChange: {
-            /** @description Trimmed; no control or text-direction characters. */
+            /** @description Trimmed; no control, line-separator, text-direction or invisible characters (a joiner or variation selector only within an emoji). Not unique: show the username beside it. */
             display_name: string;
         };
         ReadEvent: {
