@@ -37,6 +37,7 @@ from dotenv import dotenv_values
 from secure_link import devdb
 from secure_link.config import PROJECT_ROOT
 
+from . import deploy_unit
 from .conftest import free_port, stop_process
 
 DEPLOY = PROJECT_ROOT / "deploy"
@@ -249,38 +250,43 @@ def env_file(path: Path, **values: str) -> Path:
     return path
 
 
-def unit_command() -> list[str]:
-    """ExecStart= of deploy/secure-link.service, with this venv's secure-link."""
-    unit = (DEPLOY / "secure-link.service").read_text()
-    line = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
-    command = shlex.split(line.removeprefix("ExecStart="))
-    assert command[0].endswith("/bin/secure-link"), command
-    return [str(Path(sys.executable).parent / "secure-link"), *command[1:]]
+@dataclasses.dataclass
+class AppHost:
+    """One app host: the unit's process (under strace) and where it logs and traces."""
 
+    process: subprocess.Popen  # strace, whose child is the unit's process
+    log: Path
+    trace: Path  # every write that failed, one line each (deploy_unit.read_only_writes)
 
-def unit_umask() -> int:
-    """UMask= of deploy/secure-link.service."""
-    unit = (DEPLOY / "secure-link.service").read_text()
-    return int(next(line for line in unit.splitlines() if line.startswith("UMask=")).removeprefix("UMask="), 8)
-
-
-def clean_environment(env_path: Path, **extra: str) -> dict[str, str]:
-    """What systemd gives the unit: the env file and little else (none of the test runner's variables)."""
-    values = {k: v for k, v in dotenv_values(env_path).items() if v}
-    return {"PATH": os.environ["PATH"], "LANG": "C.UTF-8", **values, **extra}  # type: ignore[dict-item]
+    @property
+    def pid(self) -> int | None:
+        """The unit's own process (strace's child): what SIGTERM stops."""
+        children = deploy_unit.os_pids_of(self.process.pid)
+        return children[0] if children else None
 
 
 @contextlib.contextmanager
-def app_host(host: str, env_path: Path, log_path: Path, **extra: str) -> Iterator[subprocess.Popen]:
-    """`secure-link serve` as the unit runs it, inside the host's namespace; stopped by PID."""
+def app_host(host: str, sandbox: deploy_unit.Sandbox, env_path: Path, folder: Path,
+             **extra: str) -> Iterator[AppHost]:
+    """`secure-link serve` as the unit runs it (its user, ExecStart, environment and sandbox),
+    inside the host's namespace, under strace; stopped by the unit's process's PID."""
+    log_path, trace = folder / f"{host}.log", folder / f"{host}.trace"
+    command = sandbox.command(folder / f"{host}-sandbox.json", env_path, **extra)
     log = open(log_path, "wb")
-    process = subprocess.Popen(["ip", "netns", "exec", namespace(host), *unit_command()],
-                               env=clean_environment(env_path, **extra), cwd=PROJECT_ROOT, umask=unit_umask(),
-                               stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(deploy_unit.traced(["ip", "netns", "exec", namespace(host), *command], trace),
+                               env=deploy_unit.environment_for_sandbox(), stdout=log, stderr=subprocess.STDOUT)
+    running = AppHost(process, log_path, trace)
     try:
-        yield process
+        yield running
     finally:
-        stop_process(process)
+        pid = running.pid
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            stop_process(process)
         log.close()
 
 

@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import pwd
 import re
 import shlex
 import shutil
@@ -36,10 +37,11 @@ import pytest
 from secure_link.config import PROJECT_ROOT, Settings
 
 from . import deploy_lab as lab_parts
+from . import deploy_unit
 from .conftest import missing_in_ci, required_tool, stop_process
 from .deploy_clients import ProxiedServer, Talk, connect_on, settled_counts, sync_all, talk
 from .deploy_lab import GATEWAY, HOSTS, Proxy
-from .story import Person, Server
+from .story import Person, Server, image_bytes
 
 # One xdist worker runs the module: one lab per machine (fixed names and addresses, a lock).
 pytestmark = [pytest.mark.deploy, pytest.mark.xdist_group("deploy-lab")]
@@ -54,15 +56,21 @@ class Lab:
     database_url: str
     proxy: Proxy
     public: ProxiedServer
-    hosts: dict[str, subprocess.Popen]
+    hosts: dict[str, lab_parts.AppHost]
     env_files: dict[str, Path]
+    sandboxes: dict[str, deploy_unit.Sandbox]
+
+    def behind(self, path: str) -> Path:
+        """Where a path under one of the unit's shared writable paths really is (both hosts see it)."""
+        return self.sandboxes["a"].behind(path)
 
 
 def require_lab_tools() -> None:
     """Root and the tools; missing ones fail in CI and skip, saying which, elsewhere."""
     missing = [what for ok, what in [
         (os.geteuid() == 0, "root (for ip netns)"),
-        *((shutil.which(tool) is not None, tool) for tool in ("ip", "ss", "nginx", "openssl", "redis-server")),
+        *((shutil.which(tool) is not None, tool)
+          for tool in ("ip", "ss", "nginx", "openssl", "redis-server", "unshare", "strace")),
     ] if not ok]
     if missing:
         missing_in_ci(f"the deploy lab needs {', '.join(missing)}")
@@ -72,6 +80,7 @@ def require_lab_tools() -> None:
 def lab() -> Iterator[Lab]:
     require_lab_tools()
     folder = PROJECT_ROOT / "var" / f"deploy-test-{os.getpid()}"
+    unit = deploy_unit.Unit.read()
     with contextlib.ExitStack() as stack:
         folder.mkdir(parents=True)
         folder.chmod(0o755)  # nginx's workers (www-data) go through it to their temp folders
@@ -80,25 +89,30 @@ def lab() -> Iterator[Lab]:
         stack.enter_context(lab_parts.private_network())
         database = stack.enter_context(lab_parts.private_postgres(folder))
         broadcast = stack.enter_context(lab_parts.private_redis(folder))
-        media = folder / "media"
-        media.mkdir(mode=0o700)  # the app's alone: nginx never reads it (docs/deploy.md)
-        # One master key file for both hosts (the namespaces share a filesystem, as hosts
-        # that copied the first one's file would); the first host to start creates it.
-        shared = dict(DATABASE_URL=database.url, BROADCAST_URL=broadcast, MEDIA_ROOT=str(media),
+        deploy_unit.ensure_user(unit)
+        stack.enter_context(deploy_unit.mount_points(unit))
+        # MEDIA_ROOT and MASTER_KEY_FILE stay as shipped: each host's sandbox mounts lab folders
+        # at the unit's writable paths. Both hosts share the media folder (NFS in docs/deploy.md)
+        # and the state folder (as hosts that copied the first one's master key would);
+        # the first host to start creates the key.
+        shared = dict(DATABASE_URL=database.url, BROADCAST_URL=broadcast,
                       TRUSTED_PROXIES=GATEWAY, PUBLIC_URL=f"https://{lab_parts.SERVER_NAME}",
-                      SECRET_PEPPER=os.urandom(16).hex(), MASTER_KEY_FILE=str(folder / "state" / "master-key"))
+                      SECRET_PEPPER=os.urandom(16).hex())
         env_files = {host: lab_parts.env_file(folder / f"{host}.env", SECURE_LINK_HOST=address, **shared)
                      for host, address in HOSTS.items()}
-        hosts = {host: stack.enter_context(lab_parts.app_host(host, env_files[host], folder / f"{host}.log",
+        media = _template_env()["MEDIA_ROOT"]
+        sandboxes = {host: deploy_unit.sandbox(unit, folder, host, shared=(media, *unit.state_directories))
+                     for host in HOSTS}
+        hosts = {host: stack.enter_context(lab_parts.app_host(host, sandboxes[host], env_files[host], folder,
                                                               BCRYPT_ROUNDS="4"))
                  for host in HOSTS}
         proxy = lab_parts.render_site(folder, env_files["a"])  # while the hosts start
         stack.enter_context(lab_parts.nginx(folder, proxy))
-        for host, process in hosts.items():
-            lab_parts.wait_for_app(HOSTS[host], lab_parts.APP_PORT, process, log=folder / f"{host}.log")
+        for host, running in hosts.items():
+            lab_parts.wait_for_app(HOSTS[host], lab_parts.APP_PORT, running.process, log=running.log)
         tls = ssl.create_default_context(cafile=str(proxy.cert))
         public = ProxiedServer(f"127.0.0.1:{proxy.https_port}", Settings(), tls=tls)
-        yield Lab(folder, database.url, proxy, public, hosts, env_files)
+        yield Lab(folder, database.url, proxy, public, hosts, env_files, sandboxes)
 
 
 # ---- the story through nginx ---------------------------------------------------
@@ -157,7 +171,7 @@ async def media_is_streamed_decrypted(lab: Lab, viewer: Person, file: dict, cont
     assert ranged.status_code == 206 and ranged.content == content[:4]
     stranger = await lab.public.person("eve").register()
     assert (await stranger.api("GET", file["url"])).status_code == 404
-    stored = [path.read_bytes() for path in (lab.folder / "media").rglob("*") if path.is_file()]
+    stored = [path.read_bytes() for path in lab.behind(_env(lab)["MEDIA_ROOT"]).rglob("*") if path.is_file()]
     assert stored and not any(b"%PDF" in data or b"/Catalog" in data for data in stored)
 
 
@@ -235,7 +249,7 @@ async def test_procfile_serves_on_port_with_database_url(lab: Lab) -> None:
     # to start without (the key as a file the platform mounts: here, the lab's).
     env = {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PORT": str(port),
            "DATABASE_URL": lab.database_url, "SECRET_PEPPER": os.urandom(16).hex(),
-           "MASTER_KEY_FILE": _env(lab)["MASTER_KEY_FILE"],
+           "MASTER_KEY_FILE": str(lab.behind(_env(lab)["MASTER_KEY_FILE"])),
            "BCRYPT_ROUNDS": "4", "SECURE_LINK_LOG_LEVEL": "warning"}
     process = subprocess.Popen(["ip", "netns", "exec", lab_parts.namespace("b"), "bash", "-c", f"exec {command}"],
                                env=env, cwd=PROJECT_ROOT)
@@ -294,6 +308,64 @@ async def test_sigkill_of_a_host_mid_conversation_loses_nothing(lab: Lab) -> Non
           f"{moved - killed_at:.2f} s; {json.dumps(figures)}")
     for side in sides:
         await side.socket.close()
+
+
+# What the probe tries, as the unit's user inside its sandbox: write a file in each folder.
+PROBE = """
+import json, os, sys
+seen = {}
+for folder in sys.argv[1:]:
+    path = os.path.join(folder, "probe-%d" % os.getpid())
+    try:
+        with open(path, "w"):
+            pass
+        seen[folder] = oct(os.stat(path).st_mode & 0o777)
+        os.unlink(path)
+    except OSError as exc:
+        seen[folder] = exc.__class__.__name__
+print(json.dumps({"uid": os.getuid(), "seen": seen}))
+"""
+
+
+def test_the_units_sandbox_lets_it_write_only_its_writable_paths(lab: Lab) -> None:
+    """The lab's copy of the unit's sandbox is what it claims (or no test here would mean
+    anything): read-only everywhere, writable only at the unit's paths, homes closed;
+    the unit's user and umask; and strace sees every refused write."""
+    unit, sandbox = deploy_unit.Unit.read(), lab.sandboxes["a"]
+    trace = lab.folder / "probe.trace"
+    folders = [*unit.writable, "/tmp", str(PROJECT_ROOT), "/etc", "/var/lib", "/srv", "/root", "/home"]
+    command = sandbox.command(lab.folder / "probe.json", lab.env_files["a"], argv=[sys.executable, "-c", PROBE, *folders])
+    answer = json.loads(lab_parts.run(*deploy_unit.traced(command, trace), env=deploy_unit.environment_for_sandbox()))
+    assert answer["uid"] == pwd.getpwnam(unit.value("User")).pw_uid
+    private = oct(0o666 & ~int(unit.value("UMask"), 8))
+    homes = {home: answer["seen"].pop(home) for home in ("/root", "/home")}
+    assert answer["seen"] == {**{path: private for path in [*unit.writable, "/tmp"]},
+                              str(PROJECT_ROOT): "OSError", "/etc": "OSError", "/var/lib": "OSError", "/srv": "OSError"}
+    # closed (an interpreter installed under /root is bound in read-only: tests/unit_sandbox.py)
+    assert homes["/home"] == "PermissionError" and homes["/root"] in ("PermissionError", "OSError"), homes
+    refused = deploy_unit.refused_writes(trace)
+    for folder in (str(PROJECT_ROOT), "/etc", "/var/lib", "/srv", "/home"):
+        assert any(f'"{folder}/probe-' in line for line in refused), (folder, refused)
+
+
+async def test_the_hosts_wrote_nothing_outside_the_units_writable_paths(lab: Lab) -> None:
+    """Every write either host tried since it started, through a story that touches each
+    kind of file (an image and its thumbnail, a document, a logout erasing them): none was
+    refused. The runtime folder holds the workers' metrics, the state folder the key."""
+    alice, bob = await lab.public.person("alice").register(), await lab.public.person("bob").register()
+    for name, content, kind in (("photo.png", image_bytes(), "image/png"), ("notes.pdf", PDF, "application/pdf")):
+        uploaded = await alice.api("POST", "/api/upload-file/", files={"file": (name, content, kind)})
+        assert uploaded.status_code == 201, uploaded.text
+        sent = await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": name,
+                                                                   "attachment": uploaded.json()["file"]["id"]})
+        assert sent.status_code == 201, sent.text
+    assert (await alice.api("POST", "/api/logout/")).status_code == 200
+    for host, running in lab.hosts.items():
+        assert "ENOENT" in running.trace.read_text(), f"host {host}: strace logged no failed call at all"
+        assert deploy_unit.refused_writes(running.trace) == [], f"host {host} wrote outside its writable paths"
+        runtime = lab.sandboxes[host].behind(deploy_unit.Unit.read().environment["PROMETHEUS_MULTIPROC_DIR"])
+        assert any(runtime.glob("*.db")), f"host {host}: no metrics in its runtime folder"
+    assert lab.behind(_env(lab)["MASTER_KEY_FILE"]).is_file()
 
 
 async def test_with_every_host_down_nginx_answers_503(lab: Lab) -> None:
