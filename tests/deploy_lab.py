@@ -209,7 +209,7 @@ def private_postgres(folder: Path) -> Iterator[Database]:
         wait_until(lambda: subprocess.run([str(bin_dir / "pg_isready"), "-q"], env=admin, timeout=5).returncode == 0,
                    "PostgreSQL", process=process, log=folder / "postgres.log")
         password = secrets.token_urlsafe(16)
-        # docs/deploy.md: `sudo -u postgres DB_PASSWORD=… deploy/bootstrap-db`
+        # docs/deploy.md: `sudo -u postgres --preserve-env=DB_PASSWORD deploy/bootstrap-db`
         run(str(DEPLOY / "bootstrap-db"), env={**admin, "DB_PASSWORD": password})
         yield Database(f"postgresql://secure_link:{password}@{GATEWAY}:{port}/secure_link", admin)
     finally:

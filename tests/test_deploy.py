@@ -59,6 +59,7 @@ class Lab:
     hosts: dict[str, lab_parts.AppHost]
     env_files: dict[str, Path]
     sandboxes: dict[str, deploy_unit.Sandbox]
+    database_admin: dict[str, str]  # libpq variables of a superuser (bootstrap-db runs with them)
 
     def behind(self, path: str) -> Path:
         """Where a path under one of the unit's shared writable paths really is (both hosts see it)."""
@@ -112,7 +113,7 @@ def lab() -> Iterator[Lab]:
             lab_parts.wait_for_app(HOSTS[host], lab_parts.APP_PORT, running.process, log=running.log)
         tls = ssl.create_default_context(cafile=str(proxy.cert))
         public = ProxiedServer(f"127.0.0.1:{proxy.https_port}", Settings(), tls=tls)
-        yield Lab(folder, database.url, proxy, public, hosts, env_files, sandboxes)
+        yield Lab(folder, database.url, proxy, public, hosts, env_files, sandboxes, database.admin_env)
 
 
 # ---- the story through nginx ---------------------------------------------------
@@ -236,6 +237,40 @@ def raw_https(lab: Lab, request: str) -> tuple[int, str]:
 def _length(answer: bytes) -> int:
     match = re.search(rb"(?i)content-length:\s*(\d+)", answer)
     return int(match.group(1)) if match else 0
+
+
+# ---- bootstrap-db ----------------------------------------------------------------
+
+# Records each command line, then runs the real program (found after its own folder on PATH).
+RECORDER = """#!/bin/sh
+printf '%s\\n' "$0 $*" >> "$ARGV_LOG"
+here=$(dirname "$0")
+PATH=$(printf '%s' "$PATH" | sed "s|^$here:||") exec "$(basename "$0")" "$@"
+"""
+
+
+async def test_bootstrap_db_keeps_the_password_off_every_command_line(lab: Lab) -> None:
+    """`ps` shows every process's arguments to every user: the password must travel some
+    other way. Each psql, createuser and createdb bootstrap-db runs is recorded; none holds
+    the password, and the role it made logs in with it, odd characters and all."""
+    wrappers, log = lab.folder / "recorders", lab.folder / "argv.log"
+    wrappers.mkdir()
+    for program in ("psql", "createuser", "createdb"):
+        (wrappers / program).write_text(RECORDER)
+        (wrappers / program).chmod(0o755)
+    password = "it's a \"long\" pass:word; $HOME `id` \\ -v x=1"
+    env = {**lab.database_admin, "PATH": f"{wrappers}:{lab.database_admin['PATH']}", "ARGV_LOG": str(log),
+           "DB_NAME": "probe_db", "DB_OWNER": "probe_owner", "DB_PASSWORD": password}
+    lab_parts.run(str(PROJECT_ROOT / "deploy" / "bootstrap-db"), env=env)
+    lines = log.read_text().splitlines()
+    assert any("/psql " in line for line in lines) and any("/createuser " in line for line in lines), lines
+    assert not [line for line in lines if "pass:word" in line or "long" in line], lines
+    address = lab.database_url.rsplit("@", 1)[1].split("/")[0]
+    connection = await asyncpg.connect(f"postgresql://probe_owner@{address}/probe_db", password=password)
+    try:
+        assert await connection.fetchval("SELECT count(*) FROM users") == 0  # the schema, owned by the role
+    finally:
+        await connection.close()
 
 
 # ---- Procfile ------------------------------------------------------------------
