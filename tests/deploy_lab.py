@@ -306,17 +306,20 @@ class Proxy:
     access_log: Path
 
 
-def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+KEY_TYPES = {"ec": ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"], "rsa": ["-newkey", "rsa:2048"]}
+
+
+def self_signed_certificate(folder: Path, key_type: str = "ec") -> tuple[Path, Path]:
     cert, key = folder / "tls.crt", folder / "tls.key"
-    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+    run("openssl", "req", "-x509", *KEY_TYPES[key_type], "-nodes",
         "-days", "2", "-subj", f"/CN={SERVER_NAME}", "-addext", f"subjectAltName=DNS:{SERVER_NAME},IP:127.0.0.1",
         "-keyout", str(key), "-out", str(cert))
     return cert, key
 
 
-def render_site(folder: Path, env_path: Path) -> Proxy:
+def render_site(folder: Path, env_path: Path, key_type: str = "ec") -> Proxy:
     """docs/deploy.md's template step, with this lab's ports and paths."""
-    cert, key = self_signed_certificate(folder)
+    cert, key = self_signed_certificate(folder, key_type)
     https_port, http_port = free_port("127.0.0.1"), free_port("127.0.0.1")
     logs = folder / "nginx-logs"
     logs.mkdir()
@@ -327,6 +330,13 @@ def render_site(folder: Path, env_path: Path) -> Proxy:
         "--tls-cert", str(cert), "--tls-key", str(key), "--acme-root", str(folder / "acme"),
         "--log-dir", str(logs), "--output", str(site))
     return Proxy(https_port, http_port, site, cert, logs / "secure-link.access.log")
+
+
+def handshake(port: int, *options: str) -> bool:
+    """Whether `openssl s_client` with these options completes a TLS handshake with nginx."""
+    done = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", SERVER_NAME,
+                           *options], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10)
+    return done.returncode == 0 and "Cipher is (NONE)" not in done.stdout
 
 
 def main_config(folder: Path, site: Path) -> Path:

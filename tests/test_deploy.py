@@ -192,6 +192,37 @@ async def test_nginx_refuses_in_the_api_error_shape(lab: Lab) -> None:
     assert redirect.headers["location"] == f"https://{lab_parts.SERVER_NAME}/api/user-profile/"
 
 
+# (certificate, TLS 1.2 suite or TLS 1.3, accepted): RSA key exchange has no forward secrecy,
+# CBC suites are the padding-oracle family (Lucky13); only ECDHE with an AEAD is left for 1.2.
+SUITES = [
+    ("rsa", "AES128-SHA", False),                     # RSA key exchange, CBC
+    ("rsa", "AES256-GCM-SHA384", False),              # RSA key exchange, AEAD
+    ("rsa", "ECDHE-RSA-AES128-SHA", False),           # ECDHE, CBC
+    ("rsa", "ECDHE-RSA-AES128-SHA256", False),        # ECDHE, CBC
+    ("rsa", "ECDHE-RSA-AES128-GCM-SHA256", True),
+    ("rsa", "ECDHE-RSA-CHACHA20-POLY1305", True),
+    ("ec", "ECDHE-ECDSA-AES256-SHA", False),          # ECDHE, CBC
+    ("ec", "ECDHE-ECDSA-AES256-GCM-SHA384", True),
+    ("ec", "ECDHE-ECDSA-CHACHA20-POLY1305", True),
+    ("ec", "TLS 1.3", True),
+    ("rsa", "TLS 1.3", True),
+]
+
+
+def test_tls_1_2_takes_only_ecdhe_with_aead(lab: Lab) -> None:
+    """openssl s_client offers one suite at a time: to the lab's site (an ECDSA certificate,
+    as certbot makes by default) and to the same site rendered with an RSA one."""
+    rsa_folder = lab.folder / "rsa-site"
+    rsa_folder.mkdir()
+    rsa_site = lab_parts.render_site(rsa_folder, lab.env_files["a"], key_type="rsa")
+    with lab_parts.nginx(rsa_folder, rsa_site):
+        ports = {"ec": lab.proxy.https_port, "rsa": rsa_site.https_port}
+        seen = [(key, suite, lab_parts.handshake(ports[key], *(["-tls1_3"] if suite == "TLS 1.3" else
+                                                                 ["-tls1_2", "-cipher", suite])))
+                for key, suite, _ in SUITES]
+    assert seen == SUITES
+
+
 async def test_unfinished_requests_never_reach_the_app_hosts(lab: Lab) -> None:
     """Slowloris: 300 connections whose headers never end. nginx holds them (and closes
     them after client_header_timeout); the app hosts never see one; others are served."""
