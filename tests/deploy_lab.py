@@ -340,28 +340,25 @@ def handshake(port: int, *options: str) -> bool:
 
 
 def main_config(folder: Path, site: Path) -> Path:
-    """Debian's nginx.conf in miniature, around the site: the site itself is included unchanged."""
+    """deploy/nginx/nginx.conf, the main config docs/deploy.md installs, with this lab's paths:
+    its pid and logs, no other sites of this machine, its own temp folders around the site.
+    Each line rewritten must be there once, so a change to the shipped file shows up here."""
     temp = folder / "nginx-temp"
     temp.mkdir()
+    temp_paths = " ".join(f"{kind}_temp_path {temp}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    rewrites = {
+        "pid /run/nginx.pid;": f"pid {folder}/nginx.pid;",
+        "error_log /var/log/nginx/error.log;": f"error_log {folder}/nginx-logs/error.log;",
+        "access_log /var/log/nginx/access.log;": f"access_log {folder}/nginx-logs/access.log;",
+        "include /etc/nginx/conf.d/*.conf;": "",
+        "include /etc/nginx/sites-enabled/*;": f"{temp_paths} include {site};",
+    }
+    text = (DEPLOY / "nginx" / "nginx.conf").read_text()
+    for shipped, lab in rewrites.items():
+        assert text.count(shipped) == 1, f"deploy/nginx/nginx.conf: expected {shipped!r} once"
+        text = text.replace(shipped, lab)
     config = folder / "nginx.conf"
-    config.write_text(f"""
-user www-data;
-worker_processes 2;
-daemon off;
-pid {folder}/nginx.pid;
-error_log {folder}/nginx-logs/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    include /etc/nginx/mime.types;
-    default_type application/octet-stream;
-    client_body_temp_path {temp}/body;
-    proxy_temp_path {temp}/proxy;
-    fastcgi_temp_path {temp}/fastcgi;
-    uwsgi_temp_path {temp}/uwsgi;
-    scgi_temp_path {temp}/scgi;
-    include {site};
-}}
-""")
+    config.write_text(text)
     return config
 
 
@@ -371,7 +368,7 @@ def nginx(folder: Path, proxy: Proxy) -> Iterator[subprocess.Popen]:
     assert binary, "nginx is not installed (.ci/run installs it)"
     config = main_config(folder, proxy.site)
     run(binary, "-t", "-q", "-c", str(config))
-    process = subprocess.Popen([binary, "-c", str(config)])
+    process = subprocess.Popen([binary, "-c", str(config), "-g", "daemon off;"])
     try:
         wait_until(lambda: accepts("127.0.0.1", proxy.https_port), "nginx", process=process,
                    log=folder / "nginx-logs" / "error.log")
