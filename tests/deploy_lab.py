@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import gzip
 import os
 import secrets
 import shlex
@@ -304,6 +305,27 @@ class Proxy:
     site: Path
     cert: Path
     access_log: Path
+    web_root: Path
+
+
+PRECOMPRESSED_MTIME = 1234567890  # in the lab build's .gz headers; nginx's own gzip writes 0
+
+
+def web_build(folder: Path) -> Path:
+    """A small web client laid out as `npm run build` lays it out (index.html, hashed files
+    under assets/), with a .gz beside the script as the build makes them: nginx serves the
+    assets, the app index.html (both from here)."""
+    root, assets = folder / "web", folder / "web" / "assets"
+    assets.mkdir(parents=True)
+    (root / "index.html").write_text('<!doctype html><html lang="en"><title>Secure Link</title>'
+                                     '<script type="module" src="/assets/app-3f2a1b.js"></script></html>\n')
+    script = "export const greeting = 'hello from the lab';\n".encode() * 200
+    (assets / "app-3f2a1b.js").write_bytes(script)
+    (assets / "app-3f2a1b.js.gz").write_bytes(gzip.compress(script, compresslevel=9, mtime=PRECOMPRESSED_MTIME))
+    (assets / "style-9c8d7e.css").write_text("body { margin: 0 }\n" * 200)
+    for path in (root, assets, *root.rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return root
 
 
 KEY_TYPES = {"ec": ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"], "rsa": ["-newkey", "rsa:2048"]}
@@ -317,7 +339,7 @@ def self_signed_certificate(folder: Path, key_type: str = "ec") -> tuple[Path, P
     return cert, key
 
 
-def render_site(folder: Path, env_path: Path, key_type: str = "ec") -> Proxy:
+def render_site(folder: Path, env_path: Path, web_root: Path, key_type: str = "ec") -> Proxy:
     """docs/deploy.md's template step, with this lab's ports and paths."""
     cert, key = self_signed_certificate(folder, key_type)
     https_port, http_port = free_port("127.0.0.1"), free_port("127.0.0.1")
@@ -328,8 +350,8 @@ def render_site(folder: Path, env_path: Path, key_type: str = "ec") -> Proxy:
         *(f"--app={address}:{APP_PORT}" for address in HOSTS.values()),
         f"--https-listen=127.0.0.1:{https_port}", f"--http-listen=127.0.0.1:{http_port}",
         "--tls-cert", str(cert), "--tls-key", str(key), "--acme-root", str(folder / "acme"),
-        "--log-dir", str(logs), "--output", str(site))
-    return Proxy(https_port, http_port, site, cert, logs / "secure-link.access.log")
+        "--web-root", str(web_root), "--log-dir", str(logs), "--output", str(site))
+    return Proxy(https_port, http_port, site, cert, logs / "secure-link.access.log", web_root)
 
 
 def handshake(port: int, *options: str) -> bool:

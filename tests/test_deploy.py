@@ -13,6 +13,7 @@ Needs root, `ip`, nginx, openssl, redis-server: in CI their absence fails.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import contextlib
 import dataclasses
 import json
@@ -104,10 +105,11 @@ def lab() -> Iterator[Lab]:
         media = _template_env()["MEDIA_ROOT"]
         sandboxes = {host: deploy_unit.sandbox(unit, folder, host, shared=(media, *unit.state_directories))
                      for host in HOSTS}
+        web_root = lab_parts.web_build(folder)
         hosts = {host: stack.enter_context(lab_parts.app_host(host, sandboxes[host], env_files[host], folder,
-                                                              BCRYPT_ROUNDS="4"))
+                                                              BCRYPT_ROUNDS="4", SECURE_LINK_WEB_ROOT=str(web_root)))
                  for host in HOSTS}
-        proxy = lab_parts.render_site(folder, env_files["a"])  # while the hosts start
+        proxy = lab_parts.render_site(folder, env_files["a"], web_root)  # while the hosts start
         stack.enter_context(lab_parts.nginx(folder, proxy))
         for host, running in hosts.items():
             lab_parts.wait_for_app(HOSTS[host], lab_parts.APP_PORT, running.process, log=running.log)
@@ -165,7 +167,9 @@ async def media_is_streamed_decrypted(lab: Lab, viewer: Person, file: dict, cont
     assert served.status_code == 200, served.text
     assert served.content == content
     assert served.headers["x-content-type-options"] == "nosniff"
-    assert served.headers["content-security-policy"] == "default-src 'none'; sandbox"
+    headers = each_once(served.headers.multi_items(), "a download")  # the app's CSP, not nginx's beside it
+    assert headers["content-security-policy"] == "default-src 'none'; sandbox"
+    assert headers["x-frame-options"] == "DENY" and headers["referrer-policy"] == "no-referrer"
     assert served.headers["content-disposition"].startswith("attachment;")
     assert served.headers["cache-control"] == "private, no-cache"
     ranged = await viewer.api("GET", file["url"], headers={"Range": "bytes=0-3"})
@@ -182,7 +186,7 @@ async def test_nginx_refuses_in_the_api_error_shape(lab: Lab) -> None:
     assert metrics.status_code == 404 and metrics.json()["error"]["code"] == "not_found"
     limit = int(_env(lab)["MAX_UPLOAD_BYTES"]) + 64 * 1024
     assert f"client_max_body_size {limit};" in lab.proxy.site.read_text()
-    status, body = raw_https(lab, f"POST /api/upload-file/ HTTP/1.1\r\nHost: {lab_parts.SERVER_NAME}\r\n"
+    status, body, _ = raw_https(lab, f"POST /api/upload-file/ HTTP/1.1\r\nHost: {lab_parts.SERVER_NAME}\r\n"
                                   f"Content-Length: {limit + 1}\r\nContent-Type: multipart/form-data; boundary=x\r\n\r\n")
     assert status == 413 and json.loads(body)["error"]["code"] == "too_large"
     async with httpx.AsyncClient() as plain:
@@ -214,7 +218,7 @@ def test_tls_1_2_takes_only_ecdhe_with_aead(lab: Lab) -> None:
     as certbot makes by default) and to the same site rendered with an RSA one."""
     rsa_folder = lab.folder / "rsa-site"
     rsa_folder.mkdir()
-    rsa_site = lab_parts.render_site(rsa_folder, lab.env_files["a"], key_type="rsa")
+    rsa_site = lab_parts.render_site(rsa_folder, lab.env_files["a"], lab.proxy.web_root, key_type="rsa")
     with lab_parts.nginx(rsa_folder, rsa_site):
         ports = {"ec": lab.proxy.https_port, "rsa": rsa_site.https_port}
         seen = [(key, suite, lab_parts.handshake(ports[key], *(["-tls1_3"] if suite == "TLS 1.3" else
@@ -244,14 +248,90 @@ async def test_unfinished_requests_never_reach_the_app_hosts(lab: Lab) -> None:
     assert "client_header_timeout 10s;" in lab.proxy.site.read_text()
 
 
+# ---- headers and compression --------------------------------------------------------
+
+SECURITY_HEADERS = ("strict-transport-security", "content-security-policy", "x-frame-options",
+                    "referrer-policy", "x-content-type-options")
+
+
+def each_once(headers: list[tuple[str, str]], what: str) -> dict[str, str]:
+    """Each security header exactly once (the app sends its own on pages and API answers:
+    two CSPs would both apply, two X-Frame-Options are ignored by some browsers)."""
+    found = {name: [value for key, value in headers if key.lower() == name] for name in SECURITY_HEADERS}
+    assert all(len(values) == 1 for values in found.values()), f"{what}: {found}"
+    return {name: values[0] for name, values in found.items()}
+
+
+def framing_refused(headers: list[tuple[str, str]], what: str) -> None:
+    """No page of ours in another site's frame (a hidden Log out button), nor a referrer."""
+    values = each_once(headers, what)
+    assert "frame-ancestors 'none'" in values["content-security-policy"], (what, values)
+    assert values["x-frame-options"] == "DENY" and values["referrer-policy"] == "no-referrer", (what, values)
+    assert values["x-content-type-options"] == "nosniff", (what, values)
+
+
+async def test_every_answer_carries_each_security_header_once(lab: Lab) -> None:
+    """The app's answers, nginx's static files and nginx's own refusals alike (add_header at
+    one level only: a location with one of its own would drop the others). Media keep the
+    app's stricter CSP: see media_is_streamed_decrypted; 503 and 429 in their tests."""
+    async with lab.public.client() as http:
+        answers = {
+            "the page, from the app": await http.get("/", headers={"Accept": "text/html"}),
+            "an API refusal, from the app": await http.get("/api/user-profile/"),
+            "an asset, from nginx": await http.get("/assets/app-3f2a1b.js"),
+            "a missing asset, nginx's 404": await http.get("/assets/nothing-here.js"),
+            "/metrics, nginx's 404": await http.get("/metrics"),
+        }
+    assert [answer.status_code for answer in answers.values()] == [200, 401, 200, 404, 404]
+    for what, answer in answers.items():
+        framing_refused(answer.headers.multi_items(), what)
+    limit = int(_env(lab)["MAX_UPLOAD_BYTES"]) + 64 * 1024
+    status, _, headers = raw_https(lab, f"POST /api/upload-file/ HTTP/1.1\r\nHost: {lab_parts.SERVER_NAME}\r\n"
+                                        f"Content-Length: {limit + 1}\r\nContent-Type: multipart/form-data; boundary=x\r\n\r\n")
+    assert status == 413
+    framing_refused(headers, "nginx's 413")
+
+
+async def sent_as_is(http: httpx.AsyncClient, method: str, path: str, encoding: str,
+                     **kwargs: object) -> tuple[httpx.Response, bytes]:
+    """An answer and its body as sent, not decompressed."""
+    async with http.stream(method, path, headers={"Accept-Encoding": encoding}, **kwargs) as answer:  # type: ignore[arg-type]
+        return answer, b"".join([chunk async for chunk in answer.aiter_raw()])
+
+
+async def test_assets_come_compressed_and_answers_with_secrets_never(lab: Lab) -> None:
+    """The build's .gz as it is (gzip_static), other static files compressed on the way
+    (gzip), never a proxied answer: compressing secrets beside text an attacker can
+    choose leaks the secrets through the answer's size (BREACH). The main config has
+    Debian's `gzip on`, which would compress the page."""
+    assets = lab.proxy.web_root / "assets"
+    person = await lab.public.person("zipped").register()
+    async with lab.public.client() as http:
+        script, script_sent = await sent_as_is(http, "GET", "/assets/app-3f2a1b.js", "gzip")
+        style, style_sent = await sent_as_is(http, "GET", "/assets/style-9c8d7e.css", "gzip, br")
+        plain, plain_sent = await sent_as_is(http, "GET", "/assets/app-3f2a1b.js", "identity")
+        page, page_sent = await sent_as_is(http, "GET", "/", "gzip")
+        login, login_sent = await sent_as_is(http, "POST", "/api/login/", "gzip",
+                                             json={"username": person.username, "phrase": person.phrase})
+    assert script.headers["content-encoding"] == "gzip" and script.headers["vary"] == "Accept-Encoding"
+    assert script_sent == (assets / "app-3f2a1b.js.gz").read_bytes(), "not the build's own .gz"
+    assert style.headers["content-encoding"] == "gzip"
+    assert gzip.decompress(style_sent) == (assets / "style-9c8d7e.css").read_bytes()
+    assert "content-encoding" not in plain.headers and plain_sent == (assets / "app-3f2a1b.js").read_bytes()
+    assert page.headers["content-type"].startswith("text/html") and page_sent.startswith(b"<!doctype html>")
+    assert "content-encoding" not in page.headers
+    assert login.status_code == 200 and "content-encoding" not in login.headers
+    assert json.loads(login_sent)["token"]
+
+
 def _env(lab: Lab) -> dict[str, str]:
     from dotenv import dotenv_values
 
     return {k: v or "" for k, v in dotenv_values(lab.env_files["a"]).items()}
 
 
-def raw_https(lab: Lab, request: str) -> tuple[int, str]:
-    """A request whose headers lie about the body (httpx would send the body)."""
+def raw_https(lab: Lab, request: str) -> tuple[int, str, list[tuple[str, str]]]:
+    """A request whose headers lie about the body (httpx would send the body): status, body, headers."""
     with socket.create_connection(("127.0.0.1", lab.proxy.https_port), timeout=5) as raw, \
             lab.public.tls.wrap_socket(raw, server_hostname="127.0.0.1") as tls:  # type: ignore[union-attr]
         tls.sendall(request.encode())
@@ -262,7 +342,9 @@ def raw_https(lab: Lab, request: str) -> tuple[int, str]:
                 break
             answer += chunk
     head, _, body = answer.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body.decode()
+    lines = head.decode().split("\r\n")
+    headers = [(name.strip().lower(), value.strip()) for name, _, value in (line.partition(":") for line in lines[1:])]
+    return int(lines[0].split()[1]), body.decode(), headers
 
 
 def _length(answer: bytes) -> int:
@@ -442,7 +524,8 @@ async def test_with_every_host_down_nginx_answers_503(lab: Lab) -> None:
         response = await http.get("/api/user-profile/")
     assert response.status_code == 503, response.text
     assert response.json()["error"]["code"] == "unavailable"
-    assert response.headers["retry-after"] == "5"
+    assert response.headers.get_list("retry-after") == ["5"]
+    framing_refused(response.headers.multi_items(), "nginx's 503")
 
 
 # ---- the systemd unit ------------------------------------------------------------
