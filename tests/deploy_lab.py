@@ -165,6 +165,23 @@ def websockets_on(host: str) -> int:
     return len(out.splitlines())
 
 
+def children(pid: int) -> list[int]:
+    """A process's direct children (nginx's workers)."""
+    with contextlib.suppress(OSError):
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return []
+
+
+def rss_mib(pids: list[int]) -> int:
+    """Resident memory of these processes together, in MiB."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            status = Path(f"/proc/{pid}/status").read_text()
+            total += int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
+    return round(total / 1024)
+
+
 # ---- PostgreSQL and Redis on the private network ---------------------------
 
 @dataclasses.dataclass
@@ -262,8 +279,8 @@ class AppHost:
     @property
     def pid(self) -> int | None:
         """The unit's own process (strace's child): what SIGTERM stops."""
-        children = deploy_unit.os_pids_of(self.process.pid)
-        return children[0] if children else None
+        children_ = children(self.process.pid)
+        return children_[0] if children_ else None
 
 
 @contextlib.contextmanager

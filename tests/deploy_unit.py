@@ -232,13 +232,6 @@ def traced(command: list[str], trace: Path) -> list[str]:
             "-s", "200", "-o", str(trace), "--", *command]
 
 
-def os_pids_of(parent: int) -> list[int]:
-    """The direct children of a process (strace's child is the traced command)."""
-    with contextlib.suppress(OSError):
-        return [int(pid) for pid in Path(f"/proc/{parent}/task/{parent}/children").read_text().split()]
-    return []
-
-
 def environment_for_sandbox() -> dict[str, str]:
     """The sandbox helper runs as root before it drops to the unit's user: PATH for `mount`."""
     return {"PATH": os.environ.get("PATH", SYSTEMD_PATH)}

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import asyncpg
 import httpx
@@ -38,11 +38,12 @@ import pytest
 from secure_link.config import PROJECT_ROOT, Settings
 
 from . import deploy_lab as lab_parts
+from . import deploy_crowd as crowd_module
 from . import deploy_unit
 from .conftest import missing_in_ci, required_tool, stop_process
-from .deploy_clients import ProxiedServer, Talk, connect_on, settled_counts, sync_all, talk
+from .deploy_clients import ProxiedServer, Talk, connect_on, settled_counts, socket_counts, sync_all, talk
 from .deploy_lab import GATEWAY, HOSTS, Proxy
-from .story import Person, Server, image_bytes
+from .story import PHRASE, Person, Server, image_bytes
 
 # One xdist worker runs the module: one lab per machine (fixed names and addresses, a lock).
 pytestmark = [pytest.mark.deploy, pytest.mark.xdist_group("deploy-lab")]
@@ -61,6 +62,7 @@ class Lab:
     env_files: dict[str, Path]
     sandboxes: dict[str, deploy_unit.Sandbox]
     database_admin: dict[str, str]  # libpq variables of a superuser (bootstrap-db runs with them)
+    nginx: subprocess.Popen
 
     def behind(self, path: str) -> Path:
         """Where a path under one of the unit's shared writable paths really is (both hosts see it)."""
@@ -110,12 +112,12 @@ def lab() -> Iterator[Lab]:
                                                               BCRYPT_ROUNDS="4", SECURE_LINK_WEB_ROOT=str(web_root)))
                  for host in HOSTS}
         proxy = lab_parts.render_site(folder, env_files["a"], web_root)  # while the hosts start
-        stack.enter_context(lab_parts.nginx(folder, proxy))
+        front = stack.enter_context(lab_parts.nginx(folder, proxy))
         for host, running in hosts.items():
             lab_parts.wait_for_app(HOSTS[host], lab_parts.APP_PORT, running.process, log=running.log)
         tls = ssl.create_default_context(cafile=str(proxy.cert))
         public = ProxiedServer(f"127.0.0.1:{proxy.https_port}", Settings(), tls=tls)
-        yield Lab(folder, database.url, proxy, public, hosts, env_files, sandboxes, database.admin_env)
+        yield Lab(folder, database.url, proxy, public, hosts, env_files, sandboxes, database.admin_env, front)
 
 
 # ---- the story through nginx ---------------------------------------------------
@@ -322,6 +324,160 @@ async def test_assets_come_compressed_and_answers_with_secrets_never(lab: Lab) -
     assert "content-encoding" not in page.headers
     assert login.status_code == 200 and "content-encoding" not in login.headers
     assert json.loads(login_sent)["token"]
+
+
+# ---- the front door under a crowd -------------------------------------------------------
+
+# Honest clients: 125 addresses, each two accounts with 20 sockets (WS_MAX_SOCKETS_PER_USER):
+# 40 per address, under the site's 64 per address; one flooding address; one honest pair.
+CROWD, ACCOUNTS_PER_ADDRESS, SOCKETS_PER_ACCOUNT = 5000, 2, 20
+CROWD_ADDRESSES = [f"127.0.0.{n}" for n in range(10, 10 + CROWD // (ACCOUNTS_PER_ADDRESS * SOCKETS_PER_ACCOUNT))]
+FLOODER, HONEST = "127.0.0.250", ("127.0.0.201", "127.0.0.202")
+SOCKETS_PER_ADDRESS = 64  # limit_conn on /ws/ in the site
+
+
+def site_limit(lab: Lab, pattern: str) -> int:
+    """A number from the rendered site, so the test and the site cannot disagree silently."""
+    return int(re.search(pattern, lab.proxy.site.read_text()).group(1))  # type: ignore[union-attr]
+
+
+async def test_past_its_share_an_address_gets_429_in_the_error_shape(lab: Lab) -> None:
+    """One address asks faster than the site's rate and burst allow: the excess is answered
+    by nginx, 429 `rate_limited` with Retry-After and the security headers, while another
+    address asking at the same time is served."""
+    burst = site_limit(lab, r"zone=secure_link_requests burst=(\d+)")
+    rate = site_limit(lab, r"zone=secure_link_requests:\S+ rate=(\d+)r/s")
+    async with crowd_module.client(lab.public.http_url, lab.public.tls, "127.0.0.240") as greedy, \
+            crowd_module.client(lab.public.http_url, lab.public.tls, "127.0.0.241") as other:
+        started = time.monotonic()
+        (seen, first), (calm, _) = await asyncio.gather(
+            crowd_module.flood_requests(greedy, "GET", "/healthz", 2 * burst, 50),
+            crowd_module.flood_requests(other, "GET", "/healthz", 20, 5))
+        seconds = time.monotonic() - started
+    assert set(seen) == {"200", "429 rate_limited"} and seen["200"] <= burst + 1 + rate * seconds, (seen, seconds)
+    assert calm == {"200": 20}, calm
+    refused = first["429 rate_limited"]
+    assert refused.json()["error"] == {"code": "rate_limited",
+                                       "message": "Too many requests from your address; try again shortly."}
+    assert refused.headers.get_list("retry-after") == ["1"]
+    framing_refused(refused.headers.multi_items(), "nginx's 429")
+
+
+async def test_logins_from_one_address_are_paced(lab: Lab) -> None:
+    """Guessing phrases costs the app a bcrypt hash each: past a burst, one address may try
+    one login every two seconds (the app's own limits count failures per name and address)."""
+    burst = site_limit(lab, r"zone=secure_link_logins burst=(\d+)")
+    async with crowd_module.client(lab.public.http_url, lab.public.tls, "127.0.0.242") as guesser:
+        started = time.monotonic()
+        seen, first = await crowd_module.flood_requests(
+            guesser, "POST", "/api/login/", burst + 20, 10, body=lambda n: {"username": f"guess_{n}", "phrase": "not it at all"})
+        seconds = time.monotonic() - started
+        async with lab.public.client() as elsewhere:  # another address logs in meanwhile
+            person = await lab.public.person("paced").register()
+            login = await elsewhere.post("/api/login/", json={"username": person.username, "phrase": person.phrase})
+    assert set(seen) == {"401 invalid_credentials", "429 rate_limited"}, seen
+    assert seen["401 invalid_credentials"] <= burst + 1 + seconds / 2, (seen, seconds)
+    assert first["429 rate_limited"].headers.get_list("retry-after") == ["1"]
+    assert login.status_code == 200, login.text
+
+
+@pytest.mark.slow
+async def test_the_front_door_holds_5000_sockets_while_one_address_is_turned_away(lab: Lab) -> None:
+    """Through nginx (TLS, the shipped site and main config, two workers): 5,000 sockets that
+    authenticated stay open while one address opens far more than its share, floods the API and
+    the login, and is refused in the error shape; meanwhile another address logs in and chats."""
+    crowd_module.raise_file_limit(CROWD + 1000)
+    public, tls, ws_url = lab.public.http_url, lab.public.tls, lab.public.ws_url
+    per_address = site_limit(lab, r"limit_conn secure_link_sockets (\d+);")
+    burst = site_limit(lab, r"zone=secure_link_requests burst=(\d+)")
+    rate = site_limit(lab, r"zone=secure_link_requests:\S+ rate=(\d+)r/s")
+    assert ACCOUNTS_PER_ADDRESS * SOCKETS_PER_ACCOUNT < per_address < 15 * SOCKETS_PER_ACCOUNT
+    gate = asyncio.Semaphore(16)
+
+    async def accounts_of(address: str, count: int, prefix: str) -> list[crowd_module.Account]:
+        async with gate:
+            return await crowd_module.register(public, tls, address, count, prefix)
+
+    started = time.monotonic()
+    groups = await asyncio.gather(*(accounts_of(address, ACCOUNTS_PER_ADDRESS, "crowd") for address in CROWD_ADDRESSES),
+                                  accounts_of(FLOODER, 15, "flood"), *(accounts_of(a, 1, "honest") for a in HONEST))
+    registered = time.monotonic() - started
+    crowd_accounts, flood_accounts, (alice,), (bob,) = [a for g in groups[:-3] for a in g], *groups[-3:]
+    before = await settled_counts()
+    with crowd_module.crowd() as held:
+        await held.fill(ws_url, tls, crowd_accounts, SOCKETS_PER_ACCOUNT)
+        assert not held.failures and held.alive() == CROWD, f"{held.alive()} open, the others: {held.failures}"
+        proxied = sum(socket_counts().values()) - sum(before.values())
+        assert proxied == CROWD, f"the app hosts hold {proxied} sockets through nginx"
+        flood_started = time.monotonic()
+        flood, honest = await asyncio.gather(flood_from(lab, flood_accounts), honest_pair(lab, alice, bob))
+        flood_seconds = time.monotonic() - flood_started
+        sockets_in, sockets_seen = flood["sockets"]
+        assert len(sockets_in) == per_address and sockets_seen == {
+            "101": per_address, "429 rate_limited retry-after=1": 15 * SOCKETS_PER_ACCOUNT - per_address}, sockets_seen
+        assert set(flood["requests"]) == {"200", "429 rate_limited"}, flood["requests"]
+        assert flood["requests"]["200"] <= burst + 1 + rate * flood_seconds, flood["requests"]
+        assert set(flood["logins"]) == {"401 invalid_credentials", "429 rate_limited"}, flood["logins"]
+        still = held.alive()
+        workers = lab_parts.children(lab.nginx.pid)
+        memory = {"nginx": lab_parts.rss_mib(workers), **{host: lab_parts.rss_mib(lab_parts.namespace_pids(host))
+                                                          for host in HOSTS}}
+        descriptors = [len(os.listdir(f"/proc/{pid}/fd")) for pid in workers]
+        for connection in sockets_in:
+            connection.transport.abort()
+    assert still == CROWD, f"{CROWD - still} of the crowd's sockets were dropped during the flood"
+    print(f"\n{CROWD} sockets through nginx from {len(CROWD_ADDRESSES)} addresses ({len(crowd_accounts)} accounts, "
+          f"registered in {registered:.1f} s): opened in {held.seconds:.1f} s; RSS MiB {memory}; "
+          f"nginx workers' descriptors {descriptors}; flood "
+          f"from {FLOODER} over {flood_seconds:.1f} s: sockets {dict(sockets_seen)}, API {dict(flood['requests'])}, "
+          f"logins {dict(flood['logins'])}; honest {json.dumps(honest)}")
+    for _ in range(1200):  # the hosts let 5,000 sockets go (presence rows, one transaction each)
+        if socket_counts() == before:
+            break
+        await asyncio.sleep(0.05)
+    assert await settled_counts() == before
+
+
+async def flood_from(lab: Lab, accounts: list[crowd_module.Account]) -> dict[str, Any]:
+    """One address: every account's 20 sockets at once (300, the app's cap each), 600
+    authenticated API requests 50 at a time, 40 logins with wrong phrases 10 at a time."""
+    public, tls = lab.public.http_url, lab.public.tls
+    token = {"Authorization": f"Bearer {accounts[0].token}"}
+    async with crowd_module.client(public, tls, FLOODER) as http:
+        sockets, requests, logins = await asyncio.gather(
+            crowd_module.flood_sockets(lab.public.ws_url, tls, FLOODER,
+                                       [a.token for a in accounts for _ in range(SOCKETS_PER_ACCOUNT)]),
+            crowd_module.flood_requests(http, "GET", "/api/user-profile/", 600, 50, headers=token),
+            crowd_module.flood_requests(http, "POST", "/api/login/", 40, 10,  # a name each: the app counts per name too
+                                        body=lambda n: {"username": f"nobody_{n}", "phrase": "wrong words here"}))
+    return {"sockets": sockets, "requests": requests[0], "logins": logins[0]}
+
+
+async def honest_pair(lab: Lab, alice: crowd_module.Account, bob: crowd_module.Account) -> dict[str, float]:
+    """Alice logs in again from her address and chats with Bob, from his: seconds each step took."""
+    public, tls, seconds = lab.public.http_url, lab.public.tls, {}
+    started = time.monotonic()
+    async with crowd_module.client(public, tls, alice.address) as http:
+        login = await http.post("/api/login/", json={"username": alice.username, "phrase": PHRASE})
+        assert login.status_code == 200, login.text
+        seconds["login"] = time.monotonic() - started
+        token = login.json()["token"]
+        alice_tab = await crowd_module.open_socket(lab.public.ws_url, tls, alice.address, token)
+        bob_tab = await crowd_module.open_socket(lab.public.ws_url, tls, bob.address, bob.token)
+        seconds["two sockets"] = time.monotonic() - started - seconds["login"]
+        try:
+            await alice_tab.send(json.dumps({"type": "chat", "to": bob.username, "message": "still here?",
+                                             "client_id": "honest-1"}))
+            while (frame := json.loads(await asyncio.wait_for(bob_tab.recv(), 30)))["type"] != "chat":
+                pass
+            assert frame["message"]["message"] == "still here?", frame
+            seconds["delivered"] = time.monotonic() - started - seconds["login"] - seconds["two sockets"]
+            profile = await http.get("/api/user-profile/", headers={"Authorization": f"Bearer {token}"})
+            assert profile.status_code == 200, profile.text
+        finally:
+            alice_tab.transport.abort()
+            bob_tab.transport.abort()
+    return {step: round(value, 2) for step, value in seconds.items()}
 
 
 def _env(lab: Lab) -> dict[str, str]:
