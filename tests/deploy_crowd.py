@@ -26,6 +26,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from .deploy_clients import ProxiedServer
 from .story import PHRASE
 
 OPENING_AT_ONCE = 64   # handshakes in flight: enough to keep nginx and four app workers busy on two cores
@@ -170,3 +171,48 @@ async def flood_requests(http: httpx.AsyncClient, method: str, path: str, attemp
 
     await asyncio.gather(*(one(n) for n in range(attempts)))
     return seen, first
+
+
+# ---- the stories beside the crowd -------------------------------------------------
+
+async def flood_from(public: ProxiedServer, address: str, accounts: list[Account], per_account: int) -> dict[str, Any]:
+    """One address: every account's sockets at once, 600 authenticated API requests 50 at
+    a time, 40 logins with wrong phrases 10 at a time."""
+    tls = public.tls
+    assert tls is not None
+    token = {"Authorization": f"Bearer {accounts[0].token}"}
+    async with client(public.http_url, tls, address) as http:
+        sockets, requests, logins = await asyncio.gather(
+            flood_sockets(public.ws_url, tls, address, [a.token for a in accounts for _ in range(per_account)]),
+            flood_requests(http, "GET", "/api/user-profile/", 600, 50, headers=token),
+            flood_requests(http, "POST", "/api/login/", 40, 10,  # a name each: the app counts per name too
+                           body=lambda n: {"username": f"nobody_{n}", "phrase": "wrong words here"}))
+    return {"sockets": sockets, "requests": requests[0], "logins": logins[0]}
+
+
+async def honest_pair(public: ProxiedServer, alice: Account, bob: Account) -> dict[str, float]:
+    """Alice logs in again from her address and chats with Bob, from his: seconds each step took."""
+    tls, seconds = public.tls, {}
+    assert tls is not None
+    started = time.monotonic()
+    async with client(public.http_url, tls, alice.address) as http:
+        login = await http.post("/api/login/", json={"username": alice.username, "phrase": PHRASE})
+        assert login.status_code == 200, login.text
+        seconds["login"] = time.monotonic() - started
+        token = login.json()["token"]
+        alice_tab = await open_socket(public.ws_url, tls, alice.address, token)
+        bob_tab = await open_socket(public.ws_url, tls, bob.address, bob.token)
+        seconds["two sockets"] = time.monotonic() - started - seconds["login"]
+        try:
+            await alice_tab.send(json.dumps({"type": "chat", "to": bob.username, "message": "still here?",
+                                             "client_id": "honest-1"}))
+            while (frame := json.loads(await asyncio.wait_for(bob_tab.recv(), 30)))["type"] != "chat":
+                pass
+            assert frame["message"]["message"] == "still here?", frame
+            seconds["delivered"] = time.monotonic() - started - seconds["login"] - seconds["two sockets"]
+            profile = await http.get("/api/user-profile/", headers={"Authorization": f"Bearer {token}"})
+            assert profile.status_code == 200, profile.text
+        finally:
+            alice_tab.transport.abort()
+            bob_tab.transport.abort()
+    return {step: round(value, 2) for step, value in seconds.items()}

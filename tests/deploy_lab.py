@@ -4,7 +4,8 @@ A private network 198.51.100.0/24 (a documentation range: it exists only on a
 bridge this module creates, and traffic never leaves the machine): the "proxy
 and database" side at .1 holds nginx's upstream end, one PostgreSQL and one
 Redis; app hosts A (.11) and B (.12) are network namespaces joined to it by veth
-pairs. nginx listens on 127.0.0.1 with the shipped site, rendered by
+pairs; each runs the unit in its sandbox (tests/deploy_unit.py) under strace. nginx
+listens on 127.0.0.1 with the kit's main config and the shipped site, rendered by
 `deploy/render-site` with only addresses, ports and paths of this lab.
 
 Every process started here is stopped by its PID, and the namespaces, veths and

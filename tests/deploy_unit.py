@@ -235,3 +235,20 @@ def traced(command: list[str], trace: Path) -> list[str]:
 def environment_for_sandbox() -> dict[str, str]:
     """The sandbox helper runs as root before it drops to the unit's user: PATH for `mount`."""
     return {"PATH": os.environ.get("PATH", SYSTEMD_PATH)}
+
+
+# What the probe tries, as the unit's user inside its sandbox: write a file in each folder.
+WRITE_PROBE = """
+import json, os, sys
+seen = {}
+for folder in sys.argv[1:]:
+    path = os.path.join(folder, "probe-%d" % os.getpid())
+    try:
+        with open(path, "w"):
+            pass
+        seen[folder] = oct(os.stat(path).st_mode & 0o777)
+        os.unlink(path)
+    except OSError as exc:
+        seen[folder] = exc.__class__.__name__
+print(json.dumps({"uid": os.getuid(), "seen": seen}))
+"""

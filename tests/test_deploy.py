@@ -1,21 +1,26 @@
 """The deploy kit for real: nginx with the shipped site in front of two app hosts.
 
 Follows docs/deploy.md, "Several hosts": deploy/bootstrap-db creates the
-database, each host runs the unit's ExecStart with deploy/secure-link.env filled
-in, deploy/render-site renders the site, and nginx serves it (tests/deploy_lab.py
-builds the machines). Through nginx, Alice and Bob register, land on different
-hosts, chat, share a file (stored encrypted, sent decrypted by whichever host),
-and cannot fake their address;
+database, each host runs the unit as systemd would (its user, ExecStart,
+environment and sandbox, read from deploy/secure-link.service) with
+deploy/secure-link.env filled in, deploy/render-site renders the site, and nginx
+serves it on the kit's main config (tests/deploy_lab.py builds the machines,
+tests/deploy_unit.py the unit's sandbox). Through nginx, Alice and Bob register,
+land on different hosts, chat, share a file (stored encrypted, sent decrypted by
+whichever host), and cannot fake their address; every answer carries its security
+headers once, assets come compressed and secrets never, TLS 1.2 refuses weak
+suites; 5,000 sockets stay open while one greedy address is turned away
+(tests/deploy_crowd.py); neither host writes outside the unit's writable paths;
 then host A dies by SIGKILL mid-conversation and nobody loses a message.
-Needs root, `ip`, nginx, openssl, redis-server: in CI their absence fails.
+Needs root, `ip`, `unshare`, strace, nginx, openssl, redis-server: in CI their absence fails.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gzip
 import contextlib
 import dataclasses
+import gzip
 import json
 import os
 import pwd
@@ -29,7 +34,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import asyncpg
 import httpx
@@ -41,9 +46,10 @@ from . import deploy_lab as lab_parts
 from . import deploy_crowd as crowd_module
 from . import deploy_unit
 from .conftest import missing_in_ci, required_tool, stop_process
-from .deploy_clients import ProxiedServer, Talk, connect_on, settled_counts, socket_counts, sync_all, talk
+from .deploy_clients import (ProxiedServer, Talk, connect_on, each_once, framing_refused, raw_https, sent_as_is,
+                             settled_counts, socket_counts, sync_all, talk)
 from .deploy_lab import GATEWAY, HOSTS, Proxy
-from .story import PHRASE, Person, Server, image_bytes
+from .story import Person, Server, image_bytes
 
 # One xdist worker runs the module: one lab per machine (fixed names and addresses, a lock).
 pytestmark = [pytest.mark.deploy, pytest.mark.xdist_group("deploy-lab")]
@@ -188,7 +194,7 @@ async def test_nginx_refuses_in_the_api_error_shape(lab: Lab) -> None:
     assert metrics.status_code == 404 and metrics.json()["error"]["code"] == "not_found"
     limit = int(_env(lab)["MAX_UPLOAD_BYTES"]) + 64 * 1024
     assert f"client_max_body_size {limit};" in lab.proxy.site.read_text()
-    status, body, _ = raw_https(lab, f"POST /api/upload-file/ HTTP/1.1\r\nHost: {lab_parts.SERVER_NAME}\r\n"
+    status, body, _ = raw_https(lab.proxy.https_port, lab.public.tls, f"POST /api/upload-file/ HTTP/1.1\r\nHost: {lab_parts.SERVER_NAME}\r\n"
                                   f"Content-Length: {limit + 1}\r\nContent-Type: multipart/form-data; boundary=x\r\n\r\n")
     assert status == 413 and json.loads(body)["error"]["code"] == "too_large"
     async with httpx.AsyncClient() as plain:
@@ -252,26 +258,6 @@ async def test_unfinished_requests_never_reach_the_app_hosts(lab: Lab) -> None:
 
 # ---- headers and compression --------------------------------------------------------
 
-SECURITY_HEADERS = ("strict-transport-security", "content-security-policy", "x-frame-options",
-                    "referrer-policy", "x-content-type-options")
-
-
-def each_once(headers: list[tuple[str, str]], what: str) -> dict[str, str]:
-    """Each security header exactly once (the app sends its own on pages and API answers:
-    two CSPs would both apply, two X-Frame-Options are ignored by some browsers)."""
-    found = {name: [value for key, value in headers if key.lower() == name] for name in SECURITY_HEADERS}
-    assert all(len(values) == 1 for values in found.values()), f"{what}: {found}"
-    return {name: values[0] for name, values in found.items()}
-
-
-def framing_refused(headers: list[tuple[str, str]], what: str) -> None:
-    """No page of ours in another site's frame (a hidden Log out button), nor a referrer."""
-    values = each_once(headers, what)
-    assert "frame-ancestors 'none'" in values["content-security-policy"], (what, values)
-    assert values["x-frame-options"] == "DENY" and values["referrer-policy"] == "no-referrer", (what, values)
-    assert values["x-content-type-options"] == "nosniff", (what, values)
-
-
 async def test_every_answer_carries_each_security_header_once(lab: Lab) -> None:
     """The app's answers, nginx's static files and nginx's own refusals alike (add_header at
     one level only: a location with one of its own would drop the others). Media keep the
@@ -288,17 +274,10 @@ async def test_every_answer_carries_each_security_header_once(lab: Lab) -> None:
     for what, answer in answers.items():
         framing_refused(answer.headers.multi_items(), what)
     limit = int(_env(lab)["MAX_UPLOAD_BYTES"]) + 64 * 1024
-    status, _, headers = raw_https(lab, f"POST /api/upload-file/ HTTP/1.1\r\nHost: {lab_parts.SERVER_NAME}\r\n"
+    status, _, headers = raw_https(lab.proxy.https_port, lab.public.tls, f"POST /api/upload-file/ HTTP/1.1\r\nHost: {lab_parts.SERVER_NAME}\r\n"
                                         f"Content-Length: {limit + 1}\r\nContent-Type: multipart/form-data; boundary=x\r\n\r\n")
     assert status == 413
     framing_refused(headers, "nginx's 413")
-
-
-async def sent_as_is(http: httpx.AsyncClient, method: str, path: str, encoding: str,
-                     **kwargs: object) -> tuple[httpx.Response, bytes]:
-    """An answer and its body as sent, not decompressed."""
-    async with http.stream(method, path, headers={"Accept-Encoding": encoding}, **kwargs) as answer:  # type: ignore[arg-type]
-        return answer, b"".join([chunk async for chunk in answer.aiter_raw()])
 
 
 async def test_assets_come_compressed_and_answers_with_secrets_never(lab: Lab) -> None:
@@ -333,7 +312,6 @@ async def test_assets_come_compressed_and_answers_with_secrets_never(lab: Lab) -
 CROWD, ACCOUNTS_PER_ADDRESS, SOCKETS_PER_ACCOUNT = 5000, 2, 20
 CROWD_ADDRESSES = [f"127.0.0.{n}" for n in range(10, 10 + CROWD // (ACCOUNTS_PER_ADDRESS * SOCKETS_PER_ACCOUNT))]
 FLOODER, HONEST = "127.0.0.250", ("127.0.0.201", "127.0.0.202")
-SOCKETS_PER_ADDRESS = 64  # limit_conn on /ws/ in the site
 
 
 def site_limit(lab: Lab, pattern: str) -> int:
@@ -410,7 +388,9 @@ async def test_the_front_door_holds_5000_sockets_while_one_address_is_turned_awa
         proxied = sum(socket_counts().values()) - sum(before.values())
         assert proxied == CROWD, f"the app hosts hold {proxied} sockets through nginx"
         flood_started = time.monotonic()
-        flood, honest = await asyncio.gather(flood_from(lab, flood_accounts), honest_pair(lab, alice, bob))
+        flood, honest = await asyncio.gather(
+            crowd_module.flood_from(lab.public, FLOODER, flood_accounts, SOCKETS_PER_ACCOUNT),
+            crowd_module.honest_pair(lab.public, alice, bob))
         flood_seconds = time.monotonic() - flood_started
         sockets_in, sockets_seen = flood["sockets"]
         assert len(sockets_in) == per_address and sockets_seen == {
@@ -438,74 +418,10 @@ async def test_the_front_door_holds_5000_sockets_while_one_address_is_turned_awa
     assert await settled_counts() == before
 
 
-async def flood_from(lab: Lab, accounts: list[crowd_module.Account]) -> dict[str, Any]:
-    """One address: every account's 20 sockets at once (300, the app's cap each), 600
-    authenticated API requests 50 at a time, 40 logins with wrong phrases 10 at a time."""
-    public, tls = lab.public.http_url, lab.public.tls
-    token = {"Authorization": f"Bearer {accounts[0].token}"}
-    async with crowd_module.client(public, tls, FLOODER) as http:
-        sockets, requests, logins = await asyncio.gather(
-            crowd_module.flood_sockets(lab.public.ws_url, tls, FLOODER,
-                                       [a.token for a in accounts for _ in range(SOCKETS_PER_ACCOUNT)]),
-            crowd_module.flood_requests(http, "GET", "/api/user-profile/", 600, 50, headers=token),
-            crowd_module.flood_requests(http, "POST", "/api/login/", 40, 10,  # a name each: the app counts per name too
-                                        body=lambda n: {"username": f"nobody_{n}", "phrase": "wrong words here"}))
-    return {"sockets": sockets, "requests": requests[0], "logins": logins[0]}
-
-
-async def honest_pair(lab: Lab, alice: crowd_module.Account, bob: crowd_module.Account) -> dict[str, float]:
-    """Alice logs in again from her address and chats with Bob, from his: seconds each step took."""
-    public, tls, seconds = lab.public.http_url, lab.public.tls, {}
-    started = time.monotonic()
-    async with crowd_module.client(public, tls, alice.address) as http:
-        login = await http.post("/api/login/", json={"username": alice.username, "phrase": PHRASE})
-        assert login.status_code == 200, login.text
-        seconds["login"] = time.monotonic() - started
-        token = login.json()["token"]
-        alice_tab = await crowd_module.open_socket(lab.public.ws_url, tls, alice.address, token)
-        bob_tab = await crowd_module.open_socket(lab.public.ws_url, tls, bob.address, bob.token)
-        seconds["two sockets"] = time.monotonic() - started - seconds["login"]
-        try:
-            await alice_tab.send(json.dumps({"type": "chat", "to": bob.username, "message": "still here?",
-                                             "client_id": "honest-1"}))
-            while (frame := json.loads(await asyncio.wait_for(bob_tab.recv(), 30)))["type"] != "chat":
-                pass
-            assert frame["message"]["message"] == "still here?", frame
-            seconds["delivered"] = time.monotonic() - started - seconds["login"] - seconds["two sockets"]
-            profile = await http.get("/api/user-profile/", headers={"Authorization": f"Bearer {token}"})
-            assert profile.status_code == 200, profile.text
-        finally:
-            alice_tab.transport.abort()
-            bob_tab.transport.abort()
-    return {step: round(value, 2) for step, value in seconds.items()}
-
-
 def _env(lab: Lab) -> dict[str, str]:
     from dotenv import dotenv_values
 
     return {k: v or "" for k, v in dotenv_values(lab.env_files["a"]).items()}
-
-
-def raw_https(lab: Lab, request: str) -> tuple[int, str, list[tuple[str, str]]]:
-    """A request whose headers lie about the body (httpx would send the body): status, body, headers."""
-    with socket.create_connection(("127.0.0.1", lab.proxy.https_port), timeout=5) as raw, \
-            lab.public.tls.wrap_socket(raw, server_hostname="127.0.0.1") as tls:  # type: ignore[union-attr]
-        tls.sendall(request.encode())
-        answer = b""
-        while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < _length(answer):
-            chunk = tls.recv(65536)
-            if not chunk:
-                break
-            answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    headers = [(name.strip().lower(), value.strip()) for name, _, value in (line.partition(":") for line in lines[1:])]
-    return int(lines[0].split()[1]), body.decode(), headers
-
-
-def _length(answer: bytes) -> int:
-    match = re.search(rb"(?i)content-length:\s*(\d+)", answer)
-    return int(match.group(1)) if match else 0
 
 
 # ---- bootstrap-db ----------------------------------------------------------------
@@ -614,23 +530,6 @@ async def test_sigkill_of_a_host_mid_conversation_loses_nothing(lab: Lab) -> Non
         await side.socket.close()
 
 
-# What the probe tries, as the unit's user inside its sandbox: write a file in each folder.
-PROBE = """
-import json, os, sys
-seen = {}
-for folder in sys.argv[1:]:
-    path = os.path.join(folder, "probe-%d" % os.getpid())
-    try:
-        with open(path, "w"):
-            pass
-        seen[folder] = oct(os.stat(path).st_mode & 0o777)
-        os.unlink(path)
-    except OSError as exc:
-        seen[folder] = exc.__class__.__name__
-print(json.dumps({"uid": os.getuid(), "seen": seen}))
-"""
-
-
 def test_the_units_sandbox_lets_it_write_only_its_writable_paths(lab: Lab) -> None:
     """The lab's copy of the unit's sandbox is what it claims (or no test here would mean
     anything): read-only everywhere, writable only at the unit's paths, homes closed;
@@ -638,7 +537,7 @@ def test_the_units_sandbox_lets_it_write_only_its_writable_paths(lab: Lab) -> No
     unit, sandbox = deploy_unit.Unit.read(), lab.sandboxes["a"]
     trace = lab.folder / "probe.trace"
     folders = [*unit.writable, "/tmp", str(PROJECT_ROOT), "/etc", "/var/lib", "/srv", "/root", "/home"]
-    command = sandbox.command(lab.folder / "probe.json", lab.env_files["a"], argv=[sys.executable, "-c", PROBE, *folders])
+    command = sandbox.command(lab.folder / "probe.json", lab.env_files["a"], argv=[sys.executable, "-c", deploy_unit.WRITE_PROBE, *folders])
     answer = json.loads(lab_parts.run(*deploy_unit.traced(command, trace), env=deploy_unit.environment_for_sandbox()))
     assert answer["uid"] == pwd.getpwnam(unit.value("User")).pw_uid
     private = oct(0o666 & ~int(unit.value("UMask"), 8))
