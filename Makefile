@@ -63,10 +63,10 @@ test: system-tools
 	$(MAKE) --no-print-directory --jobs=2 --output-sync=target $(STAMP) web web-test
 	env -u PYTHONDONTWRITEBYTECODE PATH="$$PATH:/usr/sbin:/sbin" $(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
-# Debian's Chromium (browser tests) and nginx (deploy tests): installed when missing and this
+# Debian's Chromium (browser tests), nginx and strace (deploy tests): installed when missing and this
 # machine lets us (root with apt-get: a fresh CI machine); otherwise the command is printed,
 # those tests skip saying so, and the run ends with a count of what was skipped and why.
-SYSTEM_PACKAGES := chromium:/usr/bin/chromium nginx:/usr/sbin/nginx
+SYSTEM_PACKAGES := chromium:/usr/bin/chromium nginx:/usr/sbin/nginx strace:/usr/bin/strace
 APT_GET ?= apt-get
 system-tools:
 	@missing=""; for entry in $(SYSTEM_PACKAGES); do [ -x "$${entry#*:}" ] || missing="$$missing $${entry%%:*}"; done; \

@@ -1,4 +1,5 @@
-"""Clients of the deploy lab: where their sockets land, and a client that outlives its host.
+"""Clients of the deploy lab: where their sockets land, a client that outlives its host,
+and answers read as sent (every header, the body before decompression, a lying request).
 
 Which host took a socket is read from the hosts themselves: each namespace's
 established connections on the app's port (nginx opens one per socket and,
@@ -12,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import re
+import socket
 import ssl
 import time
 from typing import Any
@@ -168,3 +171,54 @@ async def sync_all(side: Talk) -> None:
             return
         take(side, frame)
     raise AssertionError("no synced")
+
+
+# ---- answers as sent ------------------------------------------------------------
+
+SECURITY_HEADERS = ("strict-transport-security", "content-security-policy", "x-frame-options",
+                    "referrer-policy", "x-content-type-options")
+
+
+def each_once(headers: list[tuple[str, str]], what: str) -> dict[str, str]:
+    """Each security header exactly once (the app sends its own on pages and API answers:
+    two CSPs would both apply, two X-Frame-Options are ignored by some browsers)."""
+    found = {name: [value for key, value in headers if key.lower() == name] for name in SECURITY_HEADERS}
+    assert all(len(values) == 1 for values in found.values()), f"{what}: {found}"
+    return {name: values[0] for name, values in found.items()}
+
+
+def framing_refused(headers: list[tuple[str, str]], what: str) -> None:
+    """No page of ours in another site's frame (a hidden Log out button), nor a referrer."""
+    values = each_once(headers, what)
+    assert "frame-ancestors 'none'" in values["content-security-policy"], (what, values)
+    assert values["x-frame-options"] == "DENY" and values["referrer-policy"] == "no-referrer", (what, values)
+    assert values["x-content-type-options"] == "nosniff", (what, values)
+
+
+async def sent_as_is(http: httpx.AsyncClient, method: str, path: str, encoding: str,
+                     **kwargs: object) -> tuple[httpx.Response, bytes]:
+    """An answer and its body as sent, not decompressed."""
+    async with http.stream(method, path, headers={"Accept-Encoding": encoding}, **kwargs) as answer:  # type: ignore[arg-type]
+        return answer, b"".join([chunk async for chunk in answer.aiter_raw()])
+
+
+def raw_https(port: int, tls_context: ssl.SSLContext, request: str) -> tuple[int, str, list[tuple[str, str]]]:
+    """A request whose headers lie about the body (httpx would send the body): status, body, headers."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            tls_context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        tls.sendall(request.encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < _length(answer):
+            chunk = tls.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = [(name.strip().lower(), value.strip()) for name, _, value in (line.partition(":") for line in lines[1:])]
+    return int(lines[0].split()[1]), body.decode(), headers
+
+
+def _length(answer: bytes) -> int:
+    match = re.search(rb"(?i)content-length:\s*(\d+)", answer)
+    return int(match.group(1)) if match else 0

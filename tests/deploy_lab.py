@@ -4,7 +4,8 @@ A private network 198.51.100.0/24 (a documentation range: it exists only on a
 bridge this module creates, and traffic never leaves the machine): the "proxy
 and database" side at .1 holds nginx's upstream end, one PostgreSQL and one
 Redis; app hosts A (.11) and B (.12) are network namespaces joined to it by veth
-pairs. nginx listens on 127.0.0.1 with the shipped site, rendered by
+pairs; each runs the unit in its sandbox (tests/deploy_unit.py) under strace. nginx
+listens on 127.0.0.1 with the kit's main config and the shipped site, rendered by
 `deploy/render-site` with only addresses, ports and paths of this lab.
 
 Every process started here is stopped by its PID, and the namespaces, veths and
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import gzip
 import os
 import secrets
 import shlex
@@ -37,6 +39,7 @@ from dotenv import dotenv_values
 from secure_link import devdb
 from secure_link.config import PROJECT_ROOT
 
+from . import deploy_unit
 from .conftest import free_port, stop_process
 
 DEPLOY = PROJECT_ROOT / "deploy"
@@ -163,6 +166,23 @@ def websockets_on(host: str) -> int:
     return len(out.splitlines())
 
 
+def children(pid: int) -> list[int]:
+    """A process's direct children (nginx's workers)."""
+    with contextlib.suppress(OSError):
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return []
+
+
+def rss_mib(pids: list[int]) -> int:
+    """Resident memory of these processes together, in MiB."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            status = Path(f"/proc/{pid}/status").read_text()
+            total += int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
+    return round(total / 1024)
+
+
 # ---- PostgreSQL and Redis on the private network ---------------------------
 
 @dataclasses.dataclass
@@ -208,7 +228,7 @@ def private_postgres(folder: Path) -> Iterator[Database]:
         wait_until(lambda: subprocess.run([str(bin_dir / "pg_isready"), "-q"], env=admin, timeout=5).returncode == 0,
                    "PostgreSQL", process=process, log=folder / "postgres.log")
         password = secrets.token_urlsafe(16)
-        # docs/deploy.md: `sudo -u postgres DB_PASSWORD=… deploy/bootstrap-db`
+        # docs/deploy.md: `sudo -u postgres --preserve-env=DB_PASSWORD deploy/bootstrap-db`
         run(str(DEPLOY / "bootstrap-db"), env={**admin, "DB_PASSWORD": password})
         yield Database(f"postgresql://secure_link:{password}@{GATEWAY}:{port}/secure_link", admin)
     finally:
@@ -249,38 +269,43 @@ def env_file(path: Path, **values: str) -> Path:
     return path
 
 
-def unit_command() -> list[str]:
-    """ExecStart= of deploy/secure-link.service, with this venv's secure-link."""
-    unit = (DEPLOY / "secure-link.service").read_text()
-    line = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
-    command = shlex.split(line.removeprefix("ExecStart="))
-    assert command[0].endswith("/bin/secure-link"), command
-    return [str(Path(sys.executable).parent / "secure-link"), *command[1:]]
+@dataclasses.dataclass
+class AppHost:
+    """One app host: the unit's process (under strace) and where it logs and traces."""
 
+    process: subprocess.Popen  # strace, whose child is the unit's process
+    log: Path
+    trace: Path  # every write that failed, one line each (deploy_unit.read_only_writes)
 
-def unit_umask() -> int:
-    """UMask= of deploy/secure-link.service."""
-    unit = (DEPLOY / "secure-link.service").read_text()
-    return int(next(line for line in unit.splitlines() if line.startswith("UMask=")).removeprefix("UMask="), 8)
-
-
-def clean_environment(env_path: Path, **extra: str) -> dict[str, str]:
-    """What systemd gives the unit: the env file and little else (none of the test runner's variables)."""
-    values = {k: v for k, v in dotenv_values(env_path).items() if v}
-    return {"PATH": os.environ["PATH"], "LANG": "C.UTF-8", **values, **extra}  # type: ignore[dict-item]
+    @property
+    def pid(self) -> int | None:
+        """The unit's own process (strace's child): what SIGTERM stops."""
+        children_ = children(self.process.pid)
+        return children_[0] if children_ else None
 
 
 @contextlib.contextmanager
-def app_host(host: str, env_path: Path, log_path: Path, **extra: str) -> Iterator[subprocess.Popen]:
-    """`secure-link serve` as the unit runs it, inside the host's namespace; stopped by PID."""
+def app_host(host: str, sandbox: deploy_unit.Sandbox, env_path: Path, folder: Path,
+             **extra: str) -> Iterator[AppHost]:
+    """`secure-link serve` as the unit runs it (its user, ExecStart, environment and sandbox),
+    inside the host's namespace, under strace; stopped by the unit's process's PID."""
+    log_path, trace = folder / f"{host}.log", folder / f"{host}.trace"
+    command = sandbox.command(folder / f"{host}-sandbox.json", env_path, **extra)
     log = open(log_path, "wb")
-    process = subprocess.Popen(["ip", "netns", "exec", namespace(host), *unit_command()],
-                               env=clean_environment(env_path, **extra), cwd=PROJECT_ROOT, umask=unit_umask(),
-                               stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(deploy_unit.traced(["ip", "netns", "exec", namespace(host), *command], trace),
+                               env=deploy_unit.environment_for_sandbox(), stdout=log, stderr=subprocess.STDOUT)
+    running = AppHost(process, log_path, trace)
     try:
-        yield process
+        yield running
     finally:
-        stop_process(process)
+        pid = running.pid
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            stop_process(process)
         log.close()
 
 
@@ -298,19 +323,43 @@ class Proxy:
     site: Path
     cert: Path
     access_log: Path
+    web_root: Path
 
 
-def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+PRECOMPRESSED_MTIME = 1234567890  # in the lab build's .gz headers; nginx's own gzip writes 0
+
+
+def web_build(folder: Path) -> Path:
+    """A small web client laid out as `npm run build` lays it out (index.html, hashed files
+    under assets/), with a .gz beside the script as the build makes them: nginx serves the
+    assets, the app index.html (both from here)."""
+    root, assets = folder / "web", folder / "web" / "assets"
+    assets.mkdir(parents=True)
+    (root / "index.html").write_text('<!doctype html><html lang="en"><title>Secure Link</title>'
+                                     '<script type="module" src="/assets/app-3f2a1b.js"></script></html>\n')
+    script = "export const greeting = 'hello from the lab';\n".encode() * 200
+    (assets / "app-3f2a1b.js").write_bytes(script)
+    (assets / "app-3f2a1b.js.gz").write_bytes(gzip.compress(script, compresslevel=9, mtime=PRECOMPRESSED_MTIME))
+    (assets / "style-9c8d7e.css").write_text("body { margin: 0 }\n" * 200)
+    for path in (root, assets, *root.rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return root
+
+
+KEY_TYPES = {"ec": ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"], "rsa": ["-newkey", "rsa:2048"]}
+
+
+def self_signed_certificate(folder: Path, key_type: str = "ec") -> tuple[Path, Path]:
     cert, key = folder / "tls.crt", folder / "tls.key"
-    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+    run("openssl", "req", "-x509", *KEY_TYPES[key_type], "-nodes",
         "-days", "2", "-subj", f"/CN={SERVER_NAME}", "-addext", f"subjectAltName=DNS:{SERVER_NAME},IP:127.0.0.1",
         "-keyout", str(key), "-out", str(cert))
     return cert, key
 
 
-def render_site(folder: Path, env_path: Path) -> Proxy:
+def render_site(folder: Path, env_path: Path, web_root: Path, key_type: str = "ec") -> Proxy:
     """docs/deploy.md's template step, with this lab's ports and paths."""
-    cert, key = self_signed_certificate(folder)
+    cert, key = self_signed_certificate(folder, key_type)
     https_port, http_port = free_port("127.0.0.1"), free_port("127.0.0.1")
     logs = folder / "nginx-logs"
     logs.mkdir()
@@ -319,33 +368,37 @@ def render_site(folder: Path, env_path: Path) -> Proxy:
         *(f"--app={address}:{APP_PORT}" for address in HOSTS.values()),
         f"--https-listen=127.0.0.1:{https_port}", f"--http-listen=127.0.0.1:{http_port}",
         "--tls-cert", str(cert), "--tls-key", str(key), "--acme-root", str(folder / "acme"),
-        "--log-dir", str(logs), "--output", str(site))
-    return Proxy(https_port, http_port, site, cert, logs / "secure-link.access.log")
+        "--web-root", str(web_root), "--log-dir", str(logs), "--output", str(site))
+    return Proxy(https_port, http_port, site, cert, logs / "secure-link.access.log", web_root)
+
+
+def handshake(port: int, *options: str) -> bool:
+    """Whether `openssl s_client` with these options completes a TLS handshake with nginx."""
+    done = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", SERVER_NAME,
+                           *options], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10)
+    return done.returncode == 0 and "Cipher is (NONE)" not in done.stdout
 
 
 def main_config(folder: Path, site: Path) -> Path:
-    """Debian's nginx.conf in miniature, around the site: the site itself is included unchanged."""
+    """deploy/nginx/nginx.conf, the main config docs/deploy.md installs, with this lab's paths:
+    its pid and logs, no other sites of this machine, its own temp folders around the site.
+    Each line rewritten must be there once, so a change to the shipped file shows up here."""
     temp = folder / "nginx-temp"
     temp.mkdir()
+    temp_paths = " ".join(f"{kind}_temp_path {temp}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    rewrites = {
+        "pid /run/nginx.pid;": f"pid {folder}/nginx.pid;",
+        "error_log /var/log/nginx/error.log;": f"error_log {folder}/nginx-logs/error.log;",
+        "access_log /var/log/nginx/access.log;": f"access_log {folder}/nginx-logs/access.log;",
+        "include /etc/nginx/conf.d/*.conf;": "",
+        "include /etc/nginx/sites-enabled/*;": f"{temp_paths} include {site};",
+    }
+    text = (DEPLOY / "nginx" / "nginx.conf").read_text()
+    for shipped, lab in rewrites.items():
+        assert text.count(shipped) == 1, f"deploy/nginx/nginx.conf: expected {shipped!r} once"
+        text = text.replace(shipped, lab)
     config = folder / "nginx.conf"
-    config.write_text(f"""
-user www-data;
-worker_processes 2;
-daemon off;
-pid {folder}/nginx.pid;
-error_log {folder}/nginx-logs/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    include /etc/nginx/mime.types;
-    default_type application/octet-stream;
-    client_body_temp_path {temp}/body;
-    proxy_temp_path {temp}/proxy;
-    fastcgi_temp_path {temp}/fastcgi;
-    uwsgi_temp_path {temp}/uwsgi;
-    scgi_temp_path {temp}/scgi;
-    include {site};
-}}
-""")
+    config.write_text(text)
     return config
 
 
@@ -355,7 +408,7 @@ def nginx(folder: Path, proxy: Proxy) -> Iterator[subprocess.Popen]:
     assert binary, "nginx is not installed (.ci/run installs it)"
     config = main_config(folder, proxy.site)
     run(binary, "-t", "-q", "-c", str(config))
-    process = subprocess.Popen([binary, "-c", str(config)])
+    process = subprocess.Popen([binary, "-c", str(config), "-g", "daemon off;"])
     try:
         wait_until(lambda: accepts("127.0.0.1", proxy.https_port), "nginx", process=process,
                    log=folder / "nginx-logs" / "error.log")
