@@ -11,124 +11,25 @@ screens` writes docs/screens). Nothing may be logged as an error on the way.
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import re
-from pathlib import Path
-from typing import Any, AsyncIterator
 
 import pytest
-from PIL import Image
-from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright, expect
+from playwright.async_api import Browser, expect
 
-from secure_link.config import PROJECT_ROOT, Settings
+from secure_link.config import PROJECT_ROOT
 
+from .browser_kit import DESKTOP, PHONE, Person, browser, new_person, png  # noqa: F401 (browser: a fixture)
 from .story import PHRASE, Server
 
 # One xdist worker runs the module: one Chromium, and the screenshots and metrics it writes.
 pytestmark = pytest.mark.xdist_group("browser")
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-AXE = PROJECT_ROOT / "web" / "node_modules" / "axe-core" / "axe.min.js"
-SCREENS = Path(os.environ.get("SECURE_LINK_SCREENS") or PROJECT_ROOT / "var" / "screens")
 METRICS = PROJECT_ROOT / "var" / "browser-metrics.json"
-DESKTOP = {"width": 1000, "height": 640}
-PHONE = {"width": 390, "height": 720}
 USABLE_LOGIN = """() => {
   const button = [...document.querySelectorAll("button")].find((b) => b.textContent === "Log in");
   return button && !button.disabled && document.querySelector("input[name=phrase]") ? performance.now() : null;
 }"""
-
-
-
-
-def _require(condition: bool, what: str) -> None:
-    """Missing parts fail in CI (which installs them) and skip elsewhere."""
-    if condition:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} is missing (make test installs it)")
-    pytest.skip(f"{what} is missing: run `make test`")
-
-
-@pytest.fixture(scope="module")
-async def browser(settings: Settings) -> AsyncIterator[Browser]:
-    """One Chromium for the module; Playwright stops it and its driver in `finally`."""
-    _require(CHROMIUM.exists(), "/usr/bin/chromium")
-    _require((settings.web_root / "index.html").exists(), "the built web client")
-    _require(AXE.exists(), "web/node_modules/axe-core")
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-class Person:
-    """One person: a browser context of their own, and every error their page logs."""
-
-    def __init__(self, name: str, context: BrowserContext, page: Page) -> None:
-        self.username = f"{name}_{os.urandom(3).hex()}"
-        self.context, self.page = context, page
-        self.errors: list[str] = []
-        page.on("console", self._console)
-        page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
-
-    def _console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
-            self.errors.append(f"console: {message.text} at {message.location.get('url')}")
-
-    def log(self):  # type: ignore[no-untyped-def]
-        return self.page.get_by_role("log")
-
-    async def register(self) -> None:
-        await self.page.get_by_label("Username").fill(self.username)
-        await self.page.get_by_label("Phrase").fill(PHRASE)
-        await self.page.get_by_role("button", name="Register").click()
-        await expect(self.page.get_by_role("status")).to_have_text("Connected")
-
-    async def open_chat(self, peer: "Person") -> None:
-        await self.page.get_by_label("Start a conversation with").fill(peer.username)
-        await self.page.get_by_label("Start a conversation with").press("Enter")
-        await expect(self.page.get_by_role("heading", name=peer.username)).to_be_visible()
-
-    async def say(self, text: str) -> None:
-        """Type and send with the keyboard alone."""
-        box = self.page.get_by_label("Message", exact=True)
-        await box.fill(text)
-        await box.press("Enter")
-
-    async def sees(self, text: str, count: int = 1) -> None:
-        await expect(self.log().get_by_text(text, exact=True)).to_have_count(count)
-
-    async def shoot(self, name: str) -> None:
-        SCREENS.mkdir(parents=True, exist_ok=True)
-        await self.page.screenshot(path=str(SCREENS / f"{name}.png"))
-
-    async def accessible(self, screen: str) -> None:
-        """axe-core finds no serious or critical violation on what is shown now."""
-        await self.page.add_script_tag(path=str(AXE))
-        result = await self.page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-        bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]])
-               for v in result["violations"] if v["impact"] in ("serious", "critical")]
-        assert not bad, f"{screen}: {bad}"
-
-
-async def new_person(browser: Browser, server: Server, name: str, **options: Any) -> Person:
-    context = await browser.new_context(base_url=server.http_url, **options)
-    person = Person(name, context, await context.new_page())
-    await person.page.goto("/")
-    return person
-
-
-def png(name: str) -> dict[str, Any]:
-    buffer = io.BytesIO()
-    Image.new("RGB", (640, 480), (40, 120, 200)).save(buffer, "PNG")
-    return {"name": name, "mimeType": "image/png", "buffer": buffer.getvalue()}
 
 
 async def first_load_ms(browser: Browser, server: Server) -> float:
@@ -219,9 +120,16 @@ async def chat_both_ways(alice: Person, bob: Person) -> None:
 
 
 async def send_an_image(alice: Person, bob: Person) -> None:
+    """Attach stages the file with a preview; the message box holds its caption until Send."""
     async with alice.page.expect_file_chooser() as chooser:
         await alice.page.get_by_role("button", name="Attach").click()
     await (await chooser.value).set_files(png("harbour.png"))
+    await expect(alice.page.get_by_role("img", name="Preview of harbour.png")).to_be_visible()
+    await alice.page.get_by_label("Message", exact=True).fill("The harbour this morning")
+    await alice.accessible("a file staged with its caption")
+    await alice.shoot("06a-alice-staged-image")
+    await alice.page.get_by_role("button", name="Send").click()
+    await bob.sees("The harbour this morning")
     for person in (alice, bob):
         image = person.log().get_by_role("img", name="harbour.png")
         await expect(image).to_be_visible()
@@ -231,8 +139,9 @@ async def send_an_image(alice: Person, bob: Person) -> None:
 
 
 async def reload_keeps_history(bob: Person, alice: Person) -> None:
+    """The chat has an address of its own: a reload comes back to it, history and all."""
     await bob.page.reload()
-    await bob.page.get_by_role("button", name=re.compile(alice.username)).click()
+    await expect(bob.page.get_by_role("heading", name=alice.username)).to_be_visible()
     for text in ("Hi Bob, it's Alice", "typing", "Hello Alice!"):
         await bob.sees(text)
     await expect(bob.log().get_by_role("img", name="harbour.png")).to_be_visible()
@@ -343,7 +252,7 @@ async def test_disappearing_messages_and_delete_for_everyone(browser: Browser, s
         await alice.say("counting down")
         for person in (alice, bob):
             await person.sees("counting down")
-            countdown = person.log().locator("li", has_text="counting down").locator("time")
+            countdown = person.log().locator("li", has_text="counting down").locator(".expires time")
             await expect(countdown).to_have_text(re.compile(r"^0:[0-3]\d$"))
         await bob.accessible("a message counting down, on a phone, dark")
         await bob.shoot("12-bob-countdown-phone-dark")
@@ -363,7 +272,7 @@ async def test_disappearing_messages_and_delete_for_everyone(browser: Browser, s
         await expect(timer_button(alice)).to_have_text("Timer: off")
         await alice.say("this one stays")
         await bob.sees("this one stays")
-        await expect(bob.log().locator("li", has_text="this one stays").locator("time")).to_have_count(0)
+        await expect(bob.log().locator("li", has_text="this one stays").locator(".expires time")).to_have_count(0)
     finally:
         await alice.context.close()
         await bob.context.close()
