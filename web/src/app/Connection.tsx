@@ -26,8 +26,8 @@ export function ConnectionBanner({ onRetry }: { onRetry: () => void }) {
     <div className="banner">
       <span className="spinner" aria-hidden="true" />
       <span>
-        <strong>Connection lost. Reconnecting…</strong>{" "}
-        {pending > 0 ? `${waiting(pending)}: they go as soon as the connection is back.` : "New messages show once it is back."}
+        <strong>Connection lost, reconnecting…</strong>{" "}
+        {pending > 0 ? `${waiting(pending)}.` : "New messages show once it is back."}
       </span>
       <button type="button" className="secondary" onClick={onRetry}>Retry now</button>
     </div>

@@ -136,7 +136,9 @@ export class ChatClient {
     const me = state.me?.username ?? "";
     const peer = peerOf(me, message);
     if (kind === "chat" && message.from !== me && message.id > state.lastId) this.attention.incoming(message);
-    if (!(peer in state.presence) && !this.lookedUp.has(peer)) {
+    // A conversation's first message makes the two partners: only now is presence told (docs/api.md).
+    const begun = !state.conversations[peer];
+    if (begun || (!(peer in state.presence) && !this.lookedUp.has(peer))) {
       this.lookedUp.add(peer);
       queueMicrotask(() => void this.lookUp(peer).catch(() => this.lookedUp.delete(peer)));
     }

@@ -70,6 +70,14 @@ describe("unread counts and the new-messages marker", () => {
     expect(reduce(shown, { type: "open", with: "carol" }).views.bob.marker).toBeNull();
   });
 
+  it("moves the mark to the first unread message once an older page brings it in", () => {
+    const newest: Action = { type: "history", with: "bob", messages: [4, 5].map((id) => message(id)), hasMore: true, older: false };
+    const older: Action = { type: "history", with: "bob", messages: [1, 2, 3].map((id) => message(id)), hasMore: false, older: true };
+    const shown = run(listed(4), { type: "open", with: "bob" }, newest);
+    expect(shown.views.bob.marker).toBe(4);  // the first of the unread that are here
+    expect(reduce(shown, older).views.bob.marker).toBe(2);
+  });
+
   it("counts what arrives in the open conversation while the tab is hidden, and marks the first", () => {
     let state = run(listed(0), { type: "open", with: "bob" }, page, { type: "visible", visible: false },
                     { type: "message", message: message(6) }, { type: "message", message: message(7) });

@@ -135,11 +135,10 @@ function firstUnread(entries: Entry[], peer: string, unread: number): number | n
   return theirs[Math.max(0, theirs.length - unread)]?.id ?? null;
 }
 
-function placeMarker(state: State, peer: string): State {
-  const unread = state.conversations[peer]?.unread ?? 0;
+function placeMarker(state: State, peer: string, unread = state.conversations[peer]?.unread ?? 0): State {
   const thread = state.threads[peer];
   if (!thread?.loaded || unread === 0) return state;
-  return withView(state, peer, (view) => ({ ...view, marker: firstUnread(thread.entries, peer, unread) }));
+  return withView(state, peer, (view) => ({ ...view, marker: firstUnread(thread.entries, peer, unread), unreadAtOpen: unread }));
 }
 
 function receive(state: State, message: Message): State {
@@ -234,7 +233,8 @@ function forget(record: Record<string, boolean>, key: string): Record<string, bo
 }
 
 function open(state: State, peer: string | null): State {
-  const left = state.open && state.open !== peer ? withView(state, state.open, (view) => ({ ...view, marker: null })) : state;
+  const left = state.open && state.open !== peer
+    ? withView(state, state.open, (view) => ({ ...view, marker: null, unreadAtOpen: 0 })) : state;
   if (!peer) return { ...left, open: null };
   return seen(placeMarker({ ...left, open: peer }, peer));
 }
@@ -245,7 +245,10 @@ function loaded(state: State, action: Extract<Action, { type: "history" }>): Sta
     ...t, entries: mergeEntries(t.entries, action.messages), loaded: true, loading: false, error: null,
     hasMore: action.older || !t.loaded ? action.hasMore : t.hasMore,
   }));
-  return first && next.open === action.with ? seen(placeMarker(next, action.with)) : seen(next);
+  if (next.open !== action.with) return next;
+  const view = next.views[action.with];
+  if (first) return seen(placeMarker(next, action.with));
+  return action.older && view?.unreadAtOpen ? placeMarker(next, action.with, view.unreadAtOpen) : seen(next);
 }
 
 function cleared(state: State, peer: string): State {  // a logout's clearing also turns the conversation's timer off

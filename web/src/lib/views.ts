@@ -30,9 +30,12 @@ export interface PeerView {
   problem: string | null;  // the last failed upload or send of this conversation, until dismissed
   place: ScrollPlace | null;
   marker: number | null;   // the id of the first message that was unread when the chat was opened
+  unreadAtOpen: number;    // how many were: older pages paged in move the marker to the first of them
 }
 
-export const emptyView: PeerView = { draft: "", staged: null, upload: null, problem: null, place: null, marker: null };
+export const emptyView: PeerView = {
+  draft: "", staged: null, upload: null, problem: null, place: null, marker: null, unreadAtOpen: 0,
+};
 
 export type ViewChange =
   | { type: "draft"; with: string; text: string }

@@ -26,6 +26,7 @@ interface MessageListProps {
 
 const EDGE_PX = 240;    // this close to an edge, more rows come in
 const BOTTOM_PX = 48;   // this close to the bottom counts as reading the newest
+const MARKER_ROOM_PX = 44;  // the first unread message opens this far down, below "New messages"
 
 interface Anchor { key: string; offset: number }
 
@@ -38,6 +39,10 @@ function status(entry: Entry, readUpTo: number): string {
 function lastOf(entries: Entry[], test: (entry: Entry) => boolean): Entry | undefined {
   for (let index = entries.length - 1; index >= 0; index -= 1) if (test(entries[index])) return entries[index];
   return undefined;
+}
+
+function newestId(entries: Entry[]): number {
+  return lastOf(entries, (entry) => entry.id !== null)?.id ?? 0;
 }
 
 function rowsOf(list: HTMLElement): HTMLElement[] {
@@ -82,8 +87,11 @@ export function MessageList(props: MessageListProps) {
   const span: Span = place ? spanOf(entries, place) : { start: 0, end: 0 };
   const shown = entries.slice(span.start, span.end);
 
-  if (place === null && (thread.loaded || entries.length > 0)) {
+  const seenUpTo = useRef<number | null>(null);  // the newest message the reader was shown at the bottom
+  // Placed once the history is here (where the first unread is, is known then), or once it failed.
+  if (place === null && (thread.loaded || (!thread.loading && entries.length > 0))) {
     const initial = initialPlace(entries, props.saved, marker);
+    seenUpTo.current = initial.follow || marker === null ? newestId(entries) : marker - 1;
     setPlace(initial);
     anchor.current = props.saved && !props.saved.follow && props.saved.anchorKey
       ? { key: props.saved.anchorKey, offset: props.saved.offset } : null;
@@ -108,14 +116,39 @@ export function MessageList(props: MessageListProps) {
   useLayoutEffect(() => {
     const element = list.current;
     if (!element || !place) return;
+    const first = !anchor.current && marker !== null && !place.follow
+      ? rowsOf(element).find((row) => row.dataset.id === String(marker)) : undefined;
+    if (first) anchor.current = { key: first.dataset.key!, offset: MARKER_ROOM_PX };  // "New messages" shows above it
     if (place.follow) element.scrollTop = element.scrollHeight;
     else if (anchor.current) restore(element, anchor.current);
-    else if (marker !== null) rowsOf(element).find((row) => row.dataset.id === String(marker))?.scrollIntoView({ block: "start" });
-    anchor.current = place.follow ? null : anchorOf(element);
+    anchor.current = place.follow ? null : first ? anchor.current : anchorOf(element);
     pinned.current = { anchor: anchor.current, place };
     setTop.current = element.scrollTop;
     reachEdges(element, place, span);
   });
+
+  // Late changes of size (an image decoded, a font loaded) keep the newest in view while following.
+  const isFollowing = place?.follow ?? false;
+  useEffect(() => {
+    const element = list.current;
+    const content = element?.querySelector("ol");
+    if (!element || !content || !isFollowing || typeof ResizeObserver === "undefined") return;
+    const observer = new ResizeObserver(() => { element.scrollTop = element.scrollHeight; });
+    observer.observe(content);
+    return () => observer.disconnect();
+  }, [list, isFollowing]);
+
+  // One's own new message: back to the newest, to see it go.
+  const last = entries[entries.length - 1];
+  const lastKey = last ? entryKey(last) : null;
+  const seenLast = useRef(lastKey);
+  if (lastKey !== seenLast.current) {
+    seenLast.current = lastKey;
+    if (place && !place.follow && last?.id === null && last.from === me) {
+      anchor.current = null;
+      setPlace(following);
+    }
+  }
 
   function scrolled() {
     const element = list.current;
@@ -137,8 +170,9 @@ export function MessageList(props: MessageListProps) {
 
   const lastMine = lastOf(entries, (entry) => entry.from === me);
   const below = entries.length - span.end;
-  const newBelow = entries.slice(span.end).filter((entry) => entry.from === peer).length;
   const atNewest = place?.follow ?? true;
+  if (atNewest) seenUpTo.current = newestId(entries);
+  const newBelow = entries.filter((entry) => entry.from === peer && entry.id !== null && entry.id > (seenUpTo.current ?? Infinity)).length;
 
   function toNewest() {
     anchor.current = null;

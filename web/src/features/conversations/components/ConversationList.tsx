@@ -42,7 +42,11 @@ const ConversationRow = memo(function ConversationRow({ username, me, current, o
               onClick={() => onOpen(username)}>
         <Avatar name={person?.display_name || username} url={person?.avatar_url} online={online} />
         <span className="who">
-          <span className="name">{person?.display_name || username}</span>
+          <span className="name">
+            {person?.display_name || username}
+            {/* a display name may be anything, "bob" included: the username says who it really is */}
+            {person?.display_name && person.display_name !== username && <span className="handle"> {username}</span>}
+          </span>
           <span className="preview">{text}</span>
         </span>
         {unread > 0 && <span className="unread">{unread}<span className="visually-hidden"> unread</span></span>}
