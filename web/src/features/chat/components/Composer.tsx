@@ -12,6 +12,7 @@ interface ComposerProps {
 }
 
 const MAX_HEIGHT_PX = 192;  // about eight lines; longer drafts scroll inside the box
+const SIZES_ITSELF = typeof CSS !== "undefined" && CSS.supports("field-sizing", "content");
 
 /** The message box of one conversation, its draft kept per conversation (views.ts): Enter sends,
  *  Shift+Enter starts a new line, it grows with its text, and a pasted file is staged to send. */
@@ -20,9 +21,11 @@ export function Composer({ peer, onDraft, onSend, onFiles, attachControl, staged
   const hasFile = useSelector((state) => Boolean(state.views[peer]?.staged));
   const box = useRef<HTMLTextAreaElement>(null);
 
+  // Browsers with `field-sizing: content` (styles.css) grow the box themselves, without the forced
+  // layout of measuring it on every key; the others measure.
   useLayoutEffect(() => {
     const element = box.current;
-    if (!element) return;
+    if (!element || SIZES_ITSELF) return;
     element.style.height = "auto";
     element.style.height = `${Math.min(element.scrollHeight + 2, MAX_HEIGHT_PX)}px`;
   }, [draft]);
