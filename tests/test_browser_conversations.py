@@ -170,7 +170,7 @@ async def test_logging_out_offline_erases_nothing_and_says_so(browser: Browser, 
         await alice.page.get_by_role("button", name=re.compile(bob.username)).click()
         await alice.sees("keep this")
         await alice.context.set_offline(True)
-        await expect(alice.page.get_by_role("status")).to_have_text("Offline")
+        await expect(alice.page.get_by_role("status")).to_contain_text("Offline")
         await alice.page.get_by_role("button", name="Log out").click()
         dialog = alice.page.get_by_role("dialog")
         await dialog.get_by_role("button", name="Erase and log out").click()
@@ -551,3 +551,21 @@ async def test_a_conversation_opens_at_its_first_unread_message(browser: Browser
     finally:
         await carol.context.close()
     assert expected_failures(carol) == []
+
+
+async def test_the_client_arrives_compressed(browser: Browser, server: Server) -> None:
+    """Chromium asks for brotli and gets the build's .br copy of each script and stylesheet."""
+    context = await browser.new_context(base_url=server.http_url)
+    try:
+        page = await context.new_page()
+        answers = []
+        page.on("response", lambda answer: answers.append(answer) if "/assets/" in answer.url else None)
+        await page.goto("/")
+        await expect(page.get_by_role("button", name="Log in")).to_be_visible()  # decoded, and it runs
+        assert {answer.url.rsplit(".", 1)[-1] for answer in answers} == {"js", "css"}
+        for answer in answers:
+            headers = await answer.all_headers()
+            assert headers.get("content-encoding") == "br", (answer.url, headers)
+            assert "accept-encoding" in headers.get("vary", "").lower()
+    finally:
+        await context.close()

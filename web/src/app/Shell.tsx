@@ -5,7 +5,7 @@ import type { Router } from "../lib/router";
 import { useSelector } from "../lib/useStore";
 import { AccountScreen } from "./AccountScreen";
 import { ChatPane } from "./ChatPane";
-import type { ChatClient } from "./chatClient";
+import { foldUsername, type ChatClient } from "./chatClient";
 import { ConnectionBanner, ConnectionStatus } from "./Connection";
 
 /** The conversation list beside the open chat or the account (one at a time on a phone), each
@@ -39,7 +39,7 @@ export function Shell({ client, router }: { client: ChatClient; router: Router }
 
   const start = useCallback(async (name: string) => {
     const problem = await client.findPerson(name);
-    if (!problem) openChat(name.normalize("NFKC").trim().toLowerCase());
+    if (!problem) openChat(foldUsername(name));
     return problem;
   }, [client, openChat]);
 

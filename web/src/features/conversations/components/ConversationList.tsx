@@ -1,4 +1,4 @@
-import { memo, useState, type FormEvent, type ReactNode } from "react";
+import { memo, useState, type FormEvent } from "react";
 import { Avatar } from "../../../components/Avatar";
 import type { State } from "../../../lib/store";
 import { shallowEqual, useSelector } from "../../../lib/useStore";
@@ -12,7 +12,6 @@ interface ConversationListProps {
   onRetry: () => void;
   notice: string | null;        // a problem from elsewhere (an address naming nobody), until dismissed
   onDismissNotice: () => void;
-  firstRunExtra?: ReactNode;
 }
 
 function newestFirst(state: State): string[] {
@@ -101,7 +100,7 @@ export function ConversationList(props: ConversationListProps) {
           <button type="button" className="secondary" onClick={props.onRetry}>Retry</button>
         </div>
       )}
-      {list === "ready" && usernames.length === 0 && <FirstRun me={me} extra={props.firstRunExtra} />}
+      {list === "ready" && usernames.length === 0 && <FirstRun me={me} />}
       <ul>
         {usernames.map((username) => (
           <ConversationRow key={username} username={username} me={me} current={username === open} onOpen={onOpen} />

@@ -1,7 +1,7 @@
-import { useState, type ReactNode } from "react";
+import { useState } from "react";
 
 /** Before any conversation: the one thing to do is share one's username, so say it and offer to copy it. */
-export function FirstRun({ me, extra }: { me: string; extra?: ReactNode }) {
+export function FirstRun({ me }: { me: string }) {
   const [copied, setCopied] = useState<"yes" | "no" | null>(null);
 
   async function copy() {
@@ -20,7 +20,6 @@ export function FirstRun({ me, extra }: { me: string; extra?: ReactNode }) {
         with theirs, start a conversation above.</p>
       <div className="actions">
         <button type="button" className="secondary" onClick={copy}>Copy your username</button>
-        {extra}
       </div>
       <p className="hint" aria-live="polite">
         {copied === "yes" ? "Copied." : copied === "no" ? "The browser did not allow copying: select the name instead." : ""}
