@@ -65,7 +65,9 @@ function newestFrom(entries: Entry[], peer: string): number {
 export function ChatView(props: ChatViewProps) {
   const { peer, me, onLoad, onDelete, onSavePlace } = props;
   const thread = useSelector((state) => state.threads[peer] ?? emptyThread);
-  const view = useSelector((state) => state.views[peer]);
+  // Only what the list needs of the view: a key typed changes the draft, and must not render the list.
+  const marker = useSelector((state) => state.views[peer]?.marker ?? null);
+  const saved = useSelector((state) => state.views[peer]?.place ?? null);
   const person = useSelector((state) => state.people[peer]);
   const online = useSelector((state) => state.presence[peer] ?? false);
   const visible = useSelector((state) => state.visible);
@@ -106,7 +108,7 @@ export function ChatView(props: ChatViewProps) {
         {props.timerControl}
       </header>
       {props.timerNotice}
-      <MessageList peer={peer} me={me} thread={thread} marker={view?.marker ?? null} saved={view?.place ?? null}
+      <MessageList peer={peer} me={me} thread={thread} marker={marker} saved={saved}
                    clock={props.clock} clockOffset={clockOffset} onLoadOlder={loadOlder} onRetry={retry}
                    onDelete={setDeleting} onSavePlace={savePlace} renderAttachment={props.renderAttachment} listRef={list} />
       <p className="typing" aria-live="polite">{typing ? `${peer} is typing…` : ""}</p>

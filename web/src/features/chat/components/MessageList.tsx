@@ -1,4 +1,4 @@
-import { Fragment, useCallback, useEffect, useLayoutEffect, useRef, useState, type ReactNode } from "react";
+import { Fragment, memo, useCallback, useEffect, useLayoutEffect, useRef, useState, type ReactNode } from "react";
 import { dayKey, formatDay } from "../../../components/format";
 import type { FileInfo } from "../../../lib/api";
 import type { Clock } from "../../../lib/clock";
@@ -76,12 +76,17 @@ function initialPlace(entries: Entry[], saved: ScrollPlace | null, marker: numbe
 
 /** The conversation's messages, windowed (window.ts): held in place while the reader reads back,
  *  following the newest while they are at the bottom, with day separators and "New messages". */
-export function MessageList(props: MessageListProps) {
+export const MessageList = memo(function MessageList(props: MessageListProps) {
   const { peer, me, thread, marker, listRef: list, onLoadOlder } = props;
   const entries = thread.entries;
   const [place, setPlace] = useState<Place | null>(null);  // null until the history is here
   const anchor = useRef<Anchor | null>(null);
-  const grown = useRef(0);  // windows grown since the reader last scrolled: a bound, should rows be tiny
+  const grown = useRef(0);  // windows grown since the reader last scrolled or a message came: a bound
+  const counted = useRef(entries.length);
+  if (counted.current !== entries.length) {
+    counted.current = entries.length;
+    grown.current = 0;
+  }
   const setTop = useRef(-1);  // where this component last put the scroll: that scroll event is not the reader's
   const pinned = useRef<{ anchor: Anchor | null; place: Place | null }>({ anchor: null, place: null });
   const span: Span = place ? spanOf(entries, place) : { start: 0, end: 0 };
@@ -100,16 +105,16 @@ export function MessageList(props: MessageListProps) {
 
   /** Grow the window toward an edge the reader is near; fetch older history at the very top. */
   const reachEdges = useCallback((element: HTMLElement, current: Place, currentSpan: Span) => {
-    if (grown.current > 8) return;
-    const grow = (next: Place) => { grown.current += 1; setPlace(next); };
     const fromBottom = element.scrollHeight - element.scrollTop - element.clientHeight;
+    if (fromBottom < BOTTOM_PX && currentSpan.end >= entries.length && !current.follow) return setPlace(following);
+    if (fromBottom >= BOTTOM_PX && current.follow) return setPlace(hold(entries, currentSpan));
+    if (grown.current > 8) return;  // growing both ways in turn, rows too small for the viewport: stop
+    const grow = (next: Place) => { grown.current += 1; setPlace(next); };
     if (element.scrollTop < EDGE_PX) {
       if (currentSpan.start > 0) return grow(growUp(entries, currentSpan, current));
       if (thread.hasMore && !thread.loading && !thread.error) onLoadOlder();
     }
-    if (fromBottom < EDGE_PX && currentSpan.end < entries.length) return grow(growDown(entries, currentSpan, current));
-    if (fromBottom < BOTTOM_PX && currentSpan.end >= entries.length && !current.follow) return setPlace(following);
-    if (fromBottom >= BOTTOM_PX && current.follow) setPlace(hold(entries, currentSpan));
+    if (fromBottom < EDGE_PX && currentSpan.end < entries.length) grow(growDown(entries, currentSpan, current));
   }, [entries, thread.hasMore, thread.loading, thread.error, onLoadOlder]);
 
   // After each change: keep the row the reader looks at where it was, or stay at the newest.
@@ -232,4 +237,4 @@ export function MessageList(props: MessageListProps) {
       )}
     </div>
   );
-}
+});
