@@ -67,6 +67,8 @@ async def test_a_draft_and_an_upload_stay_with_their_conversation(browser: Brows
         await composer(alice).fill("for Bob only")
         await start_chat(alice, carol.username)
         await expect(composer(alice)).to_have_value("")
+        await expect(alice.log()).to_contain_text(f"No messages yet. Say hello to {carol.username}")
+        await alice.accessible("an empty conversation")
         await alice.page.get_by_role("button", name=re.compile(bob.username)).click()
         await expect(composer(alice)).to_have_value("for Bob only")
 
@@ -136,6 +138,7 @@ async def test_a_failed_or_slow_history_says_so_and_keeps_the_unread_count(brows
         await problem.get_by_role("button", name="Retry").click()
         await expect(alice.log().get_by_text("Loading messages…")).to_be_visible()
         await expect(alice.log()).to_have_attribute("aria-busy", "true")
+        await alice.accessible("a history loading")
         await alice.sees("news 2")
         await expect(conversation).not_to_contain_text("unread")
         await expect(problem).to_have_count(0)
@@ -335,6 +338,10 @@ async def test_a_long_conversation_keeps_few_rows_in_the_page(browser: Browser, 
         await expect(jump).to_have_accessible_name("Jump to the newest message, 1 new")
         await alice.accessible("a long conversation read back")
         await alice.shoot("19-alice-reading-back")
+        carol = await someone(server, "carol")
+        await start_chat(alice, carol.username)  # away, and back: the place she read at is kept
+        await alice.page.get_by_role("button", name=re.compile(bob.username)).click()
+        await expect(alice.log().get_by_text("the first", exact=True)).to_be_in_viewport()
         await jump.click()
         await expect(alice.log().get_by_text("are you there?", exact=True)).to_be_in_viewport()
         await expect(jump).to_have_count(0)
