@@ -87,6 +87,9 @@ async def test_a_draft_and_an_upload_stay_with_their_conversation(browser: Brows
         await expect(alice.page.get_by_role("button", name="Attach")).to_be_disabled()
         await alice.accessible("an upload under way")
         await alice.shoot("14-alice-upload-progress")
+        await alice.say("meanwhile, a word")  # text goes while the file uploads
+        await alice.sees("meanwhile, a word")
+        await expect(progress).to_be_visible()
 
         await start_chat(alice, carol.username)
         await expect(progress).to_have_count(0)
@@ -101,7 +104,7 @@ async def test_a_draft_and_an_upload_stay_with_their_conversation(browser: Brows
         await cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0,
                                                             "downloadThroughput": -1, "uploadThroughput": -1})
         history = await bob.api("GET", "/api/messages/", params={"with": alice.username})
-        assert [m["message"] for m in history.json()["messages"]] == ["hello Bob"]  # nothing was sent
+        assert [m["message"] for m in history.json()["messages"]] == ["hello Bob", "meanwhile, a word"]  # no file
     finally:
         await alice.context.close()
     assert expected_failures(alice) == []

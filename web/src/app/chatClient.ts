@@ -234,7 +234,7 @@ export class ChatClient {
     const view = this.store.getState().views[peer];
     const text = view?.draft ?? "";
     const staged = view?.staged ?? null;
-    if (!this.socket || view?.upload || (!staged && !text.trim())) return;
+    if (!this.socket || (staged ? view?.upload : !text.trim())) return;  // one upload at a time; text may go meanwhile
     this.store.dispatch({ type: "draft", with: peer, text: "" });
     if (!staged) {
       this.socket.send(peer, text);
