@@ -26,13 +26,18 @@ DESKTOP = {"width": 1000, "height": 640}
 PHONE = {"width": 390, "height": 720}
 
 
+HOW_TO_GET = {"/usr/bin/chromium": "sudo apt-get install chromium",
+              "the built web client": "install Node.js 20+ with npm, then `make web`",
+              "web/node_modules/axe-core": "install Node.js 20+ with npm, then `make web`"}
+
+
 def _require(condition: bool, what: str) -> None:
     """Missing parts fail in CI (which installs them) and skip elsewhere."""
     if condition:
         return
     if os.environ.get("CI"):
         pytest.fail(f"{what} is missing (make test installs it)")
-    pytest.skip(f"{what} is missing: run `make test`")
+    pytest.skip(f"{what} is missing: {HOW_TO_GET.get(what, 'run `make test`')}")
 
 
 @pytest.fixture(scope="module")
