@@ -84,9 +84,9 @@ api-types: $(STAMP) $(WEB_DEPS)
 	$(BIN)/secure-link openapi > var/openapi.json
 	cd web && npx openapi-typescript ../var/openapi.json -o src/lib/api-types.ts
 
-# Retake the README's screenshots (docs/screens/) with the browser test.
+# Retake the README's screenshots (docs/screens/) with the browser tests.
 screens: $(STAMP) web
-	SECURE_LINK_SCREENS=docs/screens $(BIN)/python -m pytest tests/test_browser.py
+	SECURE_LINK_SCREENS=docs/screens $(BIN)/python -m pytest -p no:randomly tests/test_browser.py tests/test_browser_conversations.py
 
 bench: $(VENV)/.bench
 	$(BIN)/python -m bench

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import auth, chat
+from . import auth, chat, presence
 from .auth import User
 from .errors import AppError, invalid, rate_limited
 from .payload import take
@@ -67,7 +67,29 @@ async def update_profile(services: Services, user: User, body: Any) -> dict:
     display_name, problem = auth.clean_display_name(values["display_name"])
     if problem:
         raise invalid({"display_name": problem})
-    return auth.user_json(await services.db.fetchrow("update_display_name", user.id, display_name))
+    changed = auth.user_json(await services.db.fetchrow("update_display_name", user.id, display_name))
+    await presence.announce_profile(services, changed)
+    return changed
+
+
+async def avatar_changed(services: Services, user: User) -> None:
+    """Tell those who see the user that the avatar changed (media.upload calls this for an avatar)."""
+    await presence.announce_profile(services, auth.user_json(await services.db.fetchrow("find_user_by_id", user.id)))
+
+
+async def find_person(services: Services, user: User, username: str) -> dict[str, Any]:
+    """Someone to open a chat with: their public User, and whether the asker sees them online.
+
+    Limited with the user's REST send budget. It tells no more than a send or a timer
+    lookup already does (404 `unknown_user`): making accounts scarce (invites) is what
+    stands against enumeration."""
+    if wait := services.rest_send_limiter.take(user.id):
+        raise rate_limited(wait)
+    if auth.fold_username(username) == user.username:
+        raise AppError(422, "invalid_recipient", "That is you: a conversation is with someone else.",
+                       fields={"username": "is your own"})
+    peer = await chat.find_peer(services, user, username)
+    return {"user": auth.user_json(peer), "online": await presence.seen_online(services, user, peer["id"])}
 
 
 async def list_sessions(services: Services, user: User) -> list[dict]:

@@ -79,9 +79,10 @@ class Stored:
     sha256: str
 
 
-async def upload(services: Services, user: User, headers: Mapping[str, str],
-                 stream: AsyncIterator[bytes]) -> dict[str, Any]:
-    """Receive, check, store and record one upload; the answer describes what will be served."""
+async def upload(services: Services, user: User, headers: Mapping[str, str], stream: AsyncIterator[bytes],
+                 on_avatar: Callable[[], Awaitable[None]] | None = None) -> dict[str, Any]:
+    """Receive, check, store and record one upload; the answer describes what will be served.
+    `on_avatar` runs once a new avatar is in place: who must hear of it is not media's to know."""
     settings: Settings = services.settings
     await _check_allowance(services, user)
     file_id = secrets.token_urlsafe(16)
@@ -99,6 +100,8 @@ async def upload(services: Services, user: User, headers: Mapping[str, str],
     finally:
         received.path.unlink(missing_ok=True)
     unlink_files(services, replaced)
+    if purpose == "avatar" and on_avatar is not None:
+        await on_avatar()
     return file_json(row)  # type: ignore[return-value]
 
 

@@ -82,6 +82,8 @@ _RECORDS: dict[str, Any] = {
 _ANSWERS: dict[str, Any] = {
     "LoggedIn": _object({"user": _ref("User"), "token": _STR}),
     "Profile": _object({"user": _ref("User")}),
+    "Person": _object({"user": _ref("User"), "online": {
+        "type": "boolean", "description": "Online as the asker may see it: false unless they share a conversation"}}),
     "Cleared": _object({"cleared": _object({"messages": _INT, "files": _INT})}),
     "SessionList": _object({"sessions": {"type": "array", "items": _ref("Session")}}),
     "Revoked": _object({"revoked": _INT}),
@@ -112,6 +114,7 @@ _SERVER_FRAMES: dict[str, Any] = {
     "ReadEvent": _frame("read", by=_STR, up_to=_INT),
     "TypingEvent": _frame("typing", **{"from": _STR}),
     "PresenceEvent": _frame("presence", user=_STR, online=_BOOL),
+    "ProfileEvent": _frame("profile", user=_ref("User")),
     "ClearedEvent": _frame("cleared", **{"with": _STR}),
     "ResyncEvent": _frame("resync"),
     "TimerEvent": _frame("timer", **{"with": _STR, "seconds": _INT, "by": _STR}),
@@ -240,6 +243,11 @@ PATHS: dict[str, dict[str, dict[str, Any]]] = {
         "patch": _op("Change the display name", {200: _answer("Profile")}, (*_CHANGE, *_JSON_BODY),
                      body="ProfileChange"),
     },
+    "/api/users/{username}/": {"get": _op(
+        "Someone's public profile, to check a username before opening a chat", {200: _answer("Person")},
+        (*_AUTHENTICATED, 404, 422, 429), parameters=(_parameter("path", "username", _STR),),
+        error_notes={404: "`unknown_user`: nobody has that username",
+                     422: "`invalid_recipient`: the asker's own username"})},
     "/api/sessions/": {"get": _op("List the user's sessions", {200: _answer("SessionList")}, _AUTHENTICATED)},
     "/api/sessions/{session_id}": {"delete": _op(
         "Revoke one of the user's sessions", {200: _answer("Revoked")}, (*_CHANGE, 404),
@@ -292,7 +300,8 @@ PATHS: dict[str, dict[str, dict[str, Any]]] = {
 
 # v1.1's paths answer the same without their final slash (contract): both are served.
 PATHS.update({path.rstrip("/"): PATHS[path] for path in ("/api/messages/{message_id}/",
-                                                         "/api/conversations/{username}/timer/")})
+                                                         "/api/conversations/{username}/timer/",
+                                                         "/api/users/{username}/")})
 
 
 def document() -> dict[str, Any]:

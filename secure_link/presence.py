@@ -3,6 +3,8 @@
 Each worker registers itself and heartbeats; a socket registers a connection
 row under it. A user is online while any of their connections' workers is
 alive, so two tabs on two workers count as one user, online until both close.
+A change of display name or avatar (`profile`) goes to the same people, and to
+the user's own other sockets.
 """
 
 from __future__ import annotations
@@ -54,6 +56,20 @@ async def announce(services: Services, user_id: int, username: str, online: bool
     peers = await services.db.fetch("list_peer_ids", user_id, conn=conn)
     if peers:  # one round trip for all of them: this runs while the presence lock is held
         await chat.publish(services, [chat.user_channel(row["peer_id"]) for row in peers], event)
+
+
+async def seen_online(services: Services, user: User, peer_id: int) -> bool:
+    """Whether the user may see this peer online now: a conversation partner only, as with `presence`."""
+    return bool(await services.db.fetchval("peer_is_online", user.id, peer_id))
+
+
+async def announce_profile(services: Services, user: dict[str, Any]) -> None:
+    """Send `profile` (the public User, as changed) to the user's conversation partners and own sockets,
+    so a new name or avatar shows at once rather than at their next reload."""
+    event = chat.encode_event({"type": "profile", "user": user})
+    peers = await services.db.fetch("list_peer_ids", user["id"])
+    await chat.publish(services, [chat.user_channel(user["id"]), *(chat.user_channel(row["peer_id"]) for row in peers)],
+                       event)
 
 
 async def online_peers(services: Services, user: User) -> list[str]:

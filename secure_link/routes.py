@@ -6,6 +6,7 @@ into the one error shape. The route table is the explicit list at the end.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -100,6 +101,12 @@ async def user_profile(request: Request) -> Response:
     return JSONResponse({"user": auth.user_json(row)})
 
 
+async def find_user(request: Request) -> Response:
+    """Someone's public profile, so a chat is opened only with a username someone has."""
+    services, user = await auth.authenticated(request)
+    return JSONResponse(await accounts.find_person(services, user, request.path_params["username"]))
+
+
 async def list_sessions(request: Request) -> Response:
     """The user's live sessions, to spot and revoke one left logged in elsewhere."""
     services, user = await auth.authenticated(request)
@@ -139,7 +146,8 @@ async def messages(request: Request) -> Response:
 async def upload_file(request: Request) -> Response:
     """Stream an attachment or avatar to disk; the answer is the File as it will be served."""
     services, user = await auth.authenticated(request)
-    file = await media.upload(services, user, request.headers, request.stream())
+    file = await media.upload(services, user, request.headers, request.stream(),
+                              on_avatar=functools.partial(accounts.avatar_changed, services, user))
     return JSONResponse({"file": file}, status_code=201)
 
 
@@ -216,6 +224,8 @@ routes: list[BaseRoute] = [
     Route("/api/login/", login, methods=["POST"]),
     Route("/api/logout/", logout, methods=["POST"]),
     Route("/api/user-profile/", user_profile, methods=["GET", "PATCH"]),
+    Route("/api/users/{username}/", find_user, methods=["GET"]),
+    Route("/api/users/{username}", find_user, methods=["GET"]),
     Route("/api/sessions/", list_sessions, methods=["GET"]),
     Route("/api/sessions/{session_id:int}", revoke_session, methods=["DELETE"]),
     Route("/api/send-message/", send_message, methods=["POST"]),

@@ -8,11 +8,13 @@ never how fast anything went.
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
+import pytest
 import uvicorn
 
-from bench import loadgen
+from bench import loadgen, webclient
 from bench.limits import EchoApp
 
 from .conftest import serving
@@ -61,3 +63,16 @@ async def test_echo_app_runs_the_same_generator_path() -> None:
         finally:
             await loadgen.close_all(peers)
     _assert_complete(tracker.summary(), sent=40)
+
+
+@pytest.mark.xdist_group("browser")
+async def test_the_web_client_benchmark_sees_every_message_displayed(server: Server) -> None:
+    """bench.webclient, tiny, in Chromium: every frame of each burst arrives and the newest is shown.
+    Its timings are the benchmark's to print, not this test's to judge."""
+    if not Path(webclient.CHROMIUM).exists() or not (server.settings.web_root / "index.html").exists():
+        pytest.skip("Chromium or the built web client is missing: make test")
+    result = await webclient.measure(server.address, count=5, singles=2)
+    for burst in (result["first_burst"], result["second_burst"]):
+        assert burst["frames_seen"] == burst["messages"] == 5, burst
+    assert result["rows_in_page"] == 2 * 5 + 1  # both bursts and the first message, before the singles
+    assert result["one_at_a_time"]["messages"] == 2 and result["typing"]["keys"] == len(webclient.TYPED)

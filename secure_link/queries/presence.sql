@@ -45,3 +45,11 @@ SELECT count(*) FROM live_connections WHERE user_id = $1;
 SELECT DISTINCT u.username
 FROM live_connections c JOIN users u ON u.id = c.user_id
 WHERE c.user_id = ANY($1::bigint[]);
+
+-- name: peer_is_online
+-- Whether $2 is online as $1 may see it: only a conversation partner sees presence
+-- (list_peer_ids' rule, which `presence` frames follow), so for a stranger it is false.
+SELECT EXISTS (SELECT 1 FROM live_connections WHERE user_id = $2)
+   AND EXISTS (SELECT 1 FROM messages
+               WHERE LEAST(sender_id, recipient_id) = LEAST($1::bigint, $2::bigint)
+                 AND GREATEST(sender_id, recipient_id) = GREATEST($1::bigint, $2::bigint));

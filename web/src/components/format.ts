@@ -39,3 +39,31 @@ export function formatRemaining(ms: number): string {
   if (hours > 0) return `${hours} h ${minutes} min`;
   return `${minutes}:${String(seconds).padStart(2, "0")}`;
 }
+
+/** The local calendar day of a moment, to tell where a day separator goes. */
+export function dayKey(iso: string): string {
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? "" : `${date.getFullYear()}-${date.getMonth()}-${date.getDate()}`;
+}
+
+const DAY_MS = 86_400_000;
+
+/** A day separator's words: Today, Yesterday, a weekday within the week, else the date. */
+export function formatDay(iso: string, now: Date = new Date()): string {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return "";
+  const midnight = (d: Date) => new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime();
+  const days = Math.round((midnight(now) - midnight(date)) / DAY_MS);
+  if (days === 0) return "Today";
+  if (days === 1) return "Yesterday";
+  if (days > 1 && days < 7) return date.toLocaleDateString([], { weekday: "long" });
+  const sameYear = date.getFullYear() === now.getFullYear();
+  return date.toLocaleDateString([], { day: "numeric", month: "long", ...(sameYear ? {} : { year: "numeric" }) });
+}
+
+/** The full date and time, shown on hover: Thursday, 3 December 2026 at 10:42. */
+export function formatFull(iso: string): string {
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? ""
+    : date.toLocaleString([], { weekday: "long", day: "numeric", month: "long", year: "numeric", hour: "2-digit", minute: "2-digit" });
+}

@@ -1586,6 +1586,180 @@ export interface paths {
         };
         trace?: never;
     };
+    "/api/users/{username}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Someone's public profile, to check a username before opening a chat */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    username: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Success */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Person"];
+                    };
+                };
+                /** @description `unauthenticated` (or `invalid_credentials` for a login) */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `unknown_user`: nobody has that username */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `invalid_recipient`: the asker's own username */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `rate_limited` or `quota_exceeded`; `Retry-After` */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
+                503: {
+                    headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/users/{username}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Someone's public profile, to check a username before opening a chat */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    username: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Success */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Person"];
+                    };
+                };
+                /** @description `unauthenticated` (or `invalid_credentials` for a login) */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `unknown_user`: nobody has that username */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `invalid_recipient`: the asker's own username */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `rate_limited` or `quota_exceeded`; `Retry-After` */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description `unavailable` (database or storage down; also `busy` for register and login); `Retry-After` */
+                503: {
+                    headers: {
+                        /** @description Seconds to wait */
+                        "Retry-After": number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/assets/{name}": {
         parameters: {
             query?: never;
@@ -2129,6 +2303,11 @@ export interface components {
             has_more: boolean;
             messages: components["schemas"]["Message"][];
         };
+        Person: {
+            /** @description Online as the asker may see it: false unless they share a conversation */
+            online: boolean;
+            user: components["schemas"]["User"];
+        };
         PingFrame: {
             /** @constant */
             type: "ping";
@@ -2149,6 +2328,11 @@ export interface components {
         ProfileChange: {
             /** @description Trimmed; no control, line-separator, text-direction or invisible characters (a joiner or variation selector only within an emoji). Not unique: show the username beside it. */
             display_name: string;
+        };
+        ProfileEvent: {
+            /** @constant */
+            type: "profile";
+            user: components["schemas"]["User"];
         };
         ReadEvent: {
             by: string;
@@ -2174,7 +2358,7 @@ export interface components {
         Revoked: {
             revoked: number;
         };
-        ServerFrame: components["schemas"]["ReadyEvent"] | components["schemas"]["AckEvent"] | components["schemas"]["ChatEvent"] | components["schemas"]["SyncedEvent"] | components["schemas"]["ReadEvent"] | components["schemas"]["TypingEvent"] | components["schemas"]["PresenceEvent"] | components["schemas"]["ClearedEvent"] | components["schemas"]["ResyncEvent"] | components["schemas"]["TimerEvent"] | components["schemas"]["DeletedEvent"] | components["schemas"]["PongEvent"] | components["schemas"]["ErrorEvent"];
+        ServerFrame: components["schemas"]["ReadyEvent"] | components["schemas"]["AckEvent"] | components["schemas"]["ChatEvent"] | components["schemas"]["SyncedEvent"] | components["schemas"]["ReadEvent"] | components["schemas"]["TypingEvent"] | components["schemas"]["PresenceEvent"] | components["schemas"]["ProfileEvent"] | components["schemas"]["ClearedEvent"] | components["schemas"]["ResyncEvent"] | components["schemas"]["TimerEvent"] | components["schemas"]["DeletedEvent"] | components["schemas"]["PongEvent"] | components["schemas"]["ErrorEvent"];
         Session: {
             address: string;
             /** Format: date-time */

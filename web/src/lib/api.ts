@@ -14,6 +14,7 @@ export type Message = Schemas["Message"];
 export type Conversation = Schemas["Conversation"];
 export type MessagePage = Schemas["MessagePage"];
 export type ServerFrame = Schemas["ServerFrame"];
+export type Person = Schemas["Person"];
 export type ClientFrame = Schemas["ClientFrame"];
 
 /** A refusal from the server, in the one error shape, so forms can show `fields`. */
@@ -22,6 +23,17 @@ export class ApiError extends Error {
               readonly fields: Record<string, string> = {}) {
     super(message);
   }
+}
+
+/** What failed and what to do, in one sentence a person can act on: offline is said as such. */
+export function explain(error: unknown, what: string): string {
+  if (error instanceof ApiError && error.status === 0) {
+    return `${what}: the server could not be reached. Check your connection, then try again.`;
+  }
+  if (error instanceof ApiError && (error.status === 429 || error.status === 503)) {
+    return `${what}: ${error.message} Try again in a moment.`;
+  }
+  return `${what}: ${error instanceof Error ? error.message : String(error)}`;
 }
 
 function toApiError(status: number, body: unknown): ApiError {
@@ -51,6 +63,9 @@ export const api = {
     request<Schemas["LoggedIn"]>("POST", "/api/login/", { username, phrase }),
   logout: () => request<Schemas["Cleared"]>("POST", "/api/logout/"),
   profile: () => request<Schemas["Profile"]>("GET", "/api/user-profile/"),
+  setDisplayName: (displayName: string) =>
+    request<Schemas["Profile"]>("PATCH", "/api/user-profile/", { display_name: displayName }),
+  person: (username: string) => request<Person>("GET", `/api/users/${encodeURIComponent(username)}/`),
   sessions: () => request<Schemas["SessionList"]>("GET", "/api/sessions/"),
   revokeSession: (id: number) => request<Schemas["Revoked"]>("DELETE", `/api/sessions/${id}`),
   conversations: () => request<{ conversations: Conversation[] }>("GET", "/api/conversations/"),
@@ -67,8 +82,11 @@ export const api = {
 
 export type UploadPurpose = "attachment" | "avatar";
 
-/** Upload with XHR, because fetch cannot report upload progress. */
-export function upload(file: File, purpose: UploadPurpose, onProgress: (fraction: number) => void): Promise<FileInfo> {
+export const CANCELLED = "cancelled";
+
+/** Upload with XHR, because fetch cannot report upload progress; `signal` cancels it. */
+export function upload(file: File, purpose: UploadPurpose, onProgress: (fraction: number) => void,
+                       signal?: AbortSignal): Promise<FileInfo> {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     const form = new FormData();
@@ -76,6 +94,8 @@ export function upload(file: File, purpose: UploadPurpose, onProgress: (fraction
     form.append("file", file);
     xhr.upload.onprogress = (event) => event.lengthComputable && onProgress(event.loaded / event.total);
     xhr.onerror = () => reject(toApiError(0, null));
+    xhr.onabort = () => reject(new ApiError(0, CANCELLED, "The upload was cancelled."));
+    signal?.addEventListener("abort", () => xhr.abort(), { once: true });
     xhr.onload = () => {
       const body: unknown = (() => { try { return JSON.parse(xhr.responseText); } catch { return null; } })();
       if (xhr.status === 201) resolve((body as Schemas["Uploaded"]).file);

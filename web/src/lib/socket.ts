@@ -3,7 +3,7 @@
 // so the server never stores it twice) until its `ack`. Not React: it feeds the store.
 // `sync` replays messages but not removals (`deleted`, `cleared`): after a reconnect the
 // client may have missed some, so it reloads what it shows, as on the server's `resync`.
-import type { ClientFrame, FileInfo, ServerFrame } from "./api";
+import type { ClientFrame, FileInfo, Message, ServerFrame } from "./api";
 import type { Action, State } from "./store";
 
 /** What the class needs of a WebSocket; tests give it a fake, the app the browser's. */
@@ -24,6 +24,9 @@ export interface SocketOptions {
   onRefused?: (code: string, message: string) => void;
   onResync?: () => void;
   onDeleted?: (peer: string) => void;
+  /** Called with each acked or received message before the store has it, so the caller can
+   *  compare with what was known (a new conversation, a message not seen yet). */
+  onMessage?: (message: Message, kind: "ack" | "chat") => void;
   createSocket?: (url: string) => WebSocketLike;
   newClientId?: () => string;
   random?: () => number;
@@ -54,7 +57,7 @@ export class ChatSocket {
   private lastHeard = 0;
   private lastTyping = 0;
   private readonly pending = new Map<string, ChatFrame>();
-  private readonly options: Required<Omit<SocketOptions, "onUnauthenticated" | "onRefused" | "onResync" | "onDeleted">> & SocketOptions;
+  private readonly options: Required<Omit<SocketOptions, "onUnauthenticated" | "onRefused" | "onResync" | "onDeleted" | "onMessage">> & SocketOptions;
 
   constructor(options: SocketOptions) {
     this.options = {
@@ -178,9 +181,11 @@ export class ChatSocket {
         return;
       case "ack":
         if (frame.client_id) this.pending.delete(frame.client_id);
+        this.options.onMessage?.(frame.message, "ack");
         dispatch({ type: "ack", client_id: frame.client_id, message: frame.message, at: now });
         return;
       case "chat":  // a replay's sent_at says nothing of the server's clock now
+        this.options.onMessage?.(frame.message, "chat");
         return dispatch({ type: "message", message: frame.message, at: this.syncing ? undefined : now });
       case "read":
         return dispatch({ type: "read", by: frame.by, up_to: frame.up_to });
@@ -188,6 +193,8 @@ export class ChatSocket {
         return dispatch({ type: "typing", from: frame.from, until: this.options.now() + TYPING_SHOWN_MS });
       case "presence":
         return dispatch({ type: "presence", user: frame.user, online: frame.online });
+      case "profile":
+        return dispatch({ type: "profile", user: frame.user });
       case "cleared":
         return dispatch({ type: "cleared", with: frame.with });
       case "resync":

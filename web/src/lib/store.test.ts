@@ -53,10 +53,14 @@ describe("store", () => {
     expect(state.threads.bob.entries[1].failed).toBe("too long");
   });
 
-  it("counts unread only for new messages from a peer whose conversation is not open", () => {
+  it("counts unread only for new messages from a peer whose conversation is not shown", () => {
     let state = run({ type: "message", message: message(1) }, { type: "message", message: message(1) });
     expect(state.conversations.bob.unread).toBe(1);
-    state = [{ type: "open", with: "bob" } as Action, { type: "message", message: message(2) } as Action].reduce(reduce, state);
+    state = [
+      { type: "open", with: "bob" } as Action,
+      { type: "history", with: "bob", messages: [message(1)], hasMore: false, older: false } as Action,
+      { type: "message", message: message(2) } as Action,
+    ].reduce(reduce, state);
     expect(state.conversations.bob.unread).toBe(0);
     expect(state.conversations.bob.last?.id).toBe(2);
   });

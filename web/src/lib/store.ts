@@ -1,32 +1,24 @@
 // The client's state and its reducer: plain TypeScript, tested without a DOM.
-// Messages are kept per peer, acked ones in id order, pending ones after them. Messages with
-// `expires_at` are dropped on the first `tick` at or after it, by the server's clock as estimated
-// from live frames, whether or not the server's `deleted` frame has come yet.
-import type { Conversation, FileInfo, Message, User } from "./api";
+// Messages are kept per peer (entries.ts), and so is what each conversation's screen holds
+// (views.ts). Messages with `expires_at` are dropped on the first `tick` at or after it, by the
+// server's clock as estimated from live frames, whether or not the server's `deleted` frame has come yet.
+import type { Conversation, Message, User } from "./api";
+import { isNew, mergeEntries, toEntry, type Entry } from "./entries";
+import { changeView, emptyView, type PeerView, type ViewChange } from "./views";
 
-/** A message as shown: acked (has an id) or pending (only a client_id so far). */
-export interface Entry {
-  id: number | null;
-  client_id: string | null;
-  from: string;
-  to: string;
-  message: string;
-  attachment: FileInfo | null;
-  sent_at: string;
-  expires_at: string | null;
-  failed?: string;
-}
+export type { Entry } from "./entries";
 
 export interface Thread {
   entries: Entry[];
   hasMore: boolean;
   loaded: boolean;
+  loading: boolean;
+  error: string | null;  // the last load failed: why, until a retry
   peerReadUpTo: number;
   clearedBy?: string;
 }
 
 export interface ConversationMeta {
-  peer: User | null;
   username: string;
   last: Entry | null;
   unread: number;
@@ -47,23 +39,36 @@ export interface ServerClock {
 
 export type Connection = "connecting" | "online" | "offline";
 
+/** The conversation list's load: the first screen after login shows it. */
+export type ListLoad = "loading" | "ready" | { error: string };
+
 export interface State {
   me: User | null;
-  conversations: Record<string, ConversationMeta>;
+  conversations: Record<string, ConversationMeta>;  // only conversations with a message
+  people: Record<string, User>;                      // everyone whose public profile we know
   threads: Record<string, Thread>;
+  views: Record<string, PeerView>;
   presence: Record<string, boolean>;
+  presenceAt: Record<string, number>;                // the `presences` count when each was last told
+  presences: number;
   typingUntil: Record<string, number>;
   timers: Record<string, TimerSetting>;
   clock: ServerClock;
   open: string | null;
+  visible: boolean;                                  // the tab is shown: what arrives in the open chat is seen
   lastId: number;
   connection: Connection;
+  list: ListLoad;
 }
 
 export type Action =
   | { type: "me"; user: User | null }
   | { type: "conversations"; list: Conversation[] }
+  | { type: "listFailed"; error: string }
   | { type: "open"; with: string | null }
+  | { type: "visible"; visible: boolean }
+  | { type: "historyLoading"; with: string }
+  | { type: "historyFailed"; with: string; error: string }
   | { type: "history"; with: string; messages: Message[]; hasMore: boolean; older: boolean }
   | { type: "pending"; entry: Entry }
   | { type: "ack"; client_id: string | null; message: Message; at?: number }
@@ -72,50 +77,29 @@ export type Action =
   | { type: "read"; by: string; up_to: number }
   | { type: "typing"; from: string; until: number }
   | { type: "presence"; user: string; online: boolean }
+  | { type: "person"; user: User; online: boolean; asOf: number }
+  | { type: "profile"; user: User }
   | { type: "cleared"; with: string }
   | { type: "deleted"; with: string; ids: number[] }
   | { type: "timer"; with: string; seconds: number; by: string | null; at: string | null }
   | { type: "tick"; now: number }
   | { type: "synced"; last_id: number }
   | { type: "resync" }
-  | { type: "connection"; status: Connection };
+  | { type: "connection"; status: Connection }
+  | ViewChange;
 
 export const initialState: State = {
-  me: null, conversations: {}, threads: {}, presence: {}, typingUntil: {}, timers: {},
-  clock: { offset: 0, sampled: false }, open: null, lastId: 0, connection: "connecting",
+  me: null, conversations: {}, people: {}, threads: {}, views: {}, presence: {}, presenceAt: {}, presences: 0,
+  typingUntil: {}, timers: {}, clock: { offset: 0, sampled: false }, open: null, visible: true, lastId: 0,
+  connection: "connecting", list: "loading",
 };
 
 export const timerOff: TimerSetting = { seconds: 0, setBy: null, setAt: null };
 
-export const emptyThread: Thread = { entries: [], hasMore: false, loaded: false, peerReadUpTo: 0 };
+export const emptyThread: Thread = { entries: [], hasMore: false, loaded: false, loading: false, error: null, peerReadUpTo: 0 };
 
 export function peerOf(me: string, message: { from: string; to: string }): string {
   return message.from === me ? message.to : message.from;
-}
-
-function toEntry(message: Message): Entry {
-  const { id, client_id, from, to, message: text, attachment, sent_at, expires_at } = message;
-  return { id, client_id, from, to, message: text, attachment: attachment ?? null, sent_at, expires_at: expires_at ?? null };
-}
-
-function byId(a: Entry, b: Entry): number {
-  if (a.id === null || b.id === null) return (a.id === null ? 1 : 0) - (b.id === null ? 1 : 0);
-  return a.id - b.id;
-}
-
-/** Merge acked messages into entries: one per id, a pending entry replaced by its ack. */
-export function mergeEntries(entries: Entry[], messages: Message[]): Entry[] {
-  const incoming = messages.map(toEntry);
-  const ids = new Set(incoming.map((entry) => entry.id));
-  const acked = new Set(incoming.filter((e) => e.client_id !== null).map((e) => `${e.from}\n${e.client_id}`));
-  const kept = entries.filter((entry) => entry.id === null
-    ? !acked.has(`${entry.from}\n${entry.client_id}`)
-    : !ids.has(entry.id));
-  return [...kept, ...incoming].sort(byId);
-}
-
-function isNew(thread: Thread, message: Message): boolean {
-  return !thread.entries.some((entry) => entry.id === message.id);
 }
 
 function withThread(state: State, peer: string, change: (thread: Thread) => Thread): State {
@@ -124,32 +108,68 @@ function withThread(state: State, peer: string, change: (thread: Thread) => Thre
 }
 
 function withConversation(state: State, peer: string, change: (meta: ConversationMeta) => ConversationMeta): State {
-  const meta = state.conversations[peer] ?? { peer: null, username: peer, last: null, unread: 0 };
+  const meta = state.conversations[peer] ?? { username: peer, last: null, unread: 0 };
   return { ...state, conversations: { ...state.conversations, [peer]: change(meta) } };
+}
+
+function withView(state: State, peer: string, change: (view: PeerView) => PeerView): State {
+  return { ...state, views: { ...state.views, [peer]: change(state.views[peer] ?? emptyView) } };
+}
+
+/** Is this conversation on screen, so what arrives in it is seen as it comes? */
+function seeing(state: State, peer: string): boolean {
+  return state.open === peer && state.visible;
+}
+
+/** The open conversation is being read: its unread count goes, once its messages are shown. */
+function seen(state: State): State {
+  const peer = state.open;
+  if (!peer || !state.visible || !state.threads[peer]?.loaded || !state.conversations[peer]?.unread) return state;
+  return withConversation(state, peer, (meta) => ({ ...meta, unread: 0 }));
+}
+
+/** The first of the last `unread` messages from the peer: where "New messages" goes. */
+function firstUnread(entries: Entry[], peer: string, unread: number): number | null {
+  if (unread <= 0) return null;
+  const theirs = entries.filter((entry) => entry.from === peer && entry.id !== null);
+  return theirs[Math.max(0, theirs.length - unread)]?.id ?? null;
+}
+
+function placeMarker(state: State, peer: string, unread = state.conversations[peer]?.unread ?? 0): State {
+  const thread = state.threads[peer];
+  if (!thread?.loaded || unread === 0) return state;
+  return withView(state, peer, (view) => ({ ...view, marker: firstUnread(thread.entries, peer, unread), unreadAtOpen: unread }));
 }
 
 function receive(state: State, message: Message): State {
   const me = state.me?.username ?? "";
   const peer = peerOf(me, message);
-  const fresh = isNew(state.threads[peer] ?? emptyThread, message);
+  const fresh = isNew(state.threads[peer]?.entries ?? [], message);
   // A message no newer than the conversation's last known one is in the list's unread count
   // already: a `sync` replay arriving after the list must not count it twice.
   const known = state.conversations[peer]?.last?.id ?? null;
-  const unseen = fresh && message.from === peer && state.open !== peer && (known === null || message.id > known);
+  const unseen = fresh && message.from === peer && !seeing(state, peer) && (known === null || message.id > known);
   let next = withThread(state, peer, (t) => ({ ...t, entries: mergeEntries(t.entries, [message]), clearedBy: undefined }));
   next = withConversation(next, peer, (meta) => ({
     ...meta,
     last: meta.last && meta.last.id !== null && meta.last.id > message.id ? meta.last : toEntry(message),
     unread: meta.unread + (unseen ? 1 : 0),
   }));
+  if (unseen && state.open === peer && !next.views[peer]?.marker) {  // the open chat, in a hidden tab
+    next = withView(next, peer, (view) => ({ ...view, marker: message.id }));
+  }
   const typingUntil = message.from === peer ? { ...next.typingUntil, [peer]: 0 } : next.typingUntil;
   return { ...next, typingUntil, lastId: Math.max(next.lastId, message.id) };
 }
 
 function conversationsFrom(list: Conversation[]): Record<string, ConversationMeta> {
   return Object.fromEntries(list.map((c) => [c.with.username, {
-    peer: c.with, username: c.with.username, last: toEntry(c.last_message), unread: c.unread,
+    username: c.with.username, last: toEntry(c.last_message), unread: c.unread,
   }]));
+}
+
+function peopleFrom(list: Conversation[], people: Record<string, User>): Record<string, User> {
+  return list.length ? { ...people, ...Object.fromEntries(list.map((c) => [c.with.username, c.with])) } : people;
 }
 
 /** The list says only how long each timer is: who set it is kept while the length is the same. */
@@ -199,26 +219,76 @@ function lastIdOf(list: Conversation[], lastId: number): number {
   return list.reduce((max, c) => Math.max(max, c.last_message.id), lastId);
 }
 
-function online(state: State, user: string): State {
-  return { ...state, presence: { ...state.presence, [user]: true } };
+function told(state: State, user: string, online: boolean): State {
+  const presences = state.presences + 1;
+  return { ...state, presence: { ...state.presence, [user]: online }, presenceAt: { ...state.presenceAt, [user]: presences },
+           presences };
 }
 
-/** The one place state changes; every action is a frame or an answer from the server. */
+function forget(record: Record<string, boolean>, key: string): Record<string, boolean> {
+  if (!(key in record)) return record;
+  const rest = { ...record };
+  delete rest[key];
+  return rest;
+}
+
+function open(state: State, peer: string | null): State {
+  const left = state.open && state.open !== peer
+    ? withView(state, state.open, (view) => ({ ...view, marker: null, unreadAtOpen: 0 })) : state;
+  if (!peer) return { ...left, open: null };
+  return seen(placeMarker({ ...left, open: peer }, peer));
+}
+
+function loaded(state: State, action: Extract<Action, { type: "history" }>): State {
+  const first = !state.threads[action.with]?.loaded;
+  const next = withThread(state, action.with, (t) => ({
+    ...t, entries: mergeEntries(t.entries, action.messages), loaded: true, loading: false, error: null,
+    hasMore: action.older || !t.loaded ? action.hasMore : t.hasMore,
+  }));
+  if (next.open !== action.with) return next;
+  const view = next.views[action.with];
+  if (first) return seen(placeMarker(next, action.with));
+  return action.older && view?.unreadAtOpen ? placeMarker(next, action.with, view.unreadAtOpen) : seen(next);
+}
+
+function cleared(state: State, peer: string): State {  // a logout's clearing also turns the conversation's timer off
+  const conversations = { ...state.conversations };
+  delete conversations[peer];
+  const timers = { ...state.timers, [peer]: timerOff };
+  // No conversation is shared any more: presence is no longer told (docs/api.md), so it is not known.
+  return withThread({ ...state, conversations, timers, presence: forget(state.presence, peer) }, peer, (t) => ({
+    ...t, entries: t.entries.filter((e) => e.id === null), hasMore: false, peerReadUpTo: 0, clearedBy: peer,
+  }));
+}
+
+function person(state: State, action: Extract<Action, { type: "person" }>): State {
+  const name = action.user.username;
+  const people = { ...state.people, [name]: action.user };
+  // A presence frame told after the lookup was asked is newer than its answer.
+  if ((state.presenceAt[name] ?? -1) > action.asOf) return { ...state, people };
+  return { ...state, people, presence: { ...state.presence, [name]: action.online } };
+}
+
+/** The one place state changes; every action is a frame, an answer from the server, or the person's doing. */
 export function reduce(state: State, action: Action): State {
   switch (action.type) {
     case "me":
       return action.user ? { ...state, me: action.user } : { ...initialState, connection: state.connection };
     case "conversations":
-      return { ...state, conversations: conversationsFrom(action.list), lastId: lastIdOf(action.list, state.lastId),
-               timers: timersFrom(action.list, state.timers) };
+      return seen({ ...state, conversations: conversationsFrom(action.list), people: peopleFrom(action.list, state.people),
+                    lastId: lastIdOf(action.list, state.lastId), timers: timersFrom(action.list, state.timers), list: "ready" });
+    case "listFailed":
+      return { ...state, list: { error: action.error } };
     case "open":
-      return action.with ? withConversation({ ...state, open: action.with }, action.with, (m) => ({ ...m, unread: 0 }))
-                         : { ...state, open: null };
+      return open(state, action.with);
+    case "visible":
+      return seen({ ...state, visible: action.visible });
+    case "historyLoading":
+      return withThread(state, action.with, (t) => ({ ...t, loading: true, error: null }));
+    case "historyFailed":
+      return withThread(state, action.with, (t) => ({ ...t, loading: false, error: action.error }));
     case "history":
-      return withThread(state, action.with, (t) => ({
-        ...t, entries: mergeEntries(t.entries, action.messages), loaded: true,
-        hasMore: action.older || !t.loaded ? action.hasMore : t.hasMore,
-      }));
+      return loaded(state, action);
     case "pending":
       return withThread(state, action.entry.to, (t) => ({ ...t, entries: [...t.entries, action.entry], clearedBy: undefined }));
     case "ack":
@@ -228,22 +298,21 @@ export function reduce(state: State, action: Action): State {
       return Object.keys(state.threads).reduce((s, peer) => withThread(s, peer, (t) => ({
         ...t, entries: t.entries.map((e) => e.id === null && e.client_id === action.client_id ? { ...e, failed: action.reason } : e),
       })), state);
-    // Receipts and typing come only from a connected client: the peer is online, even if
-    // the server had no presence to announce because the conversation began after they connected.
+    // Receipts and typing come only from a connected client: the peer is online.
     case "read":
-      return withThread(online(state, action.by), action.by, (t) => ({ ...t, peerReadUpTo: Math.max(t.peerReadUpTo, action.up_to) }));
+      return withThread(told(state, action.by, true), action.by, (t) => ({ ...t, peerReadUpTo: Math.max(t.peerReadUpTo, action.up_to) }));
     case "typing":
-      return { ...online(state, action.from), typingUntil: { ...state.typingUntil, [action.from]: action.until } };
+      return { ...told(state, action.from, true), typingUntil: { ...state.typingUntil, [action.from]: action.until } };
     case "presence":
-      return { ...state, presence: { ...state.presence, [action.user]: action.online } };
-    case "cleared": {  // a logout's clearing also turns the conversation's timer off
-      const conversations = { ...state.conversations };
-      delete conversations[action.with];
-      const timers = { ...state.timers, [action.with]: timerOff };
-      return withThread({ ...state, conversations, timers }, action.with, (t) => ({
-        ...t, entries: t.entries.filter((e) => e.id === null), hasMore: false, peerReadUpTo: 0, clearedBy: action.with,
-      }));
+      return told(state, action.user, action.online);
+    case "person":
+      return person(state, action);
+    case "profile": {
+      const mine = state.me?.username === action.user.username;
+      return { ...state, me: mine ? action.user : state.me, people: { ...state.people, [action.user.username]: action.user } };
     }
+    case "cleared":
+      return cleared(state, action.with);
     case "deleted": {
       const ids = new Set(action.ids);
       return removeEntries(state, action.with, (e) => e.id !== null && ids.has(e.id));
@@ -262,7 +331,21 @@ export function reduce(state: State, action: Action): State {
     case "connection":  // while cut off we know nobody's presence; `ready` brings it again
       return { ...state, connection: action.status, presence: action.status === "online" ? state.presence : {},
                clock: action.status === "connecting" ? { ...state.clock, sampled: false } : state.clock };
+    default: {
+      const views = changeView(state.views, action);
+      return views === state.views ? state : { ...state, views };
+    }
   }
+}
+
+/** Unread messages over every conversation: the tab's title counts them. */
+export function unreadTotal(state: State): number {
+  return Object.values(state.conversations).reduce((sum, meta) => sum + meta.unread, 0);
+}
+
+/** Sends still waiting for the server, over every conversation: the reconnect banner counts them. */
+export function pendingTotal(state: State): number {
+  return Object.values(state.threads).reduce((sum, t) => sum + t.entries.filter((e) => e.id === null && !e.failed).length, 0);
 }
 
 /** A tiny observable holder of State, so React and the socket share one source of truth. */

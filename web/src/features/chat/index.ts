@@ -1,1 +1,2 @@
 export { ChatView } from "./components/ChatView";
+export { Composer } from "./components/Composer";

@@ -1,2 +1,2 @@
-export { AccountPanel } from "./components/AccountPanel";
 export { LogoutButton } from "./components/LogoutButton";
+export { SessionList } from "./components/SessionList";

@@ -1,63 +1,48 @@
-import { useEffect, useLayoutEffect, useRef, useState, type ReactNode, type RefObject } from "react";
-import { formatTime } from "../../../components/format";
+import { useCallback, useEffect, useRef, useState, type DragEvent, type ReactNode } from "react";
+import { Avatar } from "../../../components/Avatar";
 import type { FileInfo } from "../../../lib/api";
 import type { Clock } from "../../../lib/clock";
-import type { Entry, Thread } from "../../../lib/store";
-import { Composer } from "./Composer";
-import { Countdown } from "./Countdown";
+import type { Entry } from "../../../lib/entries";
+import { emptyThread } from "../../../lib/store";
+import { useSelector } from "../../../lib/useStore";
+import type { ScrollPlace } from "../../../lib/views";
 import { DeleteDialog } from "./DeleteDialog";
+import { MessageList } from "./MessageList";
 
 interface ChatViewProps {
   peer: string;
   me: string;
-  thread: Thread;
-  online: boolean;
-  typing: boolean;
-  onSend: (text: string) => void;
-  onTyping: () => void;
-  onRead: (upTo: number) => void;
-  onLoadOlder: () => void;
+  clock: Clock;
   onBack: () => void;
-  onDelete: (id: number) => Promise<void>;
+  onRead: (peer: string, upTo: number) => void;
+  onLoad: (peer: string, older: boolean) => void;
+  onDelete: (peer: string, id: number) => Promise<void>;
+  onFiles: (peer: string, files: File[]) => void;
+  onSavePlace: (peer: string, place: ScrollPlace) => void;
   renderAttachment: (file: FileInfo) => ReactNode;
-  attachControl: ReactNode;
   timerControl: ReactNode;
   timerNotice: ReactNode;
-  clock: Clock;
-  clockOffset: number;
-}
-
-function status(entry: Entry, readUpTo: number): string {
-  if (entry.failed) return `Not sent: ${entry.failed}`;
-  if (entry.id === null) return "Sending…";
-  return entry.id <= readUpTo ? "Read" : "Sent";
-}
-
-/** Keeps the view at the newest message while the reader is there, and in place when
- *  older messages page in above or new ones arrive while they read back. */
-function useScrollKeeper(list: RefObject<HTMLDivElement | null>, entries: Entry[]) {
-  const previous = useRef({ height: 0, first: null as number | null, count: 0 });
-  useLayoutEffect(() => {
-    const element = list.current;
-    if (!element) return;
-    const before = previous.current;
-    const first = entries[0]?.id ?? null;
-    const prepended = before.count > 0 && first !== before.first && entries.length > before.count;
-    const wasAtBottom = before.height - element.scrollTop - element.clientHeight < 80;
-    if (prepended) element.scrollTop += element.scrollHeight - before.height;
-    else if (wasAtBottom || before.count === 0) element.scrollTop = element.scrollHeight;
-    previous.current = { height: element.scrollHeight, first, count: entries.length };
-  }, [list, entries]);
+  composer: ReactNode;
 }
 
 /** Sends a receipt for the newest message from the peer whenever it is on screen. */
-function useReadReceipts(newestFromPeer: number, onRead: (upTo: number) => void) {
+function useReadReceipts(peer: string, newestFromPeer: number, visible: boolean, onRead: (peer: string, upTo: number) => void) {
   useEffect(() => {
-    const send = () => newestFromPeer > 0 && document.visibilityState === "visible" && onRead(newestFromPeer);
-    send();
-    document.addEventListener("visibilitychange", send);
-    return () => document.removeEventListener("visibilitychange", send);
-  }, [newestFromPeer, onRead]);
+    if (newestFromPeer > 0 && visible) onRead(peer, newestFromPeer);
+  }, [peer, newestFromPeer, visible, onRead]);
+}
+
+/** Renders again when the peer's typing indicator runs out, so it disappears on time. */
+function useTyping(peer: string): boolean {
+  const until = useSelector((state) => state.typingUntil[peer] ?? 0);
+  const [, setNow] = useState(0);
+  useEffect(() => {
+    const left = until - Date.now();
+    if (left <= 0) return;
+    const timer = setTimeout(() => setNow(Date.now()), left + 10);
+    return () => clearTimeout(timer);
+  }, [until]);
+  return until > Date.now();
 }
 
 /** The message being confirmed for deletion, let go of when it disappears meanwhile (expired, or deleted by the peer). */
@@ -67,55 +52,69 @@ function useDeleteTarget(entries: Entry[]) {
   return [present ? target : null, setTarget] as const;
 }
 
-/** One conversation: its history (paged in when scrolled to the top), live messages, and the composer. */
+function newestFrom(entries: Entry[], peer: string): number {
+  for (let index = entries.length - 1; index >= 0; index -= 1) {
+    const entry = entries[index];
+    if (entry.from === peer && entry.id !== null) return entry.id;
+  }
+  return 0;
+}
+
+/** One conversation: its history (paged in when scrolled to the top), live messages, and the composer.
+ *  A file dropped anywhere on it is staged to send. */
 export function ChatView(props: ChatViewProps) {
-  const { peer, me, thread, online, typing, onRead, onLoadOlder } = props;
+  const { peer, me, onLoad, onDelete, onSavePlace } = props;
+  const thread = useSelector((state) => state.threads[peer] ?? emptyThread);
+  // Only what the list needs of the view: a key typed changes the draft, and must not render the list.
+  const marker = useSelector((state) => state.views[peer]?.marker ?? null);
+  const saved = useSelector((state) => state.views[peer]?.place ?? null);
+  const person = useSelector((state) => state.people[peer]);
+  const online = useSelector((state) => state.presence[peer] ?? false);
+  const visible = useSelector((state) => state.visible);
+  const clockOffset = useSelector((state) => state.clock.offset);
+  const typing = useTyping(peer);
   const list = useRef<HTMLDivElement>(null);
   const [deleting, setDeleting] = useDeleteTarget(thread.entries);
-  useScrollKeeper(list, thread.entries);
-  const newestFromPeer = thread.entries.reduce((max, e) => (e.from === peer && e.id !== null ? Math.max(max, e.id) : max), 0);
-  const lastMine = [...thread.entries].reverse().find((e) => e.from === me);
+  const [dragging, setDragging] = useState(false);
+  useReadReceipts(peer, newestFrom(thread.entries, peer), visible && thread.loaded, props.onRead);
 
-  useReadReceipts(newestFromPeer, onRead);
+  const loadOlder = useCallback(() => onLoad(peer, true), [onLoad, peer]);
+  const retry = useCallback(() => onLoad(peer, thread.loaded), [onLoad, peer, thread.loaded]);
+  const savePlace = useCallback((place: ScrollPlace) => onSavePlace(peer, place), [onSavePlace, peer]);
+  const confirmDelete = useCallback((id: number) => onDelete(peer, id), [onDelete, peer]);
+  const name = person?.display_name && person.display_name !== peer ? person.display_name : null;
 
-  function scrolled() {
-    if (list.current && list.current.scrollTop < 40 && thread.hasMore) onLoadOlder();
+  function dropped(event: DragEvent) {
+    event.preventDefault();
+    setDragging(false);
+    const files = Array.from(event.dataTransfer.files);
+    if (files.length) props.onFiles(peer, files);
+  }
+
+  function dragOver(event: DragEvent) {
+    if (!event.dataTransfer.types.includes("Files")) return;
+    event.preventDefault();
+    setDragging(true);
   }
 
   return (
-    <section className="chat" aria-labelledby="chat-title">
+    <section className="chat" aria-labelledby="chat-title" onDragOver={dragOver} onDrop={dropped}
+             onDragLeave={(event) => event.currentTarget === event.target && setDragging(false)}>
       <header>
         <button type="button" className="back secondary" onClick={props.onBack} aria-label="Back to conversations">←</button>
-        <h2 id="chat-title">{peer}</h2>
+        <Avatar name={name ?? peer} url={person?.avatar_url} />
+        <h2 id="chat-title">{name ?? peer}{name && <span className="handle"> ({peer})</span>}</h2>
         <span className={online ? "presence online" : "presence"}>{online ? "online" : "offline"}</span>
         {props.timerControl}
       </header>
       {props.timerNotice}
-      <div className="messages" role="log" aria-label={`Messages with ${peer}`} ref={list} onScroll={scrolled} tabIndex={0}>
-      <ol>
-        {thread.hasMore && <li className="more"><button type="button" className="link" onClick={onLoadOlder}>Show older messages</button></li>}
-        {thread.clearedBy && <li className="notice">This conversation was erased by a logout.</li>}
-        {thread.entries.map((entry) => (
-          <li key={entry.id ?? entry.client_id} className={entry.from === me ? "mine" : "theirs"}
-              data-id={entry.id ?? undefined} aria-busy={entry.id === null ? true : undefined}>
-            <span className="visually-hidden">{entry.from === me ? "You" : entry.from}: </span>
-            {entry.attachment && props.renderAttachment(entry.attachment)}
-            {entry.message && <p>{entry.message}</p>}
-            <span className="meta">
-              {formatTime(entry.sent_at)}
-              {entry.from === me && (entry === lastMine || entry.id === null || entry.failed) &&
-                <span className="status"> · {status(entry, thread.peerReadUpTo)}</span>}
-              {entry.expires_at && <> · <Countdown expiresAt={entry.expires_at} clock={props.clock} clockOffset={props.clockOffset} /></>}
-              {entry.id !== null &&
-                <> · <button type="button" className="link delete" aria-haspopup="dialog" onClick={() => setDeleting(entry)}>Delete</button></>}
-            </span>
-          </li>
-        ))}
-      </ol>
-      </div>
+      <MessageList peer={peer} me={me} thread={thread} marker={marker} saved={saved}
+                   clock={props.clock} clockOffset={clockOffset} onLoadOlder={loadOlder} onRetry={retry}
+                   onDelete={setDeleting} onSavePlace={savePlace} renderAttachment={props.renderAttachment} listRef={list} />
       <p className="typing" aria-live="polite">{typing ? `${peer} is typing…` : ""}</p>
-      <Composer onSend={props.onSend} onTyping={props.onTyping} attachControl={props.attachControl} />
-      <DeleteDialog peer={peer} entry={deleting} onConfirm={props.onDelete} onClose={() => setDeleting(null)}
+      {props.composer}
+      {dragging && <div className="drop-hint" aria-hidden="true">Drop a file to send it to {name ?? peer}</div>}
+      <DeleteDialog peer={peer} entry={deleting} onConfirm={confirmDelete} onClose={() => setDeleting(null)}
                     onDeleted={() => list.current?.focus()} />
     </section>
   );

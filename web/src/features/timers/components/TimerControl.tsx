@@ -3,7 +3,7 @@ import { flushSync } from "react-dom";
 import { Field } from "../../../components/Field";
 import { formatDuration } from "../../../components/format";
 import { TimerIcon } from "../../../components/TimerIcon";
-import { ApiError } from "../../../lib/api";
+import { ApiError, explain } from "../../../lib/api";
 import type { TimerSetting } from "../../../lib/store";
 import { setter } from "./TimerNotice";
 
@@ -25,7 +25,7 @@ export function TimerControl({ setting, me, onOpen, onSave }: TimerControlProps)
   const dialog = useRef<HTMLDialogElement>(null);
   const [choice, setChoice] = useState("0");
   const [other, setOther] = useState("");
-  const [error, setError] = useState<{ seconds?: string; form?: string }>({});
+  const [error, setError] = useState<{ seconds?: string; form?: string; load?: string }>({});
   const [busy, setBusy] = useState(false);
 
   function open() {
@@ -37,7 +37,8 @@ export function TimerControl({ setting, me, onOpen, onSave }: TimerControlProps)
     });
     dialog.current?.showModal();
     dialog.current?.querySelector<HTMLInputElement>("input[type=radio]:checked")?.focus();
-    onOpen().catch(() => undefined);  // who set it is a nicety; the choice works without it
+    // who set it is a nicety, the choice works without it; but a failure is said, not hidden
+    onOpen().catch((failure) => setError((shown) => ({ ...shown, load: explain(failure, "Who set the timer could not be loaded") })));
   }
 
   async function save(event: FormEvent) {
@@ -52,7 +53,7 @@ export function TimerControl({ setting, me, onOpen, onSave }: TimerControlProps)
       dialog.current?.close();
     } catch (failure) {
       const api = failure instanceof ApiError ? failure : null;
-      const message = api?.fields.seconds ?? api?.message ?? "The timer could not be set.";
+      const message = api?.fields.seconds ?? explain(failure, "The timer was not changed");
       setError(choice === OTHER && api?.fields.seconds ? { seconds: message } : { form: message });
     } finally {
       setBusy(false);
@@ -73,6 +74,7 @@ export function TimerControl({ setting, me, onOpen, onSave }: TimerControlProps)
             Messages already sent keep their own time.
           </p>
           <p className="hint">{setting.seconds === 0 ? "Now off." : `Now ${formatDuration(setting.seconds)}.`} {who}</p>
+          {error.load && <p className="error" role="alert">{error.load}</p>}
           <fieldset className="choices">
             <legend>Messages disappear after</legend>
             {PRESETS.map((seconds) => (
