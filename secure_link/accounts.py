@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Any
 
-from . import auth, chat, presence
+from . import auth, chat, invites, presence
 from .auth import User
 from .errors import AppError, invalid, rate_limited
 from .payload import take
@@ -12,9 +14,38 @@ from .services import Services
 
 
 async def register(services: Services, body: Any, address: str, user_agent: str) -> tuple[dict, str]:
-    """Create an account and its first session; every broken rule is named in `fields`."""
-    values = take(body, {"username": str, "phrase": str}, {"display_name": str})
+    """Create an account and its first session; every broken rule is named in `fields`.
+
+    In `invite` mode one use of the invite is taken in the transaction that
+    inserts the user, so a refused registration spends none (docs/api.md, v1.2).
+    """
+    values = take(body, {"username": str, "phrase": str}, {"display_name": str, "invite": str})
     username = auth.fold_username(values["username"])
+    display_name = _registration_problems(username, values)
+    mode = services.settings.registration
+    if mode == "closed":
+        raise _refused(services, "closed", AppError(403, "registration_closed", "Registration is closed here."))
+    if wait := services.register_limiter.hit(address):
+        raise _refused(services, "rate_limited",
+                       rate_limited(wait, "Too many registrations from this address; try again later."))
+    invite = await _live_invite(services, values["invite"]) if mode == "invite" else None
+    with auth.hashing_place(services):
+        phrase_hash = await auth.hash_phrase(services, values["phrase"])
+    async with services.db.transaction() as conn:
+        await services.db.execute("lock_username", username, conn=conn)  # an account deletion's retiring first
+        if await services.db.fetchval("username_is_retired", retired_tag(services, username), conn=conn):
+            raise _taken(services)
+        if invite is not None and await services.db.fetchval("use_invite", invite, conn=conn) is None:
+            raise _refused(services, "invite_invalid", _invite_invalid())  # used up meanwhile
+        row = await services.db.fetchrow("insert_user", username, display_name, phrase_hash, conn=conn)
+        if row is None:
+            raise _taken(services)  # the transaction rolls back: the invite's use with it
+    token, _ = await auth.open_session(services, row["id"], user_agent, address)
+    return auth.user_json(row), token
+
+
+def _registration_problems(username: str, values: dict[str, Any]) -> str:
+    """The display name to store; 422 naming every broken rule."""
     fields: dict[str, str] = {}
     if problem := auth.username_problem(username):
         fields["username"] = problem
@@ -25,30 +56,66 @@ async def register(services: Services, body: Any, address: str, user_agent: str)
         fields["display_name"] = problem
     if fields:
         raise invalid(fields)
-    if wait := services.register_limiter.hit(address):
-        raise rate_limited(wait, "Too many registrations from this address; try again later.")
-    with auth.hashing_place(services):
-        phrase_hash = await auth.hash_phrase(services, values["phrase"])
-    row = await services.db.fetchrow("insert_user", username, display_name, phrase_hash)
-    if row is None:
-        raise AppError(409, "username_taken", "That username is taken.", fields={"username": "is taken"})
-    token, _ = await auth.open_session(services, row["id"], user_agent, address)
-    return auth.user_json(row), token
+    return display_name
+
+
+async def _live_invite(services: Services, code: str | None) -> bytes:
+    """The nonce of the registration's live invite; 403 without one or with a dead one."""
+    if not code:
+        raise _refused(services, "invite_required", AppError(
+            403, "invite_required", "Registration here needs an invite: ask someone who is already here.",
+            fields={"invite": "is required"}))
+    nonce = await invites.is_live(services.db, invites.tag_key(services.settings.pepper or ""), code)
+    if nonce is None:
+        raise _refused(services, "invite_invalid", _invite_invalid())
+    return nonce
+
+
+def _invite_invalid() -> AppError:
+    return AppError(403, "invite_invalid", "That invite is unknown, revoked, expired or used up.",
+                    fields={"invite": "is not a live invite"})
+
+
+def _taken(services: Services) -> AppError:
+    return _refused(services, "username_taken",
+                    AppError(409, "username_taken", "That username is taken.", fields={"username": "is taken"}))
+
+
+def _refused(services: Services, reason: str, error: AppError) -> AppError:
+    """Count a refused registration by its reason (`/metrics`), and hand the refusal back to raise."""
+    services.metrics.registrations_refused.labels(reason).inc()
+    return error
+
+
+def retired_tag(services: Services, username: str) -> bytes:
+    """What is kept of a deleted account's name: a keyed hash of it (docs/privacy.md)."""
+    key = hmac.new((services.settings.pepper or "").encode("utf-8"), b"secure-link retired usernames",
+                   hashlib.sha256).digest()
+    return hmac.new(key, auth.fold_username(username).encode("utf-8"), hashlib.sha256).digest()
 
 
 async def login(services: Services, body: Any, address: str, user_agent: str) -> tuple[dict, str]:
-    """Check the phrase; unknown users and wrong phrases get the same answer in the same time."""
+    """Check the phrase; unknown users and wrong phrases get the same answer in the same time.
+    A suspended account is told so only once its phrase is right."""
     values = take(body, {"username": str, "phrase": str})
     username = auth.fold_username(values["username"])[:64]
+    row = await check_phrase(services, username, values["phrase"], address)
+    if row["suspended_at"] is not None:
+        raise AppError(403, "account_suspended", "This account is suspended by the server's operator.")
+    token, _ = await auth.open_session(services, row["id"], user_agent, address)
+    return auth.user_json(row), token
+
+
+async def check_phrase(services: Services, username: str, phrase: str, address: str) -> Any:
+    """The user's credentials row if the phrase is theirs; else 401, counted by the login throttle."""
     with auth.hashing_place(services):  # first: a full line answers 503 busy, counting nothing
         attempt = await auth.reserve_login_attempt(services, username, address)
         row = await services.db.fetchrow("find_user_credentials", username)
-        ok = await auth.phrase_matches(services, values["phrase"], row["phrase_hash"] if row else None)
+        ok = await auth.phrase_matches(services, phrase, row["phrase_hash"] if row else None)
     await auth.settle_login_attempt(services, username, address, attempt, succeeded=ok)
     if not ok or row is None:
         raise AppError(401, "invalid_credentials", "Unknown username or wrong phrase.")
-    token, _ = await auth.open_session(services, row["id"], user_agent, address)
-    return auth.user_json(row), token
+    return row
 
 
 async def logout(services: Services, user: User) -> dict[str, int]:

@@ -16,7 +16,7 @@ from typing import Any, AsyncIterator
 from . import auth, keys, media
 from .bodies import pair_of
 from .auth import User
-from .errors import AppError, invalid
+from .errors import AppError, blocked, invalid
 from .fanout import Outgoing
 from .payload import is_storable_text, take
 from .services import Services
@@ -184,7 +184,7 @@ async def announce(services: Services, messages: list[Stored]) -> None:
 async def _not_inserted(services: Services, user: User, draft: Draft) -> dict[str, Any]:
     """Why nothing was stored: a bad recipient, a retry (its original, or `gone` when that
     was deleted or expired), or a refused attachment."""
-    await find_peer(services, user, draft.to)
+    peer = await find_peer(services, user, draft.to)
     if draft.client_id is not None:
         row = await services.db.fetchrow("find_message_by_client_id", user.id, draft.client_id)
         if row is not None:
@@ -192,6 +192,8 @@ async def _not_inserted(services: Services, user: User, draft: Draft) -> dict[st
         if await services.db.fetchval("client_id_was_used", services.writer.tag(user.id, draft.client_id)):
             raise AppError(410, "gone", "The message sent with this client_id was deleted or has expired; "
                                         "it is not sent again.", fields={"client_id": "was used by a message now gone"})
+    if await kept_apart(services, user.id, peer["id"]):
+        raise blocked()
     raise AppError(422, "invalid_attachment",
                    "The attachment must be a file you uploaded and have not sent to someone else.",
                    fields={"attachment": "is not yours to send here"})
@@ -255,6 +257,11 @@ async def replay(services: Services, user: User, since: int) -> AsyncIterator[di
         since = rows[-1]["id"]
 
 
+async def kept_apart(services: Services, user_id: int, peer_id: int) -> bool:
+    """Whether either of the two blocks the other (contract v1.2): nothing passes between them."""
+    return bool(await services.db.fetchval("blocked_between", user_id, peer_id))
+
+
 async def _conversation_peer(services: Services, user: User, peer_name: str) -> Any:
     """The other party, who must already share a conversation: no signals to strangers."""
     peer = await find_peer(services, user, peer_name)
@@ -264,40 +271,71 @@ async def _conversation_peer(services: Services, user: User, peer_name: str) -> 
 
 
 async def mark_read(services: Services, user: User, peer_name: str, up_to: int) -> None:
-    """Move the read receipt forward (never past the last message) and tell the other party."""
+    """Move the read receipt forward (never past the last message) and tell the other party,
+    unless either blocks the other: the receipt is then the reader's own, and nothing passes."""
     peer = await _conversation_peer(services, user, peer_name)
     last_read = await services.db.fetchval("upsert_read_receipt", user.id, peer["id"], up_to)
+    if await kept_apart(services, user.id, peer["id"]):
+        return
     frame = {"type": "read", "by": user.username, "up_to": last_read}
     await publish(services, [user_channel(peer["id"])], encode_event(frame))
 
 
 async def typing(services: Services, user: User, peer_name: str) -> None:
-    """Tell the other party this user is typing (nothing is stored)."""
+    """Tell the other party this user is typing (nothing is stored; nothing passes a block)."""
     peer = await _conversation_peer(services, user, peer_name)
+    if await kept_apart(services, user.id, peer["id"]):
+        return
     frame = {"type": "typing", "from": user.username}
     await publish(services, [user_channel(peer["id"])], encode_event(frame))
+
+
+@dataclasses.dataclass(frozen=True)
+class Cleared:
+    """What a clearing deleted, to finish after its commit: files to unlink, parties to tell."""
+
+    groups: list[Any]
+    files: int
+    doomed: list[str]
+
+    def counts(self) -> dict[str, int]:
+        """The contract's `cleared` counts: messages and attachment files."""
+        return {"messages": sum(group["messages"] for group in self.groups), "files": self.files}
 
 
 async def clear_conversations(services: Services, user: User) -> dict[str, int]:
     """Logout's clearing: delete every conversation of the user for both parties."""
     async with services.db.transaction() as conn:
-        await services.db.execute("lock_user_messages", user.id, conn=conn)
-        await keys.forget_conversation_keys(services.db, user.id, conn)  # first: what remains is unreadable
-        groups = await services.db.fetch("delete_user_messages", user.id, conn=conn)
-        await services.db.execute("delete_user_reads", user.id, conn=conn)
-        await services.db.execute("delete_user_timers", user.id, conn=conn)
-        attachment_ids = [file_id for group in groups for file_id in group["attachment_ids"]]
-        files = await media.delete_files(services, attachment_ids, conn=conn)
-        doomed = [path for row in files for path in (row["path"], row["thumbnail_path"]) if path]
-        await services.db.execute("record_doomed_files", doomed, conn=conn)
-    for group in groups:
+        cleared = await clear_within(services, user, conn)
+    await finish_clearing(services, user, cleared)
+    return cleared.counts()
+
+
+async def clear_within(services: Services, user: User, conn: Any) -> Cleared:
+    """The clearing's statements, in the caller's transaction: no send involving the user
+    commits until it ends (the user's send lock), and the keys go first."""
+    await services.db.execute("lock_user_messages", user.id, conn=conn)
+    await keys.forget_conversation_keys(services.db, user.id, conn)  # first: what remains is unreadable
+    groups = await services.db.fetch("delete_user_messages", user.id, conn=conn)
+    await services.db.execute("delete_user_reads", user.id, conn=conn)
+    await services.db.execute("delete_user_timers", user.id, conn=conn)
+    attachment_ids = [file_id for group in groups for file_id in group["attachment_ids"]]
+    files = await media.delete_files(services, attachment_ids, conn=conn)
+    doomed = [path for row in files for path in (row["path"], row["thumbnail_path"]) if path]
+    await services.db.execute("record_doomed_files", doomed, conn=conn)
+    return Cleared(list(groups), len(files), doomed)
+
+
+async def finish_clearing(services: Services, user: User, cleared: Cleared) -> None:
+    """After the clearing's commit: forget its keys here, unlink its files, drop parked copies,
+    and tell both parties of each conversation (`cleared`)."""
+    for group in cleared.groups:
         services.bodies.forget(pair_of(user.id, group["peer_id"]))
-    await media.unlink_doomed(services, doomed)
+    await media.unlink_doomed(services, cleared.doomed)
     await _forget_parked(services, user)
-    for group in groups:
+    for group in cleared.groups:
         await publish(services, [user_channel(group["peer_id"])], encode_event({"type": "cleared", "with": user.username}))
         await publish(services, [user_channel(user.id)], encode_event({"type": "cleared", "with": group["peer_username"]}))
-    return {"messages": sum(group["messages"] for group in groups), "files": len(files)}
 
 
 async def _forget_parked(services: Services, user: User) -> None:

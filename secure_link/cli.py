@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 import uvicorn
 
-from . import audit, devdb, keys, media, openapi, rotation, secretfile
+from . import audit, devdb, keys, media, openapi, operator, rotation, secretfile
 from .config import ConfigError, Settings
 from .crypto import DecryptionError
 from .db import Database
@@ -226,3 +226,7 @@ def keys_rotate(prepare: bool) -> None:
         raise click.ClickException(str(exc)) from None
     click.echo(f"master key {done.master_key_id} now wraps every key ({done.rewrapped} rewrapped); "
                f"retired: {', '.join(done.retired) or 'none'}")
+
+
+for _group in operator.commands(_serving_settings, lambda settings: _database_url(settings, stop_at_exit=True)):
+    main.add_command(_group)

@@ -16,7 +16,7 @@ from typing import Any
 from . import chat, media
 from .auth import User
 from .bodies import pair_of
-from .errors import AppError
+from .errors import AppError, blocked
 from .fanout import Outgoing
 from .services import Services
 
@@ -32,6 +32,8 @@ async def delete_for_everyone(services: Services, user: User, message_id: int) -
         parties = await services.db.fetchrow("find_message_parties", message_id, user.id, conn=conn)
         if parties is not None:
             await services.db.execute("lock_pair_messages", *parties, conn=conn)
+            if await services.db.fetchval("blocked_between", *parties, conn=conn):
+                raise blocked()
         row = await services.db.fetchrow("delete_message_for_everyone", message_id, user.id, conn=conn)
         if row is None:
             raise AppError(404, "not_found", "No such message (or it has expired).")

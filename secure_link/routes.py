@@ -14,10 +14,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from . import accounts, auth, chat, downloads, erasure, media, openapi, sockets, timers, webclient
+from . import (accounts, auth, blocks, chat, downloads, erasure, invites, leaving, media, openapi, sockets, timers,
+               webclient)
 from .errors import AppError, rate_limited
 from .auth import User
-from .proxy import client_address, is_secure
+from .proxy import client_address, is_secure, own_origin
 from .ratelimit import KeyedBuckets
 from .services import Services
 
@@ -188,6 +189,73 @@ async def delete_message(request: Request) -> Response:
     return JSONResponse({"deleted": await erasure.delete_for_everyone(services, user, raw if raw < 2**63 else 0)})
 
 
+async def registration(request: Request) -> Response:
+    """How people may register here: open, by invite, or not at all (no session needed)."""
+    services: Services = request.state.services
+    return JSONResponse({"mode": services.settings.registration})
+
+
+def _invites_of(request: Request) -> tuple[bytes, str]:
+    """The key of invite codes' tags, and the origin their links open (PUBLIC_URL, else this server's)."""
+    settings = request.state.services.settings
+    return invites.tag_key(settings.pepper or ""), own_origin(request, settings)
+
+
+async def create_invite(request: Request) -> Response:
+    """A new invite of the user's, within INVITES_PER_USER live ones."""
+    services, user = await auth.authenticated(request)
+    uses, expires_in = invites.parse_terms(await read_json(request))
+    key, origin = _invites_of(request)
+    row = await invites.create(services.db, key, user, uses, expires_in, services.settings.invites_per_user)
+    return JSONResponse(invites.invite_json(key, row, origin), status_code=201)
+
+
+async def list_invites(request: Request) -> Response:
+    """The user's own live invites, newest first."""
+    services, user = await auth.authenticated(request)
+    key, origin = _invites_of(request)
+    rows = await services.db.fetch("list_live_invites", user.id)
+    return JSONResponse({"invites": [invites.invite_json(key, row, origin) for row in rows]})
+
+
+async def revoke_invite(request: Request) -> Response:
+    """Revoke one of the user's own live invites."""
+    services, user = await auth.authenticated(request)
+    key, origin = _invites_of(request)
+    row = await invites.revoke_own(services.db, key, user, request.path_params["code"])
+    return JSONResponse({"revoked": invites.invite_json(key, row, origin)})
+
+
+async def list_blocks(request: Request) -> Response:
+    """Whom the user blocks, newest first."""
+    services, user = await auth.authenticated(request)
+    return JSONResponse({"blocks": await blocks.list_blocks(services, user)})
+
+
+async def block(request: Request) -> Response:
+    """Block someone (PUT), or lift one's block (DELETE)."""
+    services, user = await auth.authenticated(request)
+    username = request.path_params["username"]
+    if request.method == "PUT":
+        return JSONResponse(await blocks.block(services, user, username))
+    return JSONResponse(await blocks.unblock(services, user, username))
+
+
+async def change_phrase(request: Request) -> Response:
+    """A new phrase; every other session of the user ends."""
+    services, user = await auth.authenticated(request)
+    address = client_address(request, services.settings)
+    return JSONResponse({"user": await leaving.change_phrase(services, user, await read_json(request), address)})
+
+
+async def delete_account(request: Request) -> Response:
+    """Leave for good: everything a logout erases for every session, then the account itself."""
+    services, user = await auth.authenticated(request)
+    address = client_address(request, services.settings)
+    deleted = await leaving.delete_account(services, user, await read_json(request), address)
+    return _signed_out(JSONResponse({"deleted": deleted}))
+
+
 async def healthz(request: Request) -> Response:
     """The process is up (no dependency is checked: a liveness probe)."""
     return JSONResponse({"status": "ok"})
@@ -226,6 +294,22 @@ routes: list[BaseRoute] = [
     Route("/api/user-profile/", user_profile, methods=["GET", "PATCH"]),
     Route("/api/users/{username}/", find_user, methods=["GET"]),
     Route("/api/users/{username}", find_user, methods=["GET"]),
+    Route("/api/registration/", registration, methods=["GET"]),
+    Route("/api/registration", registration, methods=["GET"]),
+    Route("/api/invites/", list_invites, methods=["GET"]),
+    Route("/api/invites", list_invites, methods=["GET"]),
+    Route("/api/invites/", create_invite, methods=["POST"]),
+    Route("/api/invites", create_invite, methods=["POST"]),
+    Route("/api/invites/{code}/", revoke_invite, methods=["DELETE"]),
+    Route("/api/invites/{code}", revoke_invite, methods=["DELETE"]),
+    Route("/api/blocks/", list_blocks, methods=["GET"]),
+    Route("/api/blocks", list_blocks, methods=["GET"]),
+    Route("/api/blocks/{username}/", block, methods=["PUT", "DELETE"]),
+    Route("/api/blocks/{username}", block, methods=["PUT", "DELETE"]),
+    Route("/api/change-phrase/", change_phrase, methods=["POST"]),
+    Route("/api/change-phrase", change_phrase, methods=["POST"]),
+    Route("/api/delete-account/", delete_account, methods=["POST"]),
+    Route("/api/delete-account", delete_account, methods=["POST"]),
     Route("/api/sessions/", list_sessions, methods=["GET"]),
     Route("/api/sessions/{session_id:int}", revoke_session, methods=["DELETE"]),
     Route("/api/send-message/", send_message, methods=["POST"]),

@@ -11,7 +11,7 @@ from typing import Any
 
 from . import auth, chat
 from .auth import User
-from .errors import AppError
+from .errors import AppError, blocked
 from .services import Services
 
 MAX_SECONDS = 2_419_200  # four weeks
@@ -38,8 +38,11 @@ def parse_seconds(body: Any) -> int:
 
 
 async def set_timer(services: Services, user: User, peer_name: str, seconds: int) -> dict[str, Any]:
-    """Set the timer and tell every connection of both parties (`timer` frames)."""
+    """Set the timer and tell every connection of both parties (`timer` frames); 403 `blocked`
+    while either blocks the other."""
     peer = await chat.find_peer(services, user, peer_name)
+    if await chat.kept_apart(services, user.id, peer["id"]):
+        raise blocked()
     row = await services.db.fetchrow("upsert_conversation_timer", user.id, peer["id"], seconds)
     for user_id, other in ((peer["id"], user.username), (user.id, peer["username"])):
         frame = {"type": "timer", "with": other, "seconds": row["seconds"], "by": user.username}

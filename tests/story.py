@@ -121,9 +121,10 @@ class Person:
         self.user: dict[str, Any] | None = None
         self.sockets: list[Socket] = []
 
-    async def register(self) -> "Person":
+    async def register(self, invite: str | None = None) -> "Person":
+        body = {"username": self.username, "phrase": self.phrase, **({"invite": invite} if invite else {})}
         async with self.server.client() as http:
-            response = await http.post("/api/register/", json={"username": self.username, "phrase": self.phrase})
+            response = await http.post("/api/register/", json=body)
         assert response.status_code == 201, response.text
         self.token, self.user = response.json()["token"], response.json()["user"]
         return self
