@@ -25,7 +25,7 @@ async def test_help_lists_every_command() -> None:
     code, out, _ = await run_cli("--help")
     assert code == 0
     listed = {line.split()[0] for line in out.split("Commands:")[1].splitlines() if line.strip()}
-    assert listed == {"serve", "db", "media", "keys", "openapi", "audit"}
+    assert listed == {"serve", "db", "media", "keys", "openapi", "audit", "invites", "users"}
     code, out, _ = await run_cli("serve", "--help")
     assert code == 0 and "--workers" in out and "--reload" in out
     code, out, _ = await run_cli("keys", "rotate", "--help")
