@@ -96,7 +96,7 @@ bench: $(VENV)/.bench
 # name). mutmut over the modules in setup.cfg's [mutmut], then the
 # hand-made SQL and issue-15 mutants, each with its killer. Three children: a mutant's
 # tests wait on servers as much as they compute. MUTMUT_ARGS narrows a run, e.g.
-# MUTMUT_ARGS='"secure_link.chat*"', MUTMUT_ARGS='"secure_link.media.x__store*"' or
+# MUTMUT_ARGS='"secure_link.chat.*"', MUTMUT_ARGS='"secure_link.files.uploads.x__store*"' or
 # MUTMUT_ARGS='$$(python3 tests/mutants/sample.py 32)'.
 $(VENV)/.mutants: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench,mutants]'

@@ -22,7 +22,7 @@ from typing import Any, Awaitable, Callable
 
 import asyncpg
 
-from secure_link import devdb
+from secure_link.ops import devdb
 from secure_link.config import PROJECT_ROOT
 from secure_link.schema import apply_schema
 

@@ -30,11 +30,12 @@ from typing import Any
 import asyncpg
 import httpx
 
-from secure_link import crypto, devdb
-from secure_link.bodies import body_context
+from secure_link.encryption import aead as crypto
+from secure_link.ops import devdb
+from secure_link.encryption.bodies import body_context
 from secure_link.schema import apply_schema
-from secure_link.fanout_seal import ConversationKey, EnvelopeSeal
-from secure_link.keyring import Keyring, new_master_key
+from secure_link.fanout.seal import ConversationKey, EnvelopeSeal
+from secure_link.encryption.keyring import Keyring, new_master_key
 
 from .scenarios import SERVER_ENV, running, server_argv
 

@@ -37,10 +37,12 @@ import uvicorn
 
 import asyncpg
 
-from secure_link import devdb, keys, sealedfile
+from secure_link.ops import devdb
+from secure_link.encryption import datakeys as keys
+from secure_link.encryption import sealedfile
 from secure_link.app import create_app
 from secure_link.config import PROJECT_ROOT, Settings
-from secure_link.keyring import Keyring
+from secure_link.encryption.keyring import Keyring
 
 MIB = 1024 * 1024
 BOUNDARY = "bench-upload-boundary"

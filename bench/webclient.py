@@ -44,7 +44,7 @@ import httpx
 from playwright.async_api import Page, async_playwright
 from websockets.asyncio.client import connect
 
-from secure_link import devdb
+from secure_link.ops import devdb
 from secure_link.schema import apply_schema
 
 from .scenarios import SERVER_ENV, running, server_argv

@@ -20,20 +20,32 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from . import auth, chat, devdb, drain, epochs, erasure, housekeeping, images, keys, routes, secretfile, sockets, webclient
-from .crypto import DecryptionError
-from .middleware import AccessLog, JsonCORSMiddleware, SecurityHeaders
-from .config import Settings
-from .db import Database
-from .schema import apply_schema
-from .errors import AppError, DatabaseUnavailable, error_body, outage, undecryptable
-from .fanout import Fanout
-from .fanout_seal import EnvelopeSeal
-from .metrics import Metrics
-from .ratelimit import BoundedSlots, KeyedBuckets, SlidingWindow
-from .services import Services
-from .bodies import BodyKeys
-from .writer import MessageWriter, client_tag_key
+from secure_link.accounts import auth
+from secure_link.chat import messages as chat
+from secure_link.ops import devdb
+from secure_link.ops import drain
+from secure_link.encryption import epochs
+from secure_link.chat import erasure
+from secure_link import housekeeping
+from secure_link.files import images
+from secure_link.encryption import datakeys as keys
+from secure_link import routes
+from secure_link.encryption import secretfile
+from secure_link import sockets
+from secure_link.http import webclient
+from secure_link.encryption.aead import DecryptionError
+from secure_link.http.middleware import AccessLog, JsonCORSMiddleware, SecurityHeaders
+from secure_link.config import Settings
+from secure_link.db import Database
+from secure_link.schema import apply_schema
+from secure_link.errors import AppError, DatabaseUnavailable, error_body, outage, undecryptable
+from secure_link.fanout.core import Fanout
+from secure_link.fanout.seal import EnvelopeSeal
+from secure_link.ops.metrics import Metrics
+from secure_link.ratelimit import BoundedSlots, KeyedBuckets, SlidingWindow
+from secure_link.services import Services
+from secure_link.encryption.bodies import BodyKeys
+from secure_link.chat.writer import MessageWriter, client_tag_key
 
 DRAIN_TIMEOUT_S = 5.0  # longest wait for in-flight acks before uvicorn closes sockets
 log = logging.getLogger("secure_link")

@@ -17,12 +17,18 @@ from pathlib import Path
 import click
 import uvicorn
 
-from . import audit, devdb, keys, media, openapi, rotation, secretfile
-from .config import ConfigError, Settings
-from .crypto import DecryptionError
-from .db import Database
-from .schema import apply_schema
-from .logs import log_config
+from secure_link.ops import audit
+from secure_link.ops import devdb
+from secure_link.encryption import datakeys as keys
+from secure_link.files import uploads as media
+from secure_link.http import openapi
+from secure_link.encryption import rotation
+from secure_link.encryption import secretfile
+from secure_link.config import ConfigError, Settings
+from secure_link.encryption.aead import DecryptionError
+from secure_link.db import Database
+from secure_link.schema import apply_schema
+from secure_link.ops.logs import log_config
 
 
 def _database_url(settings: Settings, stop_at_exit: bool) -> str:
@@ -140,7 +146,7 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 
 def _single_app(settings: Settings):  # type: ignore[no-untyped-def]
-    from .app import create_app
+    from secure_link.app import create_app
 
     return create_app(settings)
 

@@ -17,7 +17,7 @@ from typing import Any, AsyncIterator
 
 import asyncpg
 
-from .errors import DatabaseUnavailable
+from secure_link.errors import DatabaseUnavailable
 
 QUERIES_DIR = Path(__file__).resolve().parent / "queries"
 log = logging.getLogger("secure_link.db")

@@ -6,9 +6,12 @@ import asyncio
 import logging
 from typing import Awaitable, Callable
 
-from . import chat, epochs, media, presence
-from .services import Services
-from .writer import CLIENT_ID_MEMORY_DAYS
+from secure_link.chat import messages as chat
+from secure_link.encryption import epochs
+from secure_link.files import uploads as media
+from secure_link.accounts import presence
+from secure_link.services import Services
+from secure_link.chat.writer import CLIENT_ID_MEMORY_DAYS
 
 SPILL_TTL_S = 10.0  # fan-out payloads parked in PostgreSQL are read within milliseconds
 log = logging.getLogger("secure_link.housekeeping")

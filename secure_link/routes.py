@@ -14,12 +14,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from . import accounts, auth, chat, downloads, erasure, media, openapi, sockets, timers, webclient
-from .errors import AppError, rate_limited
-from .auth import User
-from .proxy import client_address, is_secure
-from .ratelimit import KeyedBuckets
-from .services import Services
+from secure_link.accounts import flows as accounts
+from secure_link.accounts import auth
+from secure_link.chat import messages as chat
+from secure_link.files import downloads
+from secure_link.chat import erasure
+from secure_link.files import uploads as media
+from secure_link.http import openapi
+from secure_link import sockets
+from secure_link.chat import timers
+from secure_link.http import webclient
+from secure_link.errors import AppError, rate_limited
+from secure_link.accounts.auth import User
+from secure_link.http.proxy import client_address, is_secure
+from secure_link.ratelimit import KeyedBuckets
+from secure_link.services import Services
 
 _JSON_TYPE = "application/json"
 

@@ -11,15 +11,15 @@ import collections
 import dataclasses
 import uuid
 
-from .config import Settings
-from .db import Database
-from .drain import InFlight
-from .fanout import Fanout
-from .keyring import Keyring
-from .metrics import Metrics
-from .ratelimit import BoundedSlots, KeyedBuckets, KeyedLocks, SlidingWindow
-from .bodies import BodyKeys
-from .writer import MessageWriter
+from secure_link.config import Settings
+from secure_link.db import Database
+from secure_link.ops.drain import InFlight
+from secure_link.fanout.core import Fanout
+from secure_link.encryption.keyring import Keyring
+from secure_link.ops.metrics import Metrics
+from secure_link.ratelimit import BoundedSlots, KeyedBuckets, KeyedLocks, SlidingWindow
+from secure_link.encryption.bodies import BodyKeys
+from secure_link.chat.writer import MessageWriter
 
 
 @dataclasses.dataclass

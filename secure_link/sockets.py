@@ -21,15 +21,19 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from . import auth, chat, erasure, presence, timers
-from .auth import User
-from .errors import (CLOSE_INTERNAL, CLOSE_POLICY, CLOSE_RATE_LIMITED, CLOSE_RESTARTING, CLOSE_TOO_BIG,
+from secure_link.accounts import auth
+from secure_link.chat import messages as chat
+from secure_link.chat import erasure
+from secure_link.accounts import presence
+from secure_link.chat import timers
+from secure_link.accounts.auth import User
+from secure_link.errors import (CLOSE_INTERNAL, CLOSE_POLICY, CLOSE_RATE_LIMITED, CLOSE_RESTARTING, CLOSE_TOO_BIG,
                      CLOSE_TRY_AGAIN, CLOSE_UNAUTHENTICATED, AppError, error_frame, outage, rate_limited)
-from .fanout import Gap, Subscription
-from .payload import is_storable_text, is_utf8, take
-from .proxy import origin_allowed
-from .ratelimit import TokenBucket
-from .services import Services
+from secure_link.fanout.core import Gap, Subscription
+from secure_link.wire import is_storable_text, is_utf8, take
+from secure_link.http.proxy import origin_allowed
+from secure_link.ratelimit import TokenBucket
+from secure_link.services import Services
 
 PATH = "/ws/chat/"
 STRIKES_BEFORE_CLOSE = 20

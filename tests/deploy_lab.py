@@ -36,7 +36,7 @@ from typing import Iterator
 import httpx
 from dotenv import dotenv_values
 
-from secure_link import devdb
+from secure_link.ops import devdb
 from secure_link.config import PROJECT_ROOT
 
 from . import deploy_unit

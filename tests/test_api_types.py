@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from secure_link import openapi
+from secure_link.http import openapi
 from secure_link.config import PROJECT_ROOT
 
 WEB = PROJECT_ROOT / "web"

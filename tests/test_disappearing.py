@@ -23,9 +23,9 @@ from typing import Any, AsyncIterator
 import asyncpg
 import pytest
 
-from secure_link import devdb
+from secure_link.ops import devdb
 from secure_link.config import Settings
-from secure_link.keyring import Keyring, new_master_key
+from secure_link.encryption.keyring import Keyring, new_master_key
 
 from .conftest import run_cli, running_server, server_process, settings_for
 from .story import Person, Server, Socket, assert_error, eventually, image_bytes, refuse, sync, upload, waiting_for_a_lock

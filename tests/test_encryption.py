@@ -23,11 +23,15 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, PngImagePlugin
 
-from secure_link import cli, crypto, keys, sealedfile, secretfile
+from secure_link import cli
+from secure_link.encryption import aead as crypto
+from secure_link.encryption import datakeys as keys
+from secure_link.encryption import sealedfile
+from secure_link.encryption import secretfile
 from secure_link.config import ConfigError
-from secure_link.crypto import DecryptionError
+from secure_link.encryption.aead import DecryptionError
 from secure_link.db import Database, load_queries
-from secure_link.keyring import Keyring, UnknownMasterKey, encode_key, new_master_key, next_path, read_key
+from secure_link.encryption.keyring import Keyring, UnknownMasterKey, encode_key, new_master_key, next_path, read_key
 
 from .conftest import running_server, settings_for, shared_master_key_file
 from .story import BOUNDARY, Server, assert_error, found_on_disk, image_bytes, upload

@@ -19,13 +19,13 @@ import asyncpg
 import pytest
 import redis.asyncio as redis
 
-from secure_link.fanout import GAP, ORIGIN_END, Fanout, Gap, Outgoing, SubscriptionClosed, SubscriptionOverflow
-from secure_link.fanout_backends import INBOX_SIZE, INLINE, SPILLED, pg_channel, retry_with_backoff
-from secure_link import keys
-from secure_link.bodies import BodyKeys
+from secure_link.fanout.core import GAP, ORIGIN_END, Fanout, Gap, Outgoing, SubscriptionClosed, SubscriptionOverflow
+from secure_link.fanout.backends.postgres import INBOX_SIZE, INLINE, SPILLED, pg_channel, retry_with_backoff
+from secure_link.encryption import datakeys as keys
+from secure_link.encryption.bodies import BodyKeys
 from secure_link.db import Database
-from secure_link.fanout_seal import ConversationKey, EnvelopeSeal
-from secure_link.keyring import Keyring, new_master_key
+from secure_link.fanout.seal import ConversationKey, EnvelopeSeal
+from secure_link.encryption.keyring import Keyring, new_master_key
 
 from .conftest import shared_master_key_file
 

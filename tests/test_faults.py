@@ -27,7 +27,7 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from secure_link import devdb
+from secure_link.ops import devdb
 from secure_link.config import PROJECT_ROOT, Settings
 
 from .conftest import free_port, private_redis, running_server, server_process, settings_for, wait_for_redis

@@ -23,7 +23,7 @@ import pytest
 from secure_link.config import Settings
 from secure_link.db import load_queries
 from secure_link.errors import DatabaseUnavailable
-from secure_link.writer import MAX_RESEALS, MessageWriter
+from secure_link.chat.writer import MAX_RESEALS, MessageWriter
 
 from .conftest import body_keys, database_refusing, running_server, server_process, settings_for
 from .story import PNG, Person, Server, assert_error, eventually, sample, scrape, upload, waiting_for_a_lock

@@ -17,7 +17,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from starlette.routing import Route, WebSocketRoute
 from websockets.exceptions import InvalidStatus
 
-from secure_link import openapi, routes
+from secure_link.http import openapi
+from secure_link import routes
 from secure_link.app import close_services, open_services
 from secure_link.config import Settings
 

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import pytest
 
-from secure_link.logs import JsonFormatter, TextFormatter, log_config, resolved_format
+from secure_link.ops.logs import JsonFormatter, TextFormatter, log_config, resolved_format
 
 from .conftest import database_refusing, running_server, server_process, settings_for
 from .story import Server, sample, scrape, sync

@@ -28,7 +28,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (content_type_conformance, response_headers_conformance,
                                                response_schema_conformance, status_code_conformance)
 
-from secure_link import openapi
+from secure_link.http import openapi
 from secure_link.config import Settings
 
 from .conftest import running_server

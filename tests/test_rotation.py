@@ -26,9 +26,9 @@ from typing import AsyncIterator
 import asyncpg
 import pytest
 
-from secure_link import secretfile
+from secure_link.encryption import secretfile
 from secure_link.config import PROJECT_ROOT, Settings
-from secure_link.keyring import Keyring, encode_key, new_master_key, next_path, read_key
+from secure_link.encryption.keyring import Keyring, encode_key, new_master_key, next_path, read_key
 
 from .conftest import run_cli, running_server, server_process, settings_for
 from .story import Person, upload
@@ -180,7 +180,7 @@ def test_a_rotation_ending_while_a_server_reads_the_key_files_leaves_it_the_new_
     script = (
         "import os, sys\n"
         "from pathlib import Path\n"
-        "from secure_link.keyring import Keyring, next_path\n"
+        "from secure_link.encryption.keyring import Keyring, next_path\n"
         "path = Path(sys.argv[1]); opened = []\n"
         "def finish_rotation(event, args):\n"
         "    if event == 'open' and isinstance(args[0], (str, os.PathLike)) and Path(args[0]).name.startswith(path.name):\n"

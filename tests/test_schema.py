@@ -9,7 +9,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from secure_link import devdb
+from secure_link.ops import devdb
 from secure_link.db import load_queries
 from secure_link.schema import SCHEMA_DIR, apply_schema
 
@@ -162,7 +162,7 @@ def test_dead_processes_are_dropped_from_the_embedded_servers_handles(tmp_path: 
     import subprocess
     import sys
 
-    from secure_link import devdb
+    from secure_link.ops import devdb
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from secure_link import secretfile
+from secure_link.encryption import secretfile
 from secure_link.config import PROJECT_ROOT, ConfigError
-from secure_link.keyring import encode_key, new_master_key, next_path
+from secure_link.encryption.keyring import encode_key, new_master_key, next_path
 
 from .conftest import free_port, missing_in_ci
 
@@ -65,7 +65,7 @@ def test_a_write_that_dies_or_fails_midway_leaves_no_file(tmp_path: Path, how: s
     script = (
         "import resource, signal, sys\n"
         "from pathlib import Path\n"
-        "from secure_link import secretfile\n"
+        "from secure_link.encryption import secretfile\n"
         "if sys.argv[2] == 'dies':\n"
         "    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)\n"
         "resource.setrlimit(resource.RLIMIT_CORE, (0, 0))\n"

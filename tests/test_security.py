@@ -20,9 +20,9 @@ import httpx
 import pytest
 import redis.asyncio as redis
 
-from secure_link.chat import user_channel
+from secure_link.chat.messages import user_channel
 from secure_link.config import ConfigError, Settings
-from secure_link.fanout_backends import pg_channel
+from secure_link.fanout.backends.postgres import pg_channel
 
 from .conftest import free_port, private_redis, running_server, server_process, settings_for, wait_for_redis
 from .story import (BOUNDARY, PHRASE, PNG, Person, Server, assert_error, eventually, form, image_bytes, upload,

@@ -1,0 +1,1 @@
+"""Accounts: who people are, how they prove it, who is online."""

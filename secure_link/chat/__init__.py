@@ -1,0 +1,1 @@
+"""Chat: sending, reading, timers and erasure of messages."""

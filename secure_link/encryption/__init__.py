@@ -1,0 +1,1 @@
+"""Encryption at rest: the master key, data keys, sealed bodies and files."""

@@ -1,0 +1,1 @@
+"""Fan-out: events from one worker to every worker's sockets."""

@@ -1,0 +1,1 @@
+"""The transports under the fan-out, chosen by URL scheme."""

@@ -1,0 +1,1 @@
+"""Files: uploads, downloads, images and what is left over."""

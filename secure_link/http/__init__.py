@@ -1,0 +1,1 @@
+"""The HTTP surface around the routes: middleware, proxies, OpenAPI, the web client."""

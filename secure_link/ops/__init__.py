@@ -1,0 +1,1 @@
+"""Operating the server: metrics, logs, draining, the embedded database, the audit."""
