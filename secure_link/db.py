@@ -1,4 +1,4 @@
-"""Named SQL queries over an asyncpg pool, and the schema bootstrap.
+"""Named SQL queries over an asyncpg pool: `await db.fetchrow("find_user_by_id", user_id)`.
 
 Queries live in `queries/*.sql` as `-- name: verb_noun` blocks with asyncpg's
 `$1` parameters. They are loaded once; a malformed file fails at start-up with
@@ -13,7 +13,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Protocol, TypeAlias
 
 import asyncpg
 
@@ -33,6 +33,8 @@ CONNECTION_ERRORS = (
 CONNECT_TIMEOUT_S = 5.0    # a database that does not answer is unavailable, not a hang (detail 14)
 COMMAND_TIMEOUT_S = 30.0   # generous: a send may wait on a logout's clearing lock
 ACQUIRE_TIMEOUT_S = 10.0
+# A connection queries run on: one of a transaction (a pool's proxy), or one opened alone.
+Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
 
 
 def is_connection_failure(exc: BaseException) -> bool:
@@ -44,6 +46,14 @@ def is_connection_failure(exc: BaseException) -> bool:
     if isinstance(exc, asyncpg.InterfaceError):
         return "clos" in str(exc)
     return isinstance(exc, CONNECTION_ERRORS)
+
+
+class Row(Protocol):
+    """A row as the code reads it, by column name: an asyncpg Record, or a dict made from one."""
+
+    def __getitem__(self, column: str, /) -> Any: ...
+
+
 _NAME_LINE = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s*$")
 
 
@@ -152,23 +162,26 @@ class Database:
         """The text of a named query (KeyError names a query that does not exist)."""
         return self.queries[name].sql
 
-    async def fetch(self, name: str, *args: Any, conn: asyncpg.Connection | None = None) -> list[asyncpg.Record]:
+    async def fetch(self, name: str, *args: Any, conn: Conn | None = None) -> list[asyncpg.Record]:
         """All rows of a named query."""
-        return await self._run("fetch", name, args, conn)
+        rows: list[asyncpg.Record] = await self._run("fetch", name, args, conn)
+        return rows
 
-    async def fetchrow(self, name: str, *args: Any, conn: asyncpg.Connection | None = None) -> asyncpg.Record | None:
+    async def fetchrow(self, name: str, *args: Any, conn: Conn | None = None) -> asyncpg.Record | None:
         """The first row of a named query, or None."""
-        return await self._run("fetchrow", name, args, conn)
+        row: asyncpg.Record | None = await self._run("fetchrow", name, args, conn)
+        return row
 
-    async def fetchval(self, name: str, *args: Any, conn: asyncpg.Connection | None = None) -> Any:
+    async def fetchval(self, name: str, *args: Any, conn: Conn | None = None) -> Any:
         """The first column of the first row, or None."""
         return await self._run("fetchval", name, args, conn)
 
-    async def execute(self, name: str, *args: Any, conn: asyncpg.Connection | None = None) -> str:
+    async def execute(self, name: str, *args: Any, conn: Conn | None = None) -> str:
         """Run a statement for its effect; returns the status tag (e.g. `DELETE 3`)."""
-        return await self._run("execute", name, args, conn)
+        status: str = await self._run("execute", name, args, conn)
+        return status
 
-    async def _run(self, method: str, name: str, args: tuple[Any, ...], conn: asyncpg.Connection | None) -> Any:
+    async def _run(self, method: str, name: str, args: tuple[Any, ...], conn: Conn | None) -> Any:
         """One named query; a broken or refused connection becomes `DatabaseUnavailable` (a 503).
 
         Queries on a transaction's connection are counted by the transaction.
@@ -185,7 +198,7 @@ class Database:
             self.in_flight -= counted
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+    async def transaction(self) -> AsyncIterator[Conn]:
         """One connection inside one transaction, handed out explicitly.
 
         Pass it as `conn=` to every query that must be part of the transaction;

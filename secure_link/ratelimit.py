@@ -1,7 +1,7 @@
 """In-process limits: a sliding-window log, token buckets, and bounded work slots.
 
 Registration and send limits may be kept per worker (as Mattermost and Synapse
-do); failed logins guard accounts, so they live in PostgreSQL (auth.py).
+do); failed logins guard accounts, so they live in PostgreSQL (accounts/throttle.py).
 """
 
 from __future__ import annotations

@@ -1,15 +1,18 @@
-"""Checking the shape of a JSON body or frame before any domain code sees it.
+"""What crosses the wire: a JSON body or frame checked before any domain code sees it, and
+times written as the contract writes them.
 
 Missing fields and wrong types are one 422 naming every bad field, so a client
-fixes them all at once.
+fixes them all at once. ("Payload", elsewhere, is what the fan-out carries.)
 """
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from secure_link.errors import AppError, invalid
 
+JsonObject = dict[str, Any]  # a JSON object as the contract writes it (User, Message, File, a frame)
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "a boolean"}
 INT64 = 2**63 - 1
 
@@ -68,3 +71,8 @@ def _is(value: Any, kind: type) -> bool:
     if kind is int and isinstance(value, bool):
         return False
     return isinstance(value, kind)
+
+
+def rfc3339(moment: datetime.datetime) -> str:
+    """UTC, millisecond precision, `Z` suffix: what JavaScript's Date parses."""
+    return moment.astimezone(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

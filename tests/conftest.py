@@ -34,11 +34,10 @@ import uvicorn
 from secure_link.ops import devdb
 from secure_link.app import create_app
 from secure_link.config import PROJECT_ROOT, Settings
-from secure_link.encryption.bodies import BodyKeys
+from secure_link.encryption import BodyKeys, Keyring
 from secure_link.db import Database
 from secure_link.schema import apply_schema
-from secure_link.encryption.keyring import Keyring
-from secure_link.fanout.backends.postgres import LISTEN_NAME
+from secure_link.fanout.backends import LISTEN_NAME
 
 from .story import OPENED, Server
 

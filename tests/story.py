@@ -21,7 +21,7 @@ from PIL import Image
 from websockets.asyncio.client import ClientConnection, connect
 
 from secure_link.config import Settings
-from secure_link.fanout.core import Gap, Subscription
+from secure_link.fanout import Gap, Subscription
 
 PHRASE = "correct horse battery staple"
 BOUNDARY = "sl-test-boundary-7f3a9c"

@@ -15,7 +15,7 @@ from http.cookies import SimpleCookie
 import asyncpg
 import pytest
 
-from secure_link.accounts.auth import rfc3339
+from secure_link.wire import rfc3339
 
 from .story import PHRASE, Server, assert_error
 

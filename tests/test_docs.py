@@ -9,7 +9,7 @@ from secure_link.config import PROJECT_ROOT
 def test_every_route_is_in_the_api_docs() -> None:
     api = (PROJECT_ROOT / "docs" / "api.md").read_text()
     for route in routes.routes:
-        path = route.path.replace("{session_id:int}", "{id}").replace("{message_id:int}", "{id}")
+        path = route.path.replace("{session_id:id64}", "{id}").replace("{message_id:id64}", "{id}")
         assert f"`{path}" in api or f" {path}" in api, f"{route.path} is not in docs/api.md"
 
 
@@ -17,7 +17,7 @@ def test_every_error_code_raised_is_documented() -> None:
     import re
 
     api = (PROJECT_ROOT / "docs" / "api.md").read_text()
-    source = "\n".join(p.read_text() for p in (PROJECT_ROOT / "secure_link").glob("*.py"))
+    source = "\n".join(p.read_text() for p in (PROJECT_ROOT / "secure_link").rglob("*.py"))
     codes = set(re.findall(r'AppError\(\s*\d{3},\s*"([a-z_]+)"', source))
     assert codes, "no error codes found: the pattern is stale"
     missing = sorted(code for code in codes if f"`{code}`" not in api)

@@ -24,8 +24,7 @@ from click.testing import CliRunner
 from PIL import Image, PngImagePlugin
 
 from secure_link import cli
-from secure_link.encryption import aead as crypto
-from secure_link.encryption import datakeys as keys
+from secure_link.encryption import aead, contexts, datakeys
 from secure_link.encryption import sealedfile
 from secure_link.encryption import secretfile
 from secure_link.config import ConfigError
@@ -42,20 +41,20 @@ SEGMENT = 16  # tiny segments, so small files cross many boundaries
 # ---- seal and open ------------------------------------------------------------
 
 def test_a_sealed_value_opens_only_with_its_key_and_context() -> None:
-    key = crypto.new_key()
-    blob = crypto.seal(key, b"hello bob", b"conversation:3:7")
-    assert crypto.open(key, blob, b"conversation:3:7") == b"hello bob"
-    assert b"hello" not in blob and crypto.seal(key, b"hello bob", b"conversation:3:7") != blob  # random nonce
+    key = aead.new_key()
+    blob = aead.seal(key, b"hello bob", b"conversation:3:7")
+    assert aead.open(key, blob, b"conversation:3:7") == b"hello bob"
+    assert b"hello" not in blob and aead.seal(key, b"hello bob", b"conversation:3:7") != blob  # random nonce
     tampered = bytes([blob[0]]) + blob[1:20] + bytes([blob[20] ^ 1]) + blob[21:]
     for wrong_key, wrong_blob, wrong_context in [
-        (crypto.new_key(), blob, b"conversation:3:7"),
+        (aead.new_key(), blob, b"conversation:3:7"),
         (key, blob, b"conversation:3:8"),
         (key, tampered, b"conversation:3:7"),
         (key, blob[:-1], b"conversation:3:7"),
         (key, blob[:27], b"conversation:3:7"),
     ]:
         with pytest.raises(DecryptionError):
-            crypto.open(wrong_key, wrong_blob, wrong_context)
+            aead.open(wrong_key, wrong_blob, wrong_context)
 
 
 def test_a_wrapped_key_names_its_master_key_and_opens_only_in_its_context() -> None:
@@ -82,7 +81,7 @@ def sealed(tmp_path: Path, data: bytes, aad: bytes = b"file:x:full", piece: int 
     return path
 
 
-KEY = crypto.new_key()
+KEY = aead.new_key()
 
 
 @pytest.mark.parametrize("size", [0, 1, SEGMENT - 1, SEGMENT, SEGMENT + 1, 2 * SEGMENT, 3 * SEGMENT + 5])
@@ -106,7 +105,7 @@ def alter(path: Path, change) -> Path:  # type: ignore[no-untyped-def]
     return path
 
 
-HEADER, SEALED_SEGMENT = sealedfile.HEADER.size, SEGMENT + crypto.TAG_BYTES
+HEADER, SEALED_SEGMENT = sealedfile.HEADER.size, SEGMENT + aead.TAG_BYTES
 
 
 @pytest.mark.parametrize("change", [
@@ -129,7 +128,7 @@ def test_an_altered_sealed_file_never_reads_as_plaintext(tmp_path: Path, change)
 
 def test_a_sealed_file_opens_only_with_its_key_and_context(tmp_path: Path) -> None:
     path = sealed(tmp_path, b"a thumbnail is not its image" * 3)
-    for key, aad in [(crypto.new_key(), b"file:x:full"), (KEY, b"file:x:thumbnail"), (KEY, b"file:y:full")]:
+    for key, aad in [(aead.new_key(), b"file:x:full"), (KEY, b"file:x:thumbnail"), (KEY, b"file:y:full")]:
         with pytest.raises(DecryptionError), sealedfile.Reader.open(path, key, aad) as reader:
             reader.segment(0)
 
@@ -141,7 +140,7 @@ async def vault(database_url: str) -> AsyncIterator[SimpleNamespace]:
     """What a worker holds for encryption: the pool and the shared master key."""
     db = await Database.connect(database_url, min_size=1, max_size=4)
     try:
-        yield SimpleNamespace(db=db, keyring=await keys.open_keyring(db, shared_master_key_file()))
+        yield SimpleNamespace(db=db, keyring=await datakeys.open_keyring(db, shared_master_key_file()))
     finally:
         await db.close()
 
@@ -150,19 +149,19 @@ async def test_a_database_accepts_one_master_key_and_a_missing_file_is_not_repla
                                                                                     tmp_path: Path) -> None:
     db = await Database.connect(own_database, min_size=1, max_size=2)
     try:
-        first = await keys.open_keyring(db, tmp_path / "keys" / "master-key")
+        first = await datakeys.open_keyring(db, tmp_path / "keys" / "master-key")
         assert (tmp_path / "keys" / "master-key").stat().st_mode & 0o777 == 0o600
-        assert (await keys.open_keyring(db, tmp_path / "keys" / "master-key")).ids == first.ids
+        assert (await datakeys.open_keyring(db, tmp_path / "keys" / "master-key")).ids == first.ids
         secretfile.create(tmp_path / "other", encode_key(new_master_key()))
         with pytest.raises(ConfigError, match=f"also has keys wrapped by {first.wrap_id}"):
-            await keys.open_keyring(db, tmp_path / "other")
+            await datakeys.open_keyring(db, tmp_path / "other")
         with pytest.raises(ConfigError, match="does not exist, and this database's keys are wrapped"):
-            await keys.open_keyring(db, tmp_path / "lost")
+            await datakeys.open_keyring(db, tmp_path / "lost")
         assert not (tmp_path / "lost").exists()
         # A .next the database does not know is what a rotation killed before registering it leaves:
         # it is registered, before it wraps anything (test_rotation.py kills one there).
         secretfile.create(next_path(tmp_path / "keys" / "master-key"), encode_key(new_master_key()))
-        resumed = await keys.open_keyring(db, tmp_path / "keys" / "master-key")
+        resumed = await datakeys.open_keyring(db, tmp_path / "keys" / "master-key")
         assert resumed.ids > first.ids and resumed.wrap_id != first.wrap_id
         assert {row["id"] for row in await db.fetch("list_master_keys")} == resumed.ids
     finally:
@@ -171,15 +170,15 @@ async def test_a_database_accepts_one_master_key_and_a_missing_file_is_not_repla
 
 async def test_a_conversation_has_one_key_until_a_logout_destroys_it(server: Server, vault: SimpleNamespace) -> None:
     alice, bob = [(await server.person(name).register()).user["id"] for name in ("alice", "bob")]
-    raced = [key for _, key in await asyncio.gather(*(keys.conversation_key(vault.db, vault.keyring, *pair)
+    raced = [key for _, key in await asyncio.gather(*(datakeys.conversation_key(vault.db, vault.keyring, *pair)
                                                       for pair in [(alice, bob), (bob, alice)] * 4))]
     assert len(set(raced)) == 1
-    body = crypto.seal(raced[0], b"hi Bob", keys.conversation_context(bob, alice))
+    body = aead.seal(raced[0], b"hi Bob", contexts.conversation_key(bob, alice))
     async with vault.db.transaction() as conn:
-        assert await keys.forget_conversation_keys(vault.db, alice, conn) == 1
-    _, fresh = await keys.conversation_key(vault.db, vault.keyring, alice, bob)
+        assert await datakeys.forget_conversation_keys(vault.db, alice, conn) == 1
+    _, fresh = await datakeys.conversation_key(vault.db, vault.keyring, alice, bob)
     with pytest.raises(DecryptionError):
-        crypto.open(fresh, body, keys.conversation_context(alice, bob))
+        aead.open(fresh, body, contexts.conversation_key(alice, bob))
 
 
 # ---- the story: nothing readable on disk ----------------------------------------------
@@ -289,7 +288,7 @@ async def test_a_stored_file_that_does_not_decrypt_is_a_500_never_its_bytes(serv
     foreign = Keyring([new_master_key()])
     await db.execute("INSERT INTO master_keys (id) VALUES ($1)", foreign.wrap_id)
     await db.execute("UPDATE files SET wrapped_key = $2, master_key_id = $3 WHERE id = $1", rewrapped["id"],
-                     foreign.wrap(crypto.new_key(), keys.file_key_context(rewrapped["id"])), foreign.wrap_id)
+                     foreign.wrap(aead.new_key(), contexts.file_key(rewrapped["id"])), foreign.wrap_id)
     for file in (altered, rewrapped):
         response = await alice.api("GET", file["url"])
         assert_error(response, 500, "undecryptable")
@@ -307,7 +306,7 @@ async def test_a_thumbnail_copied_over_its_image_is_refused_not_served_in_its_pl
     photo = await upload(alice, image_bytes(size=(640, 480)), "photo.png")
     row = await db.fetchrow("SELECT path, thumbnail_path, wrapped_key FROM files WHERE id = $1", photo["id"])
     image, thumbnail = (server.settings.media_root / row[column] for column in ("path", "thumbnail_path"))
-    key = vault.keyring.unwrap(row["wrapped_key"], keys.file_key_context(photo["id"]))
+    key = vault.keyring.unwrap(row["wrapped_key"], contexts.file_key(photo["id"]))
     with sealedfile.Reader.open(thumbnail, key, f"file:{photo['id']}:thumbnail".encode()) as reader:
         assert Image.open(io.BytesIO(b"".join(reader.chunks(0, reader.size)))).width < 640  # the thumbnail
     kept = image.read_bytes()
@@ -324,7 +323,7 @@ async def test_a_file_stored_before_encryption_is_still_served_as_stored(server:
     content = b"written before issue 13\n" * 100
     file = await upload(alice, content, "old.txt")
     row = await db.fetchrow("SELECT path, wrapped_key FROM files WHERE id = $1", file["id"])
-    key = vault.keyring.unwrap(row["wrapped_key"], keys.file_key_context(file["id"]))
+    key = vault.keyring.unwrap(row["wrapped_key"], contexts.file_key(file["id"]))
     path = server.settings.media_root / row["path"]
     with sealedfile.Reader.open(path, key, f"file:{file['id']}:full".encode()) as reader:
         plain = b"".join(reader.chunks(0, reader.size))
@@ -356,8 +355,8 @@ async def stored_keys(db: asyncpg.Connection) -> list[tuple[bytes, bytes]]:
     """Every wrapped key in the database, with the context it is bound to."""
     conversations = await db.fetch("SELECT low_user_id, high_user_id, wrapped_key FROM conversation_keys")
     files = await db.fetch("SELECT id, wrapped_key FROM files WHERE wrapped_key IS NOT NULL")
-    return ([(row["wrapped_key"], keys.conversation_context(row["low_user_id"], row["high_user_id"])) for row in conversations]
-            + [(row["wrapped_key"], keys.file_key_context(row["id"])) for row in files])
+    return ([(row["wrapped_key"], contexts.conversation_key(row["low_user_id"], row["high_user_id"])) for row in conversations]
+            + [(row["wrapped_key"], contexts.file_key(row["id"])) for row in files])
 
 
 def assert_opens_nothing(keyring: Keyring, wrapped_keys: list[tuple[bytes, bytes]], media_root: Path) -> None:
@@ -367,7 +366,7 @@ def assert_opens_nothing(keyring: Keyring, wrapped_keys: list[tuple[bytes, bytes
         with pytest.raises(DecryptionError):
             keyring.unwrap(wrapped, context)
     for path in (path for path in media_root.rglob("*") if path.is_file()):
-        with pytest.raises(DecryptionError), sealedfile.Reader.open(path, crypto.new_key(), b"") as reader:
+        with pytest.raises(DecryptionError), sealedfile.Reader.open(path, aead.new_key(), b"") as reader:
             reader.segment(0)
 
 
@@ -383,8 +382,8 @@ async def test_rotation_rewraps_everything_and_the_old_key_opens_nothing(own_dat
             note = await upload(alice, b"before the rotation\n", "note.txt")
             pool = await Database.connect(own_database, min_size=1, max_size=2)
             try:
-                vault = SimpleNamespace(db=pool, keyring=await keys.open_keyring(pool, key_file))
-                _, talk_key = await keys.conversation_key(vault.db, vault.keyring, alice.user["id"], bob.user["id"])
+                vault = SimpleNamespace(db=pool, keyring=await datakeys.open_keyring(pool, key_file))
+                _, talk_key = await datakeys.conversation_key(vault.db, vault.keyring, alice.user["id"], bob.user["id"])
             finally:
                 await pool.close()
             old_master, old_id = read_key(key_file), Keyring.load(key_file).wrap_id
@@ -411,7 +410,7 @@ async def test_rotation_rewraps_everything_and_the_old_key_opens_nothing(own_dat
             assert (await alice.on(restarted).api("GET", note["url"])).content == b"before the rotation\n"
         rotated = Keyring.load(key_file)
         wrapped = await stored_keys(db)
-        talk_context = keys.conversation_context(alice.user["id"], bob.user["id"])
+        talk_context = contexts.conversation_key(alice.user["id"], bob.user["id"])
         assert [rotated.unwrap(key, context) for key, context in wrapped if context == talk_context] == [talk_key]
         assert_opens_nothing(Keyring([old_master]), wrapped, settings.media_root)
     finally:

@@ -19,12 +19,14 @@ import asyncpg
 import pytest
 import redis.asyncio as redis
 
-from secure_link.fanout.core import GAP, ORIGIN_END, Fanout, Gap, Outgoing, SubscriptionClosed, SubscriptionOverflow
-from secure_link.fanout.backends.postgres import INBOX_SIZE, INLINE, SPILLED, pg_channel, retry_with_backoff
-from secure_link.encryption import datakeys as keys
+from secure_link.fanout import GAP, Fanout, Gap, Outgoing, SubscriptionClosed, SubscriptionOverflow
+from secure_link.fanout.core import ORIGIN_END
+from secure_link.fanout.backends.base import retry_with_backoff
+from secure_link.fanout.backends.postgres import INBOX_SIZE, INLINE, SPILLED, pg_channel
+from secure_link.encryption import datakeys
 from secure_link.encryption.bodies import BodyKeys
 from secure_link.db import Database
-from secure_link.fanout.seal import ConversationKey, EnvelopeSeal
+from secure_link.fanout import ConversationKey, EnvelopeSeal
 from secure_link.encryption.keyring import Keyring, new_master_key
 
 from .conftest import shared_master_key_file
@@ -467,11 +469,11 @@ async def test_a_chat_copy_in_transit_is_sealed_under_its_conversations_key_and_
     url = pg_fanout_url if backend == "postgres" else request.getfixturevalue("redis_url")
     database = await Database.connect(pg_fanout_url, min_size=1, max_size=2)
     try:
-        keyring = await keys.open_keyring(database, shared_master_key_file())
+        keyring = await datakeys.open_keyring(database, shared_master_key_file())
         async with database.transaction() as conn:
             ids = [await database.fetchval("insert_user", channel("u"), "U", b"x", conn=conn) for _ in range(2)]
         low, high = sorted(ids)
-        born, key = await keys.conversation_key(database, keyring, low, high)
+        born, key = await datakeys.conversation_key(database, keyring, low, high)
         conversation = ConversationKey(low, high, born, key)
         inbox, big = channel("user"), "€" * 3000  # parked by PostgreSQL
         async with sealed(url, database, keyring) as here, sealed(url, database, keyring) as there, \
@@ -486,7 +488,7 @@ async def test_a_chat_copy_in_transit_is_sealed_under_its_conversations_key_and_
             assert copies[0].split(ORIGIN_END, 1)[1].startswith(prefix)
 
             async with database.transaction() as conn:
-                await keys.forget_conversation_keys(database, low, conn)
+                await datakeys.forget_conversation_keys(database, low, conn)
             async with sealed(url, database, keyring) as elsewhere, elsewhere.subscribe(inbox) as late:
                 await here.publish_batch([Outgoing([inbox], "said before the logout", conversation),
                                           Outgoing([inbox], "after it")])

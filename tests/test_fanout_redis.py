@@ -22,8 +22,8 @@ import pytest
 import redis.asyncio as redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from secure_link.fanout.core import GAP, Fanout
-from secure_link.fanout.backends.postgres import LISTEN_NAME, described
+from secure_link.fanout import GAP, Fanout
+from secure_link.fanout.backends.base import LISTEN_NAME, described
 
 from .conftest import free_port, private_redis, wait_for_redis
 from .story import PROBE, WAIT, SilentLink, channel, eventually, next_item, real_server

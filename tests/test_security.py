@@ -20,7 +20,7 @@ import httpx
 import pytest
 import redis.asyncio as redis
 
-from secure_link.chat.messages import user_channel
+from secure_link.fanout.events import user_channel
 from secure_link.config import ConfigError, Settings
 from secure_link.fanout.backends.postgres import pg_channel
 

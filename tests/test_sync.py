@@ -15,7 +15,7 @@ import asyncpg
 from secure_link.chat.messages import SYNC_BATCH
 from secure_link.db import load_queries
 
-from secure_link.encryption.bodies import pair_of
+from secure_link.encryption import pair_of
 
 from .conftest import body_keys
 from .story import Person, Server, sync

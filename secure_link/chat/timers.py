@@ -9,22 +9,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from secure_link.accounts import auth
-from secure_link.chat import messages as chat
-from secure_link.accounts.auth import User
+from secure_link.accounts import User, find_peer
+from secure_link.db import Database
 from secure_link.errors import AppError
-from secure_link.services import Services
+from secure_link.fanout import Fanout, events
+from secure_link.wire import JsonObject, rfc3339
 
 MAX_SECONDS = 2_419_200  # four weeks
 
 
-async def get_timer(services: Services, user: User, peer_name: str) -> dict[str, Any]:
+async def get_timer(db: Database, user: User, peer_name: str) -> JsonObject:
     """The conversation's Timer (off, never set, when there is no row)."""
-    peer = await chat.find_peer(services, user, peer_name)
-    row = await services.db.fetchrow("find_conversation_timer", user.id, peer["id"])
+    peer = await find_peer(db, user, peer_name)
+    row = await db.fetchrow("find_conversation_timer", user.id, peer["id"])
     return {"with": peer["username"], "seconds": row["seconds"] if row else 0,
             "set_by": row["set_by"] if row else None,
-            "set_at": auth.rfc3339(row["set_at"]) if row else None}
+            "set_at": rfc3339(row["set_at"]) if row else None}
 
 
 def parse_seconds(body: Any) -> int:
@@ -38,12 +38,12 @@ def parse_seconds(body: Any) -> int:
     return seconds
 
 
-async def set_timer(services: Services, user: User, peer_name: str, seconds: int) -> dict[str, Any]:
+async def set_timer(db: Database, fanout: Fanout, user: User, peer_name: str, seconds: int) -> JsonObject:
     """Set the timer and tell every connection of both parties (`timer` frames)."""
-    peer = await chat.find_peer(services, user, peer_name)
-    row = await services.db.fetchrow("upsert_conversation_timer", user.id, peer["id"], seconds)
+    peer = await find_peer(db, user, peer_name)
+    row = await db.fetchrow("upsert_conversation_timer", user.id, peer["id"], seconds)
+    assert row is not None  # an upsert … RETURNING
     for user_id, other in ((peer["id"], user.username), (user.id, peer["username"])):
-        frame = {"type": "timer", "with": other, "seconds": row["seconds"], "by": user.username}
-        await chat.publish(services, [chat.user_channel(user_id)], chat.encode_event(frame))
+        await events.publish(fanout, [events.user_channel(user_id)], events.timer(other, row["seconds"], user.username))
     return {"with": peer["username"], "seconds": row["seconds"], "set_by": user.username,
-            "set_at": auth.rfc3339(row["set_at"])}
+            "set_at": rfc3339(row["set_at"])}

@@ -19,15 +19,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import hashlib
 import hmac
 import logging
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
-from secure_link.encryption.bodies import BodyKeys, pair_of
+import asyncpg
+
 from secure_link.db import Database
+from secure_link.encryption import BodyKeys, contexts, pair_of
 from secure_link.errors import DatabaseUnavailable, conversation_cleared
-from secure_link.fanout.seal import ConversationKey
+from secure_link.fanout import ConversationKey
+from secure_link.wire import JsonObject
 
 MAX_BATCH = 256
 CLIENT_ID_MEMORY_DAYS = 30  # a retry after its message is gone is answered `gone` this long (docs/api.md)
@@ -47,28 +51,28 @@ class Pending:
     client_id: str | None
     attachment: str | None
     origin: str  # the sending connection, which gets an ack instead of the chat event
-    answer: asyncio.Future[Any]
+    answer: asyncio.Future[JsonObject | None]
     recipient_id: int = 0  # resolved by the writer
     resealed: int = 0  # times its conversation's key changed under it (a logout meanwhile)
     conversation: ConversationKey | None = None  # the key its body was sealed with: its fan-out copy's too
 
 
-
-# Builds the contract's Message from a stored draft and its row (chat.stored_message).
-Shape = Callable[[Pending, Any], dict[str, Any]]
-# Called after each commit with the stored drafts, their rows and Messages, in id order (chat.announce).
-Stored = tuple[Pending, Any, dict[str, Any]]
-Announce = Callable[[list[Stored]], Awaitable[None]]
+# Builds the contract's Message from a stored draft and its row (messages.stored_message).
+Shape = Callable[[Pending, asyncpg.Record], JsonObject]
+# A stored draft, its row and its Message: after each commit, a batch of these in id order goes to
+# `Announce` (messages.announce_messages).
+StoredMessage = tuple[Pending, asyncpg.Record, JsonObject]
+Announce = Callable[[list[StoredMessage]], Awaitable[None]]
 
 
 def client_tag(key: bytes, sender_id: int, client_id: str) -> bytes:
     """What `used_client_ids` keeps of a sender's client_id: a keyed hash, which names neither."""
-    return hmac.new(key, b"%d:%s" % (sender_id, client_id.encode("utf-8")), hashlib.sha256).digest()[:16]
+    return hmac.new(key, contexts.client_tag_input(sender_id, client_id), hashlib.sha256).digest()[:16]
 
 
 def client_tag_key(pepper: str) -> bytes:
     """The key of `client_tag`, derived from the secret pepper (which never changes)."""
-    return hmac.new(pepper.encode("utf-8"), b"secure-link client_id tags", hashlib.sha256).digest()
+    return hmac.new(pepper.encode("utf-8"), contexts.CLIENT_TAGS, hashlib.sha256).digest()
 
 
 class MessageWriter:
@@ -117,7 +121,7 @@ class MessageWriter:
             await self._task
 
     async def store(self, sender_id: int, sender: str, to: str, body: str, client_id: str | None,
-                    attachment: str | None, origin: str = "") -> dict[str, Any] | None:
+                    attachment: str | None, origin: str = "") -> JsonObject | None:
         """Queue one draft and wait for the commit of the batch that holds it."""
         if self._closing or self._task is None or self._task.done():
             raise DatabaseUnavailable("the message writer is not running")
@@ -182,7 +186,7 @@ class MessageWriter:
             if not pending.answer.done() and pending not in self._queue:
                 pending.answer.set_result(None)
 
-    async def _insert(self, batch: list[Pending]) -> list[tuple[Pending, Any]]:
+    async def _insert(self, batch: list[Pending]) -> list[tuple[Pending, asyncpg.Record]]:
         """One statement, one commit: the stored drafts with their rows, in id order.
 
         Recipients are resolved and bodies sealed first; a draft to nobody (or
@@ -229,7 +233,8 @@ class MessageWriter:
                 addressed.append(pending)
         return addressed
 
-    async def _reseal_if_rekeyed(self, addressed: list[Pending], born: list[Any], stored: set[int]) -> None:
+    async def _reseal_if_rekeyed(self, addressed: list[Pending], born: list[datetime.datetime],
+                                 stored: set[int]) -> None:
         """Queue again, at the head, the drafts refused because their key changed meanwhile (a
         logout); one whose key changed under it too often is answered 409, to be sent again."""
         requeued = []
@@ -246,7 +251,7 @@ class MessageWriter:
                     pending.answer.set_exception(conversation_cleared())
         self._queue[:0] = requeued  # in the order they were sent, ahead of what queued meanwhile
 
-    async def _announce(self, messages: list[Stored]) -> None:
+    async def _announce(self, messages: list[StoredMessage]) -> None:
         """Hand the committed batch on (fan-out); its failure is logged, never an unacked send."""
         if not messages:
             return

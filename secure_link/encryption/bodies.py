@@ -13,12 +13,13 @@ the other party its author (docs/privacy.md).
 
 from __future__ import annotations
 
-import datetime
-from typing import Any, Iterable
+from typing import Iterable
 
-from secure_link.encryption import aead as crypto
-from secure_link.encryption import datakeys as keys
+import asyncpg
+
 from secure_link.db import Database
+from secure_link.encryption import aead, contexts, datakeys
+from secure_link.encryption.datakeys import Generation
 from secure_link.encryption.keyring import Keyring
 
 Pair = tuple[int, int]
@@ -26,13 +27,9 @@ CACHE_LIMIT = 50_000  # ~150 bytes each; past it the cache starts again from emp
 
 
 def pair_of(user_id: int, peer_id: int) -> Pair:
+    """A conversation's two users, lowest id first: how its key is found."""
     low, high = sorted((user_id, peer_id))
     return low, high
-
-
-def body_context(sender_id: int, recipient_id: int) -> bytes:
-    """What a body is bound to: its conversation and its sender."""
-    return keys.conversation_context(sender_id, recipient_id) + b":from:%d" % sender_id
 
 
 class BodyKeys:
@@ -41,9 +38,9 @@ class BodyKeys:
     def __init__(self, db: Database, keyring: Keyring) -> None:
         self._db = db
         self._keyring = keyring
-        self._keys: dict[Pair, tuple[datetime.datetime, bytes]] = {}
+        self._keys: dict[Pair, Generation] = {}
 
-    async def for_pairs(self, pairs: Iterable[Pair]) -> dict[Pair, tuple[datetime.datetime, bytes]]:
+    async def for_pairs(self, pairs: Iterable[Pair]) -> dict[Pair, Generation]:
         """The current key of each conversation, created on its first message."""
         found = {}
         for pair in set(pairs):
@@ -55,34 +52,35 @@ class BodyKeys:
         """A stale key (the conversation was cleared): the next use reads it again."""
         self._keys.pop(pair, None)
 
-    def cached(self, pair: Pair) -> tuple[datetime.datetime, bytes] | None:
+    def cached(self, pair: Pair) -> Generation | None:
         """The key this worker holds for the pair, without asking the database (it may be stale)."""
         return self._keys.get(pair)
 
-    async def existing(self, pair: Pair) -> tuple[datetime.datetime, bytes] | None:
+    async def existing(self, pair: Pair) -> Generation | None:
         """The conversation's current key read again, or None when it has none: a receiver of a
-        fan-out copy never creates one (fanout_seal.py)."""
-        found = await keys.existing_conversation_key(self._db, self._keyring, *pair)
+        fan-out copy never creates one (fanout/seal.py)."""
+        found = await datakeys.existing_conversation_key(self._db, self._keyring, *pair)
         if found is None:
             self.forget(pair)
         else:
             self._remember(pair, found)
         return found
 
-    async def _load(self, pair: Pair) -> tuple[datetime.datetime, bytes]:
-        found = await keys.conversation_key(self._db, self._keyring, *pair)
+    async def _load(self, pair: Pair) -> Generation:
+        found = await datakeys.conversation_key(self._db, self._keyring, *pair)
         self._remember(pair, found)
         return found
 
-    def _remember(self, pair: Pair, found: tuple[datetime.datetime, bytes]) -> None:
+    def _remember(self, pair: Pair, found: Generation) -> None:
         if len(self._keys) >= CACHE_LIMIT:
             self._keys.clear()
         self._keys[pair] = found
 
     def seal(self, key: bytes, sender_id: int, recipient_id: int, body: str) -> bytes:
-        return crypto.seal(key, body.encode("utf-8"), body_context(sender_id, recipient_id))
+        """A body sealed under its conversation's key, bound to the conversation and its sender."""
+        return aead.seal(key, body.encode("utf-8"), contexts.message_body(sender_id, recipient_id))
 
-    async def open_rows(self, rows: list[Any]) -> list[str]:
+    async def open_rows(self, rows: list[asyncpg.Record]) -> list[str]:
         """The bodies of message rows (sealed, or text from before sealing), in order.
 
         A row whose conversation key is gone (cleared meanwhile) cannot be
@@ -92,14 +90,14 @@ class BodyKeys:
         current = await self.for_pairs(pairs) if pairs else {}
         return [await self._open(row, current) for row in rows]
 
-    async def _open(self, row: Any, current: dict[Pair, tuple[datetime.datetime, bytes]]) -> str:
+    async def _open(self, row: asyncpg.Record, current: dict[Pair, Generation]) -> str:
         if row["sealed_body"] is None:
-            return row["body"]
+            return str(row["body"])
         pair = pair_of(row["sender_id"], row["recipient_id"])
-        context = body_context(row["sender_id"], row["recipient_id"])
+        context = contexts.message_body(row["sender_id"], row["recipient_id"])
         try:
-            return crypto.open(current[pair][1], row["sealed_body"], context).decode("utf-8")
-        except crypto.DecryptionError:
+            return aead.open(current[pair][1], row["sealed_body"], context).decode("utf-8")
+        except aead.DecryptionError:
             self.forget(pair)  # perhaps a newer conversation's key: read it once more
             _, key = (await self.for_pairs([pair]))[pair]
-            return crypto.open(key, row["sealed_body"], context).decode("utf-8")
+            return aead.open(key, row["sealed_body"], context).decode("utf-8")

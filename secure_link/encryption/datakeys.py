@@ -1,6 +1,8 @@
-"""Data keys in the database: the master key checked at start, conversation keys, wrapped inserts.
+"""Data keys in the database (each conversation's and file's own key, wrapped by the master
+key), and the master key checked against them when a server starts.
 
-The database knows which master keys wrap its rows (`master_keys`, ids only),
+keyring.py holds the master keys in memory; this module is where they meet the
+database. The database knows which master keys wrap its rows (`master_keys`, ids only),
 so a server started with the wrong MASTER_KEY_FILE, or without it, refuses
 to start in one line instead of creating a new key that opens nothing, or
 serving what it cannot decrypt (docs/privacy.md, "Encryption at rest").
@@ -15,11 +17,12 @@ from typing import Awaitable, Callable, TypeVar
 
 import asyncpg
 
-from secure_link.encryption import aead as crypto
-from secure_link.encryption import secretfile
 from secure_link.config import ConfigError, Settings
-from secure_link.db import Database
+from secure_link.db import Conn, Database
+from secure_link.encryption import aead, contexts, secretfile
 from secure_link.encryption.keyring import Keyring, encode_key, new_master_key
+
+Generation = tuple[datetime.datetime, bytes]  # a conversation key's birth (its generation) and the key
 
 MASTER_KEY_FILE_NAME = "master-key"
 STEPS_AT_START = 100_000  # a host down 69 days at a step a minute still finds its way (<1 s); else copy the file
@@ -85,7 +88,7 @@ def _newest_step(keyring: Keyring, known: set[str]) -> str | None:
     return newest
 
 
-async def catch_up(db: Database, keyring: Keyring, conn: asyncpg.Connection | None = None) -> None:
+async def catch_up(db: Database, keyring: Keyring, conn: Conn | None = None) -> None:
     """Wrap with the deployment's newest master key: another worker or host may have stepped it
     (epochs.py). One read (on `conn`, when the caller holds one); called before a data key is
     wrapped, and by housekeeping."""
@@ -94,51 +97,40 @@ async def catch_up(db: Database, keyring: Keyring, conn: asyncpg.Connection | No
         keyring.adopt(newest)
 
 
-def file_key_context(file_id: str) -> bytes:
-    """What a file's wrapped data key is bound to: the file's row."""
-    return f"file:{file_id}".encode()
-
-
-def conversation_context(user_id: int, peer_id: int) -> bytes:
-    """What a conversation's key (and each of its bodies) is bound to: the pair, lowest id first."""
-    low, high = sorted((user_id, peer_id))
-    return b"conversation:%d:%d" % (low, high)
-
-
 async def conversation_key(db: Database, keyring: Keyring, user_id: int, peer_id: int,
-                           conn: asyncpg.Connection | None = None) -> tuple[datetime.datetime, bytes]:
+                           conn: Conn | None = None) -> Generation:
     """The data key of the conversation between two users and its generation, created on its first use.
 
     Pass `conn` to take part in the caller's transaction (a send, a clearing).
     """
     low, high = sorted((user_id, peer_id))
 
-    async def insert(wrapped: bytes, master_id: str, savepoint: asyncpg.Connection) -> None:
+    async def insert(wrapped: bytes, master_id: str, savepoint: Conn) -> None:
         await db.execute("insert_conversation_key", low, high, wrapped, master_id, conn=savepoint)
 
     while (found := await existing_conversation_key(db, keyring, low, high, conn)) is None:
         # a logout may destroy it between the insert and the read: then make another
-        await insert_wrapped(db, keyring, crypto.new_key(), conversation_context(low, high), insert, conn)
+        await insert_wrapped(db, keyring, aead.new_key(), contexts.conversation_key(low, high), insert, conn)
     return found
 
 
 async def existing_conversation_key(db: Database, keyring: Keyring, low: int, high: int,
-                                    conn: asyncpg.Connection | None = None) -> tuple[datetime.datetime, bytes] | None:
+                                    conn: Conn | None = None) -> Generation | None:
     """The conversation's current key and its generation, or None: never created, or destroyed."""
     row = await db.fetchrow("find_conversation_key", low, high, conn=conn)
     if row is None:
         return None
-    return row["created_at"], keyring.unwrap(row["wrapped_key"], conversation_context(low, high))
+    return row["created_at"], keyring.unwrap(row["wrapped_key"], contexts.conversation_key(low, high))
 
 
-async def forget_conversation_keys(db: Database, user_id: int, conn: asyncpg.Connection) -> int:
+async def forget_conversation_keys(db: Database, user_id: int, conn: Conn) -> int:
     """Destroy the keys of every conversation of the user (logout, first thing in its transaction)."""
     return len(await db.fetch("delete_user_conversation_keys", user_id, conn=conn))
 
 
 async def insert_wrapped(db: Database, keyring: Keyring, key: bytes, context: bytes,
-                         insert: Callable[[bytes, str, asyncpg.Connection], Awaitable[T]],
-                         conn: asyncpg.Connection | None = None) -> T:
+                         insert: Callable[[bytes, str, Conn], Awaitable[T]],
+                         conn: Conn | None = None) -> T:
     """Run `insert(wrapped, master_key_id, conn)` with `key` wrapped by the current master key.
 
     If a rotation retired that master key since this process last read the key

@@ -30,10 +30,8 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from secure_link.encryption import datakeys as keys
-from secure_link.encryption import rotation
-from secure_link.encryption import secretfile
 from secure_link.db import Database
+from secure_link.encryption import datakeys, rotation, secretfile
 from secure_link.encryption.keyring import Keyring, encode_key, key_id, next_path, read_key
 
 RETIRE_PAUSE_S = 0.05  # a worker wrapped with the old key meanwhile: rewrap again after this
@@ -73,11 +71,11 @@ async def step(db: Database, keyring: Keyring, path: Path) -> Stepped | None:
     async with rotation.holding_the_key_lock(db) as held:
         if not held or next_path(path).exists():
             return None
-        await keys.catch_up(db, keyring)
+        await datakeys.catch_up(db, keyring)
         registered = {row["id"] for row in await db.fetch("list_master_keys")}
         if registered == {keyring.wrap_id}:
             await db.execute("register_master_key", keyring.next_id())
-            await keys.catch_up(db, keyring)
+            await datakeys.catch_up(db, keyring)
         elif not _behind(keyring, registered - {keyring.wrap_id}):
             return None  # a rotation's new key, held by another host: its rerun finishes it
         rewrapped = 0
@@ -97,7 +95,7 @@ async def step(db: Database, keyring: Keyring, path: Path) -> Stepped | None:
 async def follow_on_this_host(db: Database, keyring: Keyring, path: Path) -> None:
     """Wrap with the deployment's newest key, forget retired ones, and give this host's key file
     the new key once its own is retired (housekeeping, on every host)."""
-    await keys.catch_up(db, keyring)
+    await datakeys.catch_up(db, keyring)
     registered = {row["id"] for row in await db.fetch("list_master_keys")}
     if keyring.wrap_id in registered and not next_path(path).exists():
         keyring.forget(keyring.ids - registered)
@@ -116,7 +114,7 @@ def advance_key_file(path: Path, master: bytes) -> bool:
     nor another key); the old key's bytes are overwritten. One worker of a host at a time."""
     with secretfile.locked_folder(path.parent):
         held = read_key(path)
-        if held == master or not Keyring([held]).reach(key_id(master), keys.STEPS_AT_START):
+        if held == master or not Keyring([held]).reach(key_id(master), datakeys.STEPS_AT_START):
             return False
         secretfile.replace(path, encode_key(master))
         return True

@@ -30,25 +30,23 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from secure_link.encryption import aead as crypto
-from secure_link.encryption import secretfile
 from secure_link.config import ConfigError
+from secure_link.encryption import aead, contexts, secretfile
 
 NEXT_SUFFIX = ".next"
 _VERSION = b"\x01"
 _ID_BYTES = 8
-_STEP_INFO = b"secure-link master key, next step"
 STEPS_WHEN_READING = 64  # a worker meeting a key wrapped a few steps ahead derives its way there
 log = logging.getLogger("secure_link.keyring")
 
 
-class UnknownMasterKey(crypto.DecryptionError):
+class UnknownMasterKey(aead.DecryptionError):
     """A wrapped key names a master key this server does not hold (the wrong MASTER_KEY_FILE)."""
 
 
 def key_id(master: bytes) -> str:
     """The public name of a master key: 16 hex digits of an HMAC keyed by it."""
-    return hmac.new(master, b"secure-link master key id", hashlib.sha256).hexdigest()[:2 * _ID_BYTES]
+    return hmac.new(master, contexts.MASTER_KEY_ID, hashlib.sha256).hexdigest()[:2 * _ID_BYTES]
 
 
 def encode_key(master: bytes) -> str:
@@ -58,12 +56,12 @@ def encode_key(master: bytes) -> str:
 
 def new_master_key() -> bytes:
     """32 random bytes."""
-    return secrets.token_bytes(crypto.KEY_BYTES)
+    return secrets.token_bytes(aead.KEY_BYTES)
 
 
 def next_master(master: bytes) -> bytes:
     """The master key of the next step: HKDF-SHA256 of this one. One way: the next says nothing of this."""
-    return HKDF(algorithm=hashes.SHA256(), length=crypto.KEY_BYTES, salt=None, info=_STEP_INFO).derive(master)
+    return HKDF(algorithm=hashes.SHA256(), length=aead.KEY_BYTES, salt=None, info=contexts.MASTER_KEY_STEP).derive(master)
 
 
 def read_key(path: Path) -> bytes:
@@ -77,7 +75,7 @@ def _decode_key(path: Path, text: str) -> bytes:
         master = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         master = b""
-    if len(master) != crypto.KEY_BYTES:
+    if len(master) != aead.KEY_BYTES:
         raise ConfigError(f"{path} does not hold a master key (32 bytes in base64, e.g. `openssl rand -base64 32`)")
     return master
 
@@ -90,12 +88,8 @@ def next_path(path: Path) -> Path:
 def wrapped_id(wrapped: bytes) -> str:
     """The id of the master key that wrapped `wrapped`."""
     if len(wrapped) < 1 + _ID_BYTES or wrapped[:1] != _VERSION:
-        raise crypto.DecryptionError("not a wrapped key")
+        raise aead.DecryptionError("not a wrapped key")
     return wrapped[1:1 + _ID_BYTES].hex()
-
-
-def _wrap_aad(master_id: str, context: bytes) -> bytes:
-    return b"secure-link wrapped key|" + bytes.fromhex(master_id) + b"|" + context
 
 
 class Keyring:
@@ -184,12 +178,12 @@ class Keyring:
 
     def wrap(self, key: bytes, context: bytes) -> bytes:
         """`key` sealed by the current master key, bound to `context`, with that master key's id."""
-        aad = _wrap_aad(self.wrap_id, context)
-        return _VERSION + bytes.fromhex(self.wrap_id) + crypto.seal(self._keys[self.wrap_id], key, aad)
+        aad = contexts.wrapped_key(self.wrap_id, context)
+        return _VERSION + bytes.fromhex(self.wrap_id) + aead.seal(self._keys[self.wrap_id], key, aad)
 
     def new_data_key(self, context: bytes) -> tuple[bytes, bytes]:
         """A fresh data key and its wrapped form for the row it belongs to (`context` names that row)."""
-        key = crypto.new_key()
+        key = aead.new_key()
         return key, self.wrap(key, context)
 
     def unwrap(self, wrapped: bytes, context: bytes) -> bytes:
@@ -200,7 +194,7 @@ class Keyring:
         if not self.reach(master_id):
             raise UnknownMasterKey(f"this key was wrapped by master key {master_id}, which MASTER_KEY_FILE "
                                    f"does not hold (it holds {', '.join(sorted(self._keys))})")
-        return crypto.open(self._keys[master_id], wrapped[1 + _ID_BYTES:], _wrap_aad(master_id, context))
+        return aead.open(self._keys[master_id], wrapped[1 + _ID_BYTES:], contexts.wrapped_key(master_id, context))
 
     def rewrap(self, wrapped: bytes, context: bytes) -> bytes:
         """The same data key, wrapped by the current master key (a rotation's step)."""

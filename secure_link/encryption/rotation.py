@@ -8,7 +8,7 @@ rerun finishes it (docs/privacy.md, "Rotating the master key"):
    folder; an existing `.next` is kept: a resumed rotation), and only then
    its id is registered in `master_keys`. So every id the database names has
    its file; a `.next` not yet registered (killed in between) is registered
-   by the next server to start or by the rerun (keys.open_keyring). Servers
+   by the next server to start or by the rerun (datakeys.open_keyring). Servers
    hold both files' keys and wrap new data keys with `.next`;
 2. every conversation key and file key not wrapped by the new key is
    rewrapped, in batches of `BATCH` rows, one transaction each;
@@ -31,12 +31,10 @@ from typing import AsyncIterator
 
 import asyncpg
 
-from secure_link.encryption import datakeys as keys
-from secure_link.encryption import secretfile
 from secure_link.config import ConfigError
 from secure_link.db import Database
+from secure_link.encryption import contexts, datakeys, secretfile
 from secure_link.encryption.keyring import Keyring, encode_key, new_master_key, next_path
-from secure_link.encryption.datakeys import conversation_context, file_key_context
 
 BATCH = 500
 
@@ -109,7 +107,7 @@ async def _prepare(db: Database, path: Path) -> Keyring:
         if named.is_symlink():  # renamed over, or into, MASTER_KEY_FILE: a key would stay where a link points
             raise ConfigError(f"{named} is a symbolic link: a rotation renames .next over MASTER_KEY_FILE, which "
                               "would replace the link and leave the key where it points. Put the file itself there")
-    await keys.open_keyring(db, path)  # the files are the ones this database needs
+    await datakeys.open_keyring(db, path)  # the files are the ones this database needs
     async with db.transaction() as conn:
         await db.execute("lock_master_keys", conn=conn)
         secretfile.create(next_path(path), encode_key(new_master_key()))  # False: a resumed rotation's is kept
@@ -131,14 +129,14 @@ async def _rewrap_batch(db: Database, keyring: Keyring) -> int:
     async with db.transaction() as conn:
         rows = await db.fetch("list_conversation_keys_to_rewrap", keyring.wrap_id, BATCH, conn=conn)
         if rows:
-            wrapped = [keyring.rewrap(row["wrapped_key"], conversation_context(row["low_user_id"], row["high_user_id"]))
+            wrapped = [keyring.rewrap(row["wrapped_key"], contexts.conversation_key(row["low_user_id"], row["high_user_id"]))
                        for row in rows]
             await db.execute("rewrap_conversation_keys", [row["low_user_id"] for row in rows],
                              [row["high_user_id"] for row in rows], wrapped, keyring.wrap_id, conn=conn)
     async with db.transaction() as conn:
         files = await db.fetch("list_file_keys_to_rewrap", keyring.wrap_id, BATCH, conn=conn)
         if files:
-            wrapped = [keyring.rewrap(row["wrapped_key"], file_key_context(row["id"])) for row in files]
+            wrapped = [keyring.rewrap(row["wrapped_key"], contexts.file_key(row["id"])) for row in files]
             await db.execute("rewrap_file_keys", [row["id"] for row in files], wrapped, keyring.wrap_id, conn=conn)
     return len(rows) + len(files)
 

@@ -6,7 +6,8 @@ before `__aenter__` returns (its Redis backend lost the first messages), queues
 are bounded (a slow socket is dropped with `SubscriptionOverflow`, not buffered
 forever), and after any reconnect every subscriber receives `GAP` instead of
 hanging silently, so its client re-syncs from the database. Transports are
-chosen by URL scheme; the cross-worker ones live in `fanout_backends`.
+chosen by URL scheme (`backend_for`), each in a module of backends/; what the
+messages are is events.py's, how they are sealed in transit seal.py's.
 """
 
 from __future__ import annotations
@@ -18,19 +19,16 @@ from collections import deque
 from types import TracebackType
 from typing import Callable, NamedTuple, Protocol
 
-from secure_link.fanout.backends.postgres import GAP, Deliver, Gap, PostgresBackend
-from secure_link.encryption.aead import DecryptionError
-from secure_link.fanout.backends.redis import RedisBackend
+from secure_link.encryption import DecryptionError
+from secure_link.fanout.backends.base import GAP, Backend, Deliver, Gap
 from secure_link.fanout.seal import ConversationKey, KeyNotHeld
-
-__all__ = ["GAP", "Fanout", "Gap", "Outgoing", "Subscription", "SubscriptionClosed", "SubscriptionOverflow"]
 
 log = logging.getLogger("secure_link.fanout")
 ORIGIN_END = "|"  # every payload on the wire starts with its publisher's origin tag and this
 
 
 class Seal(Protocol):
-    """Seals payloads for the transport and opens them (fanout_seal.EnvelopeSeal).
+    """Seals payloads for the transport and opens them (seal.EnvelopeSeal).
 
     `open_now` raises KeyNotHeld when a key must be loaded first, which `open`
     does; both answer None for a payload whose key is gone (nothing to deliver).
@@ -49,56 +47,6 @@ class Outgoing(NamedTuple):
     channels: list[str]
     message: str
     conversation: ConversationKey | None = None
-
-
-class Backend(Protocol):
-    """What `Fanout` needs from a transport; `listen` returns once the channel is subscribed."""
-
-    name: str
-
-    async def connect(self) -> None: ...
-    async def disconnect(self) -> None: ...
-    async def listen(self, channel: str) -> None: ...
-    async def unlisten(self, channel: str) -> None: ...
-    async def publish(self, channels: list[str], message: str) -> None: ...
-    async def publish_batch(self, items: list[tuple[list[str], str]]) -> None: ...
-    async def forget(self, channels: list[str]) -> None: ...
-    async def prune(self, older_than_s: float) -> None: ...
-
-
-class MemoryBackend:
-    """One process only: publish hands the message straight to local subscribers."""
-
-    name = "memory"
-
-    def __init__(self, deliver: Deliver) -> None:
-        self._deliver = deliver
-
-    async def connect(self) -> None:
-        """Nothing to open."""
-
-    async def disconnect(self) -> None:
-        """Nothing to close."""
-
-    async def listen(self, channel: str) -> None:
-        """Every local channel is always 'subscribed'."""
-
-    async def unlisten(self, channel: str) -> None:
-        """See `listen`."""
-
-    async def publish(self, channels: list[str], message: str) -> None:
-        """Deliver synchronously: there is no wire to cross."""
-        for channel in channels:
-            self._deliver(channel, message)
-
-    async def publish_batch(self, items: list[tuple[list[str], str]]) -> None:
-        """Nothing to do: `Fanout.publish_batch` has delivered each message here, the one process."""
-
-    async def forget(self, channels: list[str]) -> None:
-        """Nothing is kept once delivered."""
-
-    async def prune(self, older_than_s: float) -> None:
-        """See `forget`."""
 
 
 class SubscriptionOverflow(Exception):
@@ -211,10 +159,10 @@ class Fanout:
 
     def __init__(self, url: str, *, queue_size: int = 256, probe_interval: float = 5.0,
                  seal: Seal | None = None) -> None:
-        """`seal` seals every payload the transport carries (fanout_seal.py); memory:// needs none."""
+        """`seal` seals every payload the transport carries (seal.py); memory:// needs none."""
         if queue_size < 1 or probe_interval <= 0:
             raise ValueError("queue_size and probe_interval must be positive")
-        self._backend = _backend_for(url, self._receive, probe_interval)
+        self._backend = backend_for(url, self._receive, probe_interval)
         self._seal = None if self._backend.name == "memory" else seal
         self._origin = secrets.token_hex(6)  # tags what this process delivered itself (publish_batch)
         self._queue_size = queue_size
@@ -382,7 +330,7 @@ class Fanout:
     def _wire(self, origin: str, message: str, conversation: ConversationKey | None = None) -> str:
         """The origin tag in clear (a random id of this process: a receiver skips its own
         without opening them), then the message, sealed when a seal is set: under its
-        conversation's key when it has one (fanout_seal.py)."""
+        conversation's key when it has one (seal.py)."""
         if self._seal is None:
             return origin + ORIGIN_END + message
         if conversation is not None:
@@ -399,13 +347,20 @@ class Fanout:
         return set().union(*self._subscribers.values())
 
 
-def _backend_for(url: str, deliver: Deliver, probe_interval: float) -> Backend:
-    """Pick the transport from the URL scheme."""
+def backend_for(url: str, deliver: Deliver, probe_interval: float) -> Backend:
+    """The transport the URL's scheme names, its module imported only now: a deployment
+    without Redis never loads redis-py (as encode/broadcaster loads its backends)."""
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme == "memory":
+        from secure_link.fanout.backends.memory import MemoryBackend
+
         return MemoryBackend(deliver)
     if scheme in ("postgres", "postgresql"):
+        from secure_link.fanout.backends.postgres import PostgresBackend
+
         return PostgresBackend(url, deliver, probe_interval)
     if scheme in ("redis", "rediss"):
+        from secure_link.fanout.backends.redis import RedisBackend
+
         return RedisBackend(url, deliver, probe_interval)
     raise ValueError(f"unsupported fan-out URL scheme {scheme!r}: use memory://, postgres:// or redis://")

@@ -27,16 +27,11 @@ import dataclasses
 import datetime
 from typing import Protocol
 
-from secure_link.encryption import aead as crypto
-from secure_link.encryption.keyring import Keyring
+from secure_link.encryption import Generation, Keyring, Pair, aead, contexts
 
-CONTEXT = b"fanout"
 CACHE_LIMIT = 1_000  # one key per publishing process seen since the last clear
 PROCESS, CONVERSATION = "p", "c"  # the first character of a sealed payload says which key
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-
-Pair = tuple[int, int]
-Generation = tuple[datetime.datetime, bytes]  # a conversation key's birth (its generation) and the key
 
 
 class KeyNotHeld(Exception):
@@ -44,7 +39,7 @@ class KeyNotHeld(Exception):
 
 
 class ConversationKeys(Protocol):
-    """Where a receiver finds a conversation's current key (bodies.BodyKeys)."""
+    """Where a receiver finds a conversation's current key (encryption.BodyKeys)."""
 
     def cached(self, pair: Pair) -> Generation | None: ...
     async def existing(self, pair: Pair) -> Generation | None: ...
@@ -66,12 +61,8 @@ class ConversationKey:
 
 
 def generation_of(born: datetime.datetime) -> int:
+    """A conversation key's birth in microseconds since 1970: the number a sealed copy names."""
     return (born - _EPOCH) // datetime.timedelta(microseconds=1)
-
-
-def conversation_context(low: int, high: int, generation: int) -> bytes:
-    """What a chat event's copy is bound to: its conversation and the key's generation."""
-    return b"fanout:conversation:%d:%d:%d" % (low, high, generation)
 
 
 class EnvelopeSeal:
@@ -84,10 +75,10 @@ class EnvelopeSeal:
         self._new_process_key()
 
     def _new_process_key(self) -> None:
-        """A key of this process for this master key: one step of the master key (epochs.py) and
+        """A key of this process for this master key: one step of the master key (encryption/epochs.py) and
         the copies sealed before it open for no key kept, so the process key changes with it."""
-        key = crypto.new_key()
-        wrapped = self._keyring.wrap(key, CONTEXT)
+        key = aead.new_key()
+        wrapped = self._keyring.wrap(key, contexts.FANOUT_PROCESS)
         self._key, self._wrap_id = key, self._keyring.wrap_id
         self._prefix = bytes([len(wrapped)]) + wrapped
         self._opened[wrapped] = key
@@ -96,13 +87,13 @@ class EnvelopeSeal:
         """An event without content, under this process's key; ASCII, so it fits NOTIFY and Redis alike."""
         if self._wrap_id != self._keyring.wrap_id:
             self._new_process_key()
-        sealed = crypto.seal(self._key, text.encode("utf-8"), CONTEXT)
+        sealed = aead.seal(self._key, text.encode("utf-8"), contexts.FANOUT_PROCESS)
         return PROCESS + base64.b64encode(self._prefix + sealed).decode("ascii")
 
     def seal_conversation(self, conversation: ConversationKey, text: str) -> str:
         """A conversation's content, under its key: `c<low>.<high>.<generation>.` then the sealed text."""
         low, high, generation = conversation.low, conversation.high, conversation.generation
-        sealed = crypto.seal(conversation.key, text.encode("utf-8"), conversation_context(low, high, generation))
+        sealed = aead.seal(conversation.key, text.encode("utf-8"), contexts.fanout_conversation(low, high, generation))
         return f"{CONVERSATION}{low}.{high}.{generation}." + base64.b64encode(sealed).decode("ascii")
 
     def open_now(self, payload: str) -> str | None:
@@ -119,7 +110,7 @@ class EnvelopeSeal:
             if held is None or generation_of(held[0]) < generation:
                 raise KeyNotHeld(pair)
             return _open_conversation(pair, generation, held, sealed)
-        raise crypto.DecryptionError("not a sealed fan-out payload")
+        raise aead.DecryptionError("not a sealed fan-out payload")
 
     async def open(self, payload: str) -> str | None:
         """As `open_now`, loading the conversation's current key when this process lacks it."""
@@ -133,30 +124,30 @@ class EnvelopeSeal:
         try:
             raw = base64.b64decode(payload, validate=True)
         except ValueError:
-            raise crypto.DecryptionError("not a sealed fan-out payload") from None
+            raise aead.DecryptionError("not a sealed fan-out payload") from None
         wrapped = raw[1:1 + raw[0]] if raw else b""
         key = self._opened.get(wrapped)
         if key is None:
-            key = self._keyring.unwrap(wrapped, CONTEXT)
+            key = self._keyring.unwrap(wrapped, contexts.FANOUT_PROCESS)
             if len(self._opened) >= CACHE_LIMIT:
                 self._opened.clear()
             self._opened[wrapped] = key
-        return crypto.open(key, raw[1 + raw[0]:], CONTEXT).decode("utf-8")
+        return aead.open(key, raw[1 + raw[0]:], contexts.FANOUT_PROCESS).decode("utf-8")
 
 
 def _conversation_parts(payload: str) -> tuple[Pair, int, bytes]:
     """The pair, the key's generation and the sealed text of a conversation payload."""
     low, high, generation, sealed = (payload.split(".", 3) + ["", "", "", ""])[:4]
     if not (low.isdigit() and high.isdigit() and generation.isdigit()):
-        raise crypto.DecryptionError("not a sealed conversation payload")
+        raise aead.DecryptionError("not a sealed conversation payload")
     try:
         return (int(low), int(high)), int(generation), base64.b64decode(sealed, validate=True)
     except (binascii.Error, ValueError):
-        raise crypto.DecryptionError("not a sealed conversation payload") from None
+        raise aead.DecryptionError("not a sealed conversation payload") from None
 
 
 def _open_conversation(pair: Pair, generation: int, held: Generation | None, sealed: bytes) -> str | None:
     """None when the key that sealed it is gone: the conversation was cleared (and perhaps begun again)."""
     if held is None or generation_of(held[0]) != generation:
         return None
-    return crypto.open(held[1], sealed, conversation_context(*pair, generation)).decode("utf-8")
+    return aead.open(held[1], sealed, contexts.fanout_conversation(*pair, generation)).decode("utf-8")

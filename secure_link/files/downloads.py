@@ -1,8 +1,8 @@
 """Sending a stored file: only to those allowed, with safe headers, decrypted as it is sent.
 
 Every refused fetch is the same 404, so a file's existence is never revealed.
-A sealed file (media.py stores every file so) is decrypted segment by segment,
-only those a request's range needs (sealedfile.py); its ETag, length and
+A sealed file (uploads.py stores every file so) is decrypted segment by segment,
+only those a request's range needs (encryption/sealedfile.py); its ETag, length and
 ranges are the plaintext's (docs/media.md).
 """
 
@@ -11,18 +11,17 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Mapping
 from urllib.parse import quote
 
 import anyio.to_thread
 from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable, Response, StreamingResponse
 
-from secure_link.encryption import datakeys as keys
-from secure_link.encryption import sealedfile
-from secure_link.accounts.auth import User
+import asyncpg
+
+from secure_link.encryption import contexts, sealedfile
 from secure_link.errors import AppError
-from secure_link.files.uploads import file_aad
-from secure_link.services import Services
+from secure_link.files.uploads import FileServices
 
 # No copy in any cache: a file cleared by logout or deleted for everyone must not linger on a
 # disk. ETags stay, for If-Range (resuming a download) and for clients that keep their own copy.
@@ -35,31 +34,33 @@ def not_found() -> AppError:
     return AppError(404, "not_found", "Nothing here.")
 
 
-async def serve(services: Services, viewer: User | None, file_id: str, *, thumbnail: bool,
-                if_none_match: str | None, byte_range: str | None = None, if_range: str | None = None) -> Response:
-    """The file (or its thumbnail), decrypted as it is sent, with safe headers; 304 if unchanged;
-    206 for one range; 404 for everyone else."""
-    if viewer is None or not _ID.match(file_id):
+async def serve(services: FileServices, viewer_id: int | None, file_id: str, *, thumbnail: bool,
+                headers: Mapping[str, str]) -> Response:
+    """The file (or its thumbnail), decrypted as it is sent, with safe headers; 304 if unchanged
+    (If-None-Match); 206 for one range (Range, If-Range); 404 for everyone else."""
+    if viewer_id is None or not _ID.match(file_id):
         raise not_found()
-    row = await services.db.fetchrow("find_visible_file", file_id, viewer.id)
+    byte_range = headers.get("range")
+    row = await services.db.fetchrow("find_visible_file", file_id, viewer_id)
     relative = None if row is None else row["thumbnail_path"] if thumbnail else row["path"]
-    if relative is None:
+    if row is None or relative is None:
         raise not_found()
-    headers = _headers(row, thumbnail)
-    if _etag_matches(if_none_match, headers["ETag"]):
-        return Response(status_code=304, headers=headers)
-    if if_range is not None and if_range != headers["ETag"]:
+    answer = _headers(row, thumbnail)
+    if _etag_matches(headers.get("if-none-match"), answer["ETag"]):
+        return Response(status_code=304, headers=answer)
+    if (if_range := headers.get("if-range")) is not None and if_range != answer["ETag"]:
         byte_range = None  # the client's copy is another version: the whole file, as RFC 9110 says
     path = services.settings.media_root / relative
     if row["wrapped_key"] is None:
-        return await _serve_as_stored(path, headers, row["content_type"], byte_range)
-    key = services.keyring.unwrap(row["wrapped_key"], keys.file_key_context(file_id))
+        return await _serve_as_stored(path, answer, row["content_type"], byte_range)
+    key = services.keyring.unwrap(row["wrapped_key"], contexts.file_key(file_id))
     try:
-        reader = await anyio.to_thread.run_sync(sealedfile.Reader.open, path, key, file_aad(file_id, thumbnail))
+        reader = await anyio.to_thread.run_sync(sealedfile.Reader.open, path, key,
+                                                contexts.file_content(file_id, thumbnail))
     except FileNotFoundError:
         raise not_found() from None
     try:
-        return await _sealed_response(reader, headers, row["content_type"], byte_range)
+        return await _sealed_response(reader, answer, row["content_type"], byte_range)
     except BaseException:
         reader.close()
         raise
@@ -108,7 +109,7 @@ def _requested_range(byte_range: str | None, size: int) -> tuple[int, int] | Non
     return ranges[0] if len(ranges) == 1 else None
 
 
-def _headers(row: Any, thumbnail: bool) -> dict[str, str]:
+def _headers(row: asyncpg.Record, thumbnail: bool) -> dict[str, str]:
     """Only re-encoded images are shown inline; anything else is a download, never sniffed."""
     disposition = "inline" if row["content_type"].startswith("image/") else "attachment"
     return {

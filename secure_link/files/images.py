@@ -94,10 +94,10 @@ def render(source: IO[bytes], decoder: str, avatar: bool, max_pixels: int) -> Re
                 side = min(AVATAR_PX, *clean.size)
                 clean = ImageOps.fit(clean, (side, side), _RESAMPLE)  # a new image: no metadata either
             width, height = clean.size
-            image = _encoded(clean, output)
+            encoded = _encoded(clean, output)
             clean.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX), _RESAMPLE)
             thumbnail = _encoded(clean, output)
-    return Rendition(output.content_type, output.extension, width, height, image, thumbnail)
+    return Rendition(output.content_type, output.extension, width, height, encoded, thumbnail)
 
 
 def _encoded(image: Image.Image, output: Output) -> bytes:

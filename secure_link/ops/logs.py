@@ -12,7 +12,7 @@ import logging
 import re
 import sys
 import time
-from typing import IO
+from typing import IO, Any
 
 # Record attributes that are not `extra=` fields; uvicorn's `color_message` is its message with ANSI codes.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "color_message", "taskName"}
@@ -74,7 +74,7 @@ def resolved_format(log_format: str, stream: IO[str]) -> str:
     return "text" if stream.isatty() else "json"
 
 
-def log_config(level: str, log_format: str = "auto") -> dict:
+def log_config(level: str, log_format: str = "auto") -> dict[str, Any]:
     """A logging.dictConfig for uvicorn's `log_config=`: every logger to stderr, as JSON or text."""
     handler = {"class": "logging.StreamHandler", "formatter": resolved_format(log_format, sys.stderr),
                "stream": "ext://sys.stderr"}

@@ -1,80 +1,29 @@
-"""The PostgreSQL LISTEN/NOTIFY transport behind `secure_link.fanout.Fanout`, and
-what it shares with the Redis one (`fanout_redis.py`): GAP, backoff, task stopping.
+"""The PostgreSQL LISTEN/NOTIFY transport of the fan-out (`postgres://` URLs).
 
-A backend (the `Backend` protocol in fanout.py) only moves strings between
-workers. It calls `deliver(channel, message)` for every message it receives and
-`deliver(None, GAP)` after a reconnect, when messages may have been lost;
-`Fanout` owns the subscribers and their bounded queues.
+NOTIFY payloads are limited to 8,000 bytes: a larger message is parked in
+`fanout_spill` and its row id notified instead, read back by each receiver and
+pruned by housekeeping. What is parked is sealed like every payload (seal.py),
+and a logout's `Fanout.forget` deletes it with its conversation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
 import re
-from typing import Awaitable, Callable
+from typing import Awaitable
 
 import asyncpg
 
 from secure_link.db import keep_session, load_queries
+from secure_link.fanout.backends.base import (COMMAND_TIMEOUT, GAP, LISTEN_NAME, Deliver, Gap, described, log,
+                                              retry_with_backoff, stop_task)
 
-log = logging.getLogger("secure_link.fanout")
-
-LISTEN_NAME = "secure_link_fanout_listen"  # application_name / client name of the listening connection
 INLINE, SPILLED = "=", "@"  # first character of a NOTIFY payload; '@' is also written in fanout.sql
 _NOTIFY_MAX_BYTES = 7999  # PostgreSQL rejects payloads of 8,000 bytes or more
 INBOX_SIZE = 10_000
-COMMAND_TIMEOUT = 5.0  # connecting, and any one command: a silent server must not hang us
 _PG_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 _SAFE_CHANNEL = re.compile(r"[a-z0-9_]{1,50}")
-
-
-class Gap:
-    """Marker yielded to subscribers when messages may have been lost: re-sync from the database."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "GAP"
-
-
-GAP = Gap()
-Deliver = Callable[[str | None, str | Gap], None]
-
-
-async def stop_task(task: asyncio.Task[None] | None) -> None:
-    """Cancel and wait, without swallowing a cancellation aimed at the caller.
-
-    Cancels again while the task lives: a single cancel can be lost (Python 3.11's
-    `wait_for` drops it when the inner future finishes at the same moment, and a
-    driver may turn it into a connection error), and then disconnect() would hang.
-    """
-    while task is not None and not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=1.0)
-    if task is not None and not task.cancelled():
-        task.exception()  # mark it retrieved: whoever watched the task has logged why it ended
-
-
-async def retry_with_backoff(attempt: Callable[[], Awaitable[None]], what: str,
-                             errors: tuple[type[BaseException], ...]) -> int:
-    """Call `attempt` until it succeeds, 0.1 s doubling to 5 s apart; returns the failures."""
-    delay, failures = 0.1, 0
-    while True:
-        try:
-            await attempt()
-            return failures
-        except errors as exc:
-            failures += 1
-            log.warning("fanout: %s reconnect failed (%s); retrying in %.1f s", what, described(exc), delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-
-
-def described(exc: BaseException) -> str:
-    """`Type: message`, for a log line: redis-py 8's repr of its errors shows only their type."""
-    return f"{type(exc).__name__}: {exc}"
 
 
 def pg_channel(channel: str) -> str:
@@ -230,14 +179,14 @@ class PostgresBackend:
         if conn is not None:
             conn.terminate()  # nothing to flush on a LISTEN connection, and it may be silent
 
-    def _on_terminated(self, conn: asyncpg.Connection) -> None:
+    def _on_terminated(self, conn: object) -> None:
         if conn is self._conn:
             self._lost.set()
 
-    def _on_notify(self, conn: asyncpg.Connection, pid: int, ident: str, payload: str) -> None:
+    def _on_notify(self, conn: object, pid: int, ident: str, payload: object) -> None:
         channel = self._idents.get(ident)
         if channel is not None:
-            self._enqueue((channel, payload))
+            self._enqueue((channel, str(payload)))  # asyncpg hands NOTIFY payloads as str
 
     def _enqueue(self, item: tuple[str, str] | Gap) -> None:
         try:
@@ -283,7 +232,7 @@ class PostgresBackend:
     async def _unwrap(self, payload: str) -> str | Gap:
         if payload.startswith(INLINE):
             return payload[1:]
-        message = None
+        message: str | None = None
         if payload.startswith(SPILLED) and payload[1:].isdigit() and self._pool is not None:
             try:
                 message = await self._pool.fetchval(self._sql["fanout_fetch_spill"], int(payload[1:]))

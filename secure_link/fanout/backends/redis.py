@@ -1,4 +1,5 @@
-"""The Redis fan-out backend: a supervising loop around redis-py's asyncio pub/sub.
+"""The Redis transport of the fan-out (`redis://` URLs): a supervising loop around redis-py's
+asyncio pub/sub. Imported only when a URL names Redis, so other deployments never load its client.
 
 Subscriptions are confirmed before `listen` returns, a dropped connection is
 noticed (errors, health checks), re-subscribed with backoff, and followed by
@@ -17,8 +18,8 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from secure_link.fanout.backends.postgres import (COMMAND_TIMEOUT, GAP, LISTEN_NAME, Deliver, described, retry_with_backoff,
-                                         stop_task)
+from secure_link.fanout.backends.base import (COMMAND_TIMEOUT, GAP, LISTEN_NAME, Deliver, described,
+                                              retry_with_backoff, stop_task)
 
 log = logging.getLogger("secure_link.fanout")
 _REDIS_ERRORS = (OSError, TimeoutError, RedisError)
@@ -118,7 +119,7 @@ class RedisBackend:
             pubsub = self._subscriber.pubsub()
             self._pubsub = pubsub
             try:
-                await pubsub.connect()
+                await pubsub.connect()  # type: ignore[no-untyped-call]
                 self._last_seen = asyncio.get_running_loop().time()
                 self._reader = asyncio.create_task(self._read(pubsub), name="fanout-redis-reader")
                 if self._channels and not await self._subscribe(pubsub, sorted(self._channels)):
