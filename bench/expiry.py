@@ -67,7 +67,7 @@ async def send_expiring(address: str, count: int) -> dict[int, float]:
             answer = await http.post("/api/register/", json={"username": f"{who}{secrets.token_hex(3)}",
                                                              "phrase": "correct horse battery staple"})
             tokens.append((answer.json()["user"]["username"], answer.json()["token"]))
-        (alice, alice_token), (bob, _) = tokens
+        (_alice, alice_token), (bob, _) = tokens
         headers = {"Authorization": f"Bearer {alice_token}"}
         await http.put(f"/api/conversations/{bob}/timer/", json={"seconds": 2}, headers=headers)
         limit = asyncio.Semaphore(20)
@@ -84,7 +84,7 @@ async def send_expiring(address: str, count: int) -> dict[int, float]:
 def _epoch(moment: str) -> float:
     import datetime
 
-    return datetime.datetime.fromisoformat(moment.replace("Z", "+00:00")).timestamp()
+    return datetime.datetime.fromisoformat(moment).timestamp()
 
 
 async def watch(url: str, expiries: dict[int, float], timeout: float = 60.0) -> list[float]:
@@ -125,7 +125,7 @@ class HeldKey:
 def sealing_costs(rounds: int = 20_000) -> dict[str, float]:
     """Microseconds per message: a body sealed and opened, an event sealed and opened."""
     keyring, key = Keyring([new_master_key()]), aead.new_key()
-    conversation = ConversationKey(3, 7, datetime.datetime.now(datetime.timezone.utc), key)
+    conversation = ConversationKey(3, 7, datetime.datetime.now(datetime.UTC), key)
     envelope = EnvelopeSeal(keyring, HeldKey(conversation))
     body = TEXT.encode()
     event = json.dumps({"type": "chat", "message": {"id": 123456, "from": "alice", "to": "bob", "message": TEXT,

@@ -29,7 +29,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import httpx
 import psutil
@@ -134,7 +134,7 @@ async def _upload(http: httpx.AsyncClient, size_mib: int) -> tuple[dict[str, obj
         "rss_before_mib": round(before / MIB, 1), "rss_peak_mib": round(peak / MIB, 1),
         "rss_growth_mib": round((peak - before) / MIB, 1),
         "python": platform.python_version(), "cpus": os.cpu_count(),
-        "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }, response.json()["file"]["id"], {"Authorization": headers["Authorization"]}
 
 

@@ -177,7 +177,7 @@ async def one_at_a_time(page: Page, address: str, token: str, alice: str, count:
         await shown_at(page, last_id, timeout_s=30)
         await page.wait_for_function("(n) => window.__bench.frames.length > n && window.__bench.frames.at(-1)[1] !== null",
                                      arg=before)
-        costs.append((await page.evaluate("window.__bench.frames.at(-1)[1]")))
+        costs.append(await page.evaluate("window.__bench.frames.at(-1)[1]"))
     return {"messages": count, "ms_median": round(statistics.median(costs), 2), "ms_max": round(max(costs), 2)}
 
 

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException

@@ -13,7 +13,8 @@ import os
 import shutil
 import signal
 from pathlib import Path
-from typing import Awaitable, Callable, TypeVar
+from typing import TypeVar
+from collections.abc import Awaitable, Callable
 
 import click
 import uvicorn

@@ -11,7 +11,8 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 from dotenv import dotenv_values
 
@@ -76,14 +77,14 @@ class Settings:
     metrics_dir: Path | None = None
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from `.env` (if present) overlaid by the real environment."""
         if environ is None:
             dotenv = {k: v for k, v in dotenv_values(PROJECT_ROOT / ".env").items() if v is not None}
             environ = {**dotenv, **os.environ}
         return cls(**_parse(environ))
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed (tests and the CLI use this)."""
         return dataclasses.replace(self, **changes)
 

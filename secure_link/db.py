@@ -13,7 +13,8 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias
+from collections.abc import AsyncIterator
 
 import asyncpg
 
@@ -138,7 +139,7 @@ class Database:
         self.in_flight = 0  # queries and transactions under way, for the pool metrics
 
     @classmethod
-    async def connect(cls, url: str, min_size: int = 2, max_size: int = 10) -> "Database":
+    async def connect(cls, url: str, min_size: int = 2, max_size: int = 10) -> Database:
         """Open the pool; statements are prepared and cached per connection by asyncpg."""
         pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, connect=connect_or_refused,
                                          init=_init_connection, reset=keep_session,
@@ -207,11 +208,10 @@ class Database:
         self.in_flight += 1
         in_body = False  # what the caller's own code raises passes unchanged
         try:
-            async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as connection:
-                async with connection.transaction():
-                    in_body = True
-                    yield connection
-                    in_body = False
+            async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as connection, connection.transaction():
+                in_body = True
+                yield connection
+                in_body = False
         except CONNECTION_ERRORS as exc:
             if in_body or not is_connection_failure(exc):
                 raise

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from secure_link.accounts import close_ended_sessions, presence
 from secure_link.chat import CLIENT_ID_MEMORY_DAYS

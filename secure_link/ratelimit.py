@@ -10,7 +10,7 @@ import asyncio
 import collections
 import contextlib
 import time
-from typing import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 
 class SlidingWindow:
@@ -47,7 +47,7 @@ class SlidingWindow:
 class TokenBucket:
     """`rate` events per second with bursts of `burst`; rate 0 means unlimited."""
 
-    __slots__ = ("rate", "burst", "clock", "tokens", "updated")  # two per socket: ~100 bytes each, not ~400
+    __slots__ = ("burst", "clock", "rate", "tokens", "updated")  # two per socket: ~100 bytes each, not ~400
 
     def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate

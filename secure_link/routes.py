@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any
 
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
@@ -53,7 +52,7 @@ async def authenticated(request: Request) -> tuple[Services, User]:
     return services, await accounts.authenticate(request, services.db, services.settings)
 
 
-async def read_json(request: Request) -> Any:
+async def read_json(request: Request) -> object:
     """The JSON body: 415 unless declared JSON, 413 over MAX_JSON_BYTES, 400 if unparsable."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != _JSON_TYPE:

@@ -18,7 +18,8 @@ import json
 import logging
 import uuid
 from collections import deque
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -92,7 +93,7 @@ async def chat_socket(websocket: WebSocket) -> None:
             await asyncio.wait_for(websocket.close(closing.code, closing.reason), CLOSE_TIMEOUT_S)
     except WebSocketDisconnect:
         pass
-    except Exception as exc:  # say why with a close code rather than dropping the TCP connection
+    except Exception as exc:  # noqa: BLE001 - say why with a close code rather than dropping the TCP connection
         code, reason = _close_for(exc)
         with contextlib.suppress(Exception):
             await websocket.close(code, reason)
@@ -123,7 +124,7 @@ async def _auth_frame(websocket: WebSocket, services: Services, budget: Budget) 
     try:
         return await asyncio.wait_for(_first_auth_frame(websocket, services, budget),
                                       services.settings.ws_auth_timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise Closing(CLOSE_POLICY, "authentication timed out") from None
 
 
@@ -139,7 +140,7 @@ async def _first_auth_frame(websocket: WebSocket, services: Services, budget: Bu
         except AppError as error:
             await websocket.send_json(error_frame(error, _client_id_of(frame)))
             continue
-        if _kind(frame) == "auth" and isinstance(token := frame.get("token"), str):
+        if isinstance(frame, dict) and _kind(frame) == "auth" and isinstance(token := frame.get("token"), str):
             return token
         await websocket.send_json(error_frame(AppError(
             401, "unauthenticated", 'Authenticate first: {"type": "auth", "token": "..."}.'), _client_id_of(frame)))
@@ -169,13 +170,13 @@ def _frame_bytes_over(message: Mapping[str, Any], limit: int) -> bool:
     return len(text) > limit or (4 * len(text) > limit and len(text.encode("utf-8")) > limit)
 
 
-def _client_id_of(frame: Any) -> str | None:
+def _client_id_of(frame: object) -> str | None:
     """The frame's client_id, echoed in any error answering it, so the client knows which send to retry."""
     client_id = frame.get("client_id") if isinstance(frame, dict) else None
     return client_id if isinstance(client_id, str) and is_utf8(client_id) else None
 
 
-def _decode(text: str | None) -> tuple[Any, AppError | None]:
+def _decode(text: str | None) -> tuple[object, AppError | None]:
     """The frame, or None and the refusal to answer it with: an unreadable frame still spends a token."""
     try:
         return _parse(text), None
@@ -183,13 +184,13 @@ def _decode(text: str | None) -> tuple[Any, AppError | None]:
         return None, error
 
 
-def _kind(frame: Any) -> str:
+def _kind(frame: object) -> str:
     """The frame's `type`, or "" when it has none."""
     kind = frame.get("type") if isinstance(frame, dict) else None
     return kind if isinstance(kind, str) else ""
 
 
-def _parse(text: str | None) -> Any:
+def _parse(text: str | None) -> object:
     if text is None:
         raise AppError(400, "unsupported_frame", "Send text frames holding JSON.")
     try:
@@ -201,8 +202,21 @@ def _parse(text: str | None) -> Any:
 class Connection:
     """One authenticated socket: a reader of client frames and a pump of fan-out events."""
 
-    __slots__ = ("websocket", "services", "user", "id", "skip_tag", "bound_peer", "send_lock", "budget",
-                 "floor", "outbox", "sender", "reader", "ending")
+    __slots__ = (
+        "bound_peer",
+        "budget",
+        "ending",
+        "floor",
+        "id",
+        "outbox",
+        "reader",
+        "send_lock",
+        "sender",
+        "services",
+        "skip_tag",
+        "user",
+        "websocket",
+    )
 
     def __init__(self, websocket: WebSocket, services: Services, user: User, budget: Budget) -> None:
         self.websocket = websocket
@@ -306,7 +320,7 @@ class Connection:
                     await self._send(event)
                     if event.message_id:
                         self._delivered(event.message_id)
-        except Exception as exc:  # the reader ends the socket with it (Closing, disconnect, outage)
+        except Exception as exc:  # noqa: BLE001 - the reader ends the socket with it (Closing, disconnect, outage)
             self._end(exc)
         finally:
             self.sender = None
@@ -325,7 +339,7 @@ class Connection:
     async def _send(self, event: Event) -> None:
         await self._send_text(event.frame)
 
-    async def _send_error(self, error: AppError, frame: Any) -> None:
+    async def _send_error(self, error: AppError, frame: object) -> None:
         """The one error shape, as a frame, echoing the client_id of the frame it answers."""
         await self._send_text(json.dumps(error_frame(error, _client_id_of(frame)), ensure_ascii=False,
                                          separators=(",", ":")))
@@ -380,8 +394,8 @@ class Connection:
                 self.services.metrics.errors.labels(refusal.code).inc()
                 await self._send_error(refusal, frame)
 
-    async def _handle(self, frame: Any) -> None:
-        handlers: dict[str, Callable[[Any], Awaitable[None]]] = {
+    async def _handle(self, frame: object) -> None:
+        handlers: dict[str, Callable[[object], Awaitable[None]]] = {
             "chat": self._on_chat, "sync": self._on_sync, "read": self._on_read, "typing": self._on_typing,
             "ping": self._on_ping, "auth": self._on_auth, "timer": self._on_timer, "delete": self._on_delete}
         handler = handlers.get(_kind(frame))
@@ -390,38 +404,38 @@ class Connection:
                            "Unknown frame type: use chat, sync, read, typing, timer, delete or ping.")
         await handler(frame)
 
-    async def _on_chat(self, frame: Any) -> None:
+    async def _on_chat(self, frame: object) -> None:
         draft = chat.parse_draft(frame, self.services.settings.max_message_chars, self.bound_peer)
         with self.services.in_flight:  # a shutdown waits for this ack (ops/drain.py)
             # shielded: once committed, the message is published even if this socket is closing
             message, _ = await asyncio.shield(chat.send_message(self.services, self.user, draft, origin=self.id.hex))
             await self._send(events.ack(draft.client_id, message))
 
-    async def _on_sync(self, frame: Any) -> None:
+    async def _on_sync(self, frame: object) -> None:
         since = chat.parse_sync(frame)
         last_id = max(since, await self._replay(since))
         self.floor = max(self.floor, last_id)
         await self._send(events.synced(last_id))
 
-    async def _on_read(self, frame: Any) -> None:
+    async def _on_read(self, frame: object) -> None:
         peer, up_to = chat.parse_read(frame, self.bound_peer)
         await chat.mark_read(self.services.db, self.services.fanout, self.user, peer, up_to)
 
-    async def _on_typing(self, frame: Any) -> None:
+    async def _on_typing(self, frame: object) -> None:
         peer = chat.parse_typing(frame, self.bound_peer)
         await chat.typing(self.services.db, self.services.fanout, self.user, peer)
 
-    async def _on_timer(self, frame: Any) -> None:
+    async def _on_timer(self, frame: object) -> None:
         """Set a conversation's timer; both parties hear a `timer` frame (this socket too)."""
         peer, seconds = chat.parse_timer(frame, self.bound_peer)
         await chat.set_timer(self.services.db, self.services.fanout, self.user, peer, seconds)
 
-    async def _on_delete(self, frame: Any) -> None:
+    async def _on_delete(self, frame: object) -> None:
         """Delete a message for both parties; both hear a `deleted` frame (this socket too)."""
         await chat.delete_for_everyone(self.services, self.user, chat.parse_delete(frame))
 
-    async def _on_ping(self, frame: Any) -> None:
+    async def _on_ping(self, frame: object) -> None:
         await self._send(events.pong())
 
-    async def _on_auth(self, frame: Any) -> None:
+    async def _on_auth(self, frame: object) -> None:
         raise AppError(400, "already_authenticated", "This socket is already authenticated.")

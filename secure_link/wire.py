@@ -17,7 +17,7 @@ _TYPE_NAMES = {str: "a string", int: "an integer", bool: "a boolean"}
 INT64 = 2**63 - 1
 
 
-def take(body: Any, required: dict[str, type], optional: dict[str, type] | None = None) -> dict[str, Any]:
+def take(body: object, required: dict[str, type], optional: dict[str, type] | None = None) -> dict[str, Any]:
     """The named fields of an object body, type-checked; optional ones default to None."""
     if not isinstance(body, dict):
         raise AppError(422, "invalid_input", "The body must be a JSON object.")
@@ -40,7 +40,7 @@ def take(body: Any, required: dict[str, type], optional: dict[str, type] | None 
     return values
 
 
-def _storable_problem(value: Any) -> str | None:
+def _storable_problem(value: object) -> str | None:
     """What PostgreSQL would refuse with an error: NUL or lone surrogates in text, ints beyond int64."""
     if isinstance(value, str):
         if "\x00" in value:
@@ -66,7 +66,7 @@ def is_utf8(text: str) -> bool:
     return True
 
 
-def _is(value: Any, kind: type) -> bool:
+def _is(value: object, kind: type) -> bool:
     """isinstance, except that a bool is not an int (JSON true is not 1)."""
     if kind is int and isinstance(value, bool):
         return False
@@ -75,4 +75,4 @@ def _is(value: Any, kind: type) -> bool:
 
 def rfc3339(moment: datetime.datetime) -> str:
     """UTC, millisecond precision, `Z` suffix: what JavaScript's Date parses."""
-    return moment.astimezone(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.astimezone(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

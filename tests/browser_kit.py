@@ -7,7 +7,8 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from PIL import Image
@@ -85,7 +86,7 @@ class Person:
         await self.page.get_by_role("button", name="Register").click()
         await expect(self.page.get_by_role("status")).to_have_text("Connected")
 
-    async def open_chat(self, peer: "Person") -> None:
+    async def open_chat(self, peer: Person) -> None:
         await self.page.get_by_label("Start a conversation with").fill(peer.username)
         await self.page.get_by_label("Start a conversation with").press("Enter")
         await expect(self.page.get_by_role("heading", name=peer.username)).to_be_visible()

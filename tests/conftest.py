@@ -24,7 +24,8 @@ import tempfile
 import urllib.parse
 import uuid
 from pathlib import Path
-from typing import AsyncIterator, Iterator, NoReturn
+from typing import NoReturn
+from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import httpx
@@ -116,8 +117,8 @@ async def cut_leftover_sockets() -> AsyncIterator[None]:
     stopped a moment before could be collected still open: a ResourceWarning, which fails
     whichever test is running when the collector gets to it."""
     yield
-    for socket in OPENED:
-        socket.connection.transport.abort()
+    for opened in OPENED:
+        opened.connection.transport.abort()
     OPENED.clear()
     await asyncio.sleep(0)
 
@@ -280,7 +281,7 @@ async def server_process(database_url: str, broadcast_url: str, settings: Settin
     env = {**os.environ, "DATABASE_URL": database_url, "BROADCAST_URL": broadcast_url,
            "BCRYPT_ROUNDS": "4", "CHAT_RATE_PER_S": "0", "REGISTER_RATE_PER_MIN": "0",
            "LOGIN_FAILURES_PER_15_MIN": "0", "SECURE_LINK_LOG_LEVEL": "warning", **extra_env}
-    process = subprocess.Popen([sys.executable, "-m", "secure_link", "serve", "--port", str(port),
+    process = subprocess.Popen([sys.executable, "-m", "secure_link", "serve", "--port", str(port),  # noqa: ASYNC220 - Popen returns at once; the process is stopped by PID
                                 "--workers", str(workers)], env=env, cwd=PROJECT_ROOT)
     try:
         await wait_until_serving(port, process)

@@ -20,7 +20,8 @@ import resource
 import ssl
 import time
 import uuid
-from typing import Any, Callable, Iterator
+from typing import Any
+from collections.abc import Callable, Iterator
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -98,7 +99,7 @@ class Crowd:
                     self.sockets.append(await open_socket(ws_url, tls, account.address, account.token))
                 except InvalidStatus as refusal:
                     self.failures[f"HTTP {refusal.response.status_code}"] += 1
-                except (InvalidHandshake, ConnectionClosed, OSError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, InvalidHandshake, ConnectionClosed, OSError) as exc:
                     self.failures[type(exc).__name__] += 1
 
         started = time.monotonic()

@@ -31,7 +31,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 from dotenv import dotenv_values
@@ -58,7 +58,7 @@ def namespace(host: str) -> str:
 
 def run(*command: str, **kwargs: object) -> str:
     """A short command that must succeed; its stdout."""
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60, **kwargs)  # type: ignore[call-overload]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False, **kwargs)  # type: ignore[call-overload]
     if done.returncode != 0:
         raise AssertionError(f"{shlex.join(command)} failed ({done.returncode}): {done.stderr or done.stdout}")
     return done.stdout
@@ -218,14 +218,14 @@ def private_postgres(folder: Path) -> Iterator[Database]:
     with open(data / "pg_hba.conf", "a") as hba:  # the database host's line for the app hosts
         hba.write("host all all 198.51.100.0/24 scram-sha-256\n")
     port = free_port(GATEWAY)
-    log = open(folder / "postgres.log", "wb")
+    log = open(folder / "postgres.log", "wb")  # noqa: SIM115 - the process's output, closed when it is stopped
     process = subprocess.Popen([str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(sockets),
                                 "-c", f"listen_addresses={GATEWAY}", "-c", "fsync=off"],
                                user=PG_USER, stdout=log, stderr=subprocess.STDOUT)
     try:
         admin = {"PGHOST": str(sockets), "PGPORT": str(port), "PGUSER": "postgres",
                  "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-        wait_until(lambda: subprocess.run([str(bin_dir / "pg_isready"), "-q"], env=admin, timeout=5).returncode == 0,
+        wait_until(lambda: subprocess.run([str(bin_dir / "pg_isready"), "-q"], env=admin, timeout=5, check=False).returncode == 0,
                    "PostgreSQL", process=process, log=folder / "postgres.log")
         password = secrets.token_urlsafe(16)
         # docs/deploy.md: `sudo -u postgres --preserve-env=DB_PASSWORD deploy/bootstrap-db`
@@ -291,7 +291,7 @@ def app_host(host: str, sandbox: deploy_unit.Sandbox, env_path: Path, folder: Pa
     inside the host's namespace, under strace; stopped by the unit's process's PID."""
     log_path, trace = folder / f"{host}.log", folder / f"{host}.trace"
     command = sandbox.command(folder / f"{host}-sandbox.json", env_path, **extra)
-    log = open(log_path, "wb")
+    log = open(log_path, "wb")  # noqa: SIM115 - the process's output, closed when it is stopped
     process = subprocess.Popen(deploy_unit.traced(["ip", "netns", "exec", namespace(host), *command], trace),
                                env=deploy_unit.environment_for_sandbox(), stdout=log, stderr=subprocess.STDOUT)
     running = AppHost(process, log_path, trace)
@@ -337,7 +337,7 @@ def web_build(folder: Path) -> Path:
     assets.mkdir(parents=True)
     (root / "index.html").write_text('<!doctype html><html lang="en"><title>Secure Link</title>'
                                      '<script type="module" src="/assets/app-3f2a1b.js"></script></html>\n')
-    script = "export const greeting = 'hello from the lab';\n".encode() * 200
+    script = b"export const greeting = 'hello from the lab';\n" * 200
     (assets / "app-3f2a1b.js").write_bytes(script)
     (assets / "app-3f2a1b.js.gz").write_bytes(gzip.compress(script, compresslevel=9, mtime=PRECOMPRESSED_MTIME))
     (assets / "style-9c8d7e.css").write_text("body { margin: 0 }\n" * 200)
@@ -375,7 +375,7 @@ def render_site(folder: Path, env_path: Path, web_root: Path, key_type: str = "e
 def handshake(port: int, *options: str) -> bool:
     """Whether `openssl s_client` with these options completes a TLS handshake with nginx."""
     done = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", SERVER_NAME,
-                           *options], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10)
+                           *options], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10, check=False)
     return done.returncode == 0 and "Cipher is (NONE)" not in done.stdout
 
 

@@ -30,7 +30,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 from dotenv import dotenv_values
 
@@ -49,7 +49,7 @@ class Unit:
     service: dict[str, list[str]]
 
     @classmethod
-    def read(cls, path: Path = UNIT) -> "Unit":
+    def read(cls, path: Path = UNIT) -> Unit:
         service: dict[str, list[str]] = {}
         section = ""
         for line in (raw.strip() for raw in path.read_text().splitlines()):

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import json
 import re
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from playwright.async_api import Browser, expect

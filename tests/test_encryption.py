@@ -16,7 +16,7 @@ import uuid
 import zipfile
 from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -121,9 +121,8 @@ HEADER, SEALED_SEGMENT = sealedfile.HEADER.size, SEGMENT + aead.TAG_BYTES
 def test_an_altered_sealed_file_never_reads_as_plaintext(tmp_path: Path, change) -> None:  # type: ignore[no-untyped-def]
     data = os.urandom(3 * SEGMENT + 5)
     path = alter(sealed(tmp_path, data), change)
-    with pytest.raises(DecryptionError):
-        with sealedfile.Reader.open(path, KEY, b"file:x:full") as reader:
-            b"".join(reader.chunks(0, reader.size))
+    with pytest.raises(DecryptionError), sealedfile.Reader.open(path, KEY, b"file:x:full") as reader:
+        b"".join(reader.chunks(0, reader.size))
 
 
 def test_a_sealed_file_opens_only_with_its_key_and_context(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from secure_link.encryption.keyring import Keyring, new_master_key
 from .conftest import shared_master_key_file
 
 from .story import PROBE, WAIT, SilentLink, channel, eventually, next_item, real_server, waiting_for_a_lock
+import itertools
 
 LISTEN_NAME = "secure_link_fanout_listen"
 QUEUE_SIZE = 64
@@ -176,7 +177,7 @@ async def test_a_batch_arrives_once_here_at_once_and_in_order_on_another_worker(
     big = "€" * 3000  # parked by PostgreSQL, between two inline runs
     batch = [Outgoing([alice, bob], "m1"), Outgoing([bob], "m2|with the origin separator"),
              Outgoing([alice, bob], big), Outgoing([alice], "m4")]
-    async with connected(fanout_url) as here, connected(fanout_url) as there:
+    async with connected(fanout_url) as here, connected(fanout_url) as there:  # noqa: SIM117 - the workers first, then what listens on them
         async with here.subscribe(alice) as alice_here, there.subscribe_many([alice, bob]) as both_there:
             await here.publish_batch(batch)
             assert [await next_item(alice_here) for _ in range(3)] == ["m1", big, "m4"]
@@ -190,7 +191,7 @@ async def test_messages_around_the_notify_limit_arrive(fanout: Fanout, fanout_ur
     """On PostgreSQL, a message whose NOTIFY payload fits (7,999 bytes) goes inline, and only
     a larger one is parked in fanout_spill."""
     edge = channel("edge")
-    texts = ["é" * 3995 + "x" * extra for extra in range(0, 20)]  # 7,990 to 8,009 bytes
+    texts = ["é" * 3995 + "x" * extra for extra in range(20)]  # 7,990 to 8,009 bytes
     async with fanout.subscribe(edge) as subscription:
         for text in texts:
             await fanout.publish(edge, text)
@@ -396,7 +397,7 @@ async def test_a_flood_past_the_listen_inbox_is_told_as_a_gap(pg_fanout_url: str
     try:
         parked = await admin.fetchval("INSERT INTO fanout_spill (payload, channels) VALUES ($1, $2) RETURNING id",
                                       ORIGIN_END + "parked", [ident])
-        async with connected(pg_fanout_url) as fanout, fanout.subscribe(alice) as subscription:
+        async with connected(pg_fanout_url) as fanout, fanout.subscribe(alice) as subscription:  # noqa: SIM117 - the transaction holds the lock while the notification waits
             async with admin.transaction():
                 await admin.execute("LOCK TABLE fanout_spill IN ACCESS EXCLUSIVE MODE")
                 await notifier.execute("SELECT pg_notify($1, $2)", ident, SPILLED + str(parked))
@@ -566,7 +567,7 @@ async def test_reconnect_attempts_back_off_doubling_and_count_their_failures() -
             raise OSError("connection refused")
 
     assert await retry_with_backoff(attempt, "test", (OSError,)) == 3
-    pauses = [later - earlier for earlier, later in zip(attempts, attempts[1:])]
+    pauses = [later - earlier for earlier, later in itertools.pairwise(attempts)]
     assert len(pauses) == 3 and all(pause >= 0.1 * 2 ** n * 0.9 for n, pause in enumerate(pauses)), pauses
 
 

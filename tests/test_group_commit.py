@@ -14,7 +14,8 @@ import contextlib
 import os
 import signal
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
+from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx

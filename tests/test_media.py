@@ -17,7 +17,8 @@ import time
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
+from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 import asyncpg

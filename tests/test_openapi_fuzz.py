@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -61,7 +62,7 @@ def live(settings: Settings) -> Iterator[Server]:
                 started.put(server)
                 while not stop.is_set():
                     await asyncio.sleep(0.05)
-        except BaseException as exc:  # reported to the fixture below, not lost in the thread
+        except BaseException as exc:  # noqa: BLE001 - reported to the fixture below, not lost in the thread
             started.put(exc)
 
     thread = threading.Thread(target=asyncio.run, args=(serve(),), name="fuzzed-server")

@@ -11,7 +11,7 @@ without the transport, so only a message that crosses workers can be lost.
 from __future__ import annotations
 
 import contextlib
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 

@@ -61,7 +61,7 @@ async def test_a_dead_workers_users_are_announced_offline(settings: Settings, da
     """Worker two is killed outright; worker one's housekeeping sweeps it and tells Bob that Alice left."""
     async with running_server(settings.replace(housekeeping_interval=0.1)) as one, \
             server_process(database_url, database_url, settings) as two:
-        alice, bob, _, bob_tab = await friends_online(two, one)
+        alice, _bob, _, bob_tab = await friends_online(two, one)
         os.kill(two.pid, signal.SIGKILL)  # no goodbye: its rows stay until swept
         await db.execute("UPDATE workers SET heartbeat_at = now() - interval '1 hour' "
                          "WHERE id IN (SELECT worker_id FROM live_connections WHERE user_id = $1)", alice.user["id"])

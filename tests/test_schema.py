@@ -33,7 +33,7 @@ async def psql_file(url: str, path: Path) -> None:
     process = await asyncio.create_subprocess_exec(
         str(devdb.psql_path()), "-v", "ON_ERROR_STOP=1", "-q", "-f", str(path), url,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await process.communicate()
+    _out, err = await process.communicate()
     assert process.returncode == 0, err.decode()
 
 

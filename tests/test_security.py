@@ -345,7 +345,7 @@ async def test_a_cookie_changes_nothing_from_another_sites_page(server: Server, 
 
 async def test_a_cookie_still_reads_from_a_link_on_another_site(server: Server) -> None:
     """Only changes are checked: a GET followed from elsewhere (no Origin, cross-site) still reads."""
-    alice, cookies = await cookie_person(server, "alice")
+    _alice, cookies = await cookie_person(server, "alice")
     async with server.client(cookies=cookies) as http:
         for foreign in ({"Sec-Fetch-Site": "cross-site"}, {"Origin": "http://evil.example"}):
             for path in ("/api/user-profile/", "/api/sessions/", "/api/conversations/"):
@@ -367,7 +367,7 @@ async def test_a_bearer_token_needs_no_origin_check(server: Server, db: asyncpg.
 async def test_an_allowed_origin_may_use_the_cookie(database_url: str, media_root: Path) -> None:
     settings = settings_for(database_url, media_root, cors_origins=("https://app.example",))
     async with running_server(settings) as server:
-        alice, cookies = await cookie_person(server, "alice")
+        _alice, cookies = await cookie_person(server, "alice")
         async with server.client(cookies=cookies) as http:
             answer = await http.patch("/api/user-profile/", json={"display_name": "Alice"},
                                       headers={"Origin": "https://app.example"})

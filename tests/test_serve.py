@@ -16,7 +16,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import asyncpg
 import httpx
@@ -54,7 +54,7 @@ async def test_zero_configuration_serve_starts_and_stops_its_database(var_dir: P
     env = {k: v for k, v in os.environ.items()
            if k not in ("DATABASE_URL", "BROADCAST_URL", "SECRET_PEPPER", "MASTER_KEY_FILE")}
     env.update(SECURE_LINK_VAR_DIR=str(var_dir), BCRYPT_ROUNDS="4", SECURE_LINK_LOG_LEVEL="warning")
-    process = subprocess.Popen([sys.executable, "-m", "secure_link", "serve", "--port", str(port),
+    process = subprocess.Popen([sys.executable, "-m", "secure_link", "serve", "--port", str(port),  # noqa: ASYNC220 - Popen returns at once; the process is stopped by PID
                                 "--workers", str(workers)], env=env, cwd=PROJECT_ROOT)
     try:
         await wait_until_serving(port, process)

@@ -6,7 +6,7 @@ sessions are sessions.py's, the lookup of someone people.py's.)
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 import asyncpg
 
@@ -31,7 +31,7 @@ class AccountServices(Protocol):
     register_limiter: SlidingWindow
 
 
-async def register(services: AccountServices, body: Any, address: str, user_agent: str) -> tuple[JsonObject, str]:
+async def register(services: AccountServices, body: object, address: str, user_agent: str) -> tuple[JsonObject, str]:
     """Create an account and its first session; every broken rule is named in `fields`."""
     values = take(body, {"username": str, "phrase": str}, {"display_name": str})
     username = fold_username(values["username"])
@@ -56,7 +56,7 @@ async def register(services: AccountServices, body: Any, address: str, user_agen
     return user_json(row), token
 
 
-async def login(services: AccountServices, body: Any, address: str, user_agent: str) -> tuple[JsonObject, str]:
+async def login(services: AccountServices, body: object, address: str, user_agent: str) -> tuple[JsonObject, str]:
     """Check the phrase; unknown users and wrong phrases get the same answer in the same time."""
     values = take(body, {"username": str, "phrase": str})
     username = fold_username(values["username"])[:64]
@@ -77,7 +77,7 @@ async def profile(db: Database, user: User) -> JsonObject:
     return user_json(await _current(db, user))
 
 
-async def update_profile(db: Database, fanout: Fanout, user: User, body: Any) -> JsonObject:
+async def update_profile(db: Database, fanout: Fanout, user: User, body: object) -> JsonObject:
     """Change what others see: for now the display name (the avatar goes through uploads)."""
     values = take(body, {"display_name": str})
     display_name, problem = clean_display_name(values["display_name"])

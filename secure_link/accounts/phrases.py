@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import secrets
 import unicodedata
-from typing import Iterator
+from collections.abc import Iterator
 
 import bcrypt
 

@@ -13,7 +13,7 @@ import collections
 import contextlib
 import hashlib
 import secrets
-from typing import Iterator
+from collections.abc import Iterator
 
 from starlette.requests import HTTPConnection
 

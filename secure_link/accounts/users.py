@@ -44,7 +44,7 @@ class User:
     session_id: int = 0
 
     @classmethod
-    def from_row(cls, row: asyncpg.Record, session_id: int = 0) -> "User":
+    def from_row(cls, row: asyncpg.Record, session_id: int = 0) -> User:
         """From a `users` row (and the session that authenticated it)."""
         return cls(row["id"], row["username"], row["display_name"], row["avatar_file_id"],
                    row["created_at"], session_id)

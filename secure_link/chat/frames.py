@@ -44,7 +44,7 @@ def _peer(named: str | None, bound_peer: str | None, field: str, message: str) -
     return peer
 
 
-def parse_draft(body: Any, max_chars: int, bound_peer: str | None = None) -> Draft:
+def parse_draft(body: object, max_chars: int, bound_peer: str | None = None) -> Draft:
     """A send, REST or socket: a socket bound with `?with=` may omit `to`."""
     values = take(body, {"message": str}, {"to": str, "client_id": str, "attachment": str})
     to = _peer(values["to"], bound_peer, "to", "Say who the message is for: `to`.")
@@ -68,7 +68,7 @@ def _draft_problems(values: dict[str, Any], max_chars: int) -> dict[str, str]:
     return fields
 
 
-def parse_sync(frame: Any) -> int:
+def parse_sync(frame: object) -> int:
     """`sync`: the last message id the client has (0 for none)."""
     since: int = take(frame, {"since": int})["since"]
     if since < 0:
@@ -76,25 +76,25 @@ def parse_sync(frame: Any) -> int:
     return since
 
 
-def parse_read(frame: Any, bound_peer: str | None) -> tuple[str, int]:
+def parse_read(frame: object, bound_peer: str | None) -> tuple[str, int]:
     """`read`: whose messages, and up to which id (a negative one reads nothing)."""
     values = take(frame, {"up_to": int}, {"with": str})
     peer = _peer(values["with"], bound_peer, "with", "Say whose messages were read: `with`.")
     return peer, max(0, values["up_to"])
 
 
-def parse_typing(frame: Any, bound_peer: str | None) -> str:
+def parse_typing(frame: object, bound_peer: str | None) -> str:
     """`typing`: who is being typed to."""
     return _peer(take(frame, {}, {"to": str})["to"], bound_peer, "to", "Say who is being typed to: `to`.")
 
 
-def parse_timer(frame: Any, bound_peer: str | None) -> tuple[str, int]:
+def parse_timer(frame: object, bound_peer: str | None) -> tuple[str, int]:
     """`timer`: whose conversation, and its new timer in seconds."""
     peer = _peer(take(frame, {}, {"with": str})["with"], bound_peer, "with", "Say whose conversation: `with`.")
     return peer, parse_seconds(frame)
 
 
-def parse_delete(frame: Any) -> int:
+def parse_delete(frame: object) -> int:
     """`delete`: the message's id (`take` bounds it to int64; one of no message of the user's is a 404)."""
     message_id: int = take(frame, {"id": int})["id"]
     return message_id

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import AsyncIterator, Protocol
+from typing import Protocol
+from collections.abc import AsyncIterator
 
 import asyncpg
 
@@ -134,11 +135,16 @@ async def conversations(db: Database, bodies: BodyKeys, user: User) -> list[Json
     rows = await db.fetch("list_conversations", user.id)
     last_messages = await messages_json(bodies, rows)
     return [{
-        "with": user_json({key[5:]: row[key] for key in row.keys() if key.startswith("peer_")}),
+        "with": user_json(_peer_of(row)),
         "last_message": last_message,
         "unread": row["unread"],
         "timer": row["timer"],
     } for row, last_message in zip(rows, last_messages)]
+
+
+def _peer_of(row: asyncpg.Record) -> dict[str, object]:
+    """The `peer_*` columns of a conversation row, without their prefix: the other party's user row."""
+    return {key[5:]: row[key] for key in row.keys() if key.startswith("peer_")}  # noqa: SIM118 - a Record iterates its values
 
 
 async def replay(db: Database, bodies: BodyKeys, user: User, since: int) -> AsyncIterator[JsonObject]:

@@ -7,7 +7,6 @@ before it; the sweeper (erasure.py) deletes what expires.
 
 from __future__ import annotations
 
-from typing import Any
 
 from secure_link.accounts import User, find_peer
 from secure_link.db import Database
@@ -27,7 +26,7 @@ async def get_timer(db: Database, user: User, peer_name: str) -> JsonObject:
             "set_at": rfc3339(row["set_at"]) if row else None}
 
 
-def parse_seconds(body: Any) -> int:
+def parse_seconds(body: object) -> int:
     """`{"seconds": int}`: 0 (off) or 1 to four weeks; any other value is 422 `invalid_timer`."""
     if not isinstance(body, dict):
         raise AppError(422, "invalid_input", "The body must be a JSON object.")

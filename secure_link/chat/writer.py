@@ -23,7 +23,7 @@ import datetime
 import hashlib
 import hmac
 import logging
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 
@@ -168,7 +168,7 @@ class MessageWriter:
         except DatabaseUnavailable as exc:
             _fail(batch, exc)
             return
-        except Exception as exc:  # the database refused the statement: find the one draft at fault
+        except Exception as exc:  # noqa: BLE001 - the database refused the statement: find the one draft at fault
             if len(batch) == 1:
                 _fail(batch, exc)
                 return

@@ -13,7 +13,7 @@ the other party its author (docs/privacy.md).
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import asyncpg
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import datetime
 import logging
 from pathlib import Path
-from typing import Awaitable, Callable, TypeVar
+from typing import TypeVar
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 

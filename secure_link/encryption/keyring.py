@@ -102,7 +102,7 @@ class Keyring:
         self.wrap_id = key_id(masters[-1])
 
     @classmethod
-    def load(cls, path: Path) -> "Keyring":
+    def load(cls, path: Path) -> Keyring:
         """The key in `path`, and the one in `path.next` if a rotation is under way.
 
         `.next` is read first: a rotation that ends meanwhile renames it over

@@ -21,7 +21,8 @@ import io
 import os
 import struct
 from pathlib import Path
-from typing import IO, AsyncIterator, Iterator
+from typing import IO
+from collections.abc import AsyncIterator, Iterator
 
 import anyio.to_thread
 from cryptography.exceptions import InvalidTag
@@ -70,7 +71,7 @@ class Writer:
         file.write(self._header)
 
     @classmethod
-    def create(cls, path: Path, key: bytes, aad: bytes, segment_size: int = SEGMENT_BYTES) -> "Writer":
+    def create(cls, path: Path, key: bytes, aad: bytes, segment_size: int = SEGMENT_BYTES) -> Writer:
         """A writer into a new file (never an existing one)."""
         return cls(open(path, "xb"), key, aad, segment_size)
 
@@ -177,9 +178,9 @@ class Reader(io.RawIOBase):
         self._position = 0
 
     @classmethod
-    def open(cls, path: Path, key: bytes, aad: bytes) -> "Reader":
+    def open(cls, path: Path, key: bytes, aad: bytes) -> Reader:
         """A reader over the file at `path`."""
-        file = open(path, "rb")
+        file = open(path, "rb")  # noqa: SIM115 - the reader owns it, and closes it in `close`
         try:
             return cls(file, key, aad)
         except BaseException:

@@ -22,7 +22,7 @@ import os
 import secrets
 import stat
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 from secure_link.config import ConfigError, Settings
 

@@ -17,7 +17,8 @@ import logging
 import secrets
 from collections import deque
 from types import TracebackType
-from typing import Callable, NamedTuple, Protocol
+from typing import NamedTuple, Protocol, Self
+from collections.abc import Callable
 
 from secure_link.encryption import DecryptionError
 from secure_link.fanout.backends.base import GAP, Backend, Deliver, Gap
@@ -71,7 +72,7 @@ class Subscription:
         self._entered = False
         self._forward: Callable[[str | Gap | None], None] | None = None
 
-    async def __aenter__(self) -> Subscription:
+    async def __aenter__(self) -> Self:
         """Return only once every channel is subscribed: a later publish is received."""
         if self._entered:
             raise RuntimeError("a Subscription can be entered once")
@@ -312,7 +313,7 @@ class Fanout:
                     assert self._seal is not None and isinstance(item, str)
                     try:
                         self._deliver_opened(channel, await self._seal.open(item))
-                    except Exception as exc:  # the database failed, or no key opens it: a loss
+                    except Exception as exc:  # noqa: BLE001 - the database failed, or no key opens it: a loss
                         self._undeliverable(channel, exc)
                 self._backlog.popleft()
         finally:

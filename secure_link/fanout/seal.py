@@ -31,7 +31,7 @@ from secure_link.encryption import Generation, Keyring, Pair, aead, contexts
 
 CACHE_LIMIT = 1_000  # one key per publishing process seen since the last clear
 PROCESS, CONVERSATION = "p", "c"  # the first character of a sealed payload says which key
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 
 class KeyNotHeld(Exception):

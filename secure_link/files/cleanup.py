@@ -16,7 +16,7 @@ import stat
 import string
 import time
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 import anyio.to_thread
 import asyncpg

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Mapping
+from collections.abc import Mapping
 from urllib.parse import quote
 
 import anyio.to_thread

@@ -112,7 +112,7 @@ def _decode(source: IO[bytes], decoder: str, max_pixels: int) -> Image.Image:
         image = Image.open(source, formats=[decoder])
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise _too_large(max_pixels) from None
-    except Exception:  # any failure to parse untrusted bytes means "not an image"
+    except Exception:  # noqa: BLE001 - any failure to parse untrusted bytes means "not an image"
         raise invalid_image() from None
     try:
         _check_size(image, max_pixels)
@@ -121,7 +121,7 @@ def _decode(source: IO[bytes], decoder: str, max_pixels: int) -> Image.Image:
     except AppError:
         image.close()
         raise
-    except Exception:
+    except Exception:  # noqa: BLE001 - a decoder's failure on untrusted bytes: a broken image
         image.close()
         raise invalid_image("The image is truncated or corrupt.") from None
     return image

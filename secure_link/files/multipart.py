@@ -15,7 +15,8 @@ import dataclasses
 import re
 import unicodedata
 from pathlib import Path
-from typing import IO, AsyncIterator, Mapping
+from typing import IO
+from collections.abc import AsyncIterator, Mapping
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header

@@ -18,7 +18,8 @@ import io
 import os
 import secrets
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable, Mapping, Protocol
+from typing import Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import anyio.to_thread
 import asyncpg

@@ -14,7 +14,8 @@ import contextlib
 import signal
 import threading
 from types import FrameType
-from typing import Any, Callable
+from typing import Any, Self
+from collections.abc import Callable
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -27,7 +28,7 @@ class InFlight:
         self.idle = asyncio.Event()
         self.idle.set()
 
-    def __enter__(self) -> "InFlight":
+    def __enter__(self) -> Self:
         self.count += 1
         self.idle.clear()
         return self
