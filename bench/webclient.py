@@ -1,7 +1,7 @@
 """How the web client keeps up with a busy, long conversation: Chromium against the real server.
 
     .venv/bin/python -m bench.webclient               # 1,000 live messages, then 2,000 rows
-    .venv/bin/python -m bench.webclient --count 50    # a quick look (tests/test_bench_smoke.py runs it tiny)
+    .venv/bin/python -m bench.webclient --count 50    # a quick look (tests/ops/test_bench_smoke.py runs it tiny)
 
 A real server (`secure-link serve`, one worker, the built client) on a scratch
 database of DATABASE_URL or the local PostgreSQL. Alice reads her chat with Bob in

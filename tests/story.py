@@ -416,3 +416,11 @@ def real_server(url: str) -> tuple[Opener, Callable[[int], str]]:
         return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query)))
 
     return opener, via
+
+
+def statuses(responses: list[httpx.Response]) -> dict[int, int]:
+    """How many answers had each status."""
+    counted: dict[int, int] = {}
+    for response in responses:
+        counted[response.status_code] = counted.get(response.status_code, 0) + 1
+    return counted
