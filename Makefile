@@ -101,7 +101,7 @@ bench: $(VENV)/.bench
 	$(BIN)/python -m bench
 
 # Mutation testing (slow: not in CI; every module whole took about seven hours on two
-# cores, module by module: docs/testing.md. After a change, run the changed functions by
+# cores, module by module: tests/mutants/README.md. After a change, run the changed functions by
 # name). mutmut over the modules in setup.cfg's [mutmut], then the
 # hand-made SQL and issue-15 mutants, each with its killer. Three children: a mutant's
 # tests wait on servers as much as they compute. MUTMUT_ARGS narrows a run, e.g.
