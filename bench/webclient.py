@@ -156,6 +156,9 @@ async def burst(page: Page, address: str, token: str, alice: str, count: int, la
     if offline:
         await page.context.set_offline(False)
     shown = await shown_at(page, last_id, timeout_s=60 + count / 10)
+    # after an outage the newest row may show (reloaded history) before every replayed frame is in
+    await page.wait_for_function("(n) => window.__bench.frames.length >= n", arg=before + count,
+                                 timeout=(60 + count / 10) * 1000)
     frames = (await page.evaluate("window.__bench.frames"))[before:]
     first, last = frames[0][0], frames[-1][0]
     shown = max(shown, last)  # caught up: the newest shown (a reload may show it first) and every frame in

@@ -32,6 +32,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from collections.abc import Iterator
@@ -466,10 +467,14 @@ async def test_procfile_serves_on_port_with_database_url(lab: Lab) -> None:
     command = line.removeprefix("web:").strip()
     port = 5000
     # A PaaS's config vars: the database it attaches, and the pepper and master key serve refuses
-    # to start without (the key as a file the platform mounts: here, the lab's).
+    # to start without (the key as a file the platform mounts for the app's user: here a copy of
+    # the lab's, owned by this process's user, as serve requires of a secret file).
+    mounted = Path(tempfile.mkdtemp(prefix="sl-paas-")) / "master-key"
+    shutil.copyfile(lab.behind(_env(lab)["MASTER_KEY_FILE"]), mounted)
+    mounted.chmod(0o600)
     env = {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PORT": str(port),
            "DATABASE_URL": lab.database_url, "SECRET_PEPPER": os.urandom(16).hex(),
-           "MASTER_KEY_FILE": str(lab.behind(_env(lab)["MASTER_KEY_FILE"])),
+           "MASTER_KEY_FILE": str(mounted),
            "BCRYPT_ROUNDS": "4", "SECURE_LINK_LOG_LEVEL": "warning"}
     process = subprocess.Popen(["ip", "netns", "exec", lab_parts.namespace("b"), "bash", "-c", f"exec {command}"],  # noqa: ASYNC220 - Popen returns at once; the process is stopped by PID
                                env=env, cwd=PROJECT_ROOT)
@@ -479,6 +484,7 @@ async def test_procfile_serves_on_port_with_database_url(lab: Lab) -> None:
         person = await server.person("paas").register()
     finally:
         stop_process(process)
+        shutil.rmtree(mounted.parent, ignore_errors=True)
     # serve ends a graceful stop on SIGTERM with 128 + 15, as a process the signal killed would
     assert process.returncode == 128 + signal.SIGTERM, f"{shlex.join(['bash', '-c', command])}: {process.returncode}"
     connection = await asyncpg.connect(lab.database_url)

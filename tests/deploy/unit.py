@@ -180,7 +180,9 @@ class Sandbox:
             "writable": {path: str(folder) for path, folder in self.folders.items()},
             "private_tmp": self.unit.yes("PrivateTmp"), "protect_home": self.unit.value("ProtectHome", "no"),
             "argv": argv or self.unit.command, "env": self.unit.systemd_environment(env_file, **extra_env),
-            "interpreter": sys.base_prefix,  # exposed read-only if under a home (tests/deploy/unit_sandbox.py)
+            # what stands for /opt/secure-link (the checkout, its venv) and the interpreter: exposed
+            # read-only where PrivateTmp or ProtectHome would hide them (tests/deploy/unit_sandbox.py)
+            "program": sorted({str(PROJECT_ROOT), sys.prefix, sys.base_prefix}),
         }
         assert self.unit.value("ProtectSystem") == "strict", "the sandbox rebuilds ProtectSystem=strict only"
         assert spec["protect_home"] in ("yes", "no"), "the sandbox rebuilds ProtectHome=yes or no only"

@@ -6,8 +6,9 @@ In this process's own mount namespace: every mount read-only (ProtectSystem=stri
 /proc, /sys and /dev are left to the settings systemd has for them), then each
 writable path of the unit a lab folder bind-mounted read-write, a fresh tmpfs on /tmp
 and /var/tmp (PrivateTmp=), an empty mode-000 tmpfs on /home, /root and /run/user
-(ProtectHome=yes; only the interpreter, if it lives there, is
-bound in read-only). Then LimitNOFILE=, the user and group with their supplementary
+(ProtectHome=yes). What stands for the program's own folders (the checkout in
+place of /opt/secure-link/src, its venv, the interpreter), if a CI clone or pyenv
+put them under one of those, is bound back in read-only. Then LimitNOFILE=, the user and group with their supplementary
 groups, NoNewPrivileges=, UMask=, WorkingDirectory=, and exec of ExecStart= with the
 environment systemd would give it. Standard library only; the PID stays the caller's.
 """
@@ -65,27 +66,37 @@ def writable(folders: dict[str, str]) -> None:
         mount("-o", "remount,bind,rw,nosuid,nodev", path)
 
 
+HIDDEN_BY_PRIVATE_TMP = ("/tmp", "/var/tmp")
+HIDDEN_BY_PROTECT_HOME = ("/home", "/root", "/run/user")
+
+
 def private_tmp() -> None:
-    for path in ("/tmp", "/var/tmp"):
+    for path in HIDDEN_BY_PRIVATE_TMP:
         mount("-t", "tmpfs", "-o", "mode=1777,nosuid,nodev", "tmpfs", path)
 
 
-def protect_home(interpreter: str | None) -> None:
-    """Empty and inaccessible, except (read-only) the folder of a Python installed under a
-    home (pyenv in /root on CI's machine): a real host's /usr/lib/python3 stays readable too."""
-    for path in ("/home", "/root", "/run/user"):
+def protect_home(keeps: list[str]) -> None:
+    """Empty and inaccessible; one holding a folder to keep is left traversable (mode 711)."""
+    for path in HIDDEN_BY_PROTECT_HOME:
         if not os.path.isdir(path):
             continue
-        if interpreter is None or not under(interpreter, (path,)):
+        if any(under(kept, (path,)) for kept in keeps):
+            mount("-t", "tmpfs", "-o", "mode=711,nosuid,nodev", "tmpfs", path)
+        else:
             mount("-t", "tmpfs", "-o", "ro,mode=000,nosuid,nodev,noexec", "tmpfs", path)
-            continue
-        original = os.open(interpreter, os.O_PATH | os.O_DIRECTORY)  # reachable once the tmpfs hides it
-        mount("-t", "tmpfs", "-o", "mode=711,nosuid,nodev", "tmpfs", path)
-        os.makedirs(interpreter, mode=0o711)
-        bind(f"/proc/self/fd/{original}", interpreter)
+
+
+def keep_visible(folders: dict[str, int]) -> None:
+    """Bind each folder back where the fresh tmpfs hid it, read-only, from the descriptor
+    opened before (the name no longer reaches it); then the home tmpfs goes read-only too."""
+    for path, original in folders.items():
+        os.makedirs(path, mode=0o711, exist_ok=True)
+        bind(f"/proc/self/fd/{original}", path)
         os.close(original)
-        mount("-o", "remount,bind,ro,nosuid,nodev", interpreter)
-        mount("-o", "remount,ro,nosuid,nodev", path)
+        mount("-o", "remount,bind,ro,nosuid,nodev", path)
+    for home in HIDDEN_BY_PROTECT_HOME:
+        if any(under(path, (home,)) for path in folders):
+            mount("-o", "remount,ro,nosuid,nodev", home)
 
 
 def bind(source: str, target: str) -> None:
@@ -118,10 +129,14 @@ def main(spec_path: str) -> None:
         spec = json.load(file)
     read_only_everywhere()
     writable(spec["writable"])
+    hidden = ((HIDDEN_BY_PRIVATE_TMP if spec["private_tmp"] else ())
+              + (HIDDEN_BY_PROTECT_HOME if spec["protect_home"] == "yes" else ()))
+    kept = {path: os.open(path, os.O_PATH | os.O_DIRECTORY) for path in spec["program"] if under(path, hidden)}
     if spec["private_tmp"]:
         private_tmp()
     if spec["protect_home"] == "yes":
-        protect_home(spec["interpreter"])
+        protect_home(list(kept))
+    keep_visible(kept)
     become(spec)
     os.execve(spec["argv"][0], spec["argv"], spec["env"])
 

@@ -14,7 +14,7 @@ async def test_db_init_creates_the_schema_and_db_url_names_the_database(blank_da
     connection = await asyncpg.connect(blank_database)
     try:
         versions = [row["version"] for row in await connection.fetch("SELECT version FROM schema_migrations ORDER BY 1")]
-        assert versions == [1, 2, 3, 4]  # everything schema.sql holds, recorded once
+        assert versions == [1, 2, 3, 4, 5, 6]  # everything schema.sql holds, recorded once
     finally:
         await connection.close()
     code, out, _ = await run_cli("db", "url", DATABASE_URL=blank_database)
