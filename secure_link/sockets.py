@@ -202,21 +202,8 @@ def _parse(text: str | None) -> object:
 class Connection:
     """One authenticated socket: a reader of client frames and a pump of fan-out events."""
 
-    __slots__ = (
-        "bound_peer",
-        "budget",
-        "ending",
-        "floor",
-        "id",
-        "outbox",
-        "reader",
-        "send_lock",
-        "sender",
-        "services",
-        "skip_tag",
-        "user",
-        "websocket",
-    )
+    __slots__ = ("bound_peer", "budget", "ending", "floor", "id", "outbox", "reader", "send_lock", "sender",
+                 "services", "skip_tag", "user", "websocket")
 
     def __init__(self, websocket: WebSocket, services: Services, user: User, budget: Budget) -> None:
         self.websocket = websocket
