@@ -27,9 +27,9 @@ log = logging.getLogger("secure_link.chat")  # publish failures were logged ther
 REVOKED = "revoked"  # the one internal kind: a revoked session's sockets close (4401); never sent
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)  # not frozen: every socket opens one per event, and frozen costs twice
 class Event:
-    """A frame and its header: what the fan-out carries, and what a socket sends."""
+    """A frame and its header: what the fan-out carries, and what a socket sends (never changed)."""
 
     kind: str  # the frame's `type`
     frame: str  # the JSON text sent to clients as it is ("" for an internal event)
