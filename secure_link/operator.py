@@ -3,8 +3,8 @@
 Each works against DATABASE_URL or the embedded database, prints a table a person
 can read (or `--json`), and exits non-zero with one clear line on bad input.
 Suspending and deleting reach running servers as a user's own action would: the
-command opens the same services a worker does, so sockets close (4401) on every
-worker and peers hear `cleared` at once.
+command opens the same services a worker does (cli.py hands over the way to open
+them, app's), so sockets close (4401) on every worker and peers hear `cleared` at once.
 """
 
 from __future__ import annotations
@@ -13,17 +13,20 @@ import asyncio
 import datetime
 import json
 import re
-from typing import Any, Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
+import asyncpg
 import click
 
-from . import invites, keys, leaving, secretfile
-from .app import close_services, open_services
-from .auth import rfc3339
-from .config import ConfigError, Settings
-from .db import Database
-from .errors import AppError
-from .services import Services
+from secure_link import chat
+from secure_link.accounts import find_account, invites, suspend
+from secure_link.config import ConfigError, Settings
+from secure_link.db import Database
+from secure_link.encryption import master_key_path, secretfile
+from secure_link.errors import AppError
+from secure_link.services import Services
+from secure_link.wire import JsonObject, rfc3339
 
 T = TypeVar("T")
 _DURATION = re.compile(r"^(\d+)([smhdw]?)$")
@@ -51,16 +54,16 @@ def resolved(read_settings: Callable[[], Settings], database_url: Callable[[Sett
     settings = read_settings()
     try:
         pepper = secretfile.pepper(settings)
-        key_file = keys.master_key_path(settings)
+        key_file = master_key_path(settings)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     return settings.replace(database_url=database_url(settings), pepper=pepper, master_key_file=key_file), pepper
 
 
-def run(work: Awaitable[T]) -> T:
+def run(work: Coroutine[Any, Any, T]) -> T:
     """Run a command's work; a refusal of the app's becomes one line and a non-zero exit."""
     try:
-        return asyncio.run(work)  # type: ignore[arg-type]
+        return asyncio.run(work)
     except AppError as error:
         raise click.ClickException(error.message) from None
     except ConfigError as exc:
@@ -75,21 +78,12 @@ async def with_database(url: str, work: Callable[[Database], Awaitable[T]]) -> T
         await db.close()
 
 
-async def with_services(settings: Settings, work: Callable[[Services], Awaitable[T]]) -> T:
-    """What a worker holds (pool, fan-out, keys), for the commands that must reach running servers."""
-    services = await open_services(settings)
-    try:
-        return await work(services)
-    finally:
-        await close_services(services)
-
-
 def link_origin(settings: Settings) -> str:
     """Where an invite link points: PUBLIC_URL, else the address `serve` listens on."""
     return settings.public_url or f"http://{settings.host}:{settings.port}"
 
 
-def echo(rows: list[dict[str, Any]], headers: list[str], keys: list[str], as_json: bool) -> None:
+def echo(rows: list[JsonObject], headers: list[str], keys: list[str], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     elif rows:
@@ -98,29 +92,34 @@ def echo(rows: list[dict[str, Any]], headers: list[str], keys: list[str], as_jso
         click.echo("(none)")
 
 
-def _cell(value: Any) -> str:
+def _cell(value: object) -> str:
     if value is None:
         return "-"
     if isinstance(value, datetime.datetime):
-        return value.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+        return value.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M")
     return str(value)
 
 
-def invite_row(key: bytes, row: Any, origin: str) -> dict[str, Any]:
+def invite_row(key: bytes, row: asyncpg.Record, origin: str) -> JsonObject:
     shown = invites.invite_json(key, row, origin)
-    return {**shown, "created_by": row["created_by"] if "created_by" in row.keys() else None}
+    return {**shown, "created_by": row["created_by"]}
 
 
-def user_row(row: Any) -> dict[str, Any]:
+def user_row(row: asyncpg.Record) -> JsonObject:
     return {"username": row["username"], "created_at": rfc3339(row["created_at"]),
             "last_seen": rfc3339(row["last_seen"]) if row["last_seen"] else None,
             "live_sessions": row["live_sessions"], "bytes_stored": int(row["bytes_stored"]),
             "suspended": row["suspended_at"] is not None}
 
 
-def commands(read_settings: Callable[[], Settings], database_url: Callable[[Settings], str]) -> list[click.Group]:
+WithServices = Callable[[Settings, Callable[[Services], Awaitable[T]]], Coroutine[Any, Any, T]]
+
+
+def commands(read_settings: Callable[[], Settings], database_url: Callable[[Settings], str],
+             with_services: WithServices[Any]) -> list[click.Group]:
     """The `invites` and `users` groups: `read_settings` reads the environment (with the pepper),
-    `database_url` picks the database (the embedded one when DATABASE_URL is unset)."""
+    `database_url` picks the database (the embedded one when DATABASE_URL is unset), and
+    `with_services` runs work with what a worker holds (the app's services, opened and closed)."""
 
     @click.group("invites")
     def invites_group() -> None:
@@ -138,7 +137,7 @@ def commands(read_settings: Callable[[], Settings], database_url: Callable[[Sett
             raise click.BadParameter("must be from 60s to 30d", param_hint="--expires")
         settings, pepper = resolved(read_settings, database_url)
         key = invites.tag_key(pepper)
-        row = run(with_database(settings.database_url or "", lambda db: invites.create(db, key, None, uses, seconds, 0)))
+        row = run(with_database(settings.database_url or "", lambda db: invites.create(db, None, uses, seconds, 0)))
         shown = invites.invite_json(key, row, link_origin(settings))
         if as_json:
             click.echo(json.dumps(shown, indent=2))
@@ -187,7 +186,7 @@ def commands(read_settings: Callable[[], Settings], database_url: Callable[[Sett
     def users_suspend(username: str) -> None:
         """End every session of the account (its sockets close) and refuse its logins until lifted."""
         settings, _ = resolved(read_settings, database_url)
-        run(with_services(settings, lambda services: leaving.suspend(services, username, True)))
+        run(with_services(settings, lambda services: suspend(services.db, services.fanout, username, True)))
         click.echo(f"suspended {username}: its sessions ended, its logins are refused until `users unsuspend`")
 
     @users_group.command("unsuspend")
@@ -195,7 +194,7 @@ def commands(read_settings: Callable[[], Settings], database_url: Callable[[Sett
     def users_unsuspend(username: str) -> None:
         """Let a suspended account log in again."""
         settings, _ = resolved(read_settings, database_url)
-        run(with_services(settings, lambda services: leaving.suspend(services, username, False)))
+        run(with_services(settings, lambda services: suspend(services.db, services.fanout, username, False)))
         click.echo(f"unsuspended {username}")
 
     @users_group.command("delete")
@@ -209,7 +208,7 @@ def commands(read_settings: Callable[[], Settings], database_url: Callable[[Sett
         settings, _ = resolved(read_settings, database_url)
 
         async def erase(services: Services) -> dict[str, int]:
-            return await leaving.erase_account(services, await leaving.find_account(services, username))
+            return await chat.erase_account(services, await find_account(services.db, username))
 
         deleted = run(with_services(settings, erase))
         click.echo(f"deleted {username}: {deleted['messages']} messages and {deleted['files']} files erased; "
