@@ -18,6 +18,7 @@ Needs root, `ip`, `unshare`, strace, nginx, openssl, redis-server: in CI their a
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import gzip
@@ -331,9 +332,22 @@ async def test_past_its_share_an_address_gets_429_in_the_error_shape(lab: Lab) -
     async with crowd_module.client(lab.public.http_url, lab.public.tls, "127.0.0.240") as greedy, \
             crowd_module.client(lab.public.http_url, lab.public.tls, "127.0.0.241") as other:
         started = time.monotonic()
+
+        async def greedy_until_refused() -> tuple[collections.Counter, dict[str, httpx.Response]]:
+            """Rounds of twice the burst, 50 at a time, until refused: a loaded machine's client may
+            be slow enough that the rate refills what one round spends (at most five rounds)."""
+            seen: collections.Counter = collections.Counter()
+            first: dict[str, httpx.Response] = {}
+            for _ in range(5):
+                more, answers = await crowd_module.flood_requests(greedy, "GET", "/healthz", 2 * burst, 50)
+                seen.update(more)
+                first = {**answers, **first}
+                if "429 rate_limited" in seen:
+                    break
+            return seen, first
+
         (seen, first), (calm, _) = await asyncio.gather(
-            crowd_module.flood_requests(greedy, "GET", "/healthz", 2 * burst, 50),
-            crowd_module.flood_requests(other, "GET", "/healthz", 20, 5))
+            greedy_until_refused(), crowd_module.flood_requests(other, "GET", "/healthz", 20, 5))
         seconds = time.monotonic() - started
     assert set(seen) == {"200", "429 rate_limited"} and seen["200"] <= burst + 1 + rate * seconds, (seen, seconds)
     assert calm == {"200": 20}, calm
