@@ -1,6 +1,9 @@
 // REST calls, typed by the schemas generated from the server's OpenAPI document
 // (api-types.ts, regenerated with `make api-types`; a test checks it is current).
 import type { components } from "./api-types";
+import type { AccountDeleted, Block, BlockList, Invite, InviteList, InviteRevoked, Registration, Unblocked } from "./v12";
+
+export type { Block, Invite, RegistrationMode } from "./v12";
 
 type Schemas = components["schemas"];
 export type User = Schemas["User"];
@@ -57,8 +60,9 @@ async function request<T>(method: string, path: string, body?: unknown): Promise
 }
 
 export const api = {
-  register: (username: string, phrase: string) =>
-    request<Schemas["LoggedIn"]>("POST", "/api/register/", { username, phrase }),
+  registration: () => request<Registration>("GET", "/api/registration/"),
+  register: (username: string, phrase: string, invite?: string) =>
+    request<Schemas["LoggedIn"]>("POST", "/api/register/", { username, phrase, ...(invite ? { invite } : {}) }),
   login: (username: string, phrase: string) =>
     request<Schemas["LoggedIn"]>("POST", "/api/login/", { username, phrase }),
   logout: () => request<Schemas["Cleared"]>("POST", "/api/logout/"),
@@ -78,6 +82,15 @@ export const api = {
   setTimer: (peer: string, seconds: number) =>
     request<Timer>("PUT", `/api/conversations/${encodeURIComponent(peer)}/timer/`, { seconds }),
   deleteMessage: (id: number) => request<Deleted>("DELETE", `/api/messages/${id}/`),
+  invites: () => request<InviteList>("GET", "/api/invites/"),
+  createInvite: () => request<Invite>("POST", "/api/invites/", {}),
+  revokeInvite: (code: string) => request<InviteRevoked>("DELETE", `/api/invites/${encodeURIComponent(code)}/`),
+  blocks: () => request<BlockList>("GET", "/api/blocks/"),
+  block: (username: string) => request<Block>("PUT", `/api/blocks/${encodeURIComponent(username)}/`),
+  unblock: (username: string) => request<Unblocked>("DELETE", `/api/blocks/${encodeURIComponent(username)}/`),
+  changePhrase: (phrase: string, newPhrase: string) =>
+    request<Schemas["Profile"]>("POST", "/api/change-phrase/", { phrase, new_phrase: newPhrase }),
+  deleteAccount: (phrase: string) => request<AccountDeleted>("POST", "/api/delete-account/", { phrase }),
 };
 
 export type UploadPurpose = "attachment" | "avatar";
