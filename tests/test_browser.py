@@ -189,7 +189,7 @@ async def account_and_sessions(alice: Person, bob: Person, server: Server) -> No
     await (await chooser.value).set_files(png("me.png"))
     await expect(alice.page.locator(".me img")).to_have_attribute("src", re.compile("^/media/"))
     await alice.accessible("account")
-    await alice.page.get_by_role("region", name="Account").evaluate("panel => panel.scrollTo(0, 0)")
+    await alice.page.get_by_role("region", name="Account", exact=True).evaluate("panel => panel.scrollTo(0, 0)")
     await alice.shoot("08-alice-account")
     await alice.page.get_by_role("button", name=re.compile(bob.username)).click()
     await alice.sees("sent from a tunnel")

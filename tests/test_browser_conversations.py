@@ -256,7 +256,7 @@ async def test_presence_and_profiles_change_while_people_look(browser: Browser, 
         await alice.page.get_by_role("button", name="Save name").click()
         await expect(alice.page.get_by_text("Saved.")).to_be_visible()
         await expect(alice_in_bobs_list).to_contain_text("Alice Liddell")
-        await alice.page.get_by_role("region", name="Account").evaluate("panel => panel.scrollTo(0, 0)")
+        await alice.page.get_by_role("region", name="Account", exact=True).evaluate("panel => panel.scrollTo(0, 0)")
         await alice.accessible("the account: profile, notifications, sessions")
         await alice.shoot("18-alice-profile-and-notifications")
 
@@ -300,7 +300,7 @@ async def test_each_conversation_has_an_address(browser: Browser, server: Server
         await expect(bookmark.get_by_role("heading", name=alice.username)).to_be_visible()
         await expect(bookmark.get_by_role("log").get_by_text("bookmark me", exact=True)).to_be_visible()
         await bookmark.goto("/account")
-        await expect(bookmark.get_by_role("heading", name="Account")).to_be_visible()
+        await expect(bookmark.get_by_role("heading", name="Account", exact=True)).to_be_visible()
     finally:
         await bob.context.close()
     assert expected_failures(bob) == []
