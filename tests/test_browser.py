@@ -203,7 +203,7 @@ async def logout_clears_both_sides(alice: Person, bob: Person) -> None:
     await alice.shoot("09-alice-logout-warning")
     await dialog.get_by_role("button", name="Erase and log out").click()
     await expect(alice.page.get_by_role("button", name="Log in")).to_be_visible()
-    await expect(bob.log().get_by_text("This conversation was erased by a logout.")).to_be_visible()
+    await expect(bob.log().get_by_text("This conversation was erased by a logout or a deleted account.")).to_be_visible()
     await expect(bob.log().locator("li[data-id]")).to_have_count(0)
     await bob.accessible("cleared chat")
     await bob.shoot("10-bob-cleared-phone-dark")

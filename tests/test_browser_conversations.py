@@ -19,13 +19,11 @@ import pytest
 from playwright.async_api import Browser, Route, expect
 
 from . import story
-from .browser_kit import (DESKTOP, PHONE, Person, browser, new_person, no_policy_violations,  # noqa: F401 (fixtures)
-                          png)
+from .browser_kit import (DESKTOP, HIDE, PHONE_DARK, Person, browser, new_person,  # noqa: F401 (fixtures)
+                          no_policy_violations, png)
 from .story import Server
 
 pytestmark = pytest.mark.xdist_group("browser")
-
-PHONE_DARK: dict[str, Any] = {"viewport": PHONE, "color_scheme": "dark", "is_mobile": True, "has_touch": True}
 
 
 async def twin(server: Server, person: Person) -> story.Person:
@@ -265,7 +263,7 @@ async def test_presence_and_profiles_change_while_people_look(browser: Browser, 
         await expect(presence_of(bob)).to_have_text("online")
         await alice.page.get_by_role("button", name="Log out").click()
         await alice.page.get_by_role("dialog").get_by_role("button", name="Erase and log out").click()
-        await expect(bob.log().get_by_text("This conversation was erased by a logout.")).to_be_visible()
+        await expect(bob.log().get_by_text("This conversation was erased by a logout or a deleted account.")).to_be_visible()
         await expect(presence_of(bob)).to_have_text("offline")
     finally:
         await alice.context.close()
@@ -373,13 +371,6 @@ window.Notification = RecordedNotification;
 const start = OscillatorNode.prototype.start;
 OscillatorNode.prototype.start = function (...args) { window.__tones += 1; return start.apply(this, args); };
 """
-
-HIDE = """(hidden) => {
-  Object.defineProperty(document, "visibilityState", { configurable: true, get: () => hidden ? "hidden" : "visible" });
-  Object.defineProperty(document, "hidden", { configurable: true, get: () => hidden });
-  document.dispatchEvent(new Event("visibilitychange"));
-}"""
-
 
 async def test_a_hidden_tab_counts_in_its_title_and_notifies(browser: Browser, server: Server) -> None:
     """Alice enables notifications with the button that says so (nothing is asked on load), then
