@@ -45,15 +45,19 @@ describe("blocks", () => {
     expect(blockOf(reduce(both, { type: "unblock", with: "bob" }).blocks, "bob")).toBe("theirs");
   });
 
-  it("forgets the peer's block once anything comes from them, but not for presence offline", () => {
-    const theirs = run({ type: "blocks", list: [] }, { type: "refusedBlocked", with: "bob" });
-    expect(blockOf(reduce(theirs, { type: "presence", user: "bob", online: false }).blocks, "bob")).toBe("theirs");
-    expect(blockOf(reduce(theirs, { type: "message", message: message(4, "alice", "bob") }).blocks, "bob")).toBe("theirs");
+  it("forgets the peer's block once anything comes from them: the lift sends their presence, online or not", () => {
+    const refused = run({ type: "presence", user: "bob", online: false },  // the new block's own presence
+                        { type: "blocks", list: [] }, { type: "refusedBlocked", with: "bob" });
+    expect(blockOf(refused.blocks, "bob")).toBe("theirs");
+    const theirs = reduce(refused, { type: "message", message: message(4, "alice", "bob") });  // our own, from elsewhere
+    expect(blockOf(theirs.blocks, "bob")).toBe("theirs");
+    expect(blockOf(reduce(theirs, { type: "presence", user: "carol", online: true }).blocks, "bob")).toBe("theirs");
     const lifted: Action[] = [
       { type: "message", message: message(5) },
       { type: "typing", from: "bob", until: 1 },
       { type: "read", by: "bob", up_to: 1 },
       { type: "presence", user: "bob", online: true },
+      { type: "presence", user: "bob", online: false },  // lifted while they are away
     ];
     for (const action of lifted) expect(blockOf(reduce(theirs, action).blocks, "bob")).toBeNull();
   });

@@ -2,7 +2,8 @@
 // them, and the people whose refusal showed that they block this user. The server never lists
 // the second kind (nobody is told who blocks them), so the client learns it only from a `blocked`
 // refusal of its own send, and forgets it as soon as anything comes from that person: nothing
-// passes between two people while either blocks the other.
+// passes between two people while either blocks the other, and the lift sends each the other's
+// presence.
 import type { Block } from "./api";
 
 export type BlocksLoad = "loading" | "ready" | { error: string };
@@ -37,7 +38,7 @@ export function blockOf(blocks: Blocks, peer: string): BlockState {
   return blocks.theirs[peer] ? "theirs" : null;
 }
 
-/** Something came from `peer` (a message, typing, a receipt, presence online): no block stands. */
+/** Something came from `peer` (a message, typing, a receipt, presence): no block stands. */
 export function heardFrom(blocks: Blocks, peer: string): Blocks {
   return peer in blocks.theirs ? { ...blocks, theirs: without(blocks.theirs, peer) } : blocks;
 }

@@ -226,12 +226,13 @@ function lastIdOf(list: Conversation[], lastId: number): number {
   return list.reduce((max, c) => Math.max(max, c.last_message.id), lastId);
 }
 
-/** Presence, typing and receipts pass only while no block stands between the two (v1.2); the
- *  `presence` offline that a new block sends says nothing either way. */
+/** Presence, typing and receipts pass only while no block stands between the two (v1.2), so any
+ *  of them after a `blocked` refusal means the block was lifted: the peer's real presence is what
+ *  the lift sends. (The `presence` a new block sends comes when it is made, before any refusal.) */
 function told(state: State, user: string, online: boolean): State {
   const presences = state.presences + 1;
   return { ...state, presence: { ...state.presence, [user]: online }, presenceAt: { ...state.presenceAt, [user]: presences },
-           presences, blocks: online ? heardFrom(state.blocks, user) : state.blocks };
+           presences, blocks: heardFrom(state.blocks, user) };
 }
 
 function forget(record: Record<string, boolean>, key: string): Record<string, boolean> {
