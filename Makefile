@@ -86,7 +86,8 @@ api-types: $(STAMP) $(WEB_DEPS)
 
 # Retake the README's screenshots (docs/screens/) with the browser tests.
 screens: $(STAMP) web
-	SECURE_LINK_SCREENS=docs/screens $(BIN)/python -m pytest -p no:randomly tests/test_browser.py tests/test_browser_conversations.py
+	SECURE_LINK_SCREENS=docs/screens $(BIN)/python -m pytest -p no:randomly tests/test_browser.py tests/test_browser_conversations.py \
+		tests/test_browser_v12.py
 
 bench: $(VENV)/.bench
 	$(BIN)/python -m bench
