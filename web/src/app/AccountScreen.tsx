@@ -18,7 +18,7 @@ export function AccountScreen({ client, me, onClose }: { client: ChatClient; me:
         <AvatarControl onAvatar={client.setAvatar} picker={(onPick, busy) =>
           <FilePicker label="Change avatar" accept="image/*" disabled={busy} onPick={onPick} />} />} />
       <InviteSection />
-      <BlockedList onUnblock={client.unblock} onRetry={client.loadBlocks} />
+      <BlockedList onUnblock={client.blocking.unblock} onRetry={client.blocking.load} />
       <NotificationSettings prefs={client.prefs} permission={client.notifier.permission}
                             onEnable={client.enableNotifications} onSound={client.setSound} />
       <SessionList key={sessionsAsked} />

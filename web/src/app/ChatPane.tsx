@@ -33,7 +33,7 @@ export function ChatPane({ peer, me, client, onBack }: ChatPaneProps) {
               onDelete={client.deleteMessage} onFiles={files} onSavePlace={client.savePlace}
               renderAttachment={renderAttachment}
               timerControl={<TimerControl setting={timer} me={me} onOpen={loadTimer} onSave={setTimer} />}
-              blockControl={<BlockControl peer={peer} state={block} onBlock={client.block} onUnblock={client.unblock} />}
+              blockControl={<BlockControl peer={peer} state={block} onBlock={client.blocking.block} onUnblock={client.blocking.unblock} />}
               timerNotice={<TimerNotice setting={timer} me={me} />}
               composer={<Composer peer={peer} onDraft={client.setDraft} onSend={client.send} onFiles={files} refusal={refusal}
                                   attachControl={<AttachButton peer={peer} onFiles={files} refused={refusal !== null} />}

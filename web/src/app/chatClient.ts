@@ -2,6 +2,7 @@
 // what the person does into requests and what the server says into actions. Not React: the shell
 // calls its methods (stable, so memoised components keep them) and reads the store by selectors.
 import { api, ApiError, CANCELLED, explain, upload, type FileInfo, type Message, type User } from "../lib/api";
+import { Blocking } from "../lib/blocking";
 import { blockOf } from "../lib/blocks";
 import { Attention, browserNotifier, browserPage, webAudioTone, type Notifier } from "../lib/attention";
 import { Clock } from "../lib/clock";
@@ -26,6 +27,7 @@ export class ChatClient {
   readonly prefs = new Prefs(localStorage);
   readonly notifier: Notifier = browserNotifier();
   readonly session = new Session(this.store, localStorage, api);
+  readonly blocking = new Blocking(this.store, api);
   private readonly tone = webAudioTone();
   private readonly attention: Attention;
   private socket: ChatSocket | null = null;
@@ -42,20 +44,20 @@ export class ChatClient {
   start = (): (() => void) => {
     const socket = new ChatSocket({
       url: socketUrl(), getState: this.store.getState, dispatch: this.store.dispatch, isOnline: () => navigator.onLine,
-      onResync: () => { void this.loadConversations(); void this.loadBlocks(); this.reloadOpen(); },
+      onResync: () => { void this.loadConversations(); void this.blocking.load(); this.reloadOpen(); },
       onDeleted: () => void this.loadConversations(),  // previews and unread counts, as the server now counts them
       onUnauthenticated: this.session.closedByServer,
-      onBlocked: (peer) => void this.blockRefused(peer),
+      onBlocked: (peer) => void this.blocking.refused(peer),
       onMessage: this.arrived,
     });
     this.socket = socket;
     const stops = [this.attention.start(), this.tickWhileExpiring(), this.watchNetwork(socket), this.unlockTone(),
-                   this.reloadBlocksWhenShown()];
+                   this.blocking.reloadWhenShown()];
     let stopped = false;
     // The socket's first `sync` starts after the list's newest message: started before the list,
     // it would replay every message ever exchanged (and page in history the user never asked for).
     void this.loadConversations().finally(() => { if (!stopped) socket.start(); });
-    void this.loadBlocks();
+    void this.blocking.load();
     this.stopSession = () => {
       stopped = true;
       stops.forEach((stop) => stop());
@@ -71,17 +73,6 @@ export class ChatClient {
     this.stopSession?.();
     this.stopSession = null;
   };
-
-
-  /** A block made in another tab shows here when this tab is looked at again (or reconnects). */
-  private reloadBlocksWhenShown(): () => void {
-    let visible = this.store.getState().visible;
-    return this.store.subscribe(() => {
-      const now = this.store.getState().visible;
-      if (now && !visible) void this.loadBlocks();
-      visible = now;
-    });
-  }
 
   private watchNetwork(socket: ChatSocket): () => void {
     const offline = () => socket.drop();
@@ -280,59 +271,24 @@ export class ChatClient {
   };
 
   setTimer = async (peer: string, seconds: number): Promise<void> => {
-    const timer = await this.unlessBlocked(peer, api.setTimer(peer, seconds));
+    const timer = await this.blocking.guard(peer, api.setTimer(peer, seconds));
     this.store.dispatch({ type: "timer", with: timer.with, seconds: timer.seconds, by: timer.set_by, at: timer.set_at });
   };
 
   /** Delete for everyone; a message already gone (expired, deleted by the peer) is 404 and goes here too. */
   deleteMessage = async (peer: string, id: number): Promise<void> => {
     try {
-      await this.unlessBlocked(peer, api.deleteMessage(id));
+      await this.blocking.guard(peer, api.deleteMessage(id));
     } catch (error) {
       if (!(error instanceof ApiError && error.code === "not_found")) throw new Error(explain(error, "The message was not deleted"));
     }
     this.store.dispatch({ type: "deleted", with: peer, ids: [id] });
   };
 
-  loadBlocks = async (): Promise<void> => {
-    try {
-      this.store.dispatch({ type: "blocks", list: (await api.blocks()).blocks });
-    } catch (error) {
-      this.store.dispatch({ type: "blocksFailed", error: explain(error, "The people you blocked could not be loaded") });
-    }
-  };
-
-  /** A refusal for a block: the list says whether the block is this user's; if not, the peer's. */
-  private async blockRefused(peer: string): Promise<void> {
-    await this.loadBlocks();
-    this.store.dispatch({ type: "refusedBlocked", with: peer });
-  }
-
-  private async unlessBlocked<T>(peer: string, answer: Promise<T>): Promise<T> {
-    try {
-      return await answer;
-    } catch (error) {
-      if (error instanceof ApiError && error.code === "blocked") void this.blockRefused(peer);
-      throw error;
-    }
-  }
-
-  block = async (peer: string): Promise<void> => {
-    const { since } = await api.block(peer);
-    this.store.dispatch({ type: "block", with: peer, since });
-  };
-
-  unblock = async (peer: string): Promise<void> => {
-    await api.unblock(peer);
-    this.store.dispatch({ type: "unblock", with: peer });
-  };
-
-
   /** The other sessions end at once (the server revokes them); this one stays. */
   changePhrase = async (phrase: string, newPhrase: string): Promise<void> => {
     this.store.dispatch({ type: "me", user: (await api.changePhrase(phrase, newPhrase)).user });
   };
-
 
   setDisplayName = async (name: string): Promise<void> => {
     this.store.dispatch({ type: "me", user: (await api.setDisplayName(name)).user });
