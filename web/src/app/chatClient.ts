@@ -2,9 +2,9 @@
 // what the person does into requests and what the server says into actions. Not React: the shell
 // calls its methods (stable, so memoised components keep them) and reads the store by selectors.
 import { api, ApiError, CANCELLED, explain, upload, type FileInfo, type Message, type User } from "../lib/api";
+import { Attention, browserNotifier, browserPage, webAudioTone, type Notifier } from "../lib/attention";
 import { Blocking } from "../lib/blocking";
 import { blockOf } from "../lib/blocks";
-import { Attention, browserNotifier, browserPage, webAudioTone, type Notifier } from "../lib/attention";
 import { Clock } from "../lib/clock";
 import { Prefs } from "../lib/prefs";
 import { Session } from "../lib/session";
