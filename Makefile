@@ -11,7 +11,7 @@ WEB_BUILD := secure_link/web_dist/index.html
 WEB_DEPS := web/node_modules/.package-lock.json
 WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/index.html web/vite.config.ts web/tsconfig.json web/package-lock.json
 
-.PHONY: run test system-tools bench mutants clean web web-test api-types screens
+.PHONY: run test lint system-tools bench mutants clean web web-test api-types screens
 
 # The venv is made without pip and given the newest by the interpreter's own pip (2 s): ensurepip's
 # older copy, then upgraded, took 6 s. An interpreter without pip falls back to ensurepip.
@@ -61,7 +61,16 @@ PYTEST_WORKERS ?= 3
 # the rest: four workers and dozens of `secure-link serve` subprocesses.
 test: system-tools
 	$(MAKE) --no-print-directory --jobs=2 --output-sync=target $(STAMP) web web-test
+	$(MAKE) --no-print-directory lint
 	env -u PYTHONDONTWRITEBYTECODE PATH="$$PATH:/usr/sbin:/sbin" $(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+# ruff with the rules its pinned version enables by default, at the Python setup.cfg requires and the
+# house's 120 columns, imports left in the order the house writes them. ruff reads no setup.cfg (only
+# pyproject.toml and its own files), so its settings are these flags. mypy's are setup.cfg's [mypy].
+RUFF := $(BIN)/ruff check --target-version py311 --line-length 120 --extend-ignore I001
+lint: $(STAMP)
+	$(RUFF) secure_link tests bench
+	$(BIN)/mypy
 
 # Debian's Chromium (browser tests), nginx and strace (deploy tests): installed when missing and this
 # machine lets us (root with apt-get: a fresh CI machine); otherwise the command is printed,
@@ -86,18 +95,18 @@ api-types: $(STAMP) $(WEB_DEPS)
 
 # Retake the README's screenshots (docs/screens/) with the browser tests.
 screens: $(STAMP) web
-	SECURE_LINK_SCREENS=docs/screens $(BIN)/python -m pytest -p no:randomly tests/test_browser.py tests/test_browser_conversations.py \
-		tests/test_browser_v12.py
+	SECURE_LINK_SCREENS=docs/screens $(BIN)/python -m pytest -p no:randomly tests/browser/test_browser.py \
+		tests/browser/test_browser_conversations.py tests/browser/test_browser_v12.py
 
 bench: $(VENV)/.bench
 	$(BIN)/python -m bench
 
 # Mutation testing (slow: not in CI; every module whole took about seven hours on two
-# cores, module by module: docs/testing.md. After a change, run the changed functions by
+# cores, module by module: tests/mutants/README.md. After a change, run the changed functions by
 # name). mutmut over the modules in setup.cfg's [mutmut], then the
 # hand-made SQL and issue-15 mutants, each with its killer. Three children: a mutant's
 # tests wait on servers as much as they compute. MUTMUT_ARGS narrows a run, e.g.
-# MUTMUT_ARGS='"secure_link.chat*"', MUTMUT_ARGS='"secure_link.media.x__store*"' or
+# MUTMUT_ARGS='"secure_link.chat.*"', MUTMUT_ARGS='"secure_link.files.uploads.x__store*"' or
 # MUTMUT_ARGS='$$(python3 tests/mutants/sample.py 32)'.
 $(VENV)/.mutants: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench,mutants]'

@@ -18,11 +18,12 @@ import secrets
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from secure_link import devdb
+from secure_link.ops import devdb
 from secure_link.config import PROJECT_ROOT
 from secure_link.schema import apply_schema
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import shutil
@@ -27,7 +28,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import httpx
 
@@ -51,7 +52,7 @@ async def _start(var_dir: Path, port: int) -> tuple[subprocess.Popen, float]:
     env.update(SECURE_LINK_VAR_DIR=str(var_dir), SECURE_LINK_LOG_LEVEL="warning",
                REGISTER_RATE_PER_MIN="0", LOGIN_FAILURES_PER_15_MIN="0")
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "secure_link", "serve", "--port", str(port)],
+    process = subprocess.Popen([sys.executable, "-m", "secure_link", "serve", "--port", str(port)],  # noqa: ASYNC220 - Popen returns at once; the process is stopped by PID
                                env=env, cwd=PROJECT_ROOT)
     async with httpx.AsyncClient() as http:
         while time.perf_counter() - started < 60:
@@ -92,12 +93,12 @@ async def _latencies(port: int, users: int) -> dict[str, list[float]]:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
         for name in names:
             body = {"username": name, "phrase": PHRASE}
-            found["register"].append(await _timed(lambda: http.post("/api/register/", json=body), 201))
-            found["login"].append(await _timed(lambda: http.post("/api/login/", json=body), 200))
+            found["register"].append(await _timed(functools.partial(http.post, "/api/register/", json=body), 201))
+            found["login"].append(await _timed(functools.partial(http.post, "/api/login/", json=body), 200))
             wrong = {"username": name, "phrase": PHRASE + " typo"}
-            found["wrong phrase"].append(await _timed(lambda: http.post("/api/login/", json=wrong), 401))
+            found["wrong phrase"].append(await _timed(functools.partial(http.post, "/api/login/", json=wrong), 401))
             unknown = {"username": "nobody_" + name, "phrase": PHRASE}
-            found["unknown user"].append(await _timed(lambda: http.post("/api/login/", json=unknown), 401))
+            found["unknown user"].append(await _timed(functools.partial(http.post, "/api/login/", json=unknown), 401))
     return found
 
 
@@ -112,7 +113,7 @@ async def _timing(port: int, attempts: int) -> dict:
         await http.post("/api/register/", json={"username": name, "phrase": PHRASE})
         for _ in range(attempts):
             for kind, (body, status) in bodies.items():
-                found[kind].append(await _timed(lambda: http.post("/api/login/", json=body), status))
+                found[kind].append(await _timed(functools.partial(http.post, "/api/login/", json=body), status))
     medians = {kind: statistics.median(samples) for kind, samples in found.items()}
     right = medians["right phrase"]
     return {"attempts": attempts, "median_ms": medians,

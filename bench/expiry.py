@@ -30,11 +30,11 @@ from typing import Any
 import asyncpg
 import httpx
 
-from secure_link import crypto, devdb
-from secure_link.bodies import body_context
+from secure_link.encryption import aead, contexts
+from secure_link.ops import devdb
 from secure_link.schema import apply_schema
-from secure_link.fanout_seal import ConversationKey, EnvelopeSeal
-from secure_link.keyring import Keyring, new_master_key
+from secure_link.fanout import ConversationKey, EnvelopeSeal
+from secure_link.encryption.keyring import Keyring, new_master_key
 
 from .scenarios import SERVER_ENV, running, server_argv
 
@@ -67,7 +67,7 @@ async def send_expiring(address: str, count: int) -> dict[int, float]:
             answer = await http.post("/api/register/", json={"username": f"{who}{secrets.token_hex(3)}",
                                                              "phrase": "correct horse battery staple"})
             tokens.append((answer.json()["user"]["username"], answer.json()["token"]))
-        (alice, alice_token), (bob, _) = tokens
+        (_alice, alice_token), (bob, _) = tokens
         headers = {"Authorization": f"Bearer {alice_token}"}
         await http.put(f"/api/conversations/{bob}/timer/", json={"seconds": 2}, headers=headers)
         limit = asyncio.Semaphore(20)
@@ -84,7 +84,7 @@ async def send_expiring(address: str, count: int) -> dict[int, float]:
 def _epoch(moment: str) -> float:
     import datetime
 
-    return datetime.datetime.fromisoformat(moment.replace("Z", "+00:00")).timestamp()
+    return datetime.datetime.fromisoformat(moment).timestamp()
 
 
 async def watch(url: str, expiries: dict[int, float], timeout: float = 60.0) -> list[float]:
@@ -124,18 +124,18 @@ class HeldKey:
 
 def sealing_costs(rounds: int = 20_000) -> dict[str, float]:
     """Microseconds per message: a body sealed and opened, an event sealed and opened."""
-    keyring, key = Keyring([new_master_key()]), crypto.new_key()
-    conversation = ConversationKey(3, 7, datetime.datetime.now(datetime.timezone.utc), key)
+    keyring, key = Keyring([new_master_key()]), aead.new_key()
+    conversation = ConversationKey(3, 7, datetime.datetime.now(datetime.UTC), key)
     envelope = EnvelopeSeal(keyring, HeldKey(conversation))
     body = TEXT.encode()
     event = json.dumps({"type": "chat", "message": {"id": 123456, "from": "alice", "to": "bob", "message": TEXT,
                                                     "attachment": None, "client_id": "c-1",
                                                     "sent_at": "2026-11-30T05:00:00.000Z", "expires_at": None}})
-    context = body_context(3, 7)
-    sealed_body, sealed_event = crypto.seal(key, body, context), envelope.seal_conversation(conversation, event)
+    context = contexts.message_body(3, 7)
+    sealed_body, sealed_event = aead.seal(key, body, context), envelope.seal_conversation(conversation, event)
     timings = {
-        "body seal": lambda: crypto.seal(key, body, context),
-        "body open": lambda: crypto.open(key, sealed_body, context),
+        "body seal": lambda: aead.seal(key, body, context),
+        "body open": lambda: aead.open(key, sealed_body, context),
         "event seal": lambda: envelope.seal_conversation(conversation, event),
         "event open": lambda: envelope.open_now(sealed_event),
     }

@@ -1,4 +1,4 @@
-"""What one master key step costs (secure_link/epochs.py), by how many data keys are live.
+"""What one master key step costs (secure_link/encryption/epochs.py), by how many data keys are live.
 
     .venv/bin/python -m bench.keysteps                    # 1,000, 10,000 and 50,000 keys
     .venv/bin/python -m bench.keysteps --keys 2000        # a quick look
@@ -21,11 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 
-from secure_link import devdb, epochs, keys
+from secure_link.encryption import contexts, datakeys, epochs
 from secure_link.db import Database
-from secure_link.keyring import Keyring
+from secure_link.ops import devdb
+from secure_link.encryption.keyring import Keyring
 from secure_link.schema import apply_schema
 
 RESULTS = Path(__file__).resolve().parent / "results" / "keysteps.json"
@@ -42,7 +42,7 @@ async def one_step(pg_url: str, count: int) -> dict[str, Any]:
         key_file = Path(tempfile.mkdtemp(prefix="bench-steps-")) / "master-key"
         db = await Database.connect(url, min_size=1, max_size=4)
         try:
-            keyring = await keys.open_keyring(db, key_file)
+            keyring = await datakeys.open_keyring(db, key_file)
             await stored_keys(db, keyring, count)
             wal_before = await db.pool.fetchval("SELECT pg_current_wal_lsn()")
             started = time.perf_counter()
@@ -65,7 +65,7 @@ async def stored_keys(db: Database, keyring: Keyring, count: int) -> None:
         users = [row["id"] for row in await conn.fetch(
             "INSERT INTO users (username, display_name, phrase_hash) "
             "SELECT 'steps_' || g, 'bench', '\\x00' FROM generate_series(1, $1) g RETURNING id", 2 * pairs)]
-        rows = [(low, high, keyring.new_data_key(keys.conversation_context(low, high))[1])
+        rows = [(low, high, keyring.new_data_key(contexts.conversation_key(low, high))[1])
                 for low, high in zip(users[0::2], users[1::2])]
         await conn.executemany("INSERT INTO conversation_keys (low_user_id, high_user_id, wrapped_key, "
                                "master_key_id) VALUES ($1, $2, $3, $4)",
@@ -74,7 +74,7 @@ async def stored_keys(db: Database, keyring: Keyring, count: int) -> None:
         await conn.executemany(
             "INSERT INTO files (id, owner_id, purpose, path, name, content_type, size, sha256, wrapped_key, "
             "master_key_id) VALUES ($1, $2, 'attachment', $1, 'n.txt', 'text/plain', 1, '', $3, $4)",
-            [(file_id, users[0], keyring.new_data_key(keys.file_key_context(file_id))[1], keyring.wrap_id)
+            [(file_id, users[0], keyring.new_data_key(contexts.file_key(file_id))[1], keyring.wrap_id)
              for (file_id,) in files])
         await conn.execute("SELECT nextval('erasure_count')")  # an erasure awaits the step
 

@@ -19,8 +19,9 @@ import itertools
 import json
 import secrets
 import time
-from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from datetime import datetime, UTC
+from typing import Any
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 
@@ -136,7 +137,7 @@ async def _write(outbox: asyncio.Queue[str], send: Send) -> None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def serve_echo(port: int) -> None:

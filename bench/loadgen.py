@@ -15,7 +15,8 @@ import json
 import math
 import time
 from collections import Counter
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -38,7 +39,7 @@ def percentiles(values: Sequence[float]) -> dict[str, float]:
     if not values:
         return {"p50": math.nan, "p95": math.nan, "p99": math.nan, "max": math.nan}
     ordered = sorted(values)
-    rank = lambda q: ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]  # noqa: E731
+    rank = lambda q: ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
     return {name: 1000 * rank(q) for name, q in (("p50", .50), ("p95", .95), ("p99", .99), ("max", 1.0))}
 
 
@@ -93,7 +94,7 @@ class Tracker:
     def summary(self) -> dict[str, Any]:
         """The run's figures; rates count events inside the window only."""
         span = max(1e-9, self.window_end - self.window_start)
-        within = lambda times: sum(self.window_start <= t <= self.window_end for t in times.values())  # noqa: E731
+        within = lambda times: sum(self.window_start <= t <= self.window_end for t in times.values())
         return {
             "sent": len(self.sent), "acked": len(self.acked), "delivered": len(self.delivered),
             "errors": sum(self.error_codes.values()) + self.closed, "error_codes": dict(self.error_codes),
@@ -172,7 +173,7 @@ class Peer:
         try:
             async for raw in self.connection:
                 self._dispatch(json.loads(raw), time.perf_counter())
-        except Exception:  # a dropped socket is counted below, not raised into the run
+        except Exception:  # noqa: BLE001, S110 - a dropped socket is counted below, not raised into the run
             pass
         if not self.closing:
             self.tracker.closed += 1

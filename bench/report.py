@@ -14,7 +14,8 @@ import statistics
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 Runs = dict[str, list[dict[str, Any]]]
 # label, unit, project (scenario, field path), limit label, limit (scenario, field path)

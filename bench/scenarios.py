@@ -21,7 +21,8 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Sequence
+from typing import Any, Self
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import httpx
 import psutil
@@ -77,9 +78,9 @@ async def running(argv: Sequence[str], env: dict[str, str], cores: set[int] | No
     """
     port = free_port()
     log = Path(tempfile.mkstemp(prefix="bench-server-", suffix=".log")[1])
-    with log.open("wb") as sink:
-        popen = subprocess.Popen([*argv, "--port", str(port)], env={**os.environ, **env}, cwd=PROJECT_ROOT,
-                                 stdout=sink, stderr=subprocess.STDOUT, preexec_fn=_pin(cores))
+    with log.open("wb") as sink:  # noqa: ASYNC230 - a log file, opened once before the server starts
+        popen = subprocess.Popen([*argv, "--port", str(port)], env={**os.environ, **env}, cwd=PROJECT_ROOT,  # noqa: ASYNC220
+                                 stdout=sink, stderr=subprocess.STDOUT, preexec_fn=_pin(cores))  # noqa: PLW1509 - before any thread
     process = Process(popen, f"127.0.0.1:{port}", log)
     try:
         await _wait_ready(process, timeout)
@@ -135,7 +136,7 @@ class CpuMeter:
     def __init__(self, processes: dict[str, Process | None]) -> None:
         self.processes = {name: p for name, p in processes.items() if p is not None}
 
-    def __enter__(self) -> "CpuMeter":
+    def __enter__(self) -> Self:
         self.start = time.perf_counter()
         self.cores = psutil.cpu_times(percpu=True)
         self.own = psutil.Process().cpu_times()

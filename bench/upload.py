@@ -29,7 +29,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import httpx
 import psutil
@@ -37,10 +37,12 @@ import uvicorn
 
 import asyncpg
 
-from secure_link import devdb, keys, sealedfile
+from secure_link.ops import devdb
+from secure_link.encryption import contexts
+from secure_link.encryption import sealedfile
 from secure_link.app import create_app
 from secure_link.config import PROJECT_ROOT, Settings
-from secure_link.keyring import Keyring
+from secure_link.encryption.keyring import Keyring
 
 MIB = 1024 * 1024
 BOUNDARY = "bench-upload-boundary"
@@ -132,7 +134,7 @@ async def _upload(http: httpx.AsyncClient, size_mib: int) -> tuple[dict[str, obj
         "rss_before_mib": round(before / MIB, 1), "rss_peak_mib": round(peak / MIB, 1),
         "rss_growth_mib": round((peak - before) / MIB, 1),
         "python": platform.python_version(), "cpus": os.cpu_count(),
-        "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }, response.json()["file"]["id"], {"Authorization": headers["Authorization"]}
 
 
@@ -156,7 +158,7 @@ async def _store_as_before_encryption(settings: Settings, file_id: str) -> None:
     connection = await asyncpg.connect(settings.database_url)
     try:
         row = await connection.fetchrow("SELECT path, wrapped_key FROM files WHERE id = $1", file_id)
-        key = Keyring.load(settings.master_key_file).unwrap(row["wrapped_key"], keys.file_key_context(file_id))
+        key = Keyring.load(settings.master_key_file).unwrap(row["wrapped_key"], contexts.file_key(file_id))
         await asyncio.to_thread(_decrypt_in_place, settings.media_root / row["path"], key, file_id)
         await connection.execute("UPDATE files SET wrapped_key = NULL, master_key_id = NULL WHERE id = $1", file_id)
     finally:
@@ -165,7 +167,7 @@ async def _store_as_before_encryption(settings: Settings, file_id: str) -> None:
 
 def _decrypt_in_place(path: Path, key: bytes, file_id: str) -> None:
     plain = path.with_name(path.name + ".plain")
-    with sealedfile.Reader.open(path, key, f"file:{file_id}:full".encode()) as reader, open(plain, "wb") as out:
+    with sealedfile.Reader.open(path, key, contexts.file_content(file_id, thumbnail=False)) as reader, open(plain, "wb") as out:
         for start in range(0, reader.size, MIB):
             out.writelines(reader.chunks(start, min(reader.size, start + MIB)))
     os.replace(plain, path)

@@ -1,7 +1,7 @@
 """How the web client keeps up with a busy, long conversation: Chromium against the real server.
 
     .venv/bin/python -m bench.webclient               # 1,000 live messages, then 2,000 rows
-    .venv/bin/python -m bench.webclient --count 50    # a quick look (tests/test_bench_smoke.py runs it tiny)
+    .venv/bin/python -m bench.webclient --count 50    # a quick look (tests/ops/test_bench_smoke.py runs it tiny)
 
 A real server (`secure-link serve`, one worker, the built client) on a scratch
 database of DATABASE_URL or the local PostgreSQL. Alice reads her chat with Bob in
@@ -44,7 +44,7 @@ import httpx
 from playwright.async_api import Page, async_playwright
 from websockets.asyncio.client import connect
 
-from secure_link import devdb
+from secure_link.ops import devdb
 from secure_link.schema import apply_schema
 
 from .scenarios import SERVER_ENV, running, server_argv
@@ -180,7 +180,7 @@ async def one_at_a_time(page: Page, address: str, token: str, alice: str, count:
         await shown_at(page, last_id, timeout_s=30)
         await page.wait_for_function("(n) => window.__bench.frames.length > n && window.__bench.frames.at(-1)[1] !== null",
                                      arg=before)
-        costs.append((await page.evaluate("window.__bench.frames.at(-1)[1]")))
+        costs.append(await page.evaluate("window.__bench.frames.at(-1)[1]"))
     return {"messages": count, "ms_median": round(statistics.median(costs), 2), "ms_max": round(max(costs), 2)}
 
 

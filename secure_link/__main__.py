@@ -1,5 +1,5 @@
 """`python -m secure_link` is the `secure-link` command."""
 
-from .cli import main
+from secure_link.cli import main
 
 main()

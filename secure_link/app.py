@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -20,20 +20,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from . import auth, chat, devdb, drain, epochs, erasure, housekeeping, images, keys, routes, secretfile, sockets, webclient
-from .crypto import DecryptionError
-from .middleware import AccessLog, JsonCORSMiddleware, SecurityHeaders
-from .config import Settings
-from .db import Database
-from .schema import apply_schema
-from .errors import AppError, DatabaseUnavailable, error_body, outage, undecryptable
-from .fanout import Fanout
-from .fanout_seal import EnvelopeSeal
-from .metrics import Metrics
-from .ratelimit import BoundedSlots, KeyedBuckets, SlidingWindow
-from .services import Services
-from .bodies import BodyKeys
-from .writer import MessageWriter, client_tag_key
+from secure_link import housekeeping, routes, sockets
+from secure_link.accounts import PhraseHasher
+from secure_link.chat import MessageWriter, announce_messages, client_tag_key, run_sweeper, stored_message
+from secure_link.config import Settings
+from secure_link.db import Database
+from secure_link.encryption import BodyKeys, DecryptionError, epochs, master_key_path, open_keyring, secretfile
+from secure_link.errors import AppError, DatabaseUnavailable, error_body, outage, undecryptable
+from secure_link.fanout import EnvelopeSeal, Fanout
+from secure_link.files import return_freed_pixels_to_the_system
+from secure_link.http import AccessLog, JsonCORSMiddleware, SecurityHeaders, webclient
+from secure_link.ops import Metrics, defer_shutdown_signals, devdb
+from secure_link.ratelimit import BoundedSlots, KeyedBuckets, SlidingWindow
+from secure_link.schema import apply_schema
+from secure_link.services import Services
 
 DRAIN_TIMEOUT_S = 5.0  # longest wait for in-flight acks before uvicorn closes sockets
 log = logging.getLogger("secure_link")
@@ -78,25 +78,16 @@ def create_app(settings: Settings | None = None) -> ChatSocketFirst:
     )))
 
 
-async def database_url(settings: Settings) -> str:
-    """DATABASE_URL, or the embedded server's database when it is unset."""
-    if settings.database_url:
-        return settings.database_url
-    server_url = await asyncio.to_thread(devdb.start_server, settings.var_dir)
-    await devdb.create_database(server_url, devdb.DATABASE_NAME)
-    return devdb.with_database(server_url, devdb.DATABASE_NAME)
-
-
 async def open_services(settings: Settings) -> Services:
     """Connect the pool and the fan-out; the schema is brought up to date first."""
     pepper = secretfile.pepper(settings)  # before anything starts: a missing secret fails fast
-    key_file = keys.master_key_path(settings)
-    images.return_freed_pixels_to_the_system()
-    url = await database_url(settings)
+    key_file = master_key_path(settings)
+    return_freed_pixels_to_the_system()
+    url = await asyncio.to_thread(devdb.database_url, settings)
     await apply_schema(url)
     db = await Database.connect(url)
     try:  # a start that fails here leaves no pool behind (tests and `serve` retries start again)
-        keyring = await keys.open_keyring(db, key_file)
+        keyring = await open_keyring(db, key_file)
         bodies = BodyKeys(db, keyring)
         fanout = Fanout(settings.broadcast_url or url, queue_size=settings.ws_send_queue,
                         seal=EnvelopeSeal(keyring, bodies))
@@ -111,17 +102,17 @@ async def open_services(settings: Settings) -> Services:
         fanout=fanout,
         keyring=keyring,
         bodies=bodies,
+        phrases=await PhraseHasher.start(pepper, settings.bcrypt_rounds,
+                                         BoundedSlots(settings.bcrypt_concurrency, settings.bcrypt_queue)),
         register_limiter=SlidingWindow(settings.register_rate_per_min, 60.0),
         rest_send_limiter=KeyedBuckets(rate, 2 * rate),
         rest_change_limiter=KeyedBuckets(rate, 2 * rate),
-        hash_slots=BoundedSlots(settings.bcrypt_concurrency, settings.bcrypt_queue),
         image_slots=asyncio.Semaphore(max(1, settings.image_concurrency)),
         upload_limiter=SlidingWindow(settings.upload_rate_per_min, 60.0),
-        dummy_hash=await asyncio.to_thread(auth.make_dummy_hash, settings.bcrypt_rounds),
         metrics=Metrics(settings.metrics_dir),
     )
-    services.writer = MessageWriter(db, services.bodies, client_tag_key(pepper), chat.stored_message,
-                                    functools.partial(chat.announce, services), services.metrics.send_batch_size.observe)
+    services.writer = MessageWriter(db, bodies, client_tag_key(pepper), stored_message,
+                                    functools.partial(announce_messages, fanout), services.metrics.send_batch_size.observe)
     services.writer.start()
     # registered before the first socket: its connection row needs this worker's (housekeeping's
     # heartbeat, a task, could come after a socket accepted under load: a foreign-key error, 1011)
@@ -142,11 +133,12 @@ async def close_services(services: Services) -> None:
 async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Services]]:
     """Open the worker's services and chores for the app's life; close them after."""
     services = await open_services(settings)
+    db, media_root = services.db, services.settings.media_root
     tasks = [asyncio.create_task(housekeeping.run(services, settings.housekeeping_interval)),
-             asyncio.create_task(erasure.run_sweeper(services, settings.expiry_sweep_interval)),
-             asyncio.create_task(epochs.run(services.db, services.keyring, services.settings.master_key_file,
+             asyncio.create_task(run_sweeper(db, services.fanout, media_root, settings.expiry_sweep_interval)),
+             asyncio.create_task(epochs.run(db, services.keyring, master_key_path(services.settings),
                                             settings.key_step_interval))]
-    restore_signals = drain.defer_shutdown_signals(services.in_flight, DRAIN_TIMEOUT_S)
+    restore_signals = defer_shutdown_signals(services.in_flight, DRAIN_TIMEOUT_S)
     try:
         yield {"services": services}
     finally:

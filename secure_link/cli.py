@@ -13,25 +13,22 @@ import os
 import shutil
 import signal
 from pathlib import Path
+from typing import TypeVar
+from collections.abc import Awaitable, Callable
 
 import click
 import uvicorn
+from starlette.types import ASGIApp
 
-from . import audit, devdb, keys, media, openapi, rotation, secretfile
-from .config import ConfigError, Settings
-from .crypto import DecryptionError
-from .db import Database
-from .schema import apply_schema
-from .logs import log_config
+from secure_link.config import ConfigError, Settings
+from secure_link.db import Database
+from secure_link.encryption import DecryptionError, master_key_path, open_keyring, rotation, secretfile
+from secure_link.files import collect_garbage
+from secure_link.http import openapi
+from secure_link.ops import audit, devdb, log_config
+from secure_link.schema import apply_schema
 
-
-def _database_url(settings: Settings, stop_at_exit: bool) -> str:
-    """DATABASE_URL, or the embedded server's database, created on first use."""
-    if settings.database_url:
-        return settings.database_url
-    server_url = devdb.start_server(settings.var_dir, stop_at_exit=stop_at_exit)
-    asyncio.run(devdb.create_database(server_url, devdb.DATABASE_NAME))
-    return devdb.with_database(server_url, devdb.DATABASE_NAME)
+T = TypeVar("T")
 
 
 @click.group()
@@ -48,7 +45,7 @@ def main() -> None:
 def serve(host: str | None, port: int | None, workers: int | None, reload: bool) -> None:
     """Serve HTTP and WebSocket; with DATABASE_URL unset, on an embedded PostgreSQL."""
     settings = _serving_settings()
-    url = _database_url(settings, stop_at_exit=True)
+    url = devdb.database_url(settings, stop_at_exit=True)
     asyncio.run(apply_schema(url))
     settings = settings.replace(master_key_file=_checked_master_key(url, settings))
     # Worker processes build their app from the environment (uvicorn --factory),
@@ -69,7 +66,7 @@ def serve(host: str | None, port: int | None, workers: int | None, reload: bool)
         port=port or settings.port,
         workers=workers if several else None,
         reload=reload,
-        proxy_headers=False,  # app resolves X-Forwarded-* from TRUSTED_PROXIES only (proxy.py)
+        proxy_headers=False,  # app resolves X-Forwarded-* from TRUSTED_PROXIES only (http/proxy.py)
         ws_max_size=settings.ws_max_frame_bytes,
         ws_ping_interval=settings.ws_ping_interval,
         ws_ping_timeout=settings.ws_ping_interval,
@@ -91,14 +88,14 @@ def _env_settings() -> Settings:
 def _checked_master_key(url: str, settings: Settings) -> Path:
     """MASTER_KEY_FILE, created on first start, checked against the database: a one-line refusal if wrong."""
     try:
-        path = keys.master_key_path(settings)
-        asyncio.run(_with_database(url, lambda db: keys.open_keyring(db, path)))
+        path = master_key_path(settings)
+        asyncio.run(_with_database(url, lambda db: open_keyring(db, path)))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     return path
 
 
-async def _with_database(url: str, work):  # type: ignore[no-untyped-def]
+async def _with_database(url: str, work: Callable[[Database], Awaitable[T]]) -> T:
     """Run `work(db)` on a small pool of its own, closed afterwards."""
     db = await Database.connect(url, min_size=1, max_size=2)
     try:
@@ -139,8 +136,9 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def _single_app(settings: Settings):  # type: ignore[no-untyped-def]
-    from .app import create_app
+def _single_app(settings: Settings) -> ASGIApp:
+    """The app for one worker, built here: the only import of app.py, as `serve` needs it."""
+    from secure_link.app import create_app
 
     return create_app(settings)
 
@@ -159,7 +157,7 @@ def db() -> None:
 @db.command("init")
 def db_init() -> None:
     """Create the schema and apply pending migrations (serve does this too)."""
-    url = _database_url(_env_settings(), stop_at_exit=True)
+    url = devdb.database_url(_env_settings(), stop_at_exit=True)
     applied = asyncio.run(apply_schema(url))
     click.echo(f"schema ready; migrations applied now: {applied or 'none'}")
 
@@ -167,7 +165,7 @@ def db_init() -> None:
 @db.command("url")
 def db_url() -> None:
     """Print the database URL, starting the embedded server if needed (it keeps running)."""
-    click.echo(_database_url(_env_settings(), stop_at_exit=False))
+    click.echo(devdb.database_url(_env_settings(), stop_at_exit=False))
 
 
 @main.group("media")
@@ -179,8 +177,8 @@ def media_group() -> None:
 def media_gc() -> None:
     """Delete unsent uploads older than UPLOAD_GC_AGE and files on disk no row names (all of MEDIA_ROOT)."""
     settings = _env_settings()
-    url = _database_url(settings, stop_at_exit=True)
-    removed = asyncio.run(_with_database(url, lambda db: media.collect_garbage(db, settings, whole_disk=True)))
+    url = devdb.database_url(settings, stop_at_exit=True)
+    removed = asyncio.run(_with_database(url, lambda db: collect_garbage(db, settings, whole_disk=True)))
     click.echo(f"removed {removed['uploads']} stale uploads and {removed['orphans']} orphaned files")
 
 
@@ -189,8 +187,8 @@ def audit_command() -> None:
     """Check for leftovers: expired messages still stored, files without rows and rows without
     files, keys of conversations that are gone. Exits 1, listing them, if there are any."""
     settings = _env_settings()
-    url = _database_url(settings, stop_at_exit=True)
-    findings = asyncio.run(_with_database(url, lambda db: audit.audit(db, settings)))
+    url = devdb.database_url(settings, stop_at_exit=True)
+    findings = asyncio.run(_with_database(url, lambda db: audit(db, settings)))
     for finding in findings:
         click.echo(f"{finding.what}: {len(finding.items)}")
         for item in finding.items[:20]:
@@ -213,9 +211,9 @@ def keys_group() -> None:
 def keys_rotate(prepare: bool) -> None:
     """Move to a new master key: rewrap every data key, then retire the old one. Safe to rerun after a crash."""
     settings = _env_settings()
-    url = _database_url(settings, stop_at_exit=True)
+    url = devdb.database_url(settings, stop_at_exit=True)
     try:
-        path = keys.master_key_path(settings)
+        path = master_key_path(settings)
         if prepare:
             keyring = asyncio.run(_with_database(url, lambda db: rotation.prepare(db, path)))
             click.echo(f"master key {keyring.wrap_id} is in {path}.next: copy it to every host, then run "

@@ -11,7 +11,8 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 from dotenv import dotenv_values
 
@@ -57,7 +58,7 @@ class Settings:
     upload_rate_per_min: int = 30
     housekeeping_interval: float = 10.0
     expiry_sweep_interval: float = 0.5  # expired messages are deleted within this (plus the sweep's time)
-    key_step_interval: float = 60.0  # an erasure is final for the master key's holder within this (epochs.py)
+    key_step_interval: float = 60.0  # an erasure is final for the master key's holder within this (encryption/epochs.py)
     chat_rate_per_s: float = 20.0
     login_failures_per_15_min: int = 10
     register_rate_per_min: int = 20
@@ -76,14 +77,14 @@ class Settings:
     metrics_dir: Path | None = None
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from `.env` (if present) overlaid by the real environment."""
         if environ is None:
             dotenv = {k: v for k, v in dotenv_values(PROJECT_ROOT / ".env").items() if v is not None}
             environ = {**dotenv, **os.environ}
         return cls(**_parse(environ))
 
-    def replace(self, **changes: object) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed (tests and the CLI use this)."""
         return dataclasses.replace(self, **changes)
 
@@ -169,7 +170,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
 }
 
 
-def _parse(env: Mapping[str, str]) -> dict[str, object]:
+def _parse(env: Mapping[str, str]) -> dict[str, Any]:
     """Map environment variables onto fields; unset or empty means the default."""
     fields: dict[str, object] = {}
     for variable, (field, convert) in _VARIABLES.items():

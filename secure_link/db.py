@@ -1,4 +1,4 @@
-"""Named SQL queries over an asyncpg pool, and the schema bootstrap.
+"""Named SQL queries over an asyncpg pool: `await db.fetchrow("find_user_by_id", user_id)`.
 
 Queries live in `queries/*.sql` as `-- name: verb_noun` blocks with asyncpg's
 `$1` parameters. They are loaded once; a malformed file fails at start-up with
@@ -13,11 +13,12 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, Protocol, TypeAlias
+from collections.abc import AsyncIterator
 
 import asyncpg
 
-from .errors import DatabaseUnavailable
+from secure_link.errors import DatabaseUnavailable
 
 QUERIES_DIR = Path(__file__).resolve().parent / "queries"
 log = logging.getLogger("secure_link.db")
@@ -33,6 +34,8 @@ CONNECTION_ERRORS = (
 CONNECT_TIMEOUT_S = 5.0    # a database that does not answer is unavailable, not a hang (detail 14)
 COMMAND_TIMEOUT_S = 30.0   # generous: a send may wait on a logout's clearing lock
 ACQUIRE_TIMEOUT_S = 10.0
+# A connection queries run on: one of a transaction (a pool's proxy), or one opened alone.
+Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
 
 
 def is_connection_failure(exc: BaseException) -> bool:
@@ -44,6 +47,14 @@ def is_connection_failure(exc: BaseException) -> bool:
     if isinstance(exc, asyncpg.InterfaceError):
         return "clos" in str(exc)
     return isinstance(exc, CONNECTION_ERRORS)
+
+
+class Row(Protocol):
+    """A row as the code reads it, by column name: an asyncpg Record, or a dict made from one."""
+
+    def __getitem__(self, column: str, /) -> Any: ...
+
+
 _NAME_LINE = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s*$")
 
 
@@ -128,7 +139,7 @@ class Database:
         self.in_flight = 0  # queries and transactions under way, for the pool metrics
 
     @classmethod
-    async def connect(cls, url: str, min_size: int = 2, max_size: int = 10) -> "Database":
+    async def connect(cls, url: str, min_size: int = 2, max_size: int = 10) -> Database:
         """Open the pool; statements are prepared and cached per connection by asyncpg."""
         pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, connect=connect_or_refused,
                                          init=_init_connection, reset=keep_session,
@@ -152,23 +163,26 @@ class Database:
         """The text of a named query (KeyError names a query that does not exist)."""
         return self.queries[name].sql
 
-    async def fetch(self, name: str, *args: Any, conn: asyncpg.Connection | None = None) -> list[asyncpg.Record]:
+    async def fetch(self, name: str, *args: Any, conn: Conn | None = None) -> list[asyncpg.Record]:
         """All rows of a named query."""
-        return await self._run("fetch", name, args, conn)
+        rows: list[asyncpg.Record] = await self._run("fetch", name, args, conn)
+        return rows
 
-    async def fetchrow(self, name: str, *args: Any, conn: asyncpg.Connection | None = None) -> asyncpg.Record | None:
+    async def fetchrow(self, name: str, *args: Any, conn: Conn | None = None) -> asyncpg.Record | None:
         """The first row of a named query, or None."""
-        return await self._run("fetchrow", name, args, conn)
+        row: asyncpg.Record | None = await self._run("fetchrow", name, args, conn)
+        return row
 
-    async def fetchval(self, name: str, *args: Any, conn: asyncpg.Connection | None = None) -> Any:
+    async def fetchval(self, name: str, *args: Any, conn: Conn | None = None) -> Any:
         """The first column of the first row, or None."""
         return await self._run("fetchval", name, args, conn)
 
-    async def execute(self, name: str, *args: Any, conn: asyncpg.Connection | None = None) -> str:
+    async def execute(self, name: str, *args: Any, conn: Conn | None = None) -> str:
         """Run a statement for its effect; returns the status tag (e.g. `DELETE 3`)."""
-        return await self._run("execute", name, args, conn)
+        status: str = await self._run("execute", name, args, conn)
+        return status
 
-    async def _run(self, method: str, name: str, args: tuple[Any, ...], conn: asyncpg.Connection | None) -> Any:
+    async def _run(self, method: str, name: str, args: tuple[Any, ...], conn: Conn | None) -> Any:
         """One named query; a broken or refused connection becomes `DatabaseUnavailable` (a 503).
 
         Queries on a transaction's connection are counted by the transaction.
@@ -185,7 +199,7 @@ class Database:
             self.in_flight -= counted
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+    async def transaction(self) -> AsyncIterator[Conn]:
         """One connection inside one transaction, handed out explicitly.
 
         Pass it as `conn=` to every query that must be part of the transaction;
@@ -194,11 +208,10 @@ class Database:
         self.in_flight += 1
         in_body = False  # what the caller's own code raises passes unchanged
         try:
-            async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as connection:
-                async with connection.transaction():
-                    in_body = True
-                    yield connection
-                    in_body = False
+            async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as connection, connection.transaction():
+                in_body = True
+                yield connection
+                in_body = False
         except CONNECTION_ERRORS as exc:
             if in_body or not is_connection_failure(exc):
                 raise

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
-from . import chat, epochs, media, presence
-from .services import Services
-from .writer import CLIENT_ID_MEMORY_DAYS
+from secure_link.accounts import close_ended_sessions, presence
+from secure_link.chat import CLIENT_ID_MEMORY_DAYS
+from secure_link.encryption import epochs, master_key_path
+from secure_link.files import collect_garbage
+from secure_link.services import Services
 
 SPILL_TTL_S = 10.0  # fan-out payloads parked in PostgreSQL are read within milliseconds
 log = logging.getLogger("secure_link.housekeeping")
@@ -28,17 +30,17 @@ async def one_round(services: Services) -> None:
     Each chore fails alone (logged): one that breaks must not stop the others,
     some of which keep promises (parked payloads expire, revoked sockets close).
     """
+    db, fanout, settings = services.db, services.fanout, services.settings
     chores: list[tuple[str, Callable[[], Awaitable[object]]]] = [
-        ("heartbeat", lambda: services.db.execute("insert_worker", services.worker_id)),
-        ("master key steps", lambda: epochs.follow_on_this_host(services.db, services.keyring,
-                                                                services.settings.master_key_file)),
-        ("dead workers", lambda: presence.sweep_dead_workers(services)),
-        ("expired sessions", lambda: services.db.execute("delete_expired_sessions")),
-        ("ended sessions' sockets", lambda: chat.close_ended_sessions(services)),
-        ("old login failures", lambda: services.db.execute("delete_old_login_failures")),
-        ("old client_ids", lambda: services.db.execute("prune_used_client_ids", CLIENT_ID_MEMORY_DAYS)),
-        ("parked fan-out payloads", lambda: services.fanout.prune(SPILL_TTL_S)),
-        ("stale uploads", lambda: media.collect_garbage(services.db, services.settings)),
+        ("heartbeat", lambda: db.execute("insert_worker", services.worker_id)),
+        ("master key steps", lambda: epochs.follow_on_this_host(db, services.keyring, master_key_path(settings))),
+        ("dead workers", lambda: presence.sweep_dead_workers(db, fanout)),
+        ("expired sessions", lambda: db.execute("delete_expired_sessions")),
+        ("ended sessions' sockets", lambda: close_ended_sessions(db, fanout, services.session_sockets)),
+        ("old login failures", lambda: db.execute("delete_old_login_failures")),
+        ("old client_ids", lambda: db.execute("prune_used_client_ids", CLIENT_ID_MEMORY_DAYS)),
+        ("parked fan-out payloads", lambda: fanout.prune(SPILL_TTL_S)),
+        ("stale uploads", lambda: collect_garbage(db, settings)),
     ]
     for name, chore in chores:
         try:

@@ -1,7 +1,7 @@
 """In-process limits: a sliding-window log, token buckets, and bounded work slots.
 
 Registration and send limits may be kept per worker (as Mattermost and Synapse
-do); failed logins guard accounts, so they live in PostgreSQL (auth.py).
+do); failed logins guard accounts, so they live in PostgreSQL (accounts/throttle.py).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import asyncio
 import collections
 import contextlib
 import time
-from typing import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 
 class SlidingWindow:
@@ -47,7 +47,7 @@ class SlidingWindow:
 class TokenBucket:
     """`rate` events per second with bursts of `burst`; rate 0 means unlimited."""
 
-    __slots__ = ("rate", "burst", "clock", "tokens", "updated")  # two per socket: ~100 bytes each, not ~400
+    __slots__ = ("burst", "clock", "rate", "tokens", "updated")  # two per socket: ~100 bytes each, not ~400
 
     def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate

@@ -8,28 +8,56 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any
 
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from . import accounts, auth, chat, downloads, erasure, media, openapi, sockets, timers, webclient
-from .errors import AppError, rate_limited
-from .auth import User
-from .proxy import client_address, is_secure
-from .ratelimit import KeyedBuckets
-from .services import Services
+from secure_link import accounts, chat, files, sockets
+from secure_link.accounts import SESSION_COOKIE, User
+from secure_link.errors import AppError, rate_limited
+from secure_link.http import client_address, is_secure, openapi, webclient
+from secure_link.ratelimit import KeyedBuckets
+from secure_link.services import Services
 
 _JSON_TYPE = "application/json"
 
 
-async def read_json(request: Request) -> Any:
+class Id64(Convertor[int]):
+    """A row id in a path: digits, as Starlette's `int`, but one past PostgreSQL's bigint is 0,
+    which names no row (a 404 from the domain, not a 500 from the database)."""
+
+    regex = "[0-9]+"
+
+    def convert(self, value: str) -> int:
+        number = int(value)
+        return number if number < 2**63 else 0
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+register_url_convertor("id64", Id64())  # Starlette's only way to name a convertor; before the table below
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.state.services
+    return services
+
+
+async def authenticated(request: Request) -> tuple[Services, User]:
+    """The request's services and user, or 401 (403 for a cookie sent by another site's page)."""
+    services = _services(request)
+    return services, await accounts.authenticate(request, services.db, services.settings)
+
+
+async def read_json(request: Request) -> object:
     """The JSON body: 415 unless declared JSON, 413 over MAX_JSON_BYTES, 400 if unparsable."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != _JSON_TYPE:
         raise AppError(415, "unsupported_media_type", "Send the body as application/json.")
-    limit = request.state.services.settings.max_json_bytes
+    limit = _services(request).settings.max_json_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise AppError(413, "too_large", f"The body is over {limit} bytes.")
@@ -45,8 +73,8 @@ async def read_json(request: Request) -> Any:
 
 
 def _with_session_cookie(request: Request, response: Response, token: str) -> Response:
-    settings = request.state.services.settings
-    response.set_cookie(auth.SESSION_COOKIE, token, max_age=settings.session_ttl, httponly=True,
+    settings = _services(request).settings
+    response.set_cookie(SESSION_COOKIE, token, max_age=settings.session_ttl, httponly=True,
                         samesite="lax", secure=is_secure(request, settings), path="/")
     return response
 
@@ -58,7 +86,7 @@ def _check_rate(limiter: KeyedBuckets, user: User) -> None:
 
 
 def _origin_of(request: Request) -> tuple[Services, str, str]:
-    services: Services = request.state.services
+    services = _services(request)
     return services, client_address(request, services.settings), request.headers.get("user-agent", "")
 
 
@@ -80,52 +108,53 @@ def _signed_out(response: Response) -> Response:
     """Make the browser forget the session: its cookie, and what it cached or stored of the
     conversations (Clear-Site-Data), since the server erased them for both sides. For every
     answer that ends a session for good: logout, and deleting the account."""
-    response.delete_cookie(auth.SESSION_COOKIE, path="/", httponly=True, samesite="lax")
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
     response.headers["Clear-Site-Data"] = '"cache", "storage"'
     return response
 
 
 async def logout(request: Request) -> Response:
     """End this session and clear the user's chats; any body is ignored."""
-    services, user = await auth.authenticated(request)
-    cleared = await accounts.logout(services, user)
+    services, user = await authenticated(request)
+    cleared = await chat.logout(services, user)
     return _signed_out(JSONResponse({"cleared": cleared}))
 
 
 async def user_profile(request: Request) -> Response:
     """Read (GET) or change (PATCH: display_name) the logged-in user's profile."""
-    services, user = await auth.authenticated(request)
+    services, user = await authenticated(request)
     if request.method == "PATCH":
-        return JSONResponse({"user": await accounts.update_profile(services, user, await read_json(request))})
-    row = await services.db.fetchrow("find_user_by_id", user.id)
-    return JSONResponse({"user": auth.user_json(row)})
+        body = await read_json(request)
+        return JSONResponse({"user": await accounts.update_profile(services.db, services.fanout, user, body)})
+    return JSONResponse({"user": await accounts.profile(services.db, user)})
 
 
 async def find_user(request: Request) -> Response:
     """Someone's public profile, so a chat is opened only with a username someone has."""
-    services, user = await auth.authenticated(request)
-    return JSONResponse(await accounts.find_person(services, user, request.path_params["username"]))
+    services, user = await authenticated(request)
+    username = request.path_params["username"]
+    return JSONResponse(await accounts.find_person(services.db, services.rest_send_limiter, user, username))
 
 
 async def list_sessions(request: Request) -> Response:
     """The user's live sessions, to spot and revoke one left logged in elsewhere."""
-    services, user = await auth.authenticated(request)
-    return JSONResponse({"sessions": await accounts.list_sessions(services, user)})
+    services, user = await authenticated(request)
+    return JSONResponse({"sessions": await accounts.list_sessions(services.db, user)})
 
 
 async def revoke_session(request: Request) -> Response:
     """Revoke one of the user's sessions; its sockets close with 4401."""
-    services, user = await auth.authenticated(request)
-    raw = request.path_params["session_id"]
-    await accounts.revoke_session(services, user, raw if raw < 2**63 else 0)
-    return JSONResponse({"revoked": raw})
+    services, user = await authenticated(request)
+    session_id = request.path_params["session_id"]
+    await accounts.revoke_session(services.db, services.fanout, user, session_id)
+    return JSONResponse({"revoked": session_id})
 
 
 async def send_message(request: Request) -> Response:
     """REST fallback: same path and idempotency as the socket's chat frame."""
-    services, user = await auth.authenticated(request)
+    services, user = await authenticated(request)
     _check_rate(services.rest_send_limiter, user)
-    draft = chat.parse_draft(services, await read_json(request))
+    draft = chat.parse_draft(await read_json(request), services.settings.max_message_chars)
     message, created = await chat.send_message(services, user, draft)
     request.state.message_id = message["id"]  # for the access log line
     return JSONResponse(message, status_code=201 if created else 200)
@@ -133,59 +162,59 @@ async def send_message(request: Request) -> Response:
 
 async def conversations(request: Request) -> Response:
     """The user's conversations, newest first, with unread counts."""
-    services, user = await auth.authenticated(request)
-    return JSONResponse({"conversations": await chat.conversations(services, user)})
+    services, user = await authenticated(request)
+    return JSONResponse({"conversations": await chat.conversations(services.db, services.bodies, user)})
 
 
 async def messages(request: Request) -> Response:
     """A page of one conversation's history (cursor by id, either direction)."""
-    services, user = await auth.authenticated(request)
-    return JSONResponse(await chat.history(services, user, dict(request.query_params)))
+    services, user = await authenticated(request)
+    return JSONResponse(await chat.history(services.db, services.bodies, user, dict(request.query_params)))
 
 
 async def upload_file(request: Request) -> Response:
     """Stream an attachment or avatar to disk; the answer is the File as it will be served."""
-    services, user = await auth.authenticated(request)
-    file = await media.upload(services, user, request.headers, request.stream(),
-                              on_avatar=functools.partial(accounts.avatar_changed, services, user))
+    services, user = await authenticated(request)
+    on_avatar = functools.partial(accounts.avatar_changed, services.db, services.fanout, user)
+    file = await files.upload(services, user.id, request.headers, request.stream(), on_avatar=on_avatar)
     return JSONResponse({"file": file}, status_code=201)
+
+
+async def _media(request: Request, thumbnail: bool) -> Response:
+    """A file or its thumbnail, to those allowed to see it; anyone else, anonymous included, gets the same 404."""
+    services = _services(request)
+    viewer = await accounts.user_for_token(services.db, services.settings.session_ttl, accounts.token_from(request))
+    return await files.serve(services, viewer.id if viewer else None, request.path_params["file_id"],
+                             thumbnail=thumbnail, headers=request.headers)
 
 
 async def media_file(request: Request) -> Response:
     """A file, to those allowed to see it; anyone else, anonymous included, gets the same 404."""
-    services: Services = request.state.services
-    viewer = await auth.user_for_token(services, auth.token_from(request))
-    return await downloads.serve(services, viewer, request.path_params["file_id"], thumbnail=False,
-                             if_none_match=request.headers.get("if-none-match"),
-                             byte_range=request.headers.get("range"), if_range=request.headers.get("if-range"))
+    return await _media(request, thumbnail=False)
 
 
 async def media_thumbnail(request: Request) -> Response:
     """An image's thumbnail, under the same rule as the image."""
-    services: Services = request.state.services
-    viewer = await auth.user_for_token(services, auth.token_from(request))
-    return await downloads.serve(services, viewer, request.path_params["file_id"], thumbnail=True,
-                             if_none_match=request.headers.get("if-none-match"),
-                             byte_range=request.headers.get("range"), if_range=request.headers.get("if-range"))
+    return await _media(request, thumbnail=True)
 
 
 async def conversation_timer(request: Request) -> Response:
     """A conversation's disappearing-message timer: read it, or set it for both parties."""
-    services, user = await auth.authenticated(request)
+    services, user = await authenticated(request)
     peer = request.path_params["username"]
     if request.method == "GET":
-        return JSONResponse(await timers.get_timer(services, user, peer))
+        return JSONResponse(await chat.get_timer(services.db, user, peer))
     _check_rate(services.rest_change_limiter, user)  # each change is pushed to both parties' sockets
-    seconds = timers.parse_seconds(await read_json(request))
-    return JSONResponse(await timers.set_timer(services, user, peer, seconds))
+    seconds = chat.parse_seconds(await read_json(request))
+    return JSONResponse(await chat.set_timer(services.db, services.fanout, user, peer, seconds))
 
 
 async def delete_message(request: Request) -> Response:
     """Delete one message for both parties; its file is gone from disk before this answers."""
-    services, user = await auth.authenticated(request)
+    services, user = await authenticated(request)
     _check_rate(services.rest_change_limiter, user)
-    raw = request.path_params["message_id"]
-    return JSONResponse({"deleted": await erasure.delete_for_everyone(services, user, raw if raw < 2**63 else 0)})
+    message_id = request.path_params["message_id"]
+    return JSONResponse({"deleted": await chat.delete_for_everyone(services, user, message_id)})
 
 
 async def healthz(request: Request) -> Response:
@@ -195,7 +224,7 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     """The database answers: a readiness probe for load balancers."""
-    services: Services = request.state.services
+    services = _services(request)
     if not await services.db.is_reachable():
         raise AppError(503, "not_ready", "The database is not reachable.")
     return JSONResponse({"status": "ready"})
@@ -203,7 +232,7 @@ async def readyz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     """Prometheus metrics of this host's workers (not exposed through the nginx kit)."""
-    services: Services = request.state.services
+    services = _services(request)
     services.sample_metrics()
     body, content_type = services.metrics.exposition()
     return Response(body, media_type=content_type)
@@ -227,12 +256,12 @@ routes: list[BaseRoute] = [
     Route("/api/users/{username}/", find_user, methods=["GET"]),
     Route("/api/users/{username}", find_user, methods=["GET"]),
     Route("/api/sessions/", list_sessions, methods=["GET"]),
-    Route("/api/sessions/{session_id:int}", revoke_session, methods=["DELETE"]),
+    Route("/api/sessions/{session_id:id64}", revoke_session, methods=["DELETE"]),
     Route("/api/send-message/", send_message, methods=["POST"]),
     Route("/api/conversations/", conversations, methods=["GET"]),
     Route("/api/messages/", messages, methods=["GET"]),
-    Route("/api/messages/{message_id:int}/", delete_message, methods=["DELETE"]),
-    Route("/api/messages/{message_id:int}", delete_message, methods=["DELETE"]),
+    Route("/api/messages/{message_id:id64}/", delete_message, methods=["DELETE"]),
+    Route("/api/messages/{message_id:id64}", delete_message, methods=["DELETE"]),
     Route("/api/conversations/{username}/timer/", conversation_timer, methods=["GET", "PUT"]),
     Route("/api/conversations/{username}/timer", conversation_timer, methods=["GET", "PUT"]),
     Route("/api/upload-file/", upload_file, methods=["POST"]),

@@ -7,6 +7,7 @@ A socket whose outbox overflows is closed with 1013, and its client reconnects
 and syncs. `ready` is sent only once the socket is subscribed, so every
 message committed after it arrives live. Revocations come on the user's
 channel, naming the session: one channel per user, whatever its sockets.
+Every event's header (fanout/events.py) says what it is; no frame is read here.
 """
 
 from __future__ import annotations
@@ -18,23 +19,22 @@ import logging
 import uuid
 from collections import deque
 from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from . import auth, chat, erasure, presence, timers
-from .auth import User
-from .errors import (CLOSE_INTERNAL, CLOSE_POLICY, CLOSE_RATE_LIMITED, CLOSE_RESTARTING, CLOSE_TOO_BIG,
-                     CLOSE_TRY_AGAIN, CLOSE_UNAUTHENTICATED, AppError, error_frame, outage, rate_limited)
-from .fanout import Gap, Subscription
-from .payload import is_storable_text, is_utf8, take
-from .proxy import origin_allowed
-from .ratelimit import TokenBucket
-from .services import Services
+from secure_link import accounts, chat
+from secure_link.accounts import User, presence
+from secure_link.errors import (CLOSE_INTERNAL, CLOSE_POLICY, CLOSE_RATE_LIMITED, CLOSE_RESTARTING, CLOSE_TOO_BIG,
+                                CLOSE_TRY_AGAIN, CLOSE_UNAUTHENTICATED, AppError, error_frame, outage, rate_limited)
+from secure_link.fanout import Event, Gap, Subscription, events
+from secure_link.http import origin_allowed
+from secure_link.ratelimit import TokenBucket
+from secure_link.services import Services
+from secure_link.wire import is_storable_text, is_utf8
 
 PATH = "/ws/chat/"
 STRIKES_BEFORE_CLOSE = 20
-REVOKED_START = '{"type":"revoked"'  # an internal frame: closes its session's sockets, never sent
-RESYNC_TEXT = json.dumps({"type": "resync"})
 CLOSE_TIMEOUT_S = 10.0  # a stalled client that reads again within this sees the close code
 log = logging.getLogger("secure_link.sockets")
 
@@ -93,7 +93,7 @@ async def chat_socket(websocket: WebSocket) -> None:
             await asyncio.wait_for(websocket.close(closing.code, closing.reason), CLOSE_TIMEOUT_S)
     except WebSocketDisconnect:
         pass
-    except Exception as exc:  # say why with a close code rather than dropping the TCP connection
+    except Exception as exc:  # noqa: BLE001 - say why with a close code rather than dropping the TCP connection
         code, reason = _close_for(exc)
         with contextlib.suppress(Exception):
             await websocket.close(code, reason)
@@ -110,10 +110,10 @@ def _close_for(exc: Exception) -> tuple[int, str]:
 
 async def authenticate(websocket: WebSocket, services: Services, budget: Budget) -> User:
     """The handshake's cookie or header, else a first `auth` frame within the timeout."""
-    token = auth.token_from(websocket)
+    token = accounts.token_from(websocket)
     if token is None:
         token = await _auth_frame(websocket, services, budget)
-    user = await auth.user_for_token(services, token)
+    user = await accounts.user_for_token(services.db, services.settings.session_ttl, token)
     if user is None:
         raise Closing(CLOSE_UNAUTHENTICATED, "session missing, invalid or revoked")
     return user
@@ -124,7 +124,7 @@ async def _auth_frame(websocket: WebSocket, services: Services, budget: Budget) 
     try:
         return await asyncio.wait_for(_first_auth_frame(websocket, services, budget),
                                       services.settings.ws_auth_timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise Closing(CLOSE_POLICY, "authentication timed out") from None
 
 
@@ -140,8 +140,8 @@ async def _first_auth_frame(websocket: WebSocket, services: Services, budget: Bu
         except AppError as error:
             await websocket.send_json(error_frame(error, _client_id_of(frame)))
             continue
-        if _kind(frame) == "auth" and isinstance(frame.get("token"), str):
-            return frame["token"]
+        if isinstance(frame, dict) and _kind(frame) == "auth" and isinstance(token := frame.get("token"), str):
+            return token
         await websocket.send_json(error_frame(AppError(
             401, "unauthenticated", 'Authenticate first: {"type": "auth", "token": "..."}.'), _client_id_of(frame)))
 
@@ -153,10 +153,11 @@ async def _receive_text(websocket: WebSocket, services: Services) -> str | None:
         raise WebSocketDisconnect(message.get("code", 1000))
     if _frame_bytes_over(message, services.settings.ws_max_frame_bytes):
         raise Closing(CLOSE_TOO_BIG, "frame too large")
-    return message.get("text")
+    text: str | None = message.get("text")
+    return text
 
 
-def _frame_bytes_over(message: dict[str, Any], limit: int) -> bool:
+def _frame_bytes_over(message: Mapping[str, Any], limit: int) -> bool:
     """Whether a frame, text or binary, holds more than `limit` bytes.
 
     `secure-link serve` has uvicorn refuse such frames before the app sees them;
@@ -169,13 +170,13 @@ def _frame_bytes_over(message: dict[str, Any], limit: int) -> bool:
     return len(text) > limit or (4 * len(text) > limit and len(text.encode("utf-8")) > limit)
 
 
-def _client_id_of(frame: Any) -> str | None:
+def _client_id_of(frame: object) -> str | None:
     """The frame's client_id, echoed in any error answering it, so the client knows which send to retry."""
     client_id = frame.get("client_id") if isinstance(frame, dict) else None
     return client_id if isinstance(client_id, str) and is_utf8(client_id) else None
 
 
-def _decode(text: str | None) -> tuple[Any, AppError | None]:
+def _decode(text: str | None) -> tuple[object, AppError | None]:
     """The frame, or None and the refusal to answer it with: an unreadable frame still spends a token."""
     try:
         return _parse(text), None
@@ -183,13 +184,13 @@ def _decode(text: str | None) -> tuple[Any, AppError | None]:
         return None, error
 
 
-def _kind(frame: Any) -> str:
+def _kind(frame: object) -> str:
     """The frame's `type`, or "" when it has none."""
     kind = frame.get("type") if isinstance(frame, dict) else None
     return kind if isinstance(kind, str) else ""
 
 
-def _parse(text: str | None) -> Any:
+def _parse(text: str | None) -> object:
     if text is None:
         raise AppError(400, "unsupported_frame", "Send text frames holding JSON.")
     try:
@@ -201,8 +202,8 @@ def _parse(text: str | None) -> Any:
 class Connection:
     """One authenticated socket: a reader of client frames and a pump of fan-out events."""
 
-    __slots__ = ("websocket", "services", "user", "id", "skip_tag", "bound_peer", "send_lock", "budget",
-                 "floor", "outbox", "sender", "reader", "ending", "revoked_text")
+    __slots__ = ("bound_peer", "budget", "ending", "floor", "id", "outbox", "reader", "send_lock", "sender",
+                 "services", "skip_tag", "user", "websocket")
 
     def __init__(self, websocket: WebSocket, services: Services, user: User, budget: Budget) -> None:
         self.websocket = websocket
@@ -220,35 +221,32 @@ class Connection:
         self.sender: asyncio.Task[None] | None = None  # alive only while the outbox holds something
         self.reader: asyncio.Task[Any] | None = None  # the server's task, which reads client frames; None once served
         self.ending: BaseException | None = None  # why the sender ended the socket
-        self.revoked_text = chat.decode_event(chat.revoked_event(user.session_id))[2]
 
     async def run(self) -> None:
         """Subscribe, announce, say `ready`, then serve until either side ends."""
-        async with self.services.fanout.subscribe(chat.user_channel(self.user.id)) as subscription:
+        services, user = self.services, self.user
+        async with services.fanout.subscribe(events.user_channel(user.id)) as subscription:
             try:
-                await presence.connection_opened(self.services, self.user, self.id)
+                await presence.connection_opened(services.db, services.fanout, services.worker_id,
+                                                 services.settings.ws_max_sockets_per_user, user, self.id)
             except presence.TooManySockets:
                 raise Closing(CLOSE_POLICY, "too many sockets open for this account") from None
-            self.services.metrics.sockets_open.inc()
-            session = (self.user.id, self.user.session_id)
-            self.services.sessions_here[session] += 1
+            services.metrics.sockets_open.inc()
             try:
-                self.floor = await self.services.db.fetchval("max_message_id_for_user", self.user.id)
-                await self._greet()
-                await self._serve(subscription)
+                with services.session_sockets.held_by(user):
+                    self.floor = await services.db.fetchval("max_message_id_for_user", user.id)
+                    await self._greet()
+                    await self._serve(subscription)
             finally:
-                self.services.sessions_here[session] -= 1
-                if not self.services.sessions_here[session]:
-                    del self.services.sessions_here[session]
-                self.services.metrics.sockets_open.dec()
-                await asyncio.shield(presence.connection_closed(self.services, self.user, self.id))
+                services.metrics.sockets_open.dec()
+                await asyncio.shield(presence.connection_closed(services.db, services.fanout, user, self.id))
 
     async def _greet(self) -> None:
         """`ready`, then who of the user's peers is online (looked up before `ready`)."""
-        online = await presence.online_peers(self.services, self.user)
-        await self.websocket.send_json({"type": "ready", "user": auth.user_json(self.user)})
+        online = await presence.online_peers(self.services.db, self.user)
+        await self.websocket.send_text(events.ready(accounts.user_json(self.user)).frame)
         for name in online:
-            await self.websocket.send_json({"type": "presence", "user": name, "online": True})
+            await self.websocket.send_text(events.presence(name, online=True).frame)
 
     async def _serve(self, subscription: Subscription) -> None:
         """Read frames in this task until the client leaves or the sender ends the socket.
@@ -301,15 +299,15 @@ class Connection:
                 if isinstance(item, Gap):
                     await self._catch_up()
                     continue
-                skip, message_id, frame = chat.decode_event(item)
-                if frame.startswith(REVOKED_START):
-                    if frame == self.revoked_text:
+                event = events.opened(item)
+                if event.kind == events.REVOKED:
+                    if event.session == self.user.session_id:
                         raise Closing(CLOSE_UNAUTHENTICATED, "session revoked")
-                elif skip != self.skip_tag:
-                    await self._send_text(frame)
-                    if message_id:
-                        self._delivered(message_id)
-        except Exception as exc:  # the reader ends the socket with it (Closing, disconnect, outage)
+                elif event.skip != self.skip_tag:
+                    await self._send(event)
+                    if event.message_id:
+                        self._delivered(event.message_id)
+        except Exception as exc:  # noqa: BLE001 - the reader ends the socket with it (Closing, disconnect, outage)
             self._end(exc)
         finally:
             self.sender = None
@@ -325,14 +323,19 @@ class Connection:
             except TimeoutError:
                 raise Closing(CLOSE_TRY_AGAIN, "too far behind; reconnect and sync") from None
 
-    async def _send(self, frame: dict[str, Any]) -> None:
-        await self._send_text(json.dumps(frame, ensure_ascii=False, separators=(",", ":")))
+    async def _send(self, event: Event) -> None:
+        await self._send_text(event.frame)
 
-    def _delivered(self, message_id: str | int) -> None:
+    async def _send_error(self, error: AppError, frame: object) -> None:
+        """The one error shape, as a frame, echoing the client_id of the frame it answers."""
+        await self._send_text(json.dumps(error_frame(error, _client_id_of(frame)), ensure_ascii=False,
+                                         separators=(",", ":")))
+
+    def _delivered(self, message_id: int) -> None:
         """Count a chat frame handed to this socket; at debug level, log it to follow a message across hosts."""
         self.services.metrics.messages_delivered.inc()
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("message delivered", extra={"message_id": int(message_id), "connection": self.id.hex})
+            log.debug("message delivered", extra={"message_id": message_id, "connection": self.id.hex})
 
     async def _catch_up(self) -> None:
         """After a fan-out reconnect, resend what may have been missed (clients dedupe by id).
@@ -344,13 +347,13 @@ class Connection:
         if not await self.services.db.fetchval("session_is_live", self.user.session_id):
             raise Closing(CLOSE_UNAUTHENTICATED, "session revoked")
         self.services.metrics.fanout_catch_ups.inc()
-        await self._send_text(RESYNC_TEXT)
+        await self._send(events.resync())
         self.floor = await self._replay(self.floor)
 
     async def _replay(self, since: int) -> int:
         last_id = since
-        async for message in chat.replay(self.services, self.user, since):
-            await self._send({"type": "chat", "message": message})
+        async for message in chat.replay(self.services.db, self.services.bodies, self.user, since):
+            await self._send(events.chat(message))
             self._delivered(message["id"])
             last_id = message["id"]
         return last_id
@@ -365,70 +368,61 @@ class Connection:
                 await self._handle(frame)
             except AppError as error:
                 self.services.metrics.errors.labels(error.code).inc()
-                await self._send(error_frame(error, _client_id_of(frame)))
+                await self._send_error(error, frame)
             except (Closing, WebSocketDisconnect):
                 raise
             except Exception as exc:  # one bad frame must not kill a healthy socket
-                error = outage(exc)
-                if error is None:
+                refusal = outage(exc)
+                if refusal is None:
                     log.error("frame failed", exc_info=exc)
-                    error = AppError(500, "internal", "Something went wrong on our side.")
+                    refusal = AppError(500, "internal", "Something went wrong on our side.")
                 else:
                     log.warning("frame refused, a dependency failed: %r", exc)
-                self.services.metrics.errors.labels(error.code).inc()
-                await self._send(error_frame(error, _client_id_of(frame)))
+                self.services.metrics.errors.labels(refusal.code).inc()
+                await self._send_error(refusal, frame)
 
-    async def _handle(self, frame: Any) -> None:
-        handler = {"chat": self._on_chat, "sync": self._on_sync, "read": self._on_read,
-                   "typing": self._on_typing, "ping": self._on_ping, "auth": self._on_auth,
-                   "timer": self._on_timer, "delete": self._on_delete}.get(_kind(frame))
+    async def _handle(self, frame: object) -> None:
+        handlers: dict[str, Callable[[object], Awaitable[None]]] = {
+            "chat": self._on_chat, "sync": self._on_sync, "read": self._on_read, "typing": self._on_typing,
+            "ping": self._on_ping, "auth": self._on_auth, "timer": self._on_timer, "delete": self._on_delete}
+        handler = handlers.get(_kind(frame))
         if handler is None:
             raise AppError(400, "unknown_type",
                            "Unknown frame type: use chat, sync, read, typing, timer, delete or ping.")
         await handler(frame)
 
-    async def _on_chat(self, frame: dict) -> None:
-        draft = chat.parse_draft(self.services, frame, self.bound_peer)
-        with self.services.in_flight:  # a shutdown waits for this ack (drain.py)
+    async def _on_chat(self, frame: object) -> None:
+        draft = chat.parse_draft(frame, self.services.settings.max_message_chars, self.bound_peer)
+        with self.services.in_flight:  # a shutdown waits for this ack (ops/drain.py)
             # shielded: once committed, the message is published even if this socket is closing
             message, _ = await asyncio.shield(chat.send_message(self.services, self.user, draft, origin=self.id.hex))
-            await self._send({"type": "ack", "client_id": draft.client_id, "message": message})
+            await self._send(events.ack(draft.client_id, message))
 
-    async def _on_sync(self, frame: dict) -> None:
-        since = take(frame, {"since": int})["since"]
-        if since < 0:
-            raise AppError(422, "invalid_input", "since must be 0 or more.", fields={"since": "must be 0 or more"})
+    async def _on_sync(self, frame: object) -> None:
+        since = chat.parse_sync(frame)
         last_id = max(since, await self._replay(since))
         self.floor = max(self.floor, last_id)
-        await self._send({"type": "synced", "last_id": last_id})
+        await self._send(events.synced(last_id))
 
-    async def _on_read(self, frame: dict) -> None:
-        values = take(frame, {"up_to": int}, {"with": str})
-        peer = values["with"] or self.bound_peer
-        if not peer:
-            raise AppError(422, "missing_recipient", "Say whose messages were read: `with`.", fields={"with": "is required"})
-        await chat.mark_read(self.services, self.user, peer, max(0, values["up_to"]))
+    async def _on_read(self, frame: object) -> None:
+        peer, up_to = chat.parse_read(frame, self.bound_peer)
+        await chat.mark_read(self.services.db, self.services.fanout, self.user, peer, up_to)
 
-    async def _on_typing(self, frame: dict) -> None:
-        peer = take(frame, {}, {"to": str})["to"] or self.bound_peer
-        if not peer:
-            raise AppError(422, "missing_recipient", "Say who is being typed to: `to`.", fields={"to": "is required"})
-        await chat.typing(self.services, self.user, peer)
+    async def _on_typing(self, frame: object) -> None:
+        peer = chat.parse_typing(frame, self.bound_peer)
+        await chat.typing(self.services.db, self.services.fanout, self.user, peer)
 
-    async def _on_timer(self, frame: dict) -> None:
+    async def _on_timer(self, frame: object) -> None:
         """Set a conversation's timer; both parties hear a `timer` frame (this socket too)."""
-        peer = take(frame, {}, {"with": str})["with"] or self.bound_peer
-        if not peer:
-            raise AppError(422, "missing_recipient", "Say whose conversation: `with`.", fields={"with": "is required"})
-        await timers.set_timer(self.services, self.user, peer, timers.parse_seconds(frame))
+        peer, seconds = chat.parse_timer(frame, self.bound_peer)
+        await chat.set_timer(self.services.db, self.services.fanout, self.user, peer, seconds)
 
-    async def _on_delete(self, frame: dict) -> None:
-        """Delete a message for both parties; both hear a `deleted` frame (this socket too).
-        `take` bounds the id to int64; one of no message of the user's (0, negative) is a 404."""
-        await erasure.delete_for_everyone(self.services, self.user, take(frame, {"id": int})["id"])
+    async def _on_delete(self, frame: object) -> None:
+        """Delete a message for both parties; both hear a `deleted` frame (this socket too)."""
+        await chat.delete_for_everyone(self.services, self.user, chat.parse_delete(frame))
 
-    async def _on_ping(self, frame: dict) -> None:
-        await self._send({"type": "pong"})
+    async def _on_ping(self, frame: object) -> None:
+        await self._send(events.pong())
 
-    async def _on_auth(self, frame: dict) -> None:
+    async def _on_auth(self, frame: object) -> None:
         raise AppError(400, "already_authenticated", "This socket is already authenticated.")

@@ -24,21 +24,21 @@ import tempfile
 import urllib.parse
 import uuid
 from pathlib import Path
-from typing import AsyncIterator, Iterator, NoReturn
+from typing import NoReturn
+from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import httpx
 import pytest
 import uvicorn
 
-from secure_link import devdb
+from secure_link.ops import devdb
 from secure_link.app import create_app
 from secure_link.config import PROJECT_ROOT, Settings
-from secure_link.bodies import BodyKeys
+from secure_link.encryption import BodyKeys, Keyring
 from secure_link.db import Database
 from secure_link.schema import apply_schema
-from secure_link.keyring import Keyring
-from secure_link.fanout_backends import LISTEN_NAME
+from secure_link.fanout.backends import LISTEN_NAME
 
 from .story import OPENED, Server
 
@@ -117,8 +117,8 @@ async def cut_leftover_sockets() -> AsyncIterator[None]:
     stopped a moment before could be collected still open: a ResourceWarning, which fails
     whichever test is running when the collector gets to it."""
     yield
-    for socket in OPENED:
-        socket.connection.transport.abort()
+    for opened in OPENED:
+        opened.connection.transport.abort()
     OPENED.clear()
     await asyncio.sleep(0)
 
@@ -281,7 +281,7 @@ async def server_process(database_url: str, broadcast_url: str, settings: Settin
     env = {**os.environ, "DATABASE_URL": database_url, "BROADCAST_URL": broadcast_url,
            "BCRYPT_ROUNDS": "4", "CHAT_RATE_PER_S": "0", "REGISTER_RATE_PER_MIN": "0",
            "LOGIN_FAILURES_PER_15_MIN": "0", "SECURE_LINK_LOG_LEVEL": "warning", **extra_env}
-    process = subprocess.Popen([sys.executable, "-m", "secure_link", "serve", "--port", str(port),
+    process = subprocess.Popen([sys.executable, "-m", "secure_link", "serve", "--port", str(port),  # noqa: ASYNC220 - Popen returns at once; the process is stopped by PID
                                 "--workers", str(workers)], env=env, cwd=PROJECT_ROOT)
     try:
         await wait_until_serving(port, process)

@@ -51,14 +51,14 @@ class Server:
     def client(self, **kwargs: Any) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.http_url, timeout=10, verify=ONE_TLS_CONTEXT, **kwargs)
 
-    def person(self, name: str) -> "Person":
+    def person(self, name: str) -> Person:
         return Person(self, name)
 
 
 # Every socket a story opened. conftest's `cut_leftover_sockets` cuts those still open when
 # each test ends: one garbage-collected open is a ResourceWarning, an error in this suite,
 # raised in whichever test happens to be running (or at the session's end) when it is collected.
-OPENED: list["Socket"] = []
+OPENED: list[Socket] = []
 
 
 class Socket:
@@ -93,7 +93,7 @@ class Socket:
             while True:
                 frame = await self.next(seconds)
                 assert frame.get("type") in skip, f"expected silence, got {frame}"
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return
 
     async def closed_with(self, timeout: float = 5.0) -> int:
@@ -101,7 +101,7 @@ class Socket:
         try:
             while True:
                 await asyncio.wait_for(self.connection.recv(), timeout)
-        except Exception:
+        except Exception:  # noqa: BLE001, S110 - any end of reading: the close code says how it ended
             pass
         assert self.connection.close_code is not None, "socket did not close"
         return self.connection.close_code
@@ -121,7 +121,7 @@ class Person:
         self.user: dict[str, Any] | None = None
         self.sockets: list[Socket] = []
 
-    async def register(self) -> "Person":
+    async def register(self) -> Person:
         async with self.server.client() as http:
             response = await http.post("/api/register/", json={"username": self.username, "phrase": self.phrase})
         assert response.status_code == 201, response.text
@@ -158,7 +158,7 @@ class Person:
             assert frame["user"]["username"] == self.username
         return socket
 
-    async def say(self, socket: Socket, to: "Person", text: str, client_id: str | None = None) -> dict[str, Any]:
+    async def say(self, socket: Socket, to: Person, text: str, client_id: str | None = None) -> dict[str, Any]:
         """Send a chat frame and return the acknowledged Message."""
         frame: dict[str, Any] = {"type": "chat", "to": to.username, "message": text}
         if client_id is not None:
@@ -169,7 +169,7 @@ class Person:
         assert ack["client_id"] == client_id  # what a client matches its pending send by (null without one)
         return ack["message"]
 
-    def on(self, server: Server) -> "Person":
+    def on(self, server: Server) -> Person:
         """The same person and session, reaching another worker."""
         twin = copy.copy(self)
         twin.server, twin.sockets = server, []
@@ -406,9 +406,9 @@ def real_server(url: str) -> tuple[Opener, Callable[[int], str]]:
     real_port = parts.port or int(query.pop("port", 6379 if parts.scheme.startswith("redis") else 5432))
     if socket_dir:
         path = f"{socket_dir}/.s.PGSQL.{real_port}"
-        opener: Opener = lambda: asyncio.open_unix_connection(path)  # noqa: E731
+        opener: Opener = lambda: asyncio.open_unix_connection(path)
     else:
-        opener = lambda: asyncio.open_connection(parts.hostname, real_port)  # noqa: E731
+        opener = lambda: asyncio.open_connection(parts.hostname, real_port)
     userinfo = parts.netloc.rpartition("@")[0]
 
     def via(port: int) -> str:
@@ -416,3 +416,11 @@ def real_server(url: str) -> tuple[Opener, Callable[[int], str]]:
         return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query)))
 
     return opener, via
+
+
+def statuses(responses: list[httpx.Response]) -> dict[int, int]:
+    """How many answers had each status."""
+    counted: dict[int, int] = {}
+    for response in responses:
+        counted[response.status_code] = counted.get(response.status_code, 0) + 1
+    return counted

@@ -6,7 +6,7 @@ mutmut runs the mutants whose tests are quickest first, so an interrupted run
 has checked the cheap end of every module and none of the dear one: the
 functions every test reaches (registration, sessions, uploads). A seeded random
 sample of what is left, run by name, gives those a fair share of the time, and
-`scores.py` estimates each module's score from it (docs/testing.md).
+`scores.py` estimates each module's score from it (README.md here).
 The draw is added to mutants/sample.txt, which `scores.py` reads: a second
 draw from what the first left is part of one larger random sample.
 """
@@ -31,11 +31,12 @@ def main(per_module: int, seed: int = 15) -> int:
     """Print the draw's names (for mutmut), add them to mutants/sample.txt, and say how many each module gave."""
     rng = random.Random(seed)
     sample: list[str] = []
-    for meta in sorted((MUTANTS / "secure_link").glob("*.py.meta")):
+    for meta in sorted((MUTANTS / "secure_link").rglob("*.py.meta")):  # the package's modules, at any depth
         left = unchecked(meta)
         drawn = rng.sample(left, min(per_module, len(left)))
         sample += drawn
-        print(f"{meta.name[:-8]}: {len(drawn)} of {len(left)} unchecked", file=sys.stderr)
+        print(f"{meta.relative_to(MUTANTS / 'secure_link').as_posix()[:-8]}: {len(drawn)} of {len(left)} unchecked",
+              file=sys.stderr)
     with (MUTANTS / "sample.txt").open("a") as drawn_so_far:
         drawn_so_far.write("".join(name + "\n" for name in sample))
     print("\n".join(sample))

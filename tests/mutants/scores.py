@@ -1,4 +1,4 @@
-"""Per-module mutmut scores from mutants/*.meta, for docs/testing.md.
+"""Per-module mutmut scores from mutants/*.meta, for tests/mutants/README.md.
 
     python tests/mutants/scores.py          # after (or during) `mutmut run`
 
@@ -67,7 +67,7 @@ def main() -> int:
     sample = set(sample_file.read_text().split()) if sample_file.exists() else set()
     print("| module | mutants | first pass: checked, score | sample: checked of left, score | estimate (95 %) | no tests | unchecked |")
     print("|---|---|---|---|---|---|---|")
-    for meta in sorted((MUTANTS / "secure_link").glob("*.py.meta")):
+    for meta in sorted((MUTANTS / "secure_link").rglob("*.py.meta")):  # the package's modules, at any depth
         codes = json.loads(meta.read_text())["exit_code_by_key"]
         first, drawn = Tally(), Tally()
         for name, code in codes.items():
@@ -81,7 +81,7 @@ def main() -> int:
             estimate = "{:.0f} % ({:.0f}-{:.0f})".format(*whole)
         elif not first.unchecked:
             estimate = first.score().split(" = ")[-1]
-        print(f"| `{meta.name[:-5]}` | {len(codes)} | {first.scored + first.no_tests}, {first.score()} "
+        print(f"| `{meta.relative_to(MUTANTS / 'secure_link').as_posix()[:-5]}` | {len(codes)} | {first.scored + first.no_tests}, {first.score()} "
               f"| {drawn.scored + drawn.no_tests} of {left if drawn.scored else '-'}, {drawn.score()} "
               f"| {estimate} | {first.no_tests + drawn.no_tests} | {first.unchecked + drawn.unchecked} |")
     return 0

@@ -1,0 +1,267 @@
+"""Group commit: one writer per worker stores every send in batches, one commit each.
+
+Sends (socket and REST alike) queue their validated draft and wait; the writer
+takes everything queued, stores it with one statement (one round trip, one
+commit) and answers each sender with its own row or its own refusal. Every ack
+still follows the durable commit of its own message: the commit is shared, not
+skipped. There is no timer: a lone send goes at once, and under load the
+queue fills while the previous commit is in flight, so batches grow by
+themselves (docs/performance.md, "Group commit").
+
+Two drafts of one batch may not claim the same attachment: both would find it
+unclaimed in the statement's snapshot, so the second waits for the next batch,
+where it meets the first one's claim. Two drafts with one sender and
+`client_id` may share a batch: the insert's ON CONFLICT sees rows inserted
+earlier by the same statement, so the later one gets the original.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import hashlib
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+from secure_link.db import Database
+from secure_link.encryption import BodyKeys, contexts, pair_of
+from secure_link.errors import DatabaseUnavailable, conversation_cleared
+from secure_link.fanout import ConversationKey
+from secure_link.wire import JsonObject
+
+MAX_BATCH = 256
+CLIENT_ID_MEMORY_DAYS = 30  # a retry after its message is gone is answered `gone` this long (docs/api.md)
+MAX_RESEALS = 3  # a key destroyed under a draft again and again (logouts in a loop): answer 409
+USER_CACHE_LIMIT = 100_000  # usernames never change; past this the cache starts again from empty
+log = logging.getLogger("secure_link.writer")
+
+
+@dataclasses.dataclass(eq=False)
+class Pending:
+    """One queued send: who sends what to whom, and the future its sender awaits."""
+
+    sender_id: int
+    sender: str
+    to: str
+    body: str
+    client_id: str | None
+    attachment: str | None
+    origin: str  # the sending connection, which gets an ack instead of the chat event
+    answer: asyncio.Future[JsonObject | None]
+    recipient_id: int = 0  # resolved by the writer
+    resealed: int = 0  # times its conversation's key changed under it (a logout meanwhile)
+    conversation: ConversationKey | None = None  # the key its body was sealed with: its fan-out copy's too
+
+
+# Builds the contract's Message from a stored draft and its row (messages.stored_message).
+Shape = Callable[[Pending, asyncpg.Record], JsonObject]
+# A stored draft, its row and its Message: after each commit, a batch of these in id order goes to
+# `Announce` (messages.announce_messages).
+StoredMessage = tuple[Pending, asyncpg.Record, JsonObject]
+Announce = Callable[[list[StoredMessage]], Awaitable[None]]
+
+
+def client_tag(key: bytes, sender_id: int, client_id: str) -> bytes:
+    """What `used_client_ids` keeps of a sender's client_id: a keyed hash, which names neither."""
+    return hmac.new(key, contexts.client_tag_input(sender_id, client_id), hashlib.sha256).digest()[:16]
+
+
+def client_tag_key(pepper: str) -> bytes:
+    """The key of `client_tag`, derived from the secret pepper (which never changes)."""
+    return hmac.new(pepper.encode("utf-8"), contexts.CLIENT_TAGS, hashlib.sha256).digest()
+
+
+class MessageWriter:
+    """The worker's single writer task and the queue in front of it.
+
+    `store()` resolves to the stored Message, or to None when nothing was stored
+    (an unknown recipient, a retried `client_id`, a refused attachment: the
+    caller asks why, off the hot path). A database failure fails the sends of
+    that batch only; one draft the database refuses is retried alone, so it
+    never fails its neighbours.
+    """
+
+    def __init__(self, db: Database, bodies: BodyKeys, tag_key: bytes, shape: Shape, announce: Announce,
+                 observe_batch: Callable[[int], None] = lambda size: None, max_batch: int = MAX_BATCH) -> None:
+        self._db = db
+        self._bodies = bodies
+        self._tag_key = tag_key
+        self._user_ids: dict[str, int] = {}
+        self._shape = shape
+        self._announce_batch = announce
+        self._observe_batch = observe_batch
+        self._max_batch = max_batch
+        self._queue: list[Pending] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def tag(self, sender_id: int, client_id: str) -> bytes:
+        """The keyed hash under which a sender's client_id is remembered (`used_client_ids`)."""
+        return client_tag(self._tag_key, sender_id, client_id)
+
+    @property
+    def queued(self) -> int:
+        """Sends waiting for a commit (the metrics sample it)."""
+        return len(self._queue)
+
+    def start(self) -> None:
+        """Start the writer task (once the event loop runs)."""
+        self._task = asyncio.create_task(self._run(), name="message-writer")
+
+    async def close(self) -> None:
+        """Store and answer every queued send, then stop: the shutdown drain's last step."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+
+    async def store(self, sender_id: int, sender: str, to: str, body: str, client_id: str | None,
+                    attachment: str | None, origin: str = "") -> JsonObject | None:
+        """Queue one draft and wait for the commit of the batch that holds it."""
+        if self._closing or self._task is None or self._task.done():
+            raise DatabaseUnavailable("the message writer is not running")
+        pending = Pending(sender_id, sender, to, body, client_id, attachment, origin,
+                          asyncio.get_running_loop().create_future())
+        self._queue.append(pending)
+        self._wakeup.set()
+        return await pending.answer
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = self._next_batch()
+            try:
+                await self._write(batch)
+            except Exception as exc:  # a bug must fail its batch, not stop every later send
+                log.error("the writer failed on a batch of %d", len(batch), exc_info=exc)
+                _fail(batch, exc)
+
+    def _next_batch(self) -> list[Pending]:
+        """Up to `max_batch` queued drafts, oldest first; one claiming a file already claimed waits."""
+        batch: list[Pending] = []
+        later: list[Pending] = []
+        claimed: set[str] = set()  # files: two drafts of one batch would both find one unclaimed
+        for pending in self._queue:
+            if len(batch) >= self._max_batch or pending.attachment in claimed:
+                later.append(pending)
+            else:
+                batch.append(pending)
+                if pending.attachment is not None:
+                    claimed.add(pending.attachment)
+        self._queue = later
+        return batch
+
+    async def _write(self, batch: list[Pending]) -> None:
+        """Store one batch and answer its senders; a refused batch is retried draft by draft."""
+        try:
+            stored = await self._insert(batch)
+        except DatabaseUnavailable as exc:
+            _fail(batch, exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - the database refused the statement: find the one draft at fault
+            if len(batch) == 1:
+                _fail(batch, exc)
+                return
+            log.warning("a batch of %d was refused (%r); storing its drafts one by one", len(batch), exc)
+            for pending in batch:
+                await self._write([pending])
+            return
+        self._observe_batch(len(batch))
+        messages = [(pending, row, self._shape(pending, row)) for pending, row in stored]
+        await self._announce(messages)  # before the acks: an acknowledged message is on its way to its receivers
+        for pending, _, message in messages:
+            if not pending.answer.done():
+                pending.answer.set_result(message)
+        for pending in batch:
+            if not pending.answer.done() and pending not in self._queue:
+                pending.answer.set_result(None)
+
+    async def _insert(self, batch: list[Pending]) -> list[tuple[Pending, asyncpg.Record]]:
+        """One statement, one commit: the stored drafts with their rows, in id order.
+
+        Recipients are resolved and bodies sealed first; a draft to nobody (or
+        to its sender) is left out and answered "not stored". A draft whose
+        conversation key was destroyed after it was sealed goes back to the
+        queue, to be sealed with the new key.
+        """
+        addressed = await self._addressed(batch)
+        if not addressed:
+            return []
+        current = await self._bodies.for_pairs(pair_of(p.sender_id, p.recipient_id) for p in addressed)
+        keys = [current[pair_of(p.sender_id, p.recipient_id)] for p in addressed]
+        born = [generation for generation, _ in keys]
+        sealed = [self._bodies.seal(key, p.sender_id, p.recipient_id, p.body) for p, (_, key) in zip(addressed, keys)]
+        for pending, (generation, key) in zip(addressed, keys):
+            pending.conversation = ConversationKey(*pair_of(pending.sender_id, pending.recipient_id), generation, key)
+        rows = await self._db.fetch(
+            "insert_messages",
+            list(range(len(addressed))),
+            [pending.sender_id for pending in addressed],
+            [pending.recipient_id for pending in addressed],
+            sealed,
+            [pending.client_id for pending in addressed],
+            [pending.attachment for pending in addressed],
+            born,
+            [None if p.client_id is None else self.tag(p.sender_id, p.client_id) for p in addressed])
+        stored = sorted(((addressed[row["ord"]], row) for row in rows), key=lambda item: item[1]["id"])
+        await self._reseal_if_rekeyed(addressed, born, {id(pending) for pending, _ in stored})
+        return stored
+
+    async def _addressed(self, batch: list[Pending]) -> list[Pending]:
+        """The drafts to someone else, their recipients' ids resolved: cached (usernames never
+        change), the batch's new names in one query."""
+        unknown = sorted({pending.to for pending in batch} - self._user_ids.keys())
+        if unknown:
+            if len(self._user_ids) + len(unknown) > USER_CACHE_LIMIT:
+                self._user_ids.clear()
+            for row in await self._db.fetch("find_user_ids_by_usernames", unknown):
+                self._user_ids[row["username"]] = row["id"]
+        addressed = []
+        for pending in batch:
+            pending.recipient_id = self._user_ids.get(pending.to, 0)
+            if pending.recipient_id and pending.recipient_id != pending.sender_id:
+                addressed.append(pending)
+        return addressed
+
+    async def _reseal_if_rekeyed(self, addressed: list[Pending], born: list[datetime.datetime],
+                                 stored: set[int]) -> None:
+        """Queue again, at the head, the drafts refused because their key changed meanwhile (a
+        logout); one whose key changed under it too often is answered 409, to be sent again."""
+        requeued = []
+        for pending, generation in zip(addressed, born):
+            if id(pending) in stored:
+                continue
+            pair = pair_of(pending.sender_id, pending.recipient_id)
+            if await self._db.fetchval("find_conversation_key_born", *pair) != generation:
+                self._bodies.forget(pair)
+                if pending.resealed < MAX_RESEALS:
+                    pending.resealed += 1
+                    requeued.append(pending)
+                elif not pending.answer.done():
+                    pending.answer.set_exception(conversation_cleared())
+        self._queue[:0] = requeued  # in the order they were sent, ahead of what queued meanwhile
+
+    async def _announce(self, messages: list[StoredMessage]) -> None:
+        """Hand the committed batch on (fan-out); its failure is logged, never an unacked send."""
+        if not messages:
+            return
+        try:
+            await self._announce_batch(messages)
+        except Exception:  # committed and acknowledged: receivers catch up from the database
+            log.warning("announcing a batch of %d failed", len(messages), exc_info=True)
+
+
+def _fail(batch: list[Pending], exc: BaseException) -> None:
+    for pending in batch:
+        if not pending.answer.done():
+            pending.answer.set_exception(exc)
