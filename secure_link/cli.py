@@ -20,6 +20,7 @@ import click
 import uvicorn
 from starlette.types import ASGIApp
 
+from secure_link import operator
 from secure_link.config import ConfigError, Settings
 from secure_link.db import Database
 from secure_link.encryption import DecryptionError, master_key_path, open_keyring, rotation, secretfile
@@ -27,6 +28,7 @@ from secure_link.files import collect_garbage
 from secure_link.http import openapi
 from secure_link.ops import audit, devdb, log_config
 from secure_link.schema import apply_schema
+from secure_link.services import Services
 
 T = TypeVar("T")
 
@@ -224,3 +226,20 @@ def keys_rotate(prepare: bool) -> None:
         raise click.ClickException(str(exc)) from None
     click.echo(f"master key {done.master_key_id} now wraps every key ({done.rewrapped} rewrapped); "
                f"retired: {', '.join(done.retired) or 'none'}")
+
+
+async def _with_services(settings: Settings, work: Callable[[Services], Awaitable[T]]) -> T:
+    """Run `work` with what a worker holds (pool, fan-out, master key), opened and closed here, for
+    the operator's commands that must reach running servers (app.py's, as `serve` builds it)."""
+    from secure_link.app import close_services, open_services
+
+    services = await open_services(settings)
+    try:
+        return await work(services)
+    finally:
+        await close_services(services)
+
+
+for _group in operator.commands(_serving_settings, lambda settings: devdb.database_url(settings, stop_at_exit=True),
+                                _with_services):
+    main.add_command(_group)

@@ -19,6 +19,7 @@ from dotenv import dotenv_values
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+REGISTRATION_MODES = ("open", "invite", "closed")
 _ORIGIN = re.compile(r"^https?://[a-z0-9.\-\[\]:]+$")
 
 
@@ -62,6 +63,8 @@ class Settings:
     chat_rate_per_s: float = 20.0
     login_failures_per_15_min: int = 10
     register_rate_per_min: int = 20
+    registration: str = "open"  # open, invite or closed (contract v1.2)
+    invites_per_user: int = 5  # live invites a user may hold; 0: only the operator invites
     ws_max_frame_bytes: int = 64 * 1024
     ws_ping_interval: float = 20.0
     ws_auth_timeout: float = 10.0
@@ -102,6 +105,12 @@ def _origins(value: str) -> tuple[str, ...]:
             raise ConfigError(f"CORS_ORIGINS: {origin!r} is not an origin like https://app.example "
                               "(a wildcard is refused: cookies authenticate these requests)")
     return origins
+
+
+def _registration(value: str) -> str:
+    if value not in REGISTRATION_MODES:
+        raise ConfigError(f"REGISTRATION must be open, invite or closed, not {value!r}")
+    return value
 
 
 def _log_format(value: str) -> str:
@@ -157,6 +166,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "CHAT_RATE_PER_S": ("chat_rate_per_s", float),
     "LOGIN_FAILURES_PER_15_MIN": ("login_failures_per_15_min", int),
     "REGISTER_RATE_PER_MIN": ("register_rate_per_min", int),
+    "REGISTRATION": ("registration", _registration),
+    "INVITES_PER_USER": ("invites_per_user", int),
     "WS_MAX_FRAME_BYTES": ("ws_max_frame_bytes", int),
     "WS_PING_INTERVAL": ("ws_ping_interval", float),
     "WS_SEND_TIMEOUT": ("ws_send_timeout", float),

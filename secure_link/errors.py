@@ -95,6 +95,12 @@ def conversation_cleared() -> AppError:
                     "The conversation was cleared while this message was being stored; nothing was stored. Send it again.")
 
 
+def blocked() -> AppError:
+    """403 for a send, timer change or delete between two users one of whom blocks the other
+    (contract v1.2): nothing was stored or changed."""
+    return AppError(403, "blocked", "One of you has blocked the other: nothing passes between you.")
+
+
 OUTAGE_RETRY_S = 2.0
 _DISK_TROUBLE = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EIO}
 

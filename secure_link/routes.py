@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from secure_link import accounts, chat, files, sockets
 from secure_link.accounts import SESSION_COOKIE, User
 from secure_link.errors import AppError, rate_limited
-from secure_link.http import client_address, is_secure, openapi, webclient
+from secure_link.http import client_address, is_secure, openapi, own_origin, webclient
 from secure_link.ratelimit import KeyedBuckets
 from secure_link.services import Services
 
@@ -217,6 +217,71 @@ async def delete_message(request: Request) -> Response:
     return JSONResponse({"deleted": await chat.delete_for_everyone(services, user, message_id)})
 
 
+async def registration(request: Request) -> Response:
+    """How people may register here: open, by invite, or not at all (no session needed)."""
+    return JSONResponse({"mode": _services(request).settings.registration})
+
+
+def _invites_of(request: Request) -> tuple[bytes, str]:
+    """The key of invite codes' tags, and the origin their links open (PUBLIC_URL, else this server's)."""
+    settings = _services(request).settings
+    return accounts.invites.tag_key(settings.pepper or ""), own_origin(request, settings)
+
+
+async def create_invite(request: Request) -> Response:
+    """A new invite of the user's, within INVITES_PER_USER live ones."""
+    services, user = await authenticated(request)
+    uses, expires_in = accounts.invites.parse_terms(await read_json(request))
+    key, origin = _invites_of(request)
+    row = await accounts.invites.create(services.db, user, uses, expires_in, services.settings.invites_per_user)
+    return JSONResponse(accounts.invites.invite_json(key, row, origin), status_code=201)
+
+
+async def list_invites(request: Request) -> Response:
+    """The user's own live invites, newest first."""
+    services, user = await authenticated(request)
+    key, origin = _invites_of(request)
+    rows = await services.db.fetch("list_live_invites", user.id)
+    return JSONResponse({"invites": [accounts.invites.invite_json(key, row, origin) for row in rows]})
+
+
+async def revoke_invite(request: Request) -> Response:
+    """Revoke one of the user's own live invites."""
+    services, user = await authenticated(request)
+    key, origin = _invites_of(request)
+    row = await accounts.invites.revoke_own(services.db, key, user, request.path_params["code"])
+    return JSONResponse({"revoked": accounts.invites.invite_json(key, row, origin)})
+
+
+async def list_blocks(request: Request) -> Response:
+    """Whom the user blocks, newest first."""
+    services, user = await authenticated(request)
+    return JSONResponse({"blocks": await accounts.list_blocks(services.db, user)})
+
+
+async def block(request: Request) -> Response:
+    """Block someone (PUT), or lift one's block (DELETE)."""
+    services, user = await authenticated(request)
+    username = request.path_params["username"]
+    if request.method == "PUT":
+        return JSONResponse(await accounts.block(services.db, services.fanout, user, username))
+    return JSONResponse(await accounts.unblock(services.db, services.fanout, user, username))
+
+
+async def change_phrase(request: Request) -> Response:
+    """A new phrase; every other session of the user ends."""
+    services, user = await authenticated(request)
+    address, body = client_address(request, services.settings), await read_json(request)
+    return JSONResponse({"user": await accounts.change_phrase(services, services.fanout, user, body, address)})
+
+
+async def delete_account(request: Request) -> Response:
+    """Leave for good: everything a logout erases for every session, then the account itself."""
+    services, user = await authenticated(request)
+    address, body = client_address(request, services.settings), await read_json(request)
+    return _signed_out(JSONResponse({"deleted": await chat.delete_account(services, user, body, address)}))
+
+
 async def healthz(request: Request) -> Response:
     """The process is up (no dependency is checked: a liveness probe)."""
     return JSONResponse({"status": "ok"})
@@ -255,6 +320,22 @@ routes: list[BaseRoute] = [
     Route("/api/user-profile/", user_profile, methods=["GET", "PATCH"]),
     Route("/api/users/{username}/", find_user, methods=["GET"]),
     Route("/api/users/{username}", find_user, methods=["GET"]),
+    Route("/api/registration/", registration, methods=["GET"]),
+    Route("/api/registration", registration, methods=["GET"]),
+    Route("/api/invites/", list_invites, methods=["GET"]),
+    Route("/api/invites", list_invites, methods=["GET"]),
+    Route("/api/invites/", create_invite, methods=["POST"]),
+    Route("/api/invites", create_invite, methods=["POST"]),
+    Route("/api/invites/{code}/", revoke_invite, methods=["DELETE"]),
+    Route("/api/invites/{code}", revoke_invite, methods=["DELETE"]),
+    Route("/api/blocks/", list_blocks, methods=["GET"]),
+    Route("/api/blocks", list_blocks, methods=["GET"]),
+    Route("/api/blocks/{username}/", block, methods=["PUT", "DELETE"]),
+    Route("/api/blocks/{username}", block, methods=["PUT", "DELETE"]),
+    Route("/api/change-phrase/", change_phrase, methods=["POST"]),
+    Route("/api/change-phrase", change_phrase, methods=["POST"]),
+    Route("/api/delete-account/", delete_account, methods=["POST"]),
+    Route("/api/delete-account", delete_account, methods=["POST"]),
     Route("/api/sessions/", list_sessions, methods=["GET"]),
     Route("/api/sessions/{session_id:id64}", revoke_session, methods=["DELETE"]),
     Route("/api/send-message/", send_message, methods=["POST"]),

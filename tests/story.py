@@ -39,6 +39,7 @@ class Server:
     address: str
     settings: Settings
     pid: int | None = None  # set when the server runs in its own process
+    invite: str | None = None  # the code its people register with, when it takes them by invite
 
     @property
     def http_url(self) -> str:
@@ -121,9 +122,11 @@ class Person:
         self.user: dict[str, Any] | None = None
         self.sockets: list[Socket] = []
 
-    async def register(self) -> Person:
+    async def register(self, invite: str | None = None) -> Person:
+        invite = invite or self.server.invite
+        body = {"username": self.username, "phrase": self.phrase, **({"invite": invite} if invite else {})}
         async with self.server.client() as http:
-            response = await http.post("/api/register/", json={"username": self.username, "phrase": self.phrase})
+            response = await http.post("/api/register/", json=body)
         assert response.status_code == 201, response.text
         self.token, self.user = response.json()["token"], response.json()["user"]
         return self

@@ -33,14 +33,15 @@ MAY_IMPORT: dict[str, set[str]] = {
     "ops": set(),
     "fanout": {"encryption"},
     "files": {"encryption"},
-    "accounts": {"fanout", "http"},
+    "accounts": {"fanout", "http", "ops"},
     "chat": {"accounts", "files", "fanout", "encryption", "ops"},
     "services": DOMAINS,
     "housekeeping": DOMAINS | {"services"},
     "sockets": DOMAINS | {"services"},
     "routes": DOMAINS | {"services", "sockets"},
     "app": DOMAINS | {"services", "housekeeping", "routes", "sockets"},
-    "cli": DOMAINS | {"app"},
+    "operator": DOMAINS | {"services"},
+    "cli": DOMAINS | {"app", "operator", "services"},
     "__main__": {"cli"},
 }
 

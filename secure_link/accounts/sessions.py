@@ -101,6 +101,12 @@ async def revoke_session(db: Database, fanout: Fanout, user: User, session_id: i
     await events.publish(fanout, [events.user_channel(user.id)], events.session_revoked(session_id))
 
 
+async def close_sessions_sockets(fanout: Fanout, user_id: int, session_ids: list[int]) -> None:
+    """The sockets of these ended sessions of the user close (4401), on every worker."""
+    for session_id in session_ids:
+        await events.publish(fanout, [events.user_channel(user_id)], events.session_revoked(session_id))
+
+
 class SessionSockets:
     """This worker's sockets, counted by the session that opened them: those to close when it ends."""
 

@@ -15,13 +15,13 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
-from secure_link.accounts import User, find_peer, user_json
+from secure_link.accounts import User, find_peer, kept_apart, user_json
 from secure_link.chat.frames import Draft, parse_page
 from secure_link.chat.writer import MessageWriter, Pending, StoredMessage
 from secure_link.config import Settings
 from secure_link.db import Database, Row
 from secure_link.encryption import BodyKeys
-from secure_link.errors import AppError
+from secure_link.errors import AppError, blocked
 from secure_link.fanout import Fanout, Outgoing, events
 from secure_link.files import file_json
 from secure_link.ops import Metrics
@@ -103,8 +103,8 @@ async def announce_messages(fanout: Fanout, stored: list[StoredMessage]) -> None
 
 async def _not_inserted(services: ChatServices, user: User, draft: Draft) -> JsonObject:
     """Why nothing was stored: a bad recipient, a retry (its original, or `gone` when that
-    was deleted or expired), or a refused attachment."""
-    await find_peer(services.db, user, draft.to)
+    was deleted or expired), a block between the two, or a refused attachment."""
+    peer = await find_peer(services.db, user, draft.to)
     if draft.client_id is not None:
         row = await services.db.fetchrow("find_message_by_client_id", user.id, draft.client_id)
         if row is not None:
@@ -112,6 +112,8 @@ async def _not_inserted(services: ChatServices, user: User, draft: Draft) -> Jso
         if await services.db.fetchval("client_id_was_used", services.writer.tag(user.id, draft.client_id)):
             raise AppError(410, "gone", "The message sent with this client_id was deleted or has expired; "
                                         "it is not sent again.", fields={"client_id": "was used by a message now gone"})
+    if await kept_apart(services.db, user.id, peer["id"]):
+        raise blocked()
     raise AppError(422, "invalid_attachment",
                    "The attachment must be a file you uploaded and have not sent to someone else.",
                    fields={"attachment": "is not yours to send here"})
@@ -167,13 +169,16 @@ async def _conversation_peer(db: Database, user: User, peer_name: str) -> asyncp
 
 
 async def mark_read(db: Database, fanout: Fanout, user: User, peer_name: str, up_to: int) -> None:
-    """Move the read receipt forward (never past the last message) and tell the other party."""
+    """Move the read receipt forward (never past the last message) and tell the other party,
+    unless either blocks the other: the receipt is then the reader's own, and nothing passes."""
     peer = await _conversation_peer(db, user, peer_name)
     last_read = await db.fetchval("upsert_read_receipt", user.id, peer["id"], up_to)
-    await events.publish(fanout, [events.user_channel(peer["id"])], events.read(user.username, last_read))
+    if not await kept_apart(db, user.id, peer["id"]):
+        await events.publish(fanout, [events.user_channel(peer["id"])], events.read(user.username, last_read))
 
 
 async def typing(db: Database, fanout: Fanout, user: User, peer_name: str) -> None:
-    """Tell the other party this user is typing (nothing is stored)."""
+    """Tell the other party this user is typing (nothing is stored; nothing passes a block)."""
     peer = await _conversation_peer(db, user, peer_name)
-    await events.publish(fanout, [events.user_channel(peer["id"])], events.typing(user.username))
+    if not await kept_apart(db, user.id, peer["id"]):
+        await events.publish(fanout, [events.user_channel(peer["id"])], events.typing(user.username))

@@ -8,9 +8,9 @@ before it; the sweeper (erasure.py) deletes what expires.
 from __future__ import annotations
 
 
-from secure_link.accounts import User, find_peer
+from secure_link.accounts import User, find_peer, kept_apart
 from secure_link.db import Database
-from secure_link.errors import AppError
+from secure_link.errors import AppError, blocked
 from secure_link.fanout import Fanout, events
 from secure_link.wire import JsonObject, rfc3339
 
@@ -38,8 +38,11 @@ def parse_seconds(body: object) -> int:
 
 
 async def set_timer(db: Database, fanout: Fanout, user: User, peer_name: str, seconds: int) -> JsonObject:
-    """Set the timer and tell every connection of both parties (`timer` frames)."""
+    """Set the timer and tell every connection of both parties (`timer` frames); 403 `blocked`
+    while either blocks the other."""
     peer = await find_peer(db, user, peer_name)
+    if await kept_apart(db, user.id, peer["id"]):
+        raise blocked()
     row = await db.fetchrow("upsert_conversation_timer", user.id, peer["id"], seconds)
     assert row is not None  # an upsert … RETURNING
     for user_id, other in ((peer["id"], user.username), (user.id, peer["username"])):

@@ -197,7 +197,14 @@ class MessageWriter:
         addressed = await self._addressed(batch)
         if not addressed:
             return []
-        current = await self._bodies.for_pairs(pair_of(p.sender_id, p.recipient_id) for p in addressed)
+        try:
+            current = await self._bodies.for_pairs(pair_of(p.sender_id, p.recipient_id) for p in addressed)
+        except asyncpg.ForeignKeyViolationError:  # a recipient deleted their account since it was cached
+            self._user_ids.clear()
+            addressed = await self._addressed(batch)  # resolved afresh: that name is nobody's now
+            if not addressed:
+                return []
+            current = await self._bodies.for_pairs(pair_of(p.sender_id, p.recipient_id) for p in addressed)
         keys = [current[pair_of(p.sender_id, p.recipient_id)] for p in addressed]
         born = [generation for generation, _ in keys]
         sealed = [self._bodies.seal(key, p.sender_id, p.recipient_id, p.body) for p, (_, key) in zip(addressed, keys)]

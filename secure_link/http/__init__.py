@@ -8,7 +8,7 @@ document, and the built web client.
 
 from secure_link.http import openapi, webclient
 from secure_link.http.middleware import AccessLog, JsonCORSMiddleware, SecurityHeaders
-from secure_link.http.proxy import client_address, is_secure, origin_allowed
+from secure_link.http.proxy import client_address, is_secure, origin_allowed, own_origin
 
 __all__ = ["AccessLog", "JsonCORSMiddleware", "SecurityHeaders", "client_address", "is_secure", "openapi",
-           "origin_allowed", "webclient"]
+           "origin_allowed", "own_origin", "webclient"]

@@ -61,8 +61,10 @@ _RECORDS: dict[str, Any] = {
     "Message": _object({"id": _INT, "from": _STR, "to": _STR, "message": _STR, "client_id": _NULLABLE_STR,
                         "attachment": {"oneOf": [_ref("File"), {"type": "null"}]}, "sent_at": _TIME,
                         "expires_at": {"type": ["string", "null"], "format": "date-time"}}),
-    "Credentials": _object({"username": _USERNAME, "phrase": _PHRASE, "display_name": _DISPLAY_NAME},
-                           optional=("display_name",)),
+    "Credentials": _object({"username": _USERNAME, "phrase": _PHRASE, "display_name": _DISPLAY_NAME,
+                            "invite": {"type": "string", "description": "An invite code: needed when the "
+                                                                        "registration mode is `invite`"}},
+                           optional=("display_name", "invite")),
     "Login": _object({"username": _STR, "phrase": _STR}),
     "ProfileChange": _object({"display_name": _DISPLAY_NAME}),
     "Draft": _object({"to": _NAME, "message": {"type": "string", "maxLength": 4000}, "client_id": _CLIENT_ID,
@@ -77,6 +79,15 @@ _RECORDS: dict[str, Any] = {
     "Timer": _object({"with": _STR, "seconds": _TIMER_SECONDS, "set_by": _NULLABLE_STR,
                       "set_at": {"type": ["string", "null"], "format": "date-time"}}),
     "TimerChange": _object({"seconds": _TIMER_SECONDS}),
+    # v1.2: who may reach you
+    "Registration": _object({"mode": {"type": "string", "enum": ["open", "invite", "closed"]}}),
+    "Invite": _object({"code": _STR, "url": _STR, "uses_left": _INT, "expires_at": _TIME, "created_at": _TIME}),
+    "InviteTerms": _object({"uses": {"type": "integer", "minimum": 1, "maximum": 100, "default": 1},
+                            "expires_in": {"type": "integer", "minimum": 60, "maximum": 2_592_000,
+                                           "default": 604_800}}, optional=("uses", "expires_in")),
+    "Block": _object({"username": _STR, "since": _TIME}),
+    "PhraseChange": _object({"phrase": _STR, "new_phrase": _PHRASE}),
+    "PhraseProof": _object({"phrase": _STR}),
 }
 
 _ANSWERS: dict[str, Any] = {
@@ -92,6 +103,11 @@ _ANSWERS: dict[str, Any] = {
     "Uploaded": _object({"file": _ref("File")}),
     "Status": _object({"status": _STR}),
     "Deleted": _object({"deleted": _object({"id": _INT, "files": _INT})}),
+    "InviteList": _object({"invites": {"type": "array", "items": _ref("Invite")}}),
+    "InviteRevoked": _object({"revoked": _ref("Invite")}),
+    "BlockList": _object({"blocks": {"type": "array", "items": _ref("Block")}}),
+    "Unblocked": _object({"unblocked": _STR}),
+    "AccountDeleted": _object({"deleted": _object({"messages": _INT, "files": _INT})}),
 }
 
 _CLIENT_FRAMES: dict[str, Any] = {
@@ -233,9 +249,12 @@ _WS_ANSWERS: dict[int, dict[str, Any]] = {
 PATHS: dict[str, dict[str, dict[str, Any]]] = {
     "/api/register/": {"post": _op("Create an account and log in",
                                    {201: _answer("LoggedIn", "Registered and logged in", _SETS_COOKIE)},
-                                   (*_JSON_BODY, 409, 429, 503), body="Credentials", security=_ANONYMOUS)},
+                                   (*_JSON_BODY, 403, 409, 429, 503), body="Credentials", security=_ANONYMOUS,
+                                   error_notes={403: "`registration_closed`, `invite_required` or "
+                                                     "`invite_invalid` (the registration mode)"})},
     "/api/login/": {"post": _op("Log in", {200: _answer("LoggedIn", "Logged in", _SETS_COOKIE)},
-                                (*_JSON_BODY, 401, 429, 503), body="Login", security=_ANONYMOUS)},
+                                (*_JSON_BODY, 401, 403, 429, 503), body="Login", security=_ANONYMOUS,
+                                error_notes={403: "`account_suspended`: the operator suspended the account"})},
     "/api/logout/": {"post": _op("Log out and clear the user's chats (any body is ignored)",
                                  {200: _answer("Cleared", "Logged out", _CLEARS_COOKIE)}, _CHANGE)},
     "/api/user-profile/": {
@@ -248,6 +267,37 @@ PATHS: dict[str, dict[str, dict[str, Any]]] = {
         (*_AUTHENTICATED, 404, 422, 429), parameters=(_parameter("path", "username", _STR),),
         error_notes={404: "`unknown_user`: nobody has that username",
                      422: "`invalid_recipient`: the asker's own username"})},
+    "/api/registration/": {"get": _op("How people may register here", {200: _answer("Registration")},
+                                      security=_ANONYMOUS)},
+    "/api/invites/": {
+        "get": _op("The user's own live invites, newest first", {200: _answer("InviteList")}, _AUTHENTICATED),
+        "post": _op("Invite someone", {201: _answer("Invite")}, (*_CHANGE, *_JSON_BODY, 409), body="InviteTerms",
+                    error_notes={403: "`invites_disabled` (INVITES_PER_USER is 0), or `origin_refused`",
+                                 409: "`invite_limit`: the user has INVITES_PER_USER live invites"}),
+    },
+    "/api/invites/{code}/": {"delete": _op(
+        "Revoke one of the user's own live invites", {200: _answer("InviteRevoked")}, (*_CHANGE, 404),
+        parameters=(_parameter("path", "code", _STR),),
+        error_notes={404: "`not_found`: not a live invite of the user's"})},
+    "/api/blocks/": {"get": _op("Whom the user blocks, newest first", {200: _answer("BlockList")}, _AUTHENTICATED)},
+    "/api/blocks/{username}/": {
+        "put": _op("Block someone: nothing passes between the two either way", {200: _answer("Block")},
+                   (*_CHANGE, 404, 422), parameters=(_parameter("path", "username", _STR),),
+                   error_notes={404: "`unknown_user`", 422: "`invalid_recipient`: oneself"}),
+        "delete": _op("Lift the user's block", {200: _answer("Unblocked")}, (*_CHANGE, 404),
+                      parameters=(_parameter("path", "username", _STR),), error_notes={404: "`unknown_user`"}),
+    },
+    "/api/change-phrase/": {"post": _op(
+        "Change the phrase; every other session ends", {200: _answer("Profile")},
+        (*_CHANGE, *_JSON_BODY, 429), body="PhraseChange",
+        error_notes={401: "`invalid_credentials`: the current phrase is wrong (counted by the login throttle), "
+                          "or `unauthenticated`"})},
+    "/api/delete-account/": {"post": _op(
+        "Delete the account and everything of it; the username is retired",
+        {200: _answer("AccountDeleted", "Deleted", _CLEARS_COOKIE)}, (*_CHANGE, *_JSON_BODY, 429),
+        body="PhraseProof",
+        error_notes={401: "`invalid_credentials`: the phrase is wrong (counted by the login throttle), "
+                          "or `unauthenticated`"})},
     "/api/sessions/": {"get": _op("List the user's sessions", {200: _answer("SessionList")}, _AUTHENTICATED)},
     "/api/sessions/{session_id}": {"delete": _op(
         "Revoke one of the user's sessions", {200: _answer("Revoked")}, (*_CHANGE, 404),
@@ -301,7 +351,10 @@ PATHS: dict[str, dict[str, dict[str, Any]]] = {
 # v1.1's paths answer the same without their final slash (contract): both are served.
 PATHS.update({path.rstrip("/"): PATHS[path] for path in ("/api/messages/{message_id}/",
                                                          "/api/conversations/{username}/timer/",
-                                                         "/api/users/{username}/")})
+                                                         "/api/users/{username}/", "/api/registration/",
+                                                         "/api/invites/", "/api/invites/{code}/", "/api/blocks/",
+                                                         "/api/blocks/{username}/", "/api/change-phrase/",
+                                                         "/api/delete-account/")})
 
 
 def document() -> dict[str, Any]:

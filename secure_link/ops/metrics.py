@@ -43,6 +43,9 @@ class Metrics:
                                         registry=registry)
         self.errors = Counter("secure_link_errors", "Errors answered (HTTP and error frames), by code.",
                               ["code"], registry=registry)
+        self.registrations_refused = Counter(
+            "secure_link_registrations_refused", "Registrations refused past their fields' checks, by reason "
+            "(closed, invite_required, invite_invalid, username_taken, rate_limited).", ["reason"], registry=registry)
         self.pool = Gauge("secure_link_db_pool_connections",
                           "Database pool connections in use and idle, and queries waiting for one.",
                           ["state"], registry=registry, multiprocess_mode="livesum")

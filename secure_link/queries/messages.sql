@@ -16,7 +16,9 @@
 -- while it waited is invisible to its reads. `FOR KEY SHARE OF k` reads each
 -- key row as it is now, after the locks: a key that logout deleted meanwhile
 -- drops its drafts (resealed by the writer), where the snapshot alone would
--- store them sealed with a destroyed key, unreadable for good.
+-- store them sealed with a destroyed key, unreadable for good. Blocks are read
+-- the same way, as they are after the locks (blocked_after, schema.sql): a draft
+-- between two users one of whom blocks the other is left out, its batch stored.
 -- Ids are drawn in position order. An attachment must be the sender's own and
 -- not yet used with anyone else; it is marked used only if its message is
 -- really inserted, so a retried client_id cannot claim a new file. The writer
@@ -49,6 +51,7 @@ WITH draft AS (
     LEFT JOIN conversation_timers timer
       ON timer.low_user_id = k.low_user_id AND timer.high_user_id = k.high_user_id
     WHERE (SELECT users FROM locked) >= 0 AND draft.sender_id <> draft.recipient_id
+      AND NOT blocked_after(draft.sender_id, draft.recipient_id, (SELECT users FROM locked))
     FOR KEY SHARE OF k
 ), claimable AS (
     SELECT keyed.ord, files.id, files.name, files.content_type, files.size, files.width,
@@ -171,9 +174,14 @@ SELECT EXISTS (
       AND GREATEST(sender_id, recipient_id) = GREATEST($1::bigint, $2::bigint));
 
 -- name: list_peer_ids
--- Everyone who shares a conversation with the user: presence goes to them only.
-SELECT DISTINCT CASE WHEN sender_id = $1 THEN recipient_id ELSE sender_id END AS peer_id
-FROM messages WHERE sender_id = $1 OR recipient_id = $1;
+-- Everyone who shares a conversation with the user, blocks apart: presence and
+-- profile changes go to them only.
+SELECT DISTINCT CASE WHEN m.sender_id = $1 THEN m.recipient_id ELSE m.sender_id END AS peer_id
+FROM messages m
+WHERE (m.sender_id = $1 OR m.recipient_id = $1)
+  AND NOT EXISTS (SELECT 1 FROM blocks b
+                  WHERE (b.blocker_id = m.sender_id AND b.blocked_id = m.recipient_id)
+                     OR (b.blocker_id = m.recipient_id AND b.blocked_id = m.sender_id));
 
 -- name: upsert_read_receipt
 -- Receipts only move forward, and never past the peer's last message to this

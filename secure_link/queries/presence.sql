@@ -52,4 +52,6 @@ WHERE c.user_id = ANY($1::bigint[]);
 SELECT EXISTS (SELECT 1 FROM live_connections WHERE user_id = $2)
    AND EXISTS (SELECT 1 FROM messages
                WHERE LEAST(sender_id, recipient_id) = LEAST($1::bigint, $2::bigint)
-                 AND GREATEST(sender_id, recipient_id) = GREATEST($1::bigint, $2::bigint));
+                 AND GREATEST(sender_id, recipient_id) = GREATEST($1::bigint, $2::bigint))
+   AND NOT EXISTS (SELECT 1 FROM blocks
+                   WHERE (blocker_id = $1 AND blocked_id = $2) OR (blocker_id = $2 AND blocked_id = $1));

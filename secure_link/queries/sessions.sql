@@ -14,7 +14,8 @@ WITH live AS (
     WHERE id IN (SELECT id FROM live WHERE last_used_at < now() - interval '60 seconds')
 )
 SELECT live.id AS session_id, u.id, u.username, u.display_name, u.avatar_file_id, u.created_at
-FROM live JOIN users u ON u.id = live.user_id;
+FROM live JOIN users u ON u.id = live.user_id
+WHERE u.suspended_at IS NULL;
 
 -- name: list_sessions
 SELECT id, created_at, last_used_at, expires_at, user_agent, address
@@ -38,3 +39,11 @@ SELECT EXISTS (SELECT 1 FROM sessions WHERE id = $1 AND expires_at > now());
 -- Which of a worker's socket sessions are still live; housekeeping closes the
 -- sockets of the others, even when the revocation's event never arrived.
 SELECT id FROM sessions WHERE id = ANY($1::bigint[]) AND expires_at > now();
+
+-- name: delete_other_sessions
+-- A phrase changed: every other session of the user ends ($2 stays); their ids, to close their sockets.
+DELETE FROM sessions WHERE user_id = $1 AND id <> $2 RETURNING id;
+
+-- name: delete_user_sessions
+-- An account suspended or deleted: every session ends; their ids, to close their sockets.
+DELETE FROM sessions WHERE user_id = $1 RETURNING id;

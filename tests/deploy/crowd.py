@@ -55,13 +55,14 @@ def client(base_url: str, tls: ssl.SSLContext, address: str, **kwargs: Any) -> h
     return httpx.AsyncClient(base_url=base_url, transport=transport, timeout=30, **kwargs)
 
 
-async def register(base_url: str, tls: ssl.SSLContext, address: str, count: int, prefix: str) -> list[Account]:
-    """`count` accounts registered from `address` through the front door."""
+async def register(base_url: str, tls: ssl.SSLContext, address: str, count: int, prefix: str,
+                   invite: str) -> list[Account]:
+    """`count` accounts registered from `address` through the front door, with an invite's uses."""
     accounts = []
     async with client(base_url, tls, address) as http:
         for _ in range(count):
             username = f"{prefix}_{uuid.uuid4().hex[:10]}"
-            answer = await http.post("/api/register/", json={"username": username, "phrase": PHRASE})
+            answer = await http.post("/api/register/", json={"username": username, "phrase": PHRASE, "invite": invite})
             assert answer.status_code == 201, (address, answer.status_code, answer.text)
             accounts.append(Account(username, answer.json()["token"], address))
     return accounts

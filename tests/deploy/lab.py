@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import json
 import gzip
 import os
 import secrets
@@ -307,6 +308,19 @@ def app_host(host: str, sandbox: deploy_unit.Sandbox, env_path: Path, folder: Pa
         except subprocess.TimeoutExpired:
             stop_process(process)
         log.close()
+
+
+def first_invite(host: str, sandbox: deploy_unit.Sandbox, env_path: Path, folder: Path) -> str:
+    """The way in for the lab's people, made as docs/deploy.md makes the first account's: the
+    operator's `secure-link invites create`, with the service's environment, as its user, in its
+    sandbox (the shipped environment file sets REGISTRATION=invite)."""
+    program = sandbox.unit.command[0]
+    argv = [program, "invites", "create", "--uses", "100", "--expires", "1d", "--json"]
+    command = sandbox.command(folder / f"{host}-operator.json", env_path, argv=argv)
+    done = subprocess.run(["ip", "netns", "exec", namespace(host), *command], env=deploy_unit.environment_for_sandbox(),
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, f"invites create failed: {done.stderr}"
+    return json.loads(done.stdout)["code"]
 
 
 def wait_for_app(address: str, port: int, process: subprocess.Popen, log: Path | None = None) -> None:

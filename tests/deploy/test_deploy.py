@@ -123,7 +123,8 @@ def lab() -> Iterator[Lab]:
         for host, running in hosts.items():
             lab_parts.wait_for_app(HOSTS[host], lab_parts.APP_PORT, running.process, log=running.log)
         tls = ssl.create_default_context(cafile=str(proxy.cert))
-        public = ProxiedServer(f"127.0.0.1:{proxy.https_port}", Settings(), tls=tls)
+        invite = lab_parts.first_invite("a", sandboxes["a"], env_files["a"], folder)
+        public = ProxiedServer(f"127.0.0.1:{proxy.https_port}", Settings(), invite=invite, tls=tls)
         yield Lab(folder, database.url, proxy, public, hosts, env_files, sandboxes, database.admin_env, front)
 
 
@@ -134,7 +135,8 @@ async def test_chat_media_and_addresses_through_nginx(lab: Lab) -> None:
     alice = lab.public.person("alice")
     async with lab.public.client() as http:
         response = await http.post("/api/register/", headers=spoof,
-                                   json={"username": alice.username, "phrase": alice.phrase})
+                                   json={"username": alice.username, "phrase": alice.phrase,
+                                         "invite": lab.public.invite})
     assert response.status_code == 201, response.text
     alice.token, alice.user = response.json()["token"], response.json()["user"]
     bob = await lab.public.person("bob").register()
@@ -372,10 +374,13 @@ async def test_the_front_door_holds_5000_sockets_while_one_address_is_turned_awa
     rate = site_limit(lab, r"zone=secure_link_requests:\S+ rate=(\d+)r/s")
     assert ACCOUNTS_PER_ADDRESS * SOCKETS_PER_ACCOUNT < per_address < 15 * SOCKETS_PER_ACCOUNT
     gate = asyncio.Semaphore(16)
+    inviter = await lab.public.person("inviter").register()  # the shipped kit takes people by invite
+    invites = [(await inviter.api("POST", "/api/invites/", json={"uses": 100})).json()["code"] for _ in range(4)]
+    uses = {address: invites[n % 3] for n, address in enumerate(CROWD_ADDRESSES)}  # 84, 84 and 82 of 100
 
     async def accounts_of(address: str, count: int, prefix: str) -> list[crowd_module.Account]:
         async with gate:
-            return await crowd_module.register(public, tls, address, count, prefix)
+            return await crowd_module.register(public, tls, address, count, prefix, uses.get(address, invites[3]))
 
     started = time.monotonic()
     groups = await asyncio.gather(*(accounts_of(address, ACCOUNTS_PER_ADDRESS, "crowd") for address in CROWD_ADDRESSES),

@@ -244,7 +244,34 @@ RACES_AND_LOCKS = [
            "        if True:",
            "tests/ops/test_schema.py::test_a_start_beside_busy_servers_waits_for_no_lock_on_their_tables"),
 ]
-MUTANTS = SQL + ISSUE_15 + SECURITY_AND_FAULTS + RACES_AND_LOCKS
+# Issue 26 (contract v1.2): the invariants of who may reach whom, each with its killer.
+WHO_MAY_REACH_YOU = [
+    mutant("sql-block-checked-from-the-snapshot", "secure_link/queries/messages.sql",
+           "      AND NOT blocked_after(draft.sender_id, draft.recipient_id, (SELECT users FROM locked))",
+           "      AND NOT EXISTS (SELECT 1 FROM blocks WHERE (blocker_id = draft.sender_id AND blocked_id = "
+           "draft.recipient_id) OR (blocker_id = draft.recipient_id AND blocked_id = draft.sender_id))",
+           "tests/accounts/test_blocks.py::test_a_block_that_commits_while_a_send_waits_for_its_locks_refuses_it"),
+    mutant("block-made-without-the-send-locks", "secure_link/accounts/blocks.py",
+           '        await db.execute("lock_pair_messages", user.id, peer["id"], conn=conn)  # sends in flight end first\n',
+           "",
+           "tests/accounts/test_blocks.py::test_a_block_that_commits_while_a_send_waits_for_its_locks_refuses_it"),
+    mutant("invite-used-outside-the-registration", "secure_link/accounts/flows.py",
+           '    invite = await _live_invite(services, values["invite"]) if mode == "invite" else None\n',
+           '    invite = await _live_invite(services, values["invite"]) if mode == "invite" else None\n'
+           '    if invite is not None:\n'
+           '        await services.db.fetchval("use_invite", invite)\n'
+           '        invite = None\n',
+           "tests/accounts/test_registration_modes.py::test_a_refused_registration_spends_no_use"),
+    mutant("other-sessions-not-revoked", "secure_link/accounts/flows.py",
+           '        ended = await services.db.fetch("delete_other_sessions", user.id, user.session_id, conn=conn)',
+           "        ended = []",
+           "tests/accounts/test_leaving.py::test_a_new_phrase_ends_every_other_session_at_once_on_every_worker"),
+    mutant("retired-name-not-checked", "secure_link/accounts/flows.py",
+           '        if await services.db.fetchval("username_is_retired", retired_tag(_pepper(services), username), conn=conn):',
+           "        if False:",
+           "tests/accounts/test_leaving.py::test_leaving_erases_everything_of_the_account_and_retires_its_name"),
+]
+MUTANTS = SQL + ISSUE_15 + SECURITY_AND_FAULTS + RACES_AND_LOCKS + WHO_MAY_REACH_YOU
 
 
 def run(mutant: Mutant) -> bool:

@@ -14,7 +14,7 @@ async def test_db_init_creates_the_schema_and_db_url_names_the_database(blank_da
     connection = await asyncpg.connect(blank_database)
     try:
         versions = [row["version"] for row in await connection.fetch("SELECT version FROM schema_migrations ORDER BY 1")]
-        assert versions == [1, 2, 3, 4, 5, 6]  # everything schema.sql holds, recorded once
+        assert versions == [1, 2, 3, 4, 5, 6, 7]  # everything schema.sql holds, recorded once
     finally:
         await connection.close()
     code, out, _ = await run_cli("db", "url", DATABASE_URL=blank_database)
@@ -25,7 +25,7 @@ async def test_help_lists_every_command() -> None:
     code, out, _ = await run_cli("--help")
     assert code == 0
     listed = {line.split()[0] for line in out.split("Commands:")[1].splitlines() if line.strip()}
-    assert listed == {"serve", "db", "media", "keys", "openapi", "audit"}
+    assert listed == {"serve", "db", "media", "keys", "openapi", "audit", "invites", "users"}
     code, out, _ = await run_cli("serve", "--help")
     assert code == 0 and "--workers" in out and "--reload" in out
     code, out, _ = await run_cli("keys", "rotate", "--help")

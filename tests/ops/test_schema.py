@@ -17,7 +17,8 @@ from ..story import eventually, waiting_for_a_lock
 
 TABLES = {"users", "sessions", "login_failures", "files", "messages", "conversation_reads",
           "workers", "live_connections", "fanout_spill", "schema_migrations", "master_keys", "conversation_keys",
-          "conversation_timers", "doomed_files", "schema_digests", "used_client_ids"}
+          "conversation_timers", "doomed_files", "schema_digests", "used_client_ids", "invites", "blocks",
+          "retired_usernames"}
 
 
 async def tables_of(url: str) -> set[str]:
@@ -56,7 +57,7 @@ async def test_migrations_apply_in_order_once(blank_database: str, tmp_path: Pat
         versions = [row["version"] for row in await connection.fetch("SELECT version FROM schema_migrations ORDER BY 1")]
     finally:
         await connection.close()
-    assert versions == [1, 2, 3, 4, 5, 6, 101, 102]
+    assert versions == [1, 2, 3, 4, 5, 6, 7, 101, 102]
 
 
 async def test_a_database_from_before_a_migration_is_brought_up_to_date(blank_database: str) -> None:
