@@ -1,9 +1,6 @@
 // REST calls, typed by the schemas generated from the server's OpenAPI document
 // (api-types.ts, regenerated with `make api-types`; a test checks it is current).
 import type { components } from "./api-types";
-import type { AccountDeleted, Block, BlockList, Invite, InviteList, InviteRevoked, Registration, Unblocked } from "./v12";
-
-export type { Block, Invite, RegistrationMode } from "./v12";
 
 type Schemas = components["schemas"];
 export type User = Schemas["User"];
@@ -19,6 +16,10 @@ export type MessagePage = Schemas["MessagePage"];
 export type ServerFrame = Schemas["ServerFrame"];
 export type Person = Schemas["Person"];
 export type ClientFrame = Schemas["ClientFrame"];
+
+export type Invite = Schemas["Invite"];
+export type Block = Schemas["Block"];
+export type RegistrationMode = Schemas["Registration"]["mode"];
 
 /** A refusal from the server, in the one error shape, so forms can show `fields`. */
 export class ApiError extends Error {
@@ -60,7 +61,7 @@ async function request<T>(method: string, path: string, body?: unknown): Promise
 }
 
 export const api = {
-  registration: () => request<Registration>("GET", "/api/registration/"),
+  registration: () => request<Schemas["Registration"]>("GET", "/api/registration/"),
   register: (username: string, phrase: string, invite?: string) =>
     request<Schemas["LoggedIn"]>("POST", "/api/register/", { username, phrase, ...(invite ? { invite } : {}) }),
   login: (username: string, phrase: string) =>
@@ -82,15 +83,15 @@ export const api = {
   setTimer: (peer: string, seconds: number) =>
     request<Timer>("PUT", `/api/conversations/${encodeURIComponent(peer)}/timer/`, { seconds }),
   deleteMessage: (id: number) => request<Deleted>("DELETE", `/api/messages/${id}/`),
-  invites: () => request<InviteList>("GET", "/api/invites/"),
+  invites: () => request<Schemas["InviteList"]>("GET", "/api/invites/"),
   createInvite: () => request<Invite>("POST", "/api/invites/", {}),
-  revokeInvite: (code: string) => request<InviteRevoked>("DELETE", `/api/invites/${encodeURIComponent(code)}/`),
-  blocks: () => request<BlockList>("GET", "/api/blocks/"),
+  revokeInvite: (code: string) => request<Schemas["InviteRevoked"]>("DELETE", `/api/invites/${encodeURIComponent(code)}/`),
+  blocks: () => request<Schemas["BlockList"]>("GET", "/api/blocks/"),
   block: (username: string) => request<Block>("PUT", `/api/blocks/${encodeURIComponent(username)}/`),
-  unblock: (username: string) => request<Unblocked>("DELETE", `/api/blocks/${encodeURIComponent(username)}/`),
+  unblock: (username: string) => request<Schemas["Unblocked"]>("DELETE", `/api/blocks/${encodeURIComponent(username)}/`),
   changePhrase: (phrase: string, newPhrase: string) =>
     request<Schemas["Profile"]>("POST", "/api/change-phrase/", { phrase, new_phrase: newPhrase }),
-  deleteAccount: (phrase: string) => request<AccountDeleted>("POST", "/api/delete-account/", { phrase }),
+  deleteAccount: (phrase: string) => request<Schemas["AccountDeleted"]>("POST", "/api/delete-account/", { phrase }),
 };
 
 export type UploadPurpose = "attachment" | "avatar";
