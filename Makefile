@@ -95,7 +95,8 @@ api-types: $(STAMP) $(WEB_DEPS)
 
 # Retake the README's screenshots (docs/screens/) with the browser tests.
 screens: $(STAMP) web
-	SECURE_LINK_SCREENS=docs/screens $(BIN)/python -m pytest -p no:randomly tests/browser/test_browser.py tests/browser/test_browser_conversations.py
+	SECURE_LINK_SCREENS=docs/screens $(BIN)/python -m pytest -p no:randomly tests/browser/test_browser.py \
+		tests/browser/test_browser_conversations.py tests/browser/test_browser_v12.py
 
 bench: $(VENV)/.bench
 	$(BIN)/python -m bench

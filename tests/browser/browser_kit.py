@@ -25,6 +25,7 @@ AXE = PROJECT_ROOT / "web" / "node_modules" / "axe-core" / "axe.min.js"
 SCREENS = Path(os.environ.get("SECURE_LINK_SCREENS") or PROJECT_ROOT / "var" / "screens")
 DESKTOP = {"width": 1000, "height": 640}
 PHONE = {"width": 390, "height": 720}
+PHONE_DARK: dict[str, Any] = {"viewport": PHONE, "color_scheme": "dark", "is_mobile": True, "has_touch": True}
 
 
 HOW_TO_GET = {"/usr/bin/chromium": "sudo apt-get install chromium",
@@ -86,6 +87,12 @@ class Person:
         await self.page.get_by_role("button", name="Register").click()
         await expect(self.page.get_by_role("status")).to_have_text("Connected")
 
+    async def log_in(self, phrase: str = PHRASE) -> None:
+        await self.page.get_by_label("Username").fill(self.username)
+        await self.page.get_by_label("Phrase").fill(phrase)
+        await self.page.get_by_role("button", name="Log in").click()
+        await expect(self.page.get_by_role("status")).to_have_text("Connected")
+
     async def open_chat(self, peer: Person) -> None:
         await self.page.get_by_label("Start a conversation with").fill(peer.username)
         await self.page.get_by_label("Start a conversation with").press("Enter")
@@ -137,6 +144,14 @@ async def new_person(browser: Browser, server: Server, name: str, **options: Any
     await context.add_init_script(path=str(AXE))
     await person.page.goto("/")
     return person
+
+
+# Hides or shows the page as a switch of tabs would (Chromium headless never hides one itself).
+HIDE = """(hidden) => {
+  Object.defineProperty(document, "visibilityState", { configurable: true, get: () => hidden ? "hidden" : "visible" });
+  Object.defineProperty(document, "hidden", { configurable: true, get: () => hidden });
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
 
 
 def png(name: str) -> dict[str, Any]:

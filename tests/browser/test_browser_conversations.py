@@ -19,12 +19,10 @@ import pytest
 from playwright.async_api import Browser, Route, expect
 
 from .. import story
-from .browser_kit import DESKTOP, PHONE, Person, new_person, png
+from .browser_kit import DESKTOP, HIDE, PHONE_DARK, Person, new_person, png
 from ..story import Server
 
 pytestmark = pytest.mark.xdist_group("browser")
-
-PHONE_DARK: dict[str, Any] = {"viewport": PHONE, "color_scheme": "dark", "is_mobile": True, "has_touch": True}
 
 
 async def twin(server: Server, person: Person) -> story.Person:
@@ -255,7 +253,7 @@ async def test_presence_and_profiles_change_while_people_look(browser: Browser, 
         await alice.page.get_by_role("button", name="Save name").click()
         await expect(alice.page.get_by_text("Saved.")).to_be_visible()
         await expect(alice_in_bobs_list).to_contain_text("Alice Liddell")
-        await alice.page.get_by_role("region", name="Account").evaluate("panel => panel.scrollTo(0, 0)")
+        await alice.page.get_by_role("region", name="Account", exact=True).evaluate("panel => panel.scrollTo(0, 0)")
         await alice.accessible("the account: profile, notifications, sessions")
         await alice.shoot("18-alice-profile-and-notifications")
 
@@ -264,7 +262,7 @@ async def test_presence_and_profiles_change_while_people_look(browser: Browser, 
         await expect(presence_of(bob)).to_have_text("online")
         await alice.page.get_by_role("button", name="Log out").click()
         await alice.page.get_by_role("dialog").get_by_role("button", name="Erase and log out").click()
-        await expect(bob.log().get_by_text("This conversation was erased by a logout.")).to_be_visible()
+        await expect(bob.log().get_by_text("This conversation was erased by a logout or a deleted account.")).to_be_visible()
         await expect(presence_of(bob)).to_have_text("offline")
     finally:
         await alice.context.close()
@@ -299,7 +297,7 @@ async def test_each_conversation_has_an_address(browser: Browser, server: Server
         await expect(bookmark.get_by_role("heading", name=alice.username)).to_be_visible()
         await expect(bookmark.get_by_role("log").get_by_text("bookmark me", exact=True)).to_be_visible()
         await bookmark.goto("/account")
-        await expect(bookmark.get_by_role("heading", name="Account")).to_be_visible()
+        await expect(bookmark.get_by_role("heading", name="Account", exact=True)).to_be_visible()
     finally:
         await bob.context.close()
     assert expected_failures(bob) == []
@@ -372,13 +370,6 @@ window.Notification = RecordedNotification;
 const start = OscillatorNode.prototype.start;
 OscillatorNode.prototype.start = function (...args) { window.__tones += 1; return start.apply(this, args); };
 """
-
-HIDE = """(hidden) => {
-  Object.defineProperty(document, "visibilityState", { configurable: true, get: () => hidden ? "hidden" : "visible" });
-  Object.defineProperty(document, "hidden", { configurable: true, get: () => hidden });
-  document.dispatchEvent(new Event("visibilitychange"));
-}"""
-
 
 async def test_a_hidden_tab_counts_in_its_title_and_notifies(browser: Browser, server: Server) -> None:
     """Alice enables notifications with the button that says so (nothing is asked on load), then

@@ -1,15 +1,23 @@
-import { useEffect, useState } from "react";
-import { AuthForm } from "../features/auth";
+import { useEffect, useRef, useState } from "react";
+import { AuthForm, inviteFromAddress } from "../features/auth";
 import { Router } from "../lib/router";
 import { StoreContext, useSelector } from "../lib/useStore";
 import { ChatClient } from "./chatClient";
 import { Shell } from "./Shell";
 
-/** Starts the session's socket while someone is logged in; the login form otherwise. */
+/** Starts the session's socket while someone is logged in; the login form otherwise. An invite
+ *  link's code stays in the address until someone is logged in, and no longer. */
 function Gate({ client, router }: { client: ChatClient; router: Router }) {
   const loggedIn = useSelector((state) => state.me !== null);
-  useEffect(() => (loggedIn ? client.start() : undefined), [loggedIn, client]);
-  return loggedIn ? <Shell client={client} router={router} /> : <AuthForm onAuthenticated={client.signIn} />;
+  const ended = useSelector((state) => state.ended);
+  const invite = useRef(inviteFromAddress(location.search));
+  useEffect(() => {
+    if (loggedIn) invite.current = "";
+    if (loggedIn && location.search) router.go(router.current(), true);
+    return loggedIn ? client.start() : undefined;
+  }, [loggedIn, client, router]);
+  return loggedIn ? <Shell client={client} router={router} />
+    : <AuthForm onAuthenticated={client.session.signIn} invite={invite.current} notice={ended} />;
 }
 
 /** The app: one router and one client for the page's life. */
@@ -19,7 +27,7 @@ export function App() {
   const [checked, setChecked] = useState(false);
 
   useEffect(() => {
-    void client.checkSession().finally(() => setChecked(true));
+    void client.session.check().finally(() => setChecked(true));
   }, [client]);
 
   useEffect(() => {

@@ -44,7 +44,7 @@ export function Shell({ client, router }: { client: ChatClient; router: Router }
   }, [client, openChat]);
 
   const logOut = useCallback(async () => {
-    await client.logOut();
+    await client.session.logOut();
     router.go({ screen: "list" }, true);
   }, [client, router]);
 

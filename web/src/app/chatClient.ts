@@ -3,15 +3,14 @@
 // calls its methods (stable, so memoised components keep them) and reads the store by selectors.
 import { api, ApiError, CANCELLED, explain, upload, type FileInfo, type Message, type User } from "../lib/api";
 import { Attention, browserNotifier, browserPage, webAudioTone, type Notifier } from "../lib/attention";
+import { Blocking } from "../lib/blocking";
+import { blockOf } from "../lib/blocks";
 import { Clock } from "../lib/clock";
 import { Prefs } from "../lib/prefs";
+import { Session } from "../lib/session";
 import { ChatSocket } from "../lib/socket";
 import { expireOnTick, hasExpiring, peerOf, Store, type State } from "../lib/store";
 import type { ScrollPlace } from "../lib/views";
-
-// Not a secret, only a hint that a session cookie may exist: without it the first
-// screen is the login form at once, with no profile request that can only answer 401.
-const SESSION_HINT = "secure-link:session";
 
 function socketUrl(): string {
   return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/chat/`;
@@ -27,6 +26,8 @@ export class ChatClient {
   readonly clock = new Clock();
   readonly prefs = new Prefs(localStorage);
   readonly notifier: Notifier = browserNotifier();
+  readonly session = new Session(this.store, localStorage, api);
+  readonly blocking = new Blocking(this.store, api);
   private readonly tone = webAudioTone();
   private readonly attention: Attention;
   private socket: ChatSocket | null = null;
@@ -39,36 +40,24 @@ export class ChatClient {
     this.attention = new Attention(this.store, this.prefs, this.notifier, browserPage(), this.tone.play, openChat);
   }
 
-  /** Whether a session cookie may exist; the profile then says whose. */
-  checkSession = async (): Promise<void> => {
-    if (!localStorage.getItem(SESSION_HINT)) return;
-    try {
-      this.store.dispatch({ type: "me", user: (await api.profile()).user });
-    } catch {
-      localStorage.removeItem(SESSION_HINT);
-    }
-  };
-
-  signIn = (user: User): void => {
-    localStorage.setItem(SESSION_HINT, "1");
-    this.store.dispatch({ type: "me", user });
-  };
-
   /** Connect for the logged-in user: the list first, then the socket, title and clock. Returns the stop. */
   start = (): (() => void) => {
     const socket = new ChatSocket({
       url: socketUrl(), getState: this.store.getState, dispatch: this.store.dispatch, isOnline: () => navigator.onLine,
-      onResync: () => { void this.loadConversations(); this.reloadOpen(); },
+      onResync: () => { void this.loadConversations(); void this.blocking.load(); this.reloadOpen(); },
       onDeleted: () => void this.loadConversations(),  // previews and unread counts, as the server now counts them
-      onUnauthenticated: () => this.forget(),
+      onUnauthenticated: this.session.closedByServer,
+      onBlocked: (peer) => void this.blocking.refused(peer),
       onMessage: this.arrived,
     });
     this.socket = socket;
-    const stops = [this.attention.start(), this.tickWhileExpiring(), this.watchNetwork(socket), this.unlockTone()];
+    const stops = [this.attention.start(), this.tickWhileExpiring(), this.watchNetwork(socket), this.unlockTone(),
+                   this.blocking.reloadWhenShown()];
     let stopped = false;
     // The socket's first `sync` starts after the list's newest message: started before the list,
     // it would replay every message ever exchanged (and page in history the user never asked for).
     void this.loadConversations().finally(() => { if (!stopped) socket.start(); });
+    void this.blocking.load();
     this.stopSession = () => {
       stopped = true;
       stops.forEach((stop) => stop());
@@ -84,11 +73,6 @@ export class ChatClient {
     this.stopSession?.();
     this.stopSession = null;
   };
-
-  private forget(): void {
-    localStorage.removeItem(SESSION_HINT);
-    this.store.dispatch({ type: "me", user: null });
-  }
 
   private watchNetwork(socket: ChatSocket): () => void {
     const offline = () => socket.drop();
@@ -209,8 +193,8 @@ export class ChatClient {
 
   setDraft = (peer: string, text: string): void => {
     this.store.dispatch({ type: "draft", with: peer, text });
-    const thread = this.store.getState().threads[peer];
-    if (text && thread?.entries.some((e) => e.id !== null)) this.socket?.typing(peer);
+    const state = this.store.getState();
+    if (text && !blockOf(state.blocks, peer) && state.threads[peer]?.entries.some((e) => e.id !== null)) this.socket?.typing(peer);
   };
 
   /** A file picked, pasted or dropped: shown with a preview until it is sent or removed. */
@@ -273,7 +257,9 @@ export class ChatClient {
 
   cancelUpload = (peer: string): void => this.uploads.get(peer)?.abort();
 
-  read = (peer: string, upTo: number): void => this.socket?.read(peer, upTo);
+  read = (peer: string, upTo: number): void => {
+    if (!blockOf(this.store.getState().blocks, peer)) this.socket?.read(peer, upTo);  // nothing passes a block
+  };
 
   reconnect = (): void => this.socket?.reconnectNow();
 
@@ -285,33 +271,23 @@ export class ChatClient {
   };
 
   setTimer = async (peer: string, seconds: number): Promise<void> => {
-    const timer = await api.setTimer(peer, seconds);
+    const timer = await this.blocking.guard(peer, api.setTimer(peer, seconds));
     this.store.dispatch({ type: "timer", with: timer.with, seconds: timer.seconds, by: timer.set_by, at: timer.set_at });
   };
 
   /** Delete for everyone; a message already gone (expired, deleted by the peer) is 404 and goes here too. */
   deleteMessage = async (peer: string, id: number): Promise<void> => {
     try {
-      await api.deleteMessage(id);
+      await this.blocking.guard(peer, api.deleteMessage(id));
     } catch (error) {
       if (!(error instanceof ApiError && error.code === "not_found")) throw new Error(explain(error, "The message was not deleted"));
     }
     this.store.dispatch({ type: "deleted", with: peer, ids: [id] });
   };
 
-  /** Log out, which erases both sides of every conversation. Only the server can do it: when it
-   *  cannot be reached, nothing is erased, and the person stays logged in and is told so. */
-  logOut = async (): Promise<void> => {
-    try {
-      await api.logout();
-    } catch (error) {
-      if (error instanceof ApiError && error.status === 0) {
-        throw new Error("You are offline, so nothing was erased and you are still logged in. "
-                        + "Log out again once you are back online.");
-      }
-      throw new Error(explain(error, "Nothing was erased and you are still logged in"));
-    }
-    this.forget();
+  /** The other sessions end at once (the server revokes them); this one stays. */
+  changePhrase = async (phrase: string, newPhrase: string): Promise<void> => {
+    this.store.dispatch({ type: "me", user: (await api.changePhrase(phrase, newPhrase)).user });
   };
 
   setDisplayName = async (name: string): Promise<void> => {

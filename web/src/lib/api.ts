@@ -17,6 +17,10 @@ export type ServerFrame = Schemas["ServerFrame"];
 export type Person = Schemas["Person"];
 export type ClientFrame = Schemas["ClientFrame"];
 
+export type Invite = Schemas["Invite"];
+export type Block = Schemas["Block"];
+export type RegistrationMode = Schemas["Registration"]["mode"];
+
 /** A refusal from the server, in the one error shape, so forms can show `fields`. */
 export class ApiError extends Error {
   constructor(readonly status: number, readonly code: string, message: string,
@@ -57,8 +61,9 @@ async function request<T>(method: string, path: string, body?: unknown): Promise
 }
 
 export const api = {
-  register: (username: string, phrase: string) =>
-    request<Schemas["LoggedIn"]>("POST", "/api/register/", { username, phrase }),
+  registration: () => request<Schemas["Registration"]>("GET", "/api/registration/"),
+  register: (username: string, phrase: string, invite?: string) =>
+    request<Schemas["LoggedIn"]>("POST", "/api/register/", { username, phrase, ...(invite ? { invite } : {}) }),
   login: (username: string, phrase: string) =>
     request<Schemas["LoggedIn"]>("POST", "/api/login/", { username, phrase }),
   logout: () => request<Schemas["Cleared"]>("POST", "/api/logout/"),
@@ -78,6 +83,15 @@ export const api = {
   setTimer: (peer: string, seconds: number) =>
     request<Timer>("PUT", `/api/conversations/${encodeURIComponent(peer)}/timer/`, { seconds }),
   deleteMessage: (id: number) => request<Deleted>("DELETE", `/api/messages/${id}/`),
+  invites: () => request<Schemas["InviteList"]>("GET", "/api/invites/"),
+  createInvite: () => request<Invite>("POST", "/api/invites/", {}),
+  revokeInvite: (code: string) => request<Schemas["InviteRevoked"]>("DELETE", `/api/invites/${encodeURIComponent(code)}/`),
+  blocks: () => request<Schemas["BlockList"]>("GET", "/api/blocks/"),
+  block: (username: string) => request<Block>("PUT", `/api/blocks/${encodeURIComponent(username)}/`),
+  unblock: (username: string) => request<Schemas["Unblocked"]>("DELETE", `/api/blocks/${encodeURIComponent(username)}/`),
+  changePhrase: (phrase: string, newPhrase: string) =>
+    request<Schemas["Profile"]>("POST", "/api/change-phrase/", { phrase, new_phrase: newPhrase }),
+  deleteAccount: (phrase: string) => request<Schemas["AccountDeleted"]>("POST", "/api/delete-account/", { phrase }),
 };
 
 export type UploadPurpose = "attachment" | "avatar";

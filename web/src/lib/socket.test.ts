@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { Message, User } from "./api";
 import { ChatSocket, type SocketOptions, type WebSocketLike } from "./socket";
-import { Store } from "./store";
+import { pendingTotal, Store } from "./store";
 
 const alice: User = { id: 1, username: "alice", display_name: "", avatar_url: null, created_at: "2026-01-01T00:00:00Z" };
 
@@ -205,5 +205,40 @@ describe("ChatSocket", () => {
     current().serve({ type: "synced", last_id: 1 });
     current().serve({ type: "chat", message: { ...message(2, "bob", "alice"), sent_at: "2026-01-01T00:00:03Z" } });
     expect(store.getState().clock).toEqual({ offset: 3_000, sampled: true });
+  });
+  it("drops a retried send the server answers `gone`: it was delivered, then deleted or expired", () => {
+    const { store, chat, current } = setup();
+    current().serve({ type: "ready", user: alice });
+    current().serve({ type: "synced", last_id: 0 });
+    const clientId = chat.send("bob", "soon gone");
+    current().close(1006);  // stored, but the ack never came; the message expired meanwhile
+    vi.advanceTimersByTime(500);
+    current().serve({ type: "ready", user: alice });
+    current().serve({ type: "synced", last_id: 0 });
+    current().serve({ type: "error", code: "gone", message: "That message was deleted.", client_id: clientId,
+                      fields: { client_id: "deleted or expired" } });
+    expect(store.getState().threads.bob.entries).toEqual([]);  // no "Not sent"
+    expect(pendingTotal(store.getState())).toBe(0);
+    current().close(1006);
+    vi.advanceTimersByTime(1000);
+    current().serve({ type: "ready", user: alice });
+    current().serve({ type: "synced", last_id: 0 });
+    expect(current().sentOf("chat")).toEqual([]);  // never sent again
+  });
+
+  it("marks a send refused as `blocked` not sent, tells who refused, and does not send it again", () => {
+    const blocked = vi.fn();
+    const { store, chat, current } = setup({ onBlocked: blocked });
+    current().serve({ type: "ready", user: alice });
+    current().serve({ type: "synced", last_id: 0 });
+    const clientId = chat.send("bob", "are you there?");
+    current().serve({ type: "error", code: "blocked", message: "One of you blocked the other.", client_id: clientId });
+    expect(store.getState().threads.bob.entries[0]).toMatchObject({ id: null, failed: "One of you blocked the other." });
+    expect(blocked).toHaveBeenCalledWith("bob");
+    current().close(1006);
+    vi.advanceTimersByTime(500);
+    current().serve({ type: "ready", user: alice });
+    current().serve({ type: "synced", last_id: 0 });
+    expect(current().sentOf("chat")).toEqual([]);
   });
 });

@@ -24,6 +24,8 @@ export interface SocketOptions {
   onRefused?: (code: string, message: string) => void;
   onResync?: () => void;
   onDeleted?: (peer: string) => void;
+  /** A send to `peer` was refused because one of the two blocks the other (v1.2). */
+  onBlocked?: (peer: string) => void;
   /** Called with each acked or received message before the store has it, so the caller can
    *  compare with what was known (a new conversation, a message not seen yet). */
   onMessage?: (message: Message, kind: "ack" | "chat") => void;
@@ -44,6 +46,8 @@ const TYPING_SHOWN_MS = 4_000;
 // Refusals where nothing was stored and the same frame may simply go again (docs/api.md).
 const RETRYABLE = new Set(["rate_limited", "unavailable", "conversation_cleared"]);
 const UNAUTHENTICATED = 4401;
+const GONE = "gone";
+const BLOCKED = "blocked";
 
 export class ChatSocket {
   private socket: WebSocketLike | null = null;
@@ -57,7 +61,7 @@ export class ChatSocket {
   private lastHeard = 0;
   private lastTyping = 0;
   private readonly pending = new Map<string, ChatFrame>();
-  private readonly options: Required<Omit<SocketOptions, "onUnauthenticated" | "onRefused" | "onResync" | "onDeleted" | "onMessage">> & SocketOptions;
+  private readonly options: Required<Omit<SocketOptions, "onUnauthenticated" | "onRefused" | "onResync" | "onDeleted" | "onBlocked" | "onMessage">> & SocketOptions;
 
   constructor(options: SocketOptions) {
     this.options = {
@@ -225,6 +229,9 @@ export class ChatSocket {
       return;
     }
     this.pending.delete(clientId);
+    // A retry whose message was deleted or expired since it was stored: delivered, then gone.
+    if (code === GONE) return this.options.dispatch({ type: "dropped", client_id: clientId });
     this.options.dispatch({ type: "failed", client_id: clientId, reason: message });
+    if (code === BLOCKED && frame.to) this.options.onBlocked?.(frame.to);
   }
 }

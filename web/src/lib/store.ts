@@ -3,6 +3,7 @@
 // (views.ts). Messages with `expires_at` are dropped on the first `tick` at or after it, by the
 // server's clock as estimated from live frames, whether or not the server's `deleted` frame has come yet.
 import type { Conversation, Message, User } from "./api";
+import { changeBlocks, heardFrom, noBlocks, type BlockChange, type Blocks } from "./blocks";
 import { isNew, mergeEntries, toEntry, type Entry } from "./entries";
 import { changeView, emptyView, type PeerView, type ViewChange } from "./views";
 
@@ -59,10 +60,12 @@ export interface State {
   lastId: number;
   connection: Connection;
   list: ListLoad;
+  blocks: Blocks;
+  ended: string | null;                              // why the last session ended, for the login screen
 }
 
 export type Action =
-  | { type: "me"; user: User | null }
+  | { type: "me"; user: User | null; ended?: string }
   | { type: "conversations"; list: Conversation[] }
   | { type: "listFailed"; error: string }
   | { type: "open"; with: string | null }
@@ -74,6 +77,7 @@ export type Action =
   | { type: "ack"; client_id: string | null; message: Message; at?: number }
   | { type: "message"; message: Message; at?: number }
   | { type: "failed"; client_id: string; reason: string }
+  | { type: "dropped"; client_id: string }
   | { type: "read"; by: string; up_to: number }
   | { type: "typing"; from: string; until: number }
   | { type: "presence"; user: string; online: boolean }
@@ -86,12 +90,13 @@ export type Action =
   | { type: "synced"; last_id: number }
   | { type: "resync" }
   | { type: "connection"; status: Connection }
-  | ViewChange;
+  | ViewChange
+  | BlockChange;
 
 export const initialState: State = {
   me: null, conversations: {}, people: {}, threads: {}, views: {}, presence: {}, presenceAt: {}, presences: 0,
   typingUntil: {}, timers: {}, clock: { offset: 0, sampled: false }, open: null, visible: true, lastId: 0,
-  connection: "connecting", list: "loading",
+  connection: "connecting", list: "loading", blocks: noBlocks, ended: null,
 };
 
 export const timerOff: TimerSetting = { seconds: 0, setBy: null, setAt: null };
@@ -158,8 +163,10 @@ function receive(state: State, message: Message): State {
   if (unseen && state.open === peer && !next.views[peer]?.marker) {  // the open chat, in a hidden tab
     next = withView(next, peer, (view) => ({ ...view, marker: message.id }));
   }
-  const typingUntil = message.from === peer ? { ...next.typingUntil, [peer]: 0 } : next.typingUntil;
-  return { ...next, typingUntil, lastId: Math.max(next.lastId, message.id) };
+  const fromPeer = message.from === peer;
+  const typingUntil = fromPeer ? { ...next.typingUntil, [peer]: 0 } : next.typingUntil;
+  const blocks = fromPeer ? heardFrom(next.blocks, peer) : next.blocks;
+  return { ...next, typingUntil, blocks, lastId: Math.max(next.lastId, message.id) };
 }
 
 function conversationsFrom(list: Conversation[]): Record<string, ConversationMeta> {
@@ -219,10 +226,13 @@ function lastIdOf(list: Conversation[], lastId: number): number {
   return list.reduce((max, c) => Math.max(max, c.last_message.id), lastId);
 }
 
+/** Presence, typing and receipts pass only while no block stands between the two (v1.2), so any
+ *  of them after a `blocked` refusal means the block was lifted: the peer's real presence is what
+ *  the lift sends. (The `presence` a new block sends comes when it is made, before any refusal.) */
 function told(state: State, user: string, online: boolean): State {
   const presences = state.presences + 1;
   return { ...state, presence: { ...state.presence, [user]: online }, presenceAt: { ...state.presenceAt, [user]: presences },
-           presences };
+           presences, blocks: heardFrom(state.blocks, user) };
 }
 
 function forget(record: Record<string, boolean>, key: string): Record<string, boolean> {
@@ -273,7 +283,8 @@ function person(state: State, action: Extract<Action, { type: "person" }>): Stat
 export function reduce(state: State, action: Action): State {
   switch (action.type) {
     case "me":
-      return action.user ? { ...state, me: action.user } : { ...initialState, connection: state.connection };
+      return action.user ? { ...state, me: action.user, ended: null }
+        : { ...initialState, connection: state.connection, ended: action.ended ?? null };
     case "conversations":
       return seen({ ...state, conversations: conversationsFrom(action.list), people: peopleFrom(action.list, state.people),
                     lastId: lastIdOf(action.list, state.lastId), timers: timersFrom(action.list, state.timers), list: "ready" });
@@ -298,6 +309,11 @@ export function reduce(state: State, action: Action): State {
       return Object.keys(state.threads).reduce((s, peer) => withThread(s, peer, (t) => ({
         ...t, entries: t.entries.map((e) => e.id === null && e.client_id === action.client_id ? { ...e, failed: action.reason } : e),
       })), state);
+    // A retried send whose message was deleted or expired meanwhile (410 `gone`): it was delivered,
+    // and is gone as it should be; nothing is left to send or to show.
+    case "dropped":
+      return Object.keys(state.threads).reduce((s, peer) => removeEntries(s, peer,
+        (e) => e.id === null && e.client_id === action.client_id), state);
     // Receipts and typing come only from a connected client: the peer is online.
     case "read":
       return withThread(told(state, action.by, true), action.by, (t) => ({ ...t, peerReadUpTo: Math.max(t.peerReadUpTo, action.up_to) }));
@@ -331,6 +347,14 @@ export function reduce(state: State, action: Action): State {
     case "connection":  // while cut off we know nobody's presence; `ready` brings it again
       return { ...state, connection: action.status, presence: action.status === "online" ? state.presence : {},
                clock: action.status === "connecting" ? { ...state.clock, sampled: false } : state.clock };
+    case "blocks":
+    case "blocksFailed":
+    case "block":
+    case "unblock":
+    case "refusedBlocked": {
+      const blocks = changeBlocks(state.blocks, action);
+      return blocks === state.blocks ? state : { ...state, blocks };
+    }
     default: {
       const views = changeView(state.views, action);
       return views === state.views ? state : { ...state, views };

@@ -1,1 +1,2 @@
 export { AuthForm } from "./components/AuthForm";
+export { inviteFromAddress } from "./registration";

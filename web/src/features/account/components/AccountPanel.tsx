@@ -2,7 +2,7 @@ import type { ReactNode } from "react";
 
 interface AccountPanelProps {
   onClose: () => void;
-  sections: ReactNode;  // profile, notifications, sessions; v1.2's invites, blocks, phrase and leaving slot in here
+  sections: ReactNode;  // profile, invites, blocks, notifications, sessions, phrase, leaving
 }
 
 /** The account, one section after another (logout is in the top bar, always in reach). */

@@ -21,6 +21,7 @@ interface ChatViewProps {
   onSavePlace: (peer: string, place: ScrollPlace) => void;
   renderAttachment: (file: FileInfo) => ReactNode;
   timerControl: ReactNode;
+  blockControl: ReactNode;
   timerNotice: ReactNode;
   composer: ReactNode;
 }
@@ -105,7 +106,7 @@ export function ChatView(props: ChatViewProps) {
         <Avatar name={name ?? peer} url={person?.avatar_url} />
         <h2 id="chat-title">{name ?? peer}{name && <span className="handle"> ({peer})</span>}</h2>
         <span className={online ? "presence online" : "presence"}>{online ? "online" : "offline"}</span>
-        {props.timerControl}
+        <span className="chat-actions">{props.timerControl}{props.blockControl}</span>
       </header>
       {props.timerNotice}
       <MessageList peer={peer} me={me} thread={thread} marker={marker} saved={saved}

@@ -9,6 +9,7 @@ interface ComposerProps {
   attachControl: ReactNode;  // the Attach button
   staged: ReactNode;         // the file about to go, with its preview
   progress: ReactNode;       // an upload under way
+  refusal: string | null;    // why nothing can be sent in this conversation (a block), or null
 }
 
 const MAX_HEIGHT_PX = 192;  // about eight lines; longer drafts scroll inside the box
@@ -16,7 +17,7 @@ const SIZES_ITSELF = typeof CSS !== "undefined" && CSS.supports("field-sizing", 
 
 /** The message box of one conversation, its draft kept per conversation (views.ts): Enter sends,
  *  Shift+Enter starts a new line, it grows with its text, and a pasted file is staged to send. */
-export function Composer({ peer, onDraft, onSend, onFiles, attachControl, staged, progress }: ComposerProps) {
+export function Composer({ peer, onDraft, onSend, onFiles, attachControl, staged, progress, refusal }: ComposerProps) {
   const draft = useSelector((state) => state.views[peer]?.draft ?? "");
   const hasFile = useSelector((state) => Boolean(state.views[peer]?.staged));
   const box = useRef<HTMLTextAreaElement>(null);
@@ -32,6 +33,7 @@ export function Composer({ peer, onDraft, onSend, onFiles, attachControl, staged
 
   function submit(event?: FormEvent) {
     event?.preventDefault();
+    if (refusal) return;
     onSend(peer);
     box.current?.focus();
   }
@@ -51,13 +53,14 @@ export function Composer({ peer, onDraft, onSend, onFiles, attachControl, staged
     <form className="composer" onSubmit={submit}>
       {progress}
       {staged}
+      {refusal && <p id="composer-refusal" className="refusal">{refusal}</p>}
       <div className="composer-row">
         {attachControl}
         <label htmlFor="message-box" className="visually-hidden">Message</label>
-        <textarea id="message-box" ref={box} rows={1} value={draft} maxLength={4000}
-                  placeholder={hasFile ? "Add a caption" : "Message"}
+        <textarea id="message-box" ref={box} rows={1} value={draft} maxLength={4000} disabled={refusal !== null}
+                  placeholder={hasFile ? "Add a caption" : "Message"} aria-describedby={refusal ? "composer-refusal" : undefined}
                   onChange={(e) => onDraft(peer, e.target.value)} onKeyDown={keyDown} onPaste={pasted} />
-        <button type="submit">Send</button>
+        <button type="submit" disabled={refusal !== null}>Send</button>
       </div>
     </form>
   );

@@ -68,7 +68,7 @@ export const MessageList = memo(function MessageList(props: MessageListProps) {
           {span.start > 0 && (
             <li className="more"><button type="button" className="link" onClick={older}>Show older messages</button></li>
           )}
-          {thread.clearedBy && <li className="notice">This conversation was erased by a logout.</li>}
+          {thread.clearedBy && <li className="notice">This conversation was erased by a logout or a deleted account.</li>}
           {thread.loaded && !thread.error && entries.length === 0 && !thread.clearedBy && (
             <li className="notice">No messages yet. Say hello to {peer}: your messages stay until either of you logs out.</li>
           )}

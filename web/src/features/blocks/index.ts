@@ -1,0 +1,2 @@
+export { BlockControl } from "./components/BlockControl";
+export { BlockedList } from "./components/BlockedList";
