@@ -242,7 +242,8 @@ async def list_invites(request: Request) -> Response:
     services, user = await authenticated(request)
     key, origin = _invites_of(request)
     rows = await services.db.fetch("list_live_invites", user.id)
-    return JSONResponse({"invites": [accounts.invites.invite_json(key, row, origin) for row in rows]})
+    return JSONResponse({"invites": [accounts.invites.invite_json(key, row, origin) for row in rows],
+                         "limit": services.settings.invites_per_user})
 
 
 async def revoke_invite(request: Request) -> Response:

@@ -13,8 +13,8 @@
 
 from secure_link.accounts import invites, presence
 from secure_link.accounts.blocks import block, kept_apart, list_blocks, unblock
-from secure_link.accounts.flows import (AccountServices, avatar_changed, change_phrase, check_phrase, find_account,
-                                        login, profile, register, retired_tag, suspend, update_profile)
+from secure_link.accounts.flows import (WRONG_PHRASE, AccountServices, avatar_changed, change_phrase, check_phrase,
+                                        find_account, login, profile, register, retired_tag, suspend, update_profile)
 from secure_link.accounts.people import find_peer, find_person
 from secure_link.accounts.phrases import PhraseHasher
 from secure_link.accounts.presence import TooManySockets
@@ -23,7 +23,7 @@ from secure_link.accounts.sessions import (SESSION_COOKIE, SessionSockets, authe
                                            user_for_token)
 from secure_link.accounts.users import User, fold_username, user_json
 
-__all__ = ["SESSION_COOKIE", "AccountServices", "PhraseHasher", "SessionSockets", "TooManySockets", "User",
+__all__ = ["SESSION_COOKIE", "WRONG_PHRASE", "AccountServices", "PhraseHasher", "SessionSockets", "TooManySockets", "User",
            "authenticate", "avatar_changed", "block", "change_phrase", "check_phrase", "close_ended_sessions",
            "close_sessions_sockets", "find_account", "find_peer", "find_person", "fold_username", "invites",
            "kept_apart", "list_blocks", "list_sessions", "login", "presence", "profile", "register", "retired_tag",

@@ -26,6 +26,9 @@ from secure_link.ratelimit import SlidingWindow
 from secure_link.wire import JsonObject, take
 
 
+WRONG_PHRASE = "That is not your current phrase."
+
+
 class AccountServices(Protocol):
     """What registering and logging in need of the process (app.py's `Services` has it all)."""
 
@@ -132,8 +135,10 @@ async def login(services: AccountServices, body: object, address: str, user_agen
     return user_json(row), token
 
 
-async def check_phrase(services: AccountServices, username: str, phrase: str, address: str) -> asyncpg.Record:
-    """The user's credentials row if the phrase is theirs; else 401, counted by the login throttle."""
+async def check_phrase(services: AccountServices, username: str, phrase: str, address: str,
+                       refusal: str = "Unknown username or wrong phrase.") -> asyncpg.Record:
+    """The user's credentials row if the phrase is theirs; else 401 (saying `refusal`), counted by
+    the login throttle."""
     limit = services.settings.login_failures_per_15_min
     with services.phrases.place():  # first: a full line answers 503 busy, counting nothing
         attempt = await throttle.reserve_login_attempt(services.db, limit, username, address)
@@ -141,7 +146,7 @@ async def check_phrase(services: AccountServices, username: str, phrase: str, ad
         ok = await services.phrases.matches(phrase, row["phrase_hash"] if row else None)
     await throttle.settle_login_attempt(services.db, username, address, attempt, succeeded=ok)
     if not ok or row is None:
-        raise AppError(401, "invalid_credentials", "Unknown username or wrong phrase.")
+        raise AppError(401, "invalid_credentials", refusal)
     return row
 
 
@@ -152,7 +157,7 @@ async def change_phrase(services: AccountServices, fanout: Fanout, user: User, b
     values = take(body, {"phrase": str, "new_phrase": str})
     if problem := phrase_problem(values["new_phrase"], user.username):
         raise invalid({"new_phrase": problem})
-    await check_phrase(services, user.username, values["phrase"], address)
+    await check_phrase(services, user.username, values["phrase"], address, refusal=WRONG_PHRASE)
     with services.phrases.place():
         phrase_hash = await services.phrases.hash(values["new_phrase"])
     async with services.db.transaction() as conn:

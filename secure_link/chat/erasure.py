@@ -21,8 +21,8 @@ from typing import Protocol
 
 import asyncpg
 
-from secure_link.accounts import (AccountServices, User, check_phrase, close_sessions_sockets, retired_tag,
-                                  revoke_session)
+from secure_link.accounts import (WRONG_PHRASE, AccountServices, User, check_phrase, close_sessions_sockets,
+                                  retired_tag, revoke_session)
 from secure_link.chat.messages import ChatServices
 from secure_link.db import Conn, Database
 from secure_link.encryption import forget_conversation_keys, pair_of
@@ -122,7 +122,7 @@ async def _finish_clearing(services: ChatServices, user: User, cleared: Cleared)
 
 async def delete_account(services: AccountErasure, user: User, body: object, address: str) -> dict[str, int]:
     """Leave for good (contract v1.2), the phrase proven (throttled like a login)."""
-    await check_phrase(services, user.username, take(body, {"phrase": str})["phrase"], address)
+    await check_phrase(services, user.username, take(body, {"phrase": str})["phrase"], address, refusal=WRONG_PHRASE)
     return await erase_account(services, user)
 
 

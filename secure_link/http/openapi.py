@@ -103,7 +103,9 @@ _ANSWERS: dict[str, Any] = {
     "Uploaded": _object({"file": _ref("File")}),
     "Status": _object({"status": _STR}),
     "Deleted": _object({"deleted": _object({"id": _INT, "files": _INT})}),
-    "InviteList": _object({"invites": {"type": "array", "items": _ref("Invite")}}),
+    "InviteList": _object({"invites": {"type": "array", "items": _ref("Invite")}, "limit": {
+        "type": "integer", "minimum": 0, "description": "INVITES_PER_USER: live invites a user may hold (0: only "
+                                                        "the operator invites)"}}),
     "InviteRevoked": _object({"revoked": _ref("Invite")}),
     "BlockList": _object({"blocks": {"type": "array", "items": _ref("Block")}}),
     "Unblocked": _object({"unblocked": _STR}),

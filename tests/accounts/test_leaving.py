@@ -110,8 +110,9 @@ async def test_leaving_erases_everything_of_the_account_and_retires_its_name(
     tabs = [await alice.connect(), await alice.on(other).connect(token=phone)]
     bob_tab = await bob.connect()
 
-    assert_error(await alice.api("POST", "/api/delete-account/", json={"phrase": "not it at all, no"}),
-                 401, "invalid_credentials")
+    wrong = await alice.api("POST", "/api/delete-account/", json={"phrase": "not it at all, no"})
+    assert_error(wrong, 401, "invalid_credentials")
+    assert wrong.json()["error"]["message"] == "That is not your current phrase."  # not "unknown username"
     left = await alice.api("POST", "/api/delete-account/", json={"phrase": PHRASE})
     assert left.status_code == 200 and left.json() == {"deleted": {"messages": 2, "files": 1}}
     assert left.headers["clear-site-data"] == '"cache", "storage"'

@@ -122,6 +122,7 @@ async def test_invites_are_limited_per_user_and_revoked_only_by_their_maker(serv
     codes = [(await invite(alice))["code"] for _ in range(5)]
     assert_error(await alice.api("POST", "/api/invites/", json={}), 409, "invite_limit")
     assert await live_codes(alice) == list(reversed(codes))  # newest first
+    assert (await alice.api("GET", "/api/invites/")).json()["limit"] == 5  # the client says why it is full
     assert_error(await bob.api("DELETE", f"/api/invites/{codes[0]}/"), 404, "not_found")  # not his
     assert_error(await alice.api("DELETE", "/api/invites/nothing-like-a-code/"), 404, "not_found")
     revoked = await alice.api("DELETE", f"/api/invites/{codes[0]}")

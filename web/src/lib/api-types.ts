@@ -3730,6 +3730,8 @@ export interface components {
         };
         InviteList: {
             invites: components["schemas"]["Invite"][];
+            /** @description INVITES_PER_USER: live invites a user may hold (0: only the operator invites) */
+            limit: number;
         };
         InviteRevoked: {
             revoked: components["schemas"]["Invite"];

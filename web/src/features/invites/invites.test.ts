@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Invite } from "../../lib/api";
-import { inviteName, liveInvites, modeNote, withInvite, withoutInvite } from "./invites";
+import { inviteName, limitNote, liveInvites, modeNote, withInvite, withoutInvite } from "./invites";
 
 const invite = (code: string, usesLeft = 1, expiresAt = "2026-02-08T10:00:00Z"): Invite =>
   ({ code, url: `https://chat.example/?invite=${code}`, uses_left: usesLeft, expires_at: expiresAt, created_at: "2026-02-01T10:00:00Z" });
@@ -31,5 +31,12 @@ describe("invites", () => {
     expect(modeNote("invite")).toBeNull();
     expect(modeNote("open")).toMatch(/anyone can register/);
     expect(modeNote("closed")).toMatch(/not even with an invite/);
+  });
+
+  it("says when the server's limit leaves no invite to make, and only then", () => {
+    expect(limitNote(null, 3)).toBeNull();  // not loaded yet
+    expect(limitNote(5, 4)).toBeNull();
+    expect(limitNote(5, 5)).toMatch(/revoke one/);
+    expect(limitNote(0, 0)).toMatch(/operator/);
   });
 });

@@ -28,6 +28,15 @@ export function inviteTerms(invite: Invite): string {
 }
 
 /** What the server's registration mode means for invites, or null when they work as they say. */
+/** Why *Invite someone* cannot make another invite, or null when it can: the server's limit of live
+ *  invites a person may hold (`INVITES_PER_USER`, 0: only the operator invites). */
+export function limitNote(limit: number | null, live: number): string | null {
+  if (limit === null) return null;
+  if (limit === 0) return "Only the server's operator invites people here.";
+  if (live >= limit) return `You have ${limit} live invites, as many as this server allows: revoke one to make another.`;
+  return null;
+}
+
 export function modeNote(mode: RegistrationMode | null): string | null {
   if (mode === "open") return "Registration is open on this server: anyone can register, with or without an invite.";
   if (mode === "closed") return "Registration is closed on this server: nobody can register, not even with an invite.";

@@ -1,11 +1,12 @@
 import { useEffect, useState } from "react";
 import { api, ApiError, explain, type Invite, type RegistrationMode } from "../../../lib/api";
-import { inviteName, inviteTerms, liveInvites, modeNote, withInvite, withoutInvite } from "../invites";
+import { inviteName, inviteTerms, limitNote, liveInvites, modeNote, withInvite, withoutInvite } from "../invites";
 
 /** *Invite someone*: a link that lets one person register, shown with *Copy*; the live invites,
  *  each with *Revoke*. */
 export function InviteSection() {
   const [invites, setInvites] = useState<Invite[] | null>(null);
+  const [limit, setLimit] = useState<number | null>(null);
   const [mode, setMode] = useState<RegistrationMode | null>(null);
   const [loadError, setLoadError] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
@@ -16,7 +17,9 @@ export function InviteSection() {
   async function load() {
     setLoadError(null);
     try {
-      setInvites((await api.invites()).invites);
+      const answer = await api.invites();
+      setInvites(answer.invites);
+      setLimit(answer.limit);
     } catch (failure) {
       setLoadError(explain(failure, "Your invites could not be loaded"));
     }
@@ -70,14 +73,16 @@ export function InviteSection() {
 
   const shown = invites ? liveInvites(invites, Date.now()) : [];
   const note = modeNote(mode);
+  const full = limitNote(limit, shown.length);
   return (
     <section aria-labelledby="invites-title" className="account-section">
       <h3 id="invites-title">Invites</h3>
       <p className="hint">An invite link lets one person register here, within a week. Send it only to them: whoever has
         the link can use it.</p>
       {note && <p className="hint">{note}</p>}
+      {full && <p className="hint">{full}</p>}
       <div className="actions">
-        <button type="button" onClick={create} disabled={busy || mode === "closed"}>Invite someone</button>
+        <button type="button" onClick={create} disabled={busy || mode === "closed" || full !== null}>Invite someone</button>
       </div>
       {error && <p role="alert" className="error">{error}</p>}
       <p className="hint said" aria-live="polite">{said}</p>
