@@ -91,19 +91,10 @@ def _checked_master_key(url: str, settings: Settings) -> Path:
     """MASTER_KEY_FILE, created on first start, checked against the database: a one-line refusal if wrong."""
     try:
         path = master_key_path(settings)
-        asyncio.run(_with_database(url, lambda db: open_keyring(db, path)))
+        asyncio.run(Database.run(url, lambda db: open_keyring(db, path)))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     return path
-
-
-async def _with_database(url: str, work: Callable[[Database], Awaitable[T]]) -> T:
-    """Run `work(db)` on a small pool of its own, closed afterwards."""
-    db = await Database.connect(url, min_size=1, max_size=2)
-    try:
-        return await work(db)
-    finally:
-        await db.close()
 
 
 def _serving_settings() -> Settings:
@@ -180,7 +171,7 @@ def media_gc() -> None:
     """Delete unsent uploads older than UPLOAD_GC_AGE and files on disk no row names (all of MEDIA_ROOT)."""
     settings = _env_settings()
     url = devdb.database_url(settings, stop_at_exit=True)
-    removed = asyncio.run(_with_database(url, lambda db: collect_garbage(db, settings, whole_disk=True)))
+    removed = asyncio.run(Database.run(url, lambda db: collect_garbage(db, settings, whole_disk=True)))
     click.echo(f"removed {removed['uploads']} stale uploads and {removed['orphans']} orphaned files")
 
 
@@ -190,7 +181,7 @@ def audit_command() -> None:
     files, keys of conversations that are gone. Exits 1, listing them, if there are any."""
     settings = _env_settings()
     url = devdb.database_url(settings, stop_at_exit=True)
-    findings = asyncio.run(_with_database(url, lambda db: audit(db, settings)))
+    findings = asyncio.run(Database.run(url, lambda db: audit(db, settings)))
     for finding in findings:
         click.echo(f"{finding.what}: {len(finding.items)}")
         for item in finding.items[:20]:
@@ -217,11 +208,11 @@ def keys_rotate(prepare: bool) -> None:
     try:
         path = master_key_path(settings)
         if prepare:
-            keyring = asyncio.run(_with_database(url, lambda db: rotation.prepare(db, path)))
+            keyring = asyncio.run(Database.run(url, lambda db: rotation.prepare(db, path)))
             click.echo(f"master key {keyring.wrap_id} is in {path}.next: copy it to every host, then run "
                        "`secure-link keys rotate`")
             return
-        done = asyncio.run(_with_database(url, lambda db: rotation.rotate(db, path)))
+        done = asyncio.run(Database.run(url, lambda db: rotation.rotate(db, path)))
     except (ConfigError, DecryptionError, rotation.RotationRunning) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"master key {done.master_key_id} now wraps every key ({done.rewrapped} rewrapped); "

@@ -13,8 +13,8 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeAlias
-from collections.abc import AsyncIterator
+from typing import Any, Protocol, TypeAlias, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 
@@ -22,6 +22,7 @@ from secure_link.errors import DatabaseUnavailable
 
 QUERIES_DIR = Path(__file__).resolve().parent / "queries"
 log = logging.getLogger("secure_link.db")
+T = TypeVar("T")
 # What a database that is down, restarting or unreachable raises through asyncpg:
 CONNECTION_ERRORS = (
     OSError,                                        # refused, reset, no socket file, timed out
@@ -145,6 +146,15 @@ class Database:
                                          init=_init_connection, reset=keep_session,
                                          timeout=CONNECT_TIMEOUT_S, command_timeout=COMMAND_TIMEOUT_S)
         return cls(pool, load_queries())
+
+    @classmethod
+    async def run(cls, url: str, work: Callable[[Database], Awaitable[T]]) -> T:
+        """`work(db)` on a small pool of its own, closed afterwards: a command's one errand."""
+        db = await cls.connect(url, min_size=1, max_size=2)
+        try:
+            return await work(db)
+        finally:
+            await db.close()
 
     async def close(self) -> None:
         """Close the pool, waiting for queries in flight."""

@@ -70,14 +70,6 @@ def run(work: Coroutine[Any, Any, T]) -> T:
         raise click.ClickException(str(exc)) from None
 
 
-async def with_database(url: str, work: Callable[[Database], Awaitable[T]]) -> T:
-    db = await Database.connect(url, min_size=1, max_size=2)
-    try:
-        return await work(db)
-    finally:
-        await db.close()
-
-
 def link_origin(settings: Settings) -> str:
     """Where an invite link points: PUBLIC_URL, else the address `serve` listens on."""
     return settings.public_url or f"http://{settings.host}:{settings.port}"
@@ -137,7 +129,7 @@ def commands(read_settings: Callable[[], Settings], database_url: Callable[[Sett
             raise click.BadParameter("must be from 60s to 30d", param_hint="--expires")
         settings, pepper = resolved(read_settings, database_url)
         key = invites.tag_key(pepper)
-        row = run(with_database(settings.database_url or "", lambda db: invites.create(db, None, uses, seconds, 0)))
+        row = run(Database.run(settings.database_url or "", lambda db: invites.create(db, None, uses, seconds, 0)))
         shown = invites.invite_json(key, row, link_origin(settings))
         if as_json:
             click.echo(json.dumps(shown, indent=2))
@@ -151,7 +143,7 @@ def commands(read_settings: Callable[[], Settings], database_url: Callable[[Sett
         """Every live invite, the operator's and the users'."""
         settings, pepper = resolved(read_settings, database_url)
         key, origin = invites.tag_key(pepper), link_origin(settings)
-        rows = run(with_database(settings.database_url or "", lambda db: db.fetch("list_operator_invites")))
+        rows = run(Database.run(settings.database_url or "", lambda db: db.fetch("list_operator_invites")))
         shown = [invite_row(key, row, origin) for row in rows]
         echo(shown, ["CODE", "USES LEFT", "EXPIRES", "CREATED", "BY"],
              ["code", "uses_left", "expires_at", "created_at", "created_by"], as_json)
@@ -162,7 +154,7 @@ def commands(read_settings: Callable[[], Settings], database_url: Callable[[Sett
         """Revoke a live invite, whoever made it."""
         settings, pepper = resolved(read_settings, database_url)
         nonce = invites.nonce_of(invites.tag_key(pepper), code)
-        row = run(with_database(settings.database_url or "", lambda db: db.fetchrow("revoke_any_invite", nonce))) \
+        row = run(Database.run(settings.database_url or "", lambda db: db.fetchrow("revoke_any_invite", nonce))) \
             if nonce else None
         if row is None:
             raise click.ClickException(f"no live invite has the code {code!r}")
@@ -177,7 +169,7 @@ def commands(read_settings: Callable[[], Settings], database_url: Callable[[Sett
     def users_list(as_json: bool) -> None:
         """Every account: created, last seen, live sessions, bytes stored, suspended."""
         settings, _ = resolved(read_settings, database_url)
-        rows = run(with_database(settings.database_url or "", lambda db: db.fetch("list_users_for_operator")))
+        rows = run(Database.run(settings.database_url or "", lambda db: db.fetch("list_users_for_operator")))
         echo([user_row(row) for row in rows], ["USERNAME", "CREATED", "LAST SEEN", "SESSIONS", "BYTES", "SUSPENDED"],
              ["username", "created_at", "last_seen", "live_sessions", "bytes_stored", "suspended"], as_json)
 

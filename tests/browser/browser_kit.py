@@ -158,3 +158,14 @@ def png(name: str) -> dict[str, Any]:
     buffer = io.BytesIO()
     Image.new("RGB", (640, 480), (40, 120, 200)).save(buffer, "PNG")
     return {"name": name, "mimeType": "image/png", "buffer": buffer.getvalue()}
+
+
+async def start_chat(person: Person, username: str) -> None:
+    field = person.page.get_by_label("Start a conversation with")
+    await field.fill(username)
+    await field.press("Enter")
+    await expect(person.page.get_by_role("heading", name=username)).to_be_visible()
+
+
+def composer(person: Person):  # type: ignore[no-untyped-def]
+    return person.page.get_by_label("Message", exact=True)

@@ -19,7 +19,7 @@ import pytest
 from playwright.async_api import Browser, Route, expect
 
 from .. import story
-from .browser_kit import DESKTOP, HIDE, PHONE_DARK, Person, new_person, png
+from .browser_kit import DESKTOP, HIDE, PHONE_DARK, Person, composer, new_person, png, start_chat
 from ..story import Server
 
 pytestmark = pytest.mark.xdist_group("browser")
@@ -36,16 +36,6 @@ async def twin(server: Server, person: Person) -> story.Person:
 async def someone(server: Server, name: str) -> story.Person:
     return await server.person(name).register()
 
-
-async def start_chat(person: Person, username: str) -> None:
-    field = person.page.get_by_label("Start a conversation with")
-    await field.fill(username)
-    await field.press("Enter")
-    await expect(person.page.get_by_role("heading", name=username)).to_be_visible()
-
-
-def composer(person: Person):  # type: ignore[no-untyped-def]
-    return person.page.get_by_label("Message", exact=True)
 
 
 def expected_failures(person: Person) -> list[str]:

@@ -26,7 +26,7 @@ from secure_link.config import Settings
 from .. import story
 from ..conftest import running_server
 from ..story import PHRASE, Server
-from .browser_kit import DESKTOP, HIDE, PHONE_DARK, Person, new_person
+from .browser_kit import DESKTOP, HIDE, PHONE_DARK, Person, composer, new_person, start_chat
 
 pytestmark = pytest.mark.xdist_group("browser")
 
@@ -49,16 +49,6 @@ async def member(server: Server, person: Person) -> story.Person:
     account.username = person.username
     return await account.register()
 
-
-async def start_chat(person: Person, username: str) -> None:
-    field = person.page.get_by_label("Start a conversation with")
-    await field.fill(username)
-    await field.press("Enter")
-    await expect(person.page.get_by_role("heading", name=username)).to_be_visible()
-
-
-def composer(person: Person):  # type: ignore[no-untyped-def]
-    return person.page.get_by_label("Message", exact=True)
 
 
 async def open_account(person: Person) -> None:
