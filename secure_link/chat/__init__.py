@@ -4,12 +4,12 @@
 - `messages`: send (one path for REST and the socket), history, conversations, sync, read, typing;
 - `writer`: the worker's group commit, where every send is stored;
 - `timers`: a conversation's disappearing-message timer;
-- `erasure`: delete for everyone, the expiry sweeper, logout's clearing of everything, and
-  deleting an account.
+- `erasure`: delete for everyone, and the expiry sweeper;
+- `clearing`: whole conversations cleared: logout's, and deleting an account.
 """
 
-from secure_link.chat.erasure import (AccountErasure, delete_account, delete_for_everyone, erase_account, logout,
-                                     run_sweeper)
+from secure_link.chat.clearing import AccountErasure, delete_account, erase_account, logout
+from secure_link.chat.erasure import delete_for_everyone, run_sweeper
 from secure_link.chat.frames import (Draft, parse_delete, parse_draft, parse_read, parse_sync, parse_timer,
                                      parse_typing)
 from secure_link.chat.messages import (ChatServices, announce_messages, conversations, history, mark_read, replay,

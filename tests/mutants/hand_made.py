@@ -192,7 +192,7 @@ SECURITY_AND_FAULTS = [
     mutant("hashing-line-never-full", "secure_link/ratelimit.py",
            "        if self._inside >= self._capacity:\n", "        if False:\n",
            "tests/accounts/test_throttle.py::test_a_full_hashing_line_turns_logins_away_at_once_and_they_do_not_count"),
-    mutant("logout-keeps-parked-payloads", "secure_link/chat/erasure.py",
+    mutant("logout-keeps-parked-payloads", "secure_link/chat/clearing.py",
            "    await _forget_parked(services.fanout, user)\n", "    pass\n",
            "tests/stories/test_security.py::test_after_a_logout_no_live_row_holds_anything_that_was_said"),
     mutant("parked-payloads-never-expire", "secure_link/housekeeping.py",
