@@ -7,11 +7,10 @@ into the one error shape. The route table is the explicit list at the end.
 from __future__ import annotations
 
 import functools
-import json
 
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from secure_link import accounts, chat, files, sockets
@@ -20,6 +19,7 @@ from secure_link.errors import AppError, rate_limited
 from secure_link.http import client_address, is_secure, openapi, own_origin, webclient
 from secure_link.ratelimit import KeyedBuckets
 from secure_link.services import Services
+from secure_link.wire import JSONResponse, loads
 
 _JSON_TYPE = "application/json"
 
@@ -67,7 +67,7 @@ async def read_json(request: Request) -> object:
         if len(body) > limit:
             raise AppError(413, "too_large", f"The body is over {limit} bytes.")
     try:
-        return json.loads(body)
+        return loads(body)
     except (ValueError, RecursionError):  # also too deep, or a number of 4,300+ digits
         raise AppError(400, "bad_json", "The body is not valid JSON.") from None
 

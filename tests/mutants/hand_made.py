@@ -271,7 +271,27 @@ WHO_MAY_REACH_YOU = [
            "        if False:",
            "tests/accounts/test_leaving.py::test_leaving_erases_everything_of_the_account_and_retires_its_name"),
 ]
-MUTANTS = SQL + ISSUE_15 + SECURITY_AND_FAULTS + RACES_AND_LOCKS + WHO_MAY_REACH_YOU
+# Issue 28, part 3: a Message encoded once, JSON through orjson, a worker's own batch dropped on arrival.
+ENCODED_ONCE = [
+    mutant("ack-not-jsons-bytes", "secure_link/fanout/events.py",
+           "'{\"type\":\"ack\",\"client_id\":' + dumps(client_id) + ',\"message\":'",
+           "'{\"type\":\"ack\",\"client_id\":' + dumps(client_id) + ', \"message\":'",  # a space: not json's bytes
+           "tests/test_wire.py::test_ack_and_chat_frames_are_the_bytes_json_wrote_and_read_as_the_contract_says"),
+    mutant("big-ints-read-as-floats", "secure_link/wire.py",
+           "    if isinstance(value, dict) and float in map(type, value.values()):",
+           "    if False:",
+           "tests/test_wire.py::test_loads_reads_what_json_read"),
+    mutant("own-notify-queued", "secure_link/fanout/backends/postgres.py",
+           "        if self._echo is not None and text.startswith(self._echo):",
+           "        if False:",
+           "tests/fanout/test_fanout.py::test_a_workers_own_batch_is_dropped_as_it_comes_back_never_queued_again[postgres]"),
+    mutant("own-publish-decoded", "secure_link/fanout/backends/redis.py",
+           "            if self._echo is not None and data.startswith(self._echo):",
+           "            if False:",
+           "tests/fanout/test_fanout.py::test_a_workers_own_batch_is_dropped_as_it_comes_back_never_queued_again[redis]",
+           needs=("REDIS_URL",)),
+]
+MUTANTS = SQL + ISSUE_15 + SECURITY_AND_FAULTS + RACES_AND_LOCKS + WHO_MAY_REACH_YOU + ENCODED_ONCE
 
 
 def run(mutant: Mutant) -> bool:
