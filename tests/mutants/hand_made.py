@@ -271,7 +271,24 @@ WHO_MAY_REACH_YOU = [
            "        if False:",
            "tests/accounts/test_leaving.py::test_leaving_erases_everything_of_the_account_and_retires_its_name"),
 ]
-MUTANTS = SQL + ISSUE_15 + SECURITY_AND_FAULTS + RACES_AND_LOCKS + WHO_MAY_REACH_YOU
+# Issue 28: REST trusts a session validated within seconds; every end of one still reaches every worker.
+SESSION_CACHE = [
+    mutant("ended-sessions-not-published", "secure_link/accounts/sessions.py",
+           "        await fanout.publish(SESSIONS_CHANNEL, str(user_id))", "        pass",
+           "tests/accounts/test_session_cache.py::test_a_session_revoked_on_one_worker_is_refused_on_the_other_at_once"),
+    mutant("session-cache-kept-after-a-gap", "secure_link/accounts/sessions.py",
+           "            return\n        self.clear()\n        if item is None:",
+           "            return\n        if item is None:\n            self.clear()",
+           "tests/accounts/test_session_cache.py::test_a_fan_out_gap_drops_every_cached_session"),
+    mutant("session-cache-never-ages", "secure_link/accounts/sessions.py",
+           "        if self._clock() - entry.at >= self._max_age:", "        if False:",
+           "tests/accounts/test_session_cache.py::test_a_cached_session_needs_no_query_until_its_max_age"),
+    mutant("validation-kept-across-an-ending", "secure_link/accounts/sessions.py",
+           "        if not self._hearing or epoch != self.epoch or self._size <= 0:",
+           "        if not self._hearing or self._size <= 0:",
+           "tests/accounts/test_session_cache.py::test_a_validation_that_began_before_an_ending_is_not_kept"),
+]
+MUTANTS = SQL + ISSUE_15 + SECURITY_AND_FAULTS + RACES_AND_LOCKS + WHO_MAY_REACH_YOU + SESSION_CACHE
 
 
 def run(mutant: Mutant) -> bool:
