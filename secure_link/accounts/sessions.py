@@ -14,6 +14,7 @@ REST-only ones included, and which drops the user's sessions from each cache.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import dataclasses
@@ -29,17 +30,18 @@ from secure_link.accounts.users import User
 from secure_link.config import Settings
 from secure_link.db import Database
 from secure_link.errors import AppError
-from secure_link.fanout import Fanout, Gap, events
+from secure_link.fanout import Fanout, Gap, Subscription, events
 from secure_link.http import origin_allowed
 from secure_link.wire import JsonObject, is_utf8, rfc3339
 
 SESSION_COOKIE = "session"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-SESSIONS_CHANNEL = "sessions"  # every worker hears here whose sessions ended (the user id, in decimal)
+SESSIONS_CHANNEL = "sessions"  # every worker hears here whose sessions ended: the user id, a space, a nonce
 # How long a validated session is trusted without the database: the bound on a revocation whose
 # publish was lost (docs/security.md). Revalidating also slides the expiry (at most once a minute,
 # authenticate_session), which is coarse enough: sessions live SESSION_TTL, 30 days, after their last use.
 CACHE_MAX_AGE_S = 5.0
+ECHO_WAIT_S = 1.0  # longest a request that ended sessions waits for its publish to come back
 log = logging.getLogger("secure_link.chat")  # where events.publish logs a failed publish
 
 
@@ -119,8 +121,9 @@ class SessionCache:
 
     def heard(self, item: str | Gap | None) -> None:
         """What `SESSIONS_CHANNEL` brings: a user whose sessions ended, a GAP, or None (the fan-out closed)."""
-        if isinstance(item, str) and item.isdigit():
-            self.drop_user(int(item))
+        user_id = item.partition(" ")[0] if isinstance(item, str) else ""
+        if user_id.isdigit():
+            self.drop_user(int(user_id))
             return
         self.clear()
         if item is None:
@@ -214,13 +217,23 @@ async def close_sessions_sockets(fanout: Fanout, user_id: int, session_ids: list
 
 
 async def _forget_sessions(fanout: Fanout, user_id: int) -> None:
-    """A failed publish is logged: other workers' caches then forget within CACHE_MAX_AGE_S."""
+    """Here at once; then publish, and answer only once the message came back through the transport,
+    which hands it to every worker's listener at the same moment. A failed publish is logged: other
+    workers' caches then forget within CACHE_MAX_AGE_S."""
     fanout.deliver_locally(SESSIONS_CHANNEL, str(user_id))
+    message = f"{user_id} {secrets.token_hex(8)}"
     try:
-        await fanout.publish(SESSIONS_CHANNEL, str(user_id))
+        async with fanout.subscribe(SESSIONS_CHANNEL) as heard:
+            await fanout.publish(SESSIONS_CHANNEL, message)
+            await asyncio.wait_for(_until(heard, message), ECHO_WAIT_S)
     except Exception:  # the sessions are deleted; each cache re-validates within its max age
-        log.warning("publish of ended sessions failed; other workers trust them up to %s s", CACHE_MAX_AGE_S,
-                    exc_info=True)
+        log.warning("publish of ended sessions failed or did not come back; other workers trust them up to %s s",
+                    CACHE_MAX_AGE_S, exc_info=True)
+
+
+async def _until(subscription: Subscription, message: str) -> None:
+    while await subscription.get() != message:
+        pass
 
 
 class SessionSockets:
