@@ -274,7 +274,7 @@ WHO_MAY_REACH_YOU = [
 # Issue 28: REST trusts a session validated within seconds; every end of one still reaches every worker.
 SESSION_CACHE = [
     mutant("ended-sessions-not-published", "secure_link/accounts/sessions.py",
-           "        await fanout.publish(SESSIONS_CHANNEL, str(user_id))", "        pass",
+           "            await fanout.publish(SESSIONS_CHANNEL, message)", "            pass",
            "tests/accounts/test_session_cache.py::test_a_session_revoked_on_one_worker_is_refused_on_the_other_at_once"),
     mutant("session-cache-kept-after-a-gap", "secure_link/accounts/sessions.py",
            "            return\n        self.clear()\n        if item is None:",
