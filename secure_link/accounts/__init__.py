@@ -25,7 +25,8 @@ from secure_link.accounts.sessions import (SESSION_COOKIE, SessionCache, Session
 from secure_link.accounts.users import User, fold_username, user_json
 
 __all__ = ["SESSION_COOKIE", "WRONG_PHRASE", "AccountServices", "PhraseHasher", "SessionCache", "SessionSockets",
-           "TooManySockets", "User", "authenticate", "avatar_changed", "block", "change_phrase", "check_phrase", "close_ended_sessions",
-           "close_sessions_sockets", "find_account", "find_peer", "find_person", "fold_username", "invites",
-           "kept_apart", "list_blocks", "list_sessions", "login", "presence", "profile", "register", "retired_tag",
-           "revoke_session", "suspend", "token_from", "unblock", "update_profile", "user_for_token", "user_json"]
+           "TooManySockets", "User", "authenticate", "avatar_changed", "block", "change_phrase", "check_phrase",
+           "close_ended_sessions", "close_sessions_sockets", "find_account", "find_peer", "find_person",
+           "fold_username", "invites", "kept_apart", "list_blocks", "list_sessions", "login", "presence", "profile",
+           "register", "retired_tag", "revoke_session", "suspend", "token_from", "unblock", "update_profile",
+           "user_for_token", "user_json"]

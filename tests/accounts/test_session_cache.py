@@ -146,6 +146,24 @@ async def test_a_cached_session_needs_no_query_until_its_max_age(
         assert await user_for_token(pool, TTL, alice.token, cache) is None  # past the max age it is
 
 
+async def test_the_expiry_still_slides_once_per_max_age_through_the_database(
+        server: Server, pool: Database, db: asyncpg.Connection, memory_fanout: Fanout) -> None:
+    alice = await server.person("alice").register()
+    clock = Clock()
+    cache = SessionCache(16, clock=clock)
+    async with cache.hearing(memory_fanout):
+        user = await user_for_token(pool, TTL, alice.token, cache)
+        assert user is not None
+        idle = "UPDATE sessions SET last_used_at = now() - interval '2 minutes', expires_at = now() + interval '10 minutes' " \
+               "WHERE id = $1 RETURNING expires_at"
+        before = await db.fetchval(idle, user.session_id)
+        await user_for_token(pool, TTL, alice.token, cache)  # a hit: the database is not touched
+        assert await db.fetchval("SELECT expires_at FROM sessions WHERE id = $1", user.session_id) == before
+        clock.now += CACHE_MAX_AGE_S
+        await user_for_token(pool, TTL, alice.token, cache)  # revalidated: slid as before the cache
+        assert await db.fetchval("SELECT expires_at FROM sessions WHERE id = $1", user.session_id) > before
+
+
 async def test_only_sessions_the_database_accepted_are_kept(
         server: Server, pool: Database, memory_fanout: Fanout) -> None:
     alice = await server.person("alice").register()
