@@ -154,8 +154,8 @@ async def test_the_expiry_still_slides_once_per_max_age_through_the_database(
     async with cache.hearing(memory_fanout):
         user = await user_for_token(pool, TTL, alice.token, cache)
         assert user is not None
-        idle = "UPDATE sessions SET last_used_at = now() - interval '2 minutes', expires_at = now() + interval '10 minutes' " \
-               "WHERE id = $1 RETURNING expires_at"
+        idle = ("UPDATE sessions SET last_used_at = now() - interval '2 minutes', "
+                "expires_at = now() + interval '10 minutes' WHERE id = $1 RETURNING expires_at")
         before = await db.fetchval(idle, user.session_id)
         await user_for_token(pool, TTL, alice.token, cache)  # a hit: the database is not touched
         assert await db.fetchval("SELECT expires_at FROM sessions WHERE id = $1", user.session_id) == before

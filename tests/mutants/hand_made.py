@@ -275,7 +275,8 @@ WHO_MAY_REACH_YOU = [
 SESSION_CACHE = [
     mutant("ended-sessions-not-published", "secure_link/accounts/sessions.py",
            "            await fanout.publish(SESSIONS_CHANNEL, message)", "            pass",
-           "tests/accounts/test_session_cache.py::test_a_session_revoked_on_one_worker_is_refused_on_the_other_at_once"),
+           "tests/accounts/test_session_cache.py::"
+           "test_a_session_revoked_on_one_worker_is_refused_on_the_other_at_once"),
     mutant("session-cache-kept-after-a-gap", "secure_link/accounts/sessions.py",
            "            return\n        self.clear()\n        if item is None:",
            "            return\n        if item is None:\n            self.clear()",
