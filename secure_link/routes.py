@@ -49,7 +49,7 @@ def _services(request: Request) -> Services:
 async def authenticated(request: Request) -> tuple[Services, User]:
     """The request's services and user, or 401 (403 for a cookie sent by another site's page)."""
     services = _services(request)
-    return services, await accounts.authenticate(request, services.db, services.settings)
+    return services, await accounts.authenticate(request, services.db, services.settings, services.sessions)
 
 
 async def read_json(request: Request) -> object:
@@ -183,7 +183,8 @@ async def upload_file(request: Request) -> Response:
 async def _media(request: Request, thumbnail: bool) -> Response:
     """A file or its thumbnail, to those allowed to see it; anyone else, anonymous included, gets the same 404."""
     services = _services(request)
-    viewer = await accounts.user_for_token(services.db, services.settings.session_ttl, accounts.token_from(request))
+    viewer = await accounts.user_for_token(services.db, services.settings.session_ttl, accounts.token_from(request),
+                                           services.sessions)
     return await files.serve(services, viewer.id if viewer else None, request.path_params["file_id"],
                              thumbnail=thumbnail, headers=request.headers)
 

@@ -291,7 +291,25 @@ ENCODED_ONCE = [
            "tests/fanout/test_fanout.py::test_a_workers_own_batch_is_dropped_as_it_comes_back_never_queued_again[redis]",
            needs=("REDIS_URL",)),
 ]
-MUTANTS = SQL + ISSUE_15 + SECURITY_AND_FAULTS + RACES_AND_LOCKS + WHO_MAY_REACH_YOU + ENCODED_ONCE
+# Issue 28: REST trusts a session validated within seconds; every end of one still reaches every worker.
+SESSION_CACHE = [
+    mutant("ended-sessions-not-published", "secure_link/accounts/sessions.py",
+           "            await fanout.publish(SESSIONS_CHANNEL, message)", "            pass",
+           "tests/accounts/test_session_cache.py::"
+           "test_a_session_revoked_on_one_worker_is_refused_on_the_other_at_once"),
+    mutant("session-cache-kept-after-a-gap", "secure_link/accounts/sessions.py",
+           "            return\n        self.clear()\n        if item is None:",
+           "            return\n        if item is None:\n            self.clear()",
+           "tests/accounts/test_session_cache.py::test_a_fan_out_gap_drops_every_cached_session"),
+    mutant("session-cache-never-ages", "secure_link/accounts/sessions.py",
+           "        if self._clock() - entry.at >= self._max_age:", "        if False:",
+           "tests/accounts/test_session_cache.py::test_a_cached_session_needs_no_query_until_its_max_age"),
+    mutant("validation-kept-across-an-ending", "secure_link/accounts/sessions.py",
+           "        if not self._hearing or epoch != self.epoch or self._size <= 0:",
+           "        if not self._hearing or self._size <= 0:",
+           "tests/accounts/test_session_cache.py::test_a_validation_that_began_before_an_ending_is_not_kept"),
+]
+MUTANTS = SQL + ISSUE_15 + SECURITY_AND_FAULTS + RACES_AND_LOCKS + WHO_MAY_REACH_YOU + ENCODED_ONCE + SESSION_CACHE
 
 
 def run(mutant: Mutant) -> bool:
