@@ -309,7 +309,23 @@ SESSION_CACHE = [
            "        if not self._hearing or self._size <= 0:",
            "tests/accounts/test_session_cache.py::test_a_validation_that_began_before_an_ending_is_not_kept"),
 ]
-MUTANTS = SQL + ISSUE_15 + SECURITY_AND_FAULTS + RACES_AND_LOCKS + WHO_MAY_REACH_YOU + ENCODED_ONCE + SESSION_CACHE
+# The bench's accounting (issue 28): what it reports as a cost must be counted, and each REST run must
+# measure new messages, not retries of an earlier run's.
+BENCH = [
+    mutant("bench-rest-reuses-client-ids", "bench/__main__.py",
+           'scenarios.rest_requests(kind, accounts, f"{self.tag}{key}{kind}{index}")',
+           'scenarios.rest_requests(kind, accounts, f"{self.tag}{key}{kind}")',
+           "tests/ops/test_bench_smoke.py::test_rest_runs_send_fresh_client_ids_and_weigh_their_costs"),
+    mutant("bench-batches-cumulative", "bench/costs.py",
+           "counts[_label(key[3:])] = int(cumulative - below)", "counts[_label(key[3:])] = int(cumulative)",
+           "tests/ops/test_bench_smoke.py::test_closed_loop_accounts_for_every_message_and_every_commit"),
+    mutant("bench-postgres-live-processes-only", "bench/costs.py",
+           "total = times.user + times.system + times.children_user + times.children_system",
+           "total = times.user + times.system",
+           "tests/ops/test_bench_smoke.py::test_postgres_cpu_counts_a_backend_that_has_ended"),
+]
+MUTANTS = (SQL + ISSUE_15 + SECURITY_AND_FAULTS + RACES_AND_LOCKS + WHO_MAY_REACH_YOU + ENCODED_ONCE
+           + SESSION_CACHE + BENCH)
 
 
 def run(mutant: Mutant) -> bool:
