@@ -55,15 +55,15 @@ async def find_postgres(pg_url: str) -> PostgresCpu | None:
     namespace), the data directory's postmaster.pid names it instead.
     """
     connection = await asyncpg.connect(pg_url)
-    try:
+    try:  # the backend is looked at while it lives: once the connection closes, it is gone
         backend = await connection.fetchval("SELECT pg_backend_pid()")
         data_directory = await connection.fetchval("SELECT current_setting('data_directory', true)")
+        with contextlib.suppress(psutil.Error):
+            parent = psutil.Process(backend).parent()
+            if parent is not None and _is_postgres(parent):
+                return PostgresCpu(parent, "parent of pg_backend_pid()")
     finally:
         await connection.close()
-    with contextlib.suppress(psutil.Error):
-        parent = psutil.Process(backend).parent()
-        if parent is not None and _is_postgres(parent):
-            return PostgresCpu(parent, "parent of pg_backend_pid()")
     with contextlib.suppress(OSError, ValueError, psutil.Error):
         pid = int((Path(data_directory) / "postmaster.pid").read_text().split()[0])
         if _is_postgres(process := psutil.Process(pid)):
