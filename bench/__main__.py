@@ -279,7 +279,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="one run each, small sizes (~1 minute)")
     parser.add_argument("--profile", type=float, metavar="S", help="profile the server for S seconds instead")
     parser.add_argument("--runs", type=int, metavar="N", help="measured runs per figure (medians of N; full: 3)")
-    parser.add_argument("--pairs", type=int, metavar="N", help="pairs of users in the chat runs (default 50)")
+    parser.add_argument("--pairs", type=int, metavar="N", help="pairs of users in the chat runs (full: 50, quick: 20)")
     parser.add_argument("--in-flight", type=int, metavar="N",
                         help="closed loop: messages each sender keeps unacknowledged (default 2; a pair has two "
                              "senders)")
