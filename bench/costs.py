@@ -44,6 +44,7 @@ class PostgresCpu:
     def describe(self) -> dict[str, Any]:
         """For the JSON's conditions: which server was weighed and how it was found."""
         return {"postmaster_pid": self.postmaster.pid, "found_by": self.found_by,
+                "cores": sorted(self.postmaster.cpu_affinity() or []),  # floating: every core the machine has
                 "scope": "every process of this PostgreSQL server: other databases' load counts too"}
 
 
