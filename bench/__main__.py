@@ -38,7 +38,7 @@ COMMIT_BATCHES = (1, 16, 64, 256)  # the writer's batch sizes whose commit rates
 
 @dataclasses.dataclass(frozen=True)
 class Profile:
-    """How long and how hard: the full run takes about 9 minutes on 2 cores."""
+    """How long and how hard: about 9 minutes on 2 quiet cores (17 on a machine shared with other work)."""
 
     name: str
     pairs: int = 50

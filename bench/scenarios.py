@@ -156,14 +156,13 @@ class CpuMeter:
         self.result: dict[str, Any] = {
             "core_busy_pct": [round(100 * (1 - (b.idle - a.idle) / max(1e-9, sum(b) - sum(a))), 1)
                               for a, b in zip(self.cores, after)]}
-        self.seconds: dict[str, float | None] = {}
+        used: dict[str, float | None] = {}
         for name, value in now.items():
             before = self.spent[name]
-            self.seconds[name] = None if value is None or before is None else value - before
-            used = self.seconds[name]
-            self.result[f"{name}_cpu_pct"] = None if used is None else round(100 * used / span, 1)
-        self.result["cpu_s"] = {"server": sum(self.seconds[n] or 0.0 for n in self.processes),
-                                "postgres": self.seconds["postgres"], "generator": self.seconds["generator"]}
+            used[name] = spent = None if value is None or before is None else value - before
+            self.result[f"{name}_cpu_pct"] = None if spent is None else round(100 * spent / span, 1)
+        self.result["cpu_s"] = {"server": sum(used[n] or 0.0 for n in self.processes),
+                                "postgres": used["postgres"], "generator": used["generator"]}
         self.result["server_affinity"] = {n: sorted(p.ps.cpu_affinity() or []) for n, p in self.processes.items()}
 
 
