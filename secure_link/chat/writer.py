@@ -199,23 +199,22 @@ class MessageWriter:
                 pass
 
     def _start_inserts(self) -> float | None:
-        """Start what may start; say how long until the newest insert counts as stalled (None: no need)."""
-        while self._queue and self._may_start():
+        """Start what may start; then say when to look again: in so many seconds, when the newest
+        insert in flight counts as stalled, or (None) at the next wakeup. `_listening` says whether
+        a new draft is such a wakeup: not while the queue waits for a stall or a free place anyway."""
+        self._listening = False
+        while self._queue:
+            if len(self._inserts) >= MAX_IN_FLIGHT:
+                return None
+            stall_in = self._inserts[-1].started + STALL_S - asyncio.get_running_loop().time() if self._inserts else 0
+            if stall_in > 0:
+                return stall_in
             batch = self._next_batch()
             if not batch:  # every queued draft shares a user or a file with an insert in flight
                 break
             self._begin(batch)
-        waiting = bool(self._queue) and 0 < len(self._inserts) < MAX_IN_FLIGHT
-        started = self._inserts[-1].started if self._inserts else 0.0
-        stall_in = started + STALL_S - asyncio.get_running_loop().time()
-        self._listening = not self._queue or (waiting and stall_in <= 0)
-        return stall_in if waiting and stall_in > 0 else None
-
-    def _may_start(self) -> bool:
-        if not self._inserts:
-            return True
-        stalled = asyncio.get_running_loop().time() - self._inserts[-1].started >= STALL_S
-        return stalled and len(self._inserts) < MAX_IN_FLIGHT
+        self._listening = True
+        return None
 
     def _next_batch(self) -> list[Pending]:
         """Up to `max_batch` queued drafts, oldest first, none sharing a user or a file with an insert in
