@@ -161,18 +161,23 @@ async def stored_count(db: asyncpg.Connection, alice: Person, bob: Person, count
 
 async def test_closing_stores_and_answers_the_batches_in_flight_and_the_queue(
         server: Server, database_url: str, db: asyncpg.Connection) -> None:
-    """A close while one batch is stalled, another has gone beside it and a third waits in the
-    queue (it shares Alice): the close returns only once all three are stored and answered."""
+    """Carol's and Erin's locks are held. A close comes while Alice's send to Carol is stalled,
+    Bob's to Erin has gone beside it and stalled too, and Alice's next send waits in the queue.
+    Carol's lock goes: Alice's two are stored and answered, but the close still waits for Bob's
+    batch in flight, and returns only once it too is stored and answered."""
     alice, bob, carol, dave, erin = await people(server, "alice", "bob", "carol", "dave", "erin")
     async with pipeline(database_url) as (writer, heard):
-        async with holding_lock_of(database_url, carol):
-            sends = [sending(writer, alice, carol, "stalled")]
-            await until_blocked(db)
-            sends += [sending(writer, alice, dave, "queued"), sending(writer, bob, erin, "beside")]
-            await asyncio.wait_for(sends[2], WAIT)
-            assert writer.queued == 1 and not sends[0].done()
-            closing = asyncio.create_task(writer.close())
-            await asyncio.sleep(0)  # the close has begun while the lock is held
+        async with holding_lock_of(database_url, erin):
+            async with holding_lock_of(database_url, carol):
+                sends = [sending(writer, alice, carol, "stalled")]
+                await until_blocked(db)
+                sends += [sending(writer, alice, dave, "queued"), sending(writer, bob, erin, "beside, stalled")]
+                await until_waiting(db, sends=2, holders=0)
+                assert writer.queued == 1
+                closing = asyncio.create_task(writer.close())
+                await asyncio.sleep(0)  # the close has begun while both locks are held
+            await asyncio.wait_for(asyncio.gather(*sends[:2]), WAIT)
+            assert not closing.done() and not sends[2].done()
         await asyncio.wait_for(closing, WAIT)
         assert all(task.done() for task in sends)
         ids = [task.result()["id"] for task in sends]
