@@ -30,7 +30,8 @@ user with a stalled one is announced and acknowledged as soon as it commits.
 
 Two drafts in flight may not claim the same attachment: both would find it
 unclaimed in their statements' snapshots, so the second waits for the first's
-commit. Two drafts with one sender and `client_id` may share a batch: the
+commit (across batches the user rule already sees to it: only its owner may
+send a file). Two drafts with one sender and `client_id` may share a batch: the
 insert's ON CONFLICT sees rows inserted earlier by the same statement, so the
 later one gets the original.
 """
@@ -57,12 +58,15 @@ MAX_BATCH = 256
 CLIENT_ID_MEMORY_DAYS = 30  # a retry after its message is gone is answered `gone` this long (docs/api.md)
 MAX_RESEALS = 3  # a key destroyed under a draft again and again (logouts in a loop): answer 409
 USER_CACHE_LIMIT = 100_000  # usernames never change; past this the cache starts again from empty
-# An insert that has not returned after this long waits for a lock (a commit takes ~1-5 ms, a full
-# batch ~20 ms): the next batch may go on another connection. Long enough that a busy database does
-# not double the writer's connections, short enough that a held lock costs others 50 ms, not seconds.
+# An insert that has not returned after this long is taken to wait for a lock (a logout's, a block's:
+# lock 7001): the next batch may start beside it. A full batch of 256 commits in ~3 ms on a quiet
+# machine and 27-52 ms on this one with three other test runs on its two cores (commit_256 in
+# `bench --quick`), so a merely busy insert seldom counts as stalled, and a held lock costs the
+# worker's other senders 50 ms instead of the whole logout (docs/decisions.md).
 STALL_S = 0.05
-# Inserts in flight at most: one, plus two while stalled. Each holds a pool connection (10 in all);
-# seven stay for REST, sockets and housekeeping (docs/decisions.md).
+# Inserts in flight at most: one, plus two beside stalled ones. Each holds one of the pool's 10
+# connections while it waits, so two locks held at once (a logout and a block) leave the others
+# for REST, sockets and housekeeping.
 MAX_IN_FLIGHT = 3
 log = logging.getLogger("secure_link.writer")
 
