@@ -214,8 +214,8 @@ class MessageWriter:
             if stall_in > 0:
                 return stall_in
             batch = self._next_batch()
-            if not batch:  # every queued draft shares a user or a file with an insert in flight
-                break
+            if not batch:  # every queued draft shares a user or a file with an insert in flight: look
+                return STALL_S  # again later, not at every send (each look reads the whole queue)
             self._begin(batch)
         self._listening = True
         return None
