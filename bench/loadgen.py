@@ -103,6 +103,8 @@ class Tracker:
             "unanswered": len(self.sent.keys() - self.acked.keys() - self.refused),
             "offered_per_s": len(self.sent) / span, "acked_per_s": within(self.acked) / span,
             "delivered_per_s": within(self.delivered) / span,
+            # delivered inside the window per offered message: an open loop that keeps up is near 100
+            "delivered_pct": 100 * within(self.delivered) / len(self.sent) if self.sent else math.nan,
             "ack_ms": percentiles([t - self.sent[c] for c, t in self.acked.items()]),
             "delivery_ms": percentiles([t - self.sent[c] for c, t in self.delivered.items()]),
             "lateness_ms": 1000 * self.lateness,

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Sequence
 
+from .targets import targets
+
 Runs = dict[str, list[dict[str, Any]]]
-# label, unit, project (scenario, field path), limit label, limit (scenario, field path)
+# label, unit, project (scenario, field path), limit label, limit (scenario, field path; empty: none)
 ROWS: list[tuple[str, str, tuple[str, ...], str, tuple[str, ...]]] = [
     ("delivered, 1 worker, closed loop", "msg/s", ("closed", "delivered_per_s"),
      "echo app", ("echo_closed", "delivered_per_s")),
@@ -26,6 +28,19 @@ ROWS: list[tuple[str, str, tuple[str, ...], str, tuple[str, ...]]] = [
      "insert_messages, 256/commit", ("commit_256", "per_s")),
     ("server CPU per message, closed loop", "µs", ("closed", "server_us_per_msg"),
      "echo app", ("echo_closed", "server_us_per_msg")),
+    ("server CPU per delivered msg", "µs", ("closed", "cpu_us_per_delivered", "server"),
+     "echo app", ("echo_closed", "cpu_us_per_delivered", "server")),
+    ("PostgreSQL CPU per delivered msg", "µs", ("closed", "cpu_us_per_delivered", "postgres"),
+     "the server's", ("closed", "cpu_us_per_delivered", "server")),
+    ("generator CPU per delivered msg", "µs", ("closed", "cpu_us_per_delivered", "generator"),
+     "same, against echo", ("echo_closed", "cpu_us_per_delivered", "generator")),
+    ("server process busy, closed loop", "% core", ("closed", "server_cpu_pct"),
+     "echo app", ("echo_closed", "server_cpu_pct")),
+    ("writer batch, mean, closed loop", "drafts", ("closed", "batch_sizes", "mean"), "", ()),
+    ("delivery p50 at 10% of max", "ms", ("curve0.10", "delivery_ms", "p50"), "", ()),
+    ("delivery p99 at 10% of max", "ms", ("curve0.10", "delivery_ms", "p99"), "", ()),
+    ("open loop at 80%: delivered", "%", ("curve0.80", "delivered_pct"), "", ()),
+    ("delivery p99 at 80% of max", "ms", ("curve0.80", "delivery_ms", "p99"), "", ()),
     ("delivery p50 at 50% of max", "ms", ("curve0.50", "delivery_ms", "p50"),
      "echo app, same rate", ("echo_curve0.50", "delivery_ms", "p50")),
     ("delivery p99 at 50% of max", "ms", ("curve0.50", "delivery_ms", "p99"),
@@ -41,6 +56,13 @@ ROWS: list[tuple[str, str, tuple[str, ...], str, tuple[str, ...]]] = [
      "echo app", ("echo_rest_profile", "requests_per_s")),
     ("POST /api/send-message/", "req/s", ("rest_send", "requests_per_s"),
      "insert_messages, 256/commit", ("commit_256", "per_s")),
+    ("POST send, server CPU per request", "µs", ("rest_send", "cpu_us_per_request", "server"),
+     "GET profile's", ("rest_profile", "cpu_us_per_request", "server")),
+    ("POST send, PostgreSQL CPU per req.", "µs", ("rest_send", "cpu_us_per_request", "postgres"),
+     "GET profile's", ("rest_profile", "cpu_us_per_request", "postgres")),
+    ("POST send, writer batch mean", "drafts", ("rest_send", "batch_sizes", "mean"), "", ()),
+    ("POST send, every id a retry", "req/s", ("rest_send_retry", "requests_per_s"),
+     "fresh ids", ("rest_send", "requests_per_s")),
     ("insert_messages, 1 draft a commit", "rows/s", ("commit_1", "per_s"),
      "256 a commit", ("commit_256", "per_s")),
     ("insert_messages, 16 drafts a commit", "rows/s", ("commit_16", "per_s"),
@@ -61,15 +83,15 @@ def median(values: Sequence[float]) -> float:
 
 def figure(raw: Runs, scenario: str, *path: str) -> dict[str, Any] | None:
     """Median and spread of one field over a scenario's runs; None when it did not run."""
-    runs = raw.get(scenario)
-    if not runs:
-        return None
     values = []
-    for run in runs:
+    for run in raw.get(scenario, []):
         value: Any = run
         for key in path:
-            value = value[key]
-        values.append(float(value))
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is not None:  # a cost that could not be measured (PostgreSQL elsewhere, no /metrics)
+            values.append(float(value))
+    if not values:
+        return None
     return {"median": median(values), "min": min(values), "max": max(values), "runs": values}
 
 
@@ -77,7 +99,22 @@ def progress(summary: dict[str, Any]) -> str:
     """One line per run, printed as it finishes."""
     return (f"sent {summary['sent']}, delivered {summary['delivered_per_s']:.0f}/s, "
             f"p50/p99 {summary['delivery_ms']['p50']:.1f}/{summary['delivery_ms']['p99']:.1f} ms, "
-            f"lost {summary['lost']}, errors {summary['errors']}, server cpu {summary.get('server_cpu_pct', '-')}%")
+            f"lost {summary['lost']}, errors {summary['errors']}, server cpu {summary.get('server_cpu_pct', '-')}%"
+            f"{_costs(summary, 'delivered')}")
+
+
+def rest_progress(result: dict[str, Any]) -> str:
+    """One line per REST run: the rate, what the answers were, and where the CPU went."""
+    return (f"{result['requests_per_s']:.0f} req/s, statuses {result['statuses']}, "
+            f"server cpu {result.get('server_cpu_pct', '-')}%{_costs(result, 'request')}")
+
+
+def _costs(summary: dict[str, Any], unit: str) -> str:
+    spent = summary.get(f"cpu_us_per_{unit}") or {}
+    parts = [f"{name} {value:.0f}" for name, value in spent.items() if value is not None]
+    batches = summary.get("batch_sizes") or {}
+    mean = f", batch mean {batches['mean']:.1f}" if batches.get("mean") else ""
+    return f"; µs per {unit}: {', '.join(parts)}{mean}" if parts else mean
 
 
 def _num(value: float) -> str:
@@ -96,7 +133,7 @@ def figures(raw: Runs) -> list[dict[str, Any]]:
     """The table's rows, with the ratio project / limit."""
     rows = []
     for label, unit, mine, limit_label, limit in ROWS:
-        project, bound = figure(raw, *mine), figure(raw, *limit)
+        project, bound = figure(raw, *mine), figure(raw, *limit) if limit else None
         ratio = project["median"] / bound["median"] if project and bound and bound["median"] else math.nan
         rows.append({"figure": label, "unit": unit, "project": project, "limit": limit_label,
                      "limit_value": bound, "ratio": ratio})
@@ -109,59 +146,54 @@ def curve(raw: Runs) -> list[dict[str, Any]]:
     for key in sorted(k for k in raw if k.startswith("curve")):
         points.append({"fraction": float(key[5:]), "offered_per_s": figure(raw, key, "offered_per_s"),
                        "delivered_per_s": figure(raw, key, "delivered_per_s"),
+                       "delivered_pct": figure(raw, key, "delivered_pct"),
                        **{f"{kind}_{q}": figure(raw, key, f"{kind}_ms", q)
                           for kind in ("ack", "delivery") for q in ("p50", "p95", "p99", "max")},
                        "errors": sum(r["errors"] for r in raw[key])})
     return points
 
 
-REST_SEND_BEFORE = 2039  # req/s, docs/performance.md before group commit (issue 10's baseline)
+def batches(raw: Runs) -> dict[str, dict[str, Any]]:
+    """The writer's batch sizes over all runs of a scenario: commits per bucket, summed."""
+    found: dict[str, dict[str, Any]] = {}
+    for key, runs in raw.items():
+        deltas = [r["batch_sizes"] for r in runs if r.get("batch_sizes")]
+        if not sum(d["commits"] for d in deltas):  # the echo app, or a run that sent nothing
+            continue
+        buckets: dict[str, int] = {}
+        for delta in deltas:
+            for bucket, count in delta["buckets"].items():
+                buckets[bucket] = buckets.get(bucket, 0) + count
+        commits, drafts = sum(d["commits"] for d in deltas), sum(d["drafts"] for d in deltas)
+        found[key] = {"commits": commits, "drafts": drafts, "mean": drafts / commits if commits else None,
+                      "buckets": buckets}
+    return found
 
 
-def targets(raw: Runs, rows: list[dict[str, Any]], lost: int, idle_target: int) -> list[dict[str, Any]]:
-    """Issue 10's targets, met or not, from the medians."""
-    by = {row["figure"]: row for row in rows}
-
-    def project(label: str) -> float:
-        return (by[label]["project"] or {}).get("median", math.nan)
-
-    ratio = by["delivered, 1 worker, closed loop"]["ratio"]
-    cpu = project("server CPU per message, closed loop")
-    rest = project("POST /api/send-message/")
-    p99 = project("delivery p99 at 50% of max")
-    held = project("idle sockets held, 1 worker")
-    rss, rss_ratio = project("RSS per idle socket"), by["RSS per idle socket"]["ratio"]
-    return [
-        {"target": "delivered msg/s >= 40% of the echo app's", "value": f"{100 * ratio:.0f}%", "met": ratio >= 0.4},
-        {"target": "server CPU per message <= 120 µs", "value": f"{cpu:.0f} µs", "met": cpu <= 120},
-        {"target": f"POST /api/send-message/ >= 2 x {REST_SEND_BEFORE:,} req/s", "value": f"{rest:,.0f} req/s",
-         "met": rest >= 2 * REST_SEND_BEFORE},
-        {"target": "p99 delivery < 25 ms at half the saturation rate", "value": f"{p99:.1f} ms", "met": p99 < 25},
-        {"target": f"{idle_target:,} idle sockets on one worker, RSS each <= 1.10 x the echo app's",
-         "value": f"{held:,.0f} held, {rss:.1f} KiB each ({rss_ratio:.2f} x)",
-         "met": held >= idle_target and rss_ratio <= 1.10},
-        {"target": "zero lost messages", "value": str(lost), "met": lost == 0},
-    ]
-
-
-def print_tables(rows: list[dict[str, Any]], points: list[dict[str, Any]], goals: list[dict[str, Any]]) -> None:
+def print_tables(rows: list[dict[str, Any]], points: list[dict[str, Any]], goals: list[dict[str, Any]],
+                 histograms: dict[str, dict[str, Any]]) -> None:
     """The terminal table: figure, median, spread, limit, ratio."""
     print(f"\n{'figure':<38}{'median':>10} {'min–max':<17}{'unit':<8}{'limit':<24}{'limit':>10}{'ratio':>8}")
     for row in rows:
         value, spread = _cell(row["project"])
-        bound, _ = _cell(row["limit_value"])
+        bound = _cell(row["limit_value"])[0] if row["limit"] else ""
         ratio = "-" if math.isnan(row["ratio"]) else f"{row['ratio']:.2f}"
         print(f"{row['figure']:<38}{value:>10} {spread:<17}{row['unit']:<8}{row['limit']:<24}{bound:>10}{ratio:>8}")
-    print(f"\n{'offered':>8} {'of max':>7} {'delivered':>10} {'ack p50':>8} {'ack p99':>8} "
+    print(f"\n{'offered':>8} {'of max':>7} {'delivered':>10} {'dlv %':>6} {'ack p50':>8} {'ack p99':>8} "
           f"{'dlv p50':>8} {'dlv p99':>8} {'dlv max':>8} {'errors':>7}   (msg/s, ms; medians)")
     for p in points:
-        cells = [_cell(p[k])[0] for k in ("offered_per_s", "delivered_per_s", "ack_p50", "ack_p99",
-                                          "delivery_p50", "delivery_p99", "delivery_max")]
-        print(f"{cells[0]:>8} {p['fraction']:>6.0%} {cells[1]:>10} " + " ".join(f"{c:>8}" for c in cells[2:])
-              + f" {p['errors']:>7}")
+        cells = [_cell(p[k])[0] for k in ("offered_per_s", "delivered_per_s", "delivered_pct", "ack_p50",
+                                          "ack_p99", "delivery_p50", "delivery_p99", "delivery_max")]
+        print(f"{cells[0]:>8} {p['fraction']:>6.0%} {cells[1]:>10} {cells[2]:>6} "
+              + " ".join(f"{c:>8}" for c in cells[3:]) + f" {p['errors']:>7}")
+    print("\nwriter batch sizes (drafts per commit; share of commits, all runs):")
+    for key, found in histograms.items():
+        shares = " ".join(f"{b} {100 * n / max(1, found['commits']):.0f}%" for b, n in found["buckets"].items() if n)
+        print(f"  {key:<16} {found['commits']:>7} commits, mean {found['mean'] or 0:.1f}: {shares}")
     print()
     for goal in goals:
-        print(f"{'MET ' if goal['met'] else 'NOT '} {goal['target']}: {goal['value']}")
+        mark = {True: "MET ", False: "NOT ", None: "INFO"}[goal["met"]]
+        print(f"{mark} {goal['target']}: {goal['value']}")
 
 
 def plot(points: list[dict[str, Any]], echo: dict[str, Any] | None, path: Path) -> None:
@@ -231,8 +263,10 @@ def publish(raw: Runs, profile: str, started: dict[str, Any], results: Path, idl
     rows, points = figures(raw), curve(raw)
     chat_runs = [r for runs in raw.values() for r in runs if "lost" in r]
     lost = sum(r["lost"] for r in chat_runs)
-    goals = targets(raw, rows, lost, idle_target)
-    print_tables(rows, points, goals)
+    duplicated = sum(r["duplicates"] for r in chat_runs)
+    goals = targets(raw, rows, lost, duplicated, idle_target)
+    histograms = batches(raw)
+    print_tables(rows, points, goals, histograms)
     results.mkdir(parents=True, exist_ok=True)
     echo = figure(raw, "echo_curve0.50", "delivery_ms", "p99")
     half = figure(raw, "echo_curve0.50", "offered_per_s")
@@ -242,7 +276,8 @@ def publish(raw: Runs, profile: str, started: dict[str, Any], results: Path, idl
     document = {"profile": profile, "started_at": started["at"], "machine": started["machine"],
                 "versions": started.get("versions"), "conditions": started.get("conditions"),
                 "elapsed_s": round(time.perf_counter() - started["clock"], 1), "lost": lost,
-                "errors": sum(r["errors"] for r in chat_runs), "figures": rows, "curve": points,
+                "errors": sum(r["errors"] for r in chat_runs), "duplicated": duplicated, "figures": rows,
+                "curve": points, "batch_sizes": histograms,
                 "targets": goals, "runs": raw}
     text = json.dumps(_strict(document), indent=1, default=str, allow_nan=False)
     for name in ("latest.json", f"{profile}.json"):
@@ -262,43 +297,3 @@ def _strict(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_strict(v) for v in value]
     return value
-
-
-def render_profile(session_path: Path, results: Path, top: int = 25) -> None:
-    """Where the server's samples went: the call tree, inclusive time per function, self time per package."""
-    from pyinstrument.renderers import ConsoleRenderer, JSONRenderer
-    from pyinstrument.session import Session
-
-    session = Session.load(session_path)
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "profile.json").write_text(JSONRenderer().render(session))
-    tree = session_path.with_name("tree.txt")
-    tree.write_text(ConsoleRenderer(time="percent_of_total").render(session))
-    inclusive, by_package = _aggregate(session.frame_records)
-    total = sum(t for _, t in session.frame_records)
-    print(f"profile: {session.duration:.1f} s wall, {session.cpu_time:.1f} s CPU; inclusive share of samples:")
-    for name, spent in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]:
-        print(f"  {100 * spent / total:5.1f}%  {name}")
-    print("self time by package (the frame on top of the stack):")
-    for name, spent in sorted(by_package.items(), key=lambda kv: -kv[1])[:12]:
-        print(f"  {100 * spent / total:5.1f}%  {name}")
-    print(f"\ncall tree: {tree}; pyinstrument JSON: {results / 'profile.json'}")
-
-
-def _aggregate(records: list[tuple[list[str], float]]) -> tuple[dict[str, float], dict[str, float]]:
-    """Inclusive time of the project's and asyncpg's functions; self time by package."""
-    inclusive: dict[str, float] = {}
-    by_package: dict[str, float] = {}
-    for stack, spent in records:
-        seen = set()
-        for frame in stack:
-            function, path = frame.split("\x00")[:2]
-            if ("/secure_link/" in path or "/asyncpg/" in path) and function not in seen:
-                seen.add(function)
-                key = f"{Path(path).parent.name}/{Path(path).name}:{function}"
-                inclusive[key] = inclusive.get(key, 0.0) + spent
-        leaf = stack[-1].split("\x00")[1]
-        package = leaf.split("site-packages/")[1].split("/")[0] if "site-packages/" in leaf else (
-            "secure_link" if "/secure_link/" in leaf else Path(leaf).parent.name or leaf)
-        by_package[package] = by_package.get(package, 0.0) + spent
-    return inclusive, by_package

@@ -29,7 +29,7 @@ import psutil
 
 from secure_link.config import PROJECT_ROOT
 
-from . import loadgen
+from . import costs, loadgen
 from .loadgen import TEXT, Account, Peer
 
 SERVER_ENV = {"BCRYPT_ROUNDS": "4", "CHAT_RATE_PER_S": "0", "REGISTER_RATE_PER_MIN": "0",
@@ -131,37 +131,57 @@ ECHO_ARGV = [sys.executable, "-m", "bench.limits", "echo"]
 
 
 class CpuMeter:
-    """Busy share of each core and CPU seconds of the named processes over a stretch."""
+    """Busy share of each core and CPU seconds of the servers, PostgreSQL and this generator over a stretch."""
 
-    def __init__(self, processes: dict[str, Process | None]) -> None:
+    def __init__(self, processes: dict[str, Process | None], postgres: costs.PostgresCpu | None = None) -> None:
         self.processes = {name: p for name, p in processes.items() if p is not None}
+        self.postgres = postgres
+
+    def _seconds(self) -> dict[str, float | None]:
+        own = psutil.Process().cpu_times()
+        spent: dict[str, float | None] = {name: p.cpu_seconds() for name, p in self.processes.items()}
+        spent["generator"] = own.user + own.system
+        spent["postgres"] = self.postgres.seconds() if self.postgres else None
+        return spent
 
     def __enter__(self) -> Self:
         self.start = time.perf_counter()
         self.cores = psutil.cpu_times(percpu=True)
-        self.own = psutil.Process().cpu_times()
-        self.spent = {name: p.cpu_seconds() for name, p in self.processes.items()}
+        self.spent = self._seconds()
         return self
 
     def __exit__(self, *exc: object) -> None:
         span = time.perf_counter() - self.start
-        after = psutil.cpu_times(percpu=True)
-        self.result = {"core_busy_pct": [round(100 * (1 - (b.idle - a.idle) / max(1e-9, sum(b) - sum(a))), 1)
-                                         for a, b in zip(self.cores, after)]}
-        own = psutil.Process().cpu_times()
-        spent = own.user + own.system - self.own.user - self.own.system
-        self.result["generator_cpu_pct"] = round(100 * spent / span, 1)
-        for name, process in self.processes.items():
-            self.result[f"{name}_cpu_pct"] = round(100 * (process.cpu_seconds() - self.spent[name]) / span, 1)
+        after, now = psutil.cpu_times(percpu=True), self._seconds()
+        self.result: dict[str, Any] = {
+            "core_busy_pct": [round(100 * (1 - (b.idle - a.idle) / max(1e-9, sum(b) - sum(a))), 1)
+                              for a, b in zip(self.cores, after)]}
+        used: dict[str, float | None] = {}
+        for name, value in now.items():
+            before = self.spent[name]
+            used[name] = spent = None if value is None or before is None else value - before
+            self.result[f"{name}_cpu_pct"] = None if spent is None else round(100 * spent / span, 1)
+        self.result["cpu_s"] = {"server": sum(used[n] or 0.0 for n in self.processes),
+                                "postgres": used["postgres"], "generator": used["generator"]}
+        self.result["server_affinity"] = {n: sorted(p.ps.cpu_affinity() or []) for n, p in self.processes.items()}
 
 
-async def measured(run: Callable[[], Any], processes: dict[str, Process | None]) -> dict[str, Any]:
-    """A load run's summary plus where the CPU went while it ran."""
-    with CpuMeter(processes) as meter:
-        tracker = await run()
-    summary = {**tracker.summary(), **meter.result}
-    busy = sum(v for k, v in meter.result.items() if k.startswith("server"))
-    summary["server_us_per_msg"] = 1e4 * busy / summary["acked_per_s"] if summary["acked_per_s"] else math.nan
+async def measured(run: Callable[[], Any], processes: dict[str, Process | None],
+                   postgres: costs.PostgresCpu | None = None) -> dict[str, Any]:
+    """A load run's summary, where the CPU went while it ran (per delivered message, or per
+    answered request for REST), and the writer's batch sizes from the servers' /metrics."""
+    addresses = [p.address for p in processes.values() if p is not None]
+    batches_before = await costs.scrape_batches(addresses)
+    with CpuMeter(processes, postgres) as meter:
+        result = await run()
+    summary = {**(result if isinstance(result, dict) else result.summary()), **meter.result}
+    summary["batch_sizes"] = costs.batch_delta(batches_before, await costs.scrape_batches(addresses))
+    busy = sum(v for k, v in meter.result.items() if k.startswith("server") and k.endswith("_cpu_pct"))
+    if "acked_per_s" in summary:
+        summary["server_us_per_msg"] = 1e4 * busy / summary["acked_per_s"] if summary["acked_per_s"] else math.nan
+    unit, count = ("delivered", summary["delivered"]) if "delivered" in summary else ("request", summary["ok"])
+    summary[f"cpu_us_per_{unit}"] = {name: None if spent is None or not count else 1e6 * spent / count
+                                     for name, spent in meter.result["cpu_s"].items()}
     return summary
 
 
@@ -245,7 +265,7 @@ async def hammer(address: str, build: Callable[[int, int], bytes], duration: flo
     await asyncio.gather(*(client(i) for i in range(connections)))
     span = time.perf_counter() - start
     ok = sum(n for status, n in statuses.items() if 200 <= status < 300)
-    return {"requests_per_s": ok / span, "errors": sum(statuses.values()) - ok,
+    return {"requests_per_s": ok / span, "ok": ok, "connections": connections, "errors": sum(statuses.values()) - ok,
             "statuses": {str(k): v for k, v in statuses.items()}, "latency_ms": loadgen.percentiles(latencies)}
 
 

@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from secure_link import housekeeping, routes, sockets
-from secure_link.accounts import PhraseHasher
+from secure_link.accounts import PhraseHasher, SessionCache
 from secure_link.chat import MessageWriter, announce_messages, client_tag_key, run_sweeper, stored_message
 from secure_link.config import Settings
 from secure_link.db import Database
@@ -110,6 +110,7 @@ async def open_services(settings: Settings) -> Services:
         image_slots=asyncio.Semaphore(max(1, settings.image_concurrency)),
         upload_limiter=SlidingWindow(settings.upload_rate_per_min, 60.0),
         metrics=Metrics(settings.metrics_dir),
+        sessions=SessionCache(settings.session_cache_size),
     )
     services.writer = MessageWriter(db, bodies, client_tag_key(pepper), stored_message,
                                     functools.partial(announce_messages, fanout), services.metrics.send_batch_size.observe)
@@ -140,7 +141,8 @@ async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Services]]:
                                             settings.key_step_interval))]
     restore_signals = defer_shutdown_signals(services.in_flight, DRAIN_TIMEOUT_S)
     try:
-        yield {"services": services}
+        async with services.sessions.hearing(services.fanout):  # every worker, REST-only ones too
+            yield {"services": services}
     finally:
         restore_signals()
         for task in tasks:

@@ -46,6 +46,7 @@ class Settings:
     pepper_file: Path | None = None
     master_key_file: Path | None = None
     session_ttl: int = 30 * 24 * 3600
+    session_cache_size: int = 10_000  # sessions a worker trusts a few seconds without a query; 0: none
     max_upload_bytes: int = 25 * 1024 * 1024
     max_json_bytes: int = 64 * 1024
     max_image_pixels: int = 40_000_000
@@ -151,6 +152,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "SECRET_PEPPER_FILE": ("pepper_file", Path),
     "MASTER_KEY_FILE": ("master_key_file", Path),
     "SESSION_TTL": ("session_ttl", int),
+    "SESSION_CACHE_SIZE": ("session_cache_size", int),
     "MAX_UPLOAD_BYTES": ("max_upload_bytes", int),
     "MAX_JSON_BYTES": ("max_json_bytes", int),
     "MAX_IMAGE_PIXELS": ("max_image_pixels", int),

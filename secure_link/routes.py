@@ -7,11 +7,10 @@ into the one error shape. The route table is the explicit list at the end.
 from __future__ import annotations
 
 import functools
-import json
 
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from secure_link import accounts, chat, files, sockets
@@ -20,6 +19,7 @@ from secure_link.errors import AppError, rate_limited
 from secure_link.http import client_address, is_secure, openapi, own_origin, webclient
 from secure_link.ratelimit import KeyedBuckets
 from secure_link.services import Services
+from secure_link.wire import JSONResponse, loads
 
 _JSON_TYPE = "application/json"
 
@@ -49,7 +49,7 @@ def _services(request: Request) -> Services:
 async def authenticated(request: Request) -> tuple[Services, User]:
     """The request's services and user, or 401 (403 for a cookie sent by another site's page)."""
     services = _services(request)
-    return services, await accounts.authenticate(request, services.db, services.settings)
+    return services, await accounts.authenticate(request, services.db, services.settings, services.sessions)
 
 
 async def read_json(request: Request) -> object:
@@ -67,7 +67,7 @@ async def read_json(request: Request) -> object:
         if len(body) > limit:
             raise AppError(413, "too_large", f"The body is over {limit} bytes.")
     try:
-        return json.loads(body)
+        return loads(body)
     except (ValueError, RecursionError):  # also too deep, or a number of 4,300+ digits
         raise AppError(400, "bad_json", "The body is not valid JSON.") from None
 
@@ -183,7 +183,8 @@ async def upload_file(request: Request) -> Response:
 async def _media(request: Request, thumbnail: bool) -> Response:
     """A file or its thumbnail, to those allowed to see it; anyone else, anonymous included, gets the same 404."""
     services = _services(request)
-    viewer = await accounts.user_for_token(services.db, services.settings.session_ttl, accounts.token_from(request))
+    viewer = await accounts.user_for_token(services.db, services.settings.session_ttl, accounts.token_from(request),
+                                           services.sessions)
     return await files.serve(services, viewer.id if viewer else None, request.path_params["file_id"],
                              thumbnail=thumbnail, headers=request.headers)
 

@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import uuid
 
-from secure_link.accounts import PhraseHasher, SessionSockets
+from secure_link.accounts import PhraseHasher, SessionCache, SessionSockets
 from secure_link.chat import MessageWriter
 from secure_link.config import Settings
 from secure_link.db import Database
@@ -38,6 +38,7 @@ class Services:
     image_slots: asyncio.Semaphore
     upload_limiter: SlidingWindow
     metrics: Metrics
+    sessions: SessionCache  # validated sessions, trusted a few seconds: REST without a query per request
     in_flight: InFlight = dataclasses.field(default_factory=InFlight)
     image_locks: KeyedLocks = dataclasses.field(default_factory=KeyedLocks)  # one decode per user
     worker_id: uuid.UUID = dataclasses.field(default_factory=uuid.uuid4)

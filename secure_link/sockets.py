@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import uuid
 from collections import deque
@@ -31,7 +30,7 @@ from secure_link.fanout import Event, Gap, Subscription, events
 from secure_link.http import origin_allowed
 from secure_link.ratelimit import TokenBucket
 from secure_link.services import Services
-from secure_link.wire import is_storable_text, is_utf8
+from secure_link.wire import dumps, is_storable_text, is_utf8, loads
 
 PATH = "/ws/chat/"
 STRIKES_BEFORE_CLOSE = 20
@@ -194,7 +193,7 @@ def _parse(text: str | None) -> object:
     if text is None:
         raise AppError(400, "unsupported_frame", "Send text frames holding JSON.")
     try:
-        return json.loads(text)
+        return loads(text)
     except (ValueError, RecursionError):  # also too deep, or a number of 4,300+ digits
         raise AppError(400, "bad_json", "The frame is not valid JSON.") from None
 
@@ -328,8 +327,7 @@ class Connection:
 
     async def _send_error(self, error: AppError, frame: object) -> None:
         """The one error shape, as a frame, echoing the client_id of the frame it answers."""
-        await self._send_text(json.dumps(error_frame(error, _client_id_of(frame)), ensure_ascii=False,
-                                         separators=(",", ":")))
+        await self._send_text(dumps(error_frame(error, _client_id_of(frame))))
 
     def _delivered(self, message_id: int) -> None:
         """Count a chat frame handed to this socket; at debug level, log it to follow a message across hosts."""

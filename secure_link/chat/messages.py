@@ -25,7 +25,7 @@ from secure_link.errors import AppError, blocked
 from secure_link.fanout import Fanout, Outgoing, events
 from secure_link.files import file_json
 from secure_link.ops import Metrics
-from secure_link.wire import JsonObject, rfc3339
+from secure_link.wire import JsonObject, encoded, rfc3339
 
 SYNC_BATCH = 500
 log = logging.getLogger("secure_link.chat")
@@ -81,9 +81,12 @@ async def send_message(services: ChatServices, user: User, draft: Draft, origin:
 
 
 def stored_message(pending: Pending, row: asyncpg.Record) -> JsonObject:
-    """The Message of a draft the writer just stored: the draft's fields plus the row's id, times and file."""
-    return message_json({**row, "sender": pending.sender, "recipient": pending.to, "client_id": pending.client_id},
-                        pending.body)
+    """The Message of a draft the writer just stored: the draft's fields plus the row's id, times and file.
+
+    Encoded here, once: its `chat` event, its `ack` and its REST answer are all built from that text.
+    """
+    return encoded(message_json({**row, "sender": pending.sender, "recipient": pending.to,
+                                 "client_id": pending.client_id}, pending.body))
 
 
 async def announce_messages(fanout: Fanout, stored: list[StoredMessage]) -> None:

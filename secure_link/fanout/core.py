@@ -163,9 +163,10 @@ class Fanout:
         """`seal` seals every payload the transport carries (seal.py); memory:// needs none."""
         if queue_size < 1 or probe_interval <= 0:
             raise ValueError("queue_size and probe_interval must be positive")
-        self._backend = backend_for(url, self._receive, probe_interval)
-        self._seal = None if self._backend.name == "memory" else seal
         self._origin = secrets.token_hex(6)  # tags what this process delivered itself (publish_batch)
+        # the backend drops what comes back with that tag as it arrives, before its inbox
+        self._backend = backend_for(url, self._receive, probe_interval, self._origin + ORIGIN_END)
+        self._seal = None if self._backend.name == "memory" else seal
         self._queue_size = queue_size
         self._subscribers: dict[str, set[Subscription]] = {}
         self._lock = asyncio.Lock()  # first-subscribe/last-unsubscribe decisions, one at a time
@@ -279,8 +280,8 @@ class Fanout:
                 await self._backend.unlisten(channel)
 
     def _receive(self, channel: str | None, item: str | Gap) -> None:
-        """Called by the backend: strip the origin tag, skip what this process delivered already,
-        open the rest. One whose key must be loaded first waits in the backlog, and so does
+        """Called by the backend: strip the origin tag, skip what this process delivered already
+        (the backends drop it on arrival; a parked one is known only once fetched), open the rest. One whose key must be loaded first waits in the backlog, and so does
         everything received after it, so subscribers get all in the order it came."""
         if not isinstance(item, Gap):
             origin, _, item = item.partition(ORIGIN_END)
@@ -348,9 +349,13 @@ class Fanout:
         return set().union(*self._subscribers.values())
 
 
-def backend_for(url: str, deliver: Deliver, probe_interval: float) -> Backend:
+def backend_for(url: str, deliver: Deliver, probe_interval: float, own: str = "") -> Backend:
     """The transport the URL's scheme names, its module imported only now: a deployment
-    without Redis never loads redis-py (as encode/broadcaster loads its backends)."""
+    without Redis never loads redis-py (as encode/broadcaster loads its backends).
+
+    `own` starts every payload this process publishes in a batch (its origin tag): coming
+    back, such a payload is dropped on arrival, never queued or handed on ("" drops nothing).
+    """
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme == "memory":
         from secure_link.fanout.backends.memory import MemoryBackend
@@ -359,9 +364,9 @@ def backend_for(url: str, deliver: Deliver, probe_interval: float) -> Backend:
     if scheme in ("postgres", "postgresql"):
         from secure_link.fanout.backends.postgres import PostgresBackend
 
-        return PostgresBackend(url, deliver, probe_interval)
+        return PostgresBackend(url, deliver, probe_interval, own)
     if scheme in ("redis", "rediss"):
         from secure_link.fanout.backends.redis import RedisBackend
 
-        return RedisBackend(url, deliver, probe_interval)
+        return RedisBackend(url, deliver, probe_interval, own)
     raise ValueError(f"unsupported fan-out URL scheme {scheme!r}: use memory://, postgres:// or redis://")

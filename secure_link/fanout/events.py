@@ -15,9 +15,10 @@ worker; the constructors below say nothing of who receives them.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from typing import TYPE_CHECKING, Any
+
+from secure_link.wire import dumps
 
 if TYPE_CHECKING:
     from secure_link.fanout.core import Fanout
@@ -67,14 +68,18 @@ async def publish(fanout: Fanout, channels: list[str], event: Event) -> None:
 
 
 def _frame(kind: str, **fields: Any) -> str:
-    return json.dumps({"type": kind, **fields}, ensure_ascii=False, separators=(",", ":"))
+    return dumps({"type": kind, **fields})
 
 
 # ---- frames the fan-out carries ----------------------------------------------------------------
 
 def chat(message: dict[str, Any], skip: str = "") -> Event:
-    """A message, live (its sender's socket `skip` gets an `ack`) or replayed by `sync`."""
-    return Event("chat", _frame("chat", message=message), skip, message["id"])
+    """A message, live (its sender's socket `skip` gets an `ack`) or replayed by `sync`.
+
+    Written around the Message's text: a stored one (`wire.Encoded`) was encoded
+    once, for this event and its `ack` alike; `_frame` would write the same bytes.
+    """
+    return Event("chat", '{"type":"chat","message":' + dumps(message) + "}", skip, message["id"])
 
 
 def read(by: str, up_to: int) -> Event:
@@ -125,8 +130,8 @@ def ready(user: dict[str, Any]) -> Event:
 
 
 def ack(client_id: str | None, message: dict[str, Any]) -> Event:
-    """The sender's own send, stored."""
-    return Event("ack", _frame("ack", client_id=client_id, message=message))
+    """The sender's own send, stored: around the Message's text, as `chat` is."""
+    return Event("ack", '{"type":"ack","client_id":' + dumps(client_id) + ',"message":' + dumps(message) + "}")
 
 
 def synced(last_id: int) -> Event:

@@ -187,6 +187,22 @@ async def test_a_batch_arrives_once_here_at_once_and_in_order_on_another_worker(
     assert remote == ["m1", "m1", "m2|with the origin separator", big, big, "m4"]
 
 
+async def test_a_workers_own_batch_is_dropped_as_it_comes_back_never_queued_again(cross_worker_url: str) -> None:
+    """PostgreSQL and Redis hand a worker back what it published itself. Its subscribers had the
+    batch at once, so the backend drops those copies in its callback, before its inbox or any
+    decoding: they are counted as echoes, and only another worker's message is taken in."""
+    alice = channel("alice")
+    batch = [Outgoing([alice], f"m{index}") for index in range(5)]
+    async with connected(cross_worker_url) as here, connected(cross_worker_url) as there:  # noqa: SIM117 - the workers first, then what listens on them
+        async with here.subscribe(alice) as alice_here:
+            await here.publish_batch(batch)
+            assert [await next_item(alice_here) for _ in range(5)] == [f"m{index}" for index in range(5)]
+            await there.publish(alice, "from there")  # published after: it comes in behind the batch's copies
+            assert await next_item(alice_here) == "from there"  # no second copy of the batch before it
+            backend = here._backend
+            assert (backend.echoes, backend.received) == (5, 1)  # type: ignore[attr-defined]
+
+
 async def test_messages_around_the_notify_limit_arrive(fanout: Fanout, fanout_url: str) -> None:
     """On PostgreSQL, a message whose NOTIFY payload fits (7,999 bytes) goes inline, and only
     a larger one is parked in fanout_spill."""

@@ -271,6 +271,59 @@ WHO_MAY_REACH_YOU = [
            "        if False:",
            "tests/accounts/test_leaving.py::test_leaving_erases_everything_of_the_account_and_retires_its_name"),
 ]
+# Issue 28, part 3: a Message encoded once, JSON through orjson, a worker's own batch dropped on arrival.
+ENCODED_ONCE = [
+    mutant("ack-not-jsons-bytes", "secure_link/fanout/events.py",
+           "'{\"type\":\"ack\",\"client_id\":' + dumps(client_id) + ',\"message\":'",
+           "'{\"type\":\"ack\",\"client_id\":' + dumps(client_id) + ', \"message\":'",  # a space: not json's bytes
+           "tests/test_wire.py::test_ack_and_chat_frames_are_the_bytes_json_wrote_and_read_as_the_contract_says"),
+    mutant("big-ints-read-as-floats", "secure_link/wire.py",
+           "    if isinstance(value, dict) and float in map(type, value.values()):",
+           "    if False:",
+           "tests/test_wire.py::test_loads_reads_what_json_read"),
+    mutant("own-notify-queued", "secure_link/fanout/backends/postgres.py",
+           "        if self._echo is not None and text.startswith(self._echo):",
+           "        if False:",
+           "tests/fanout/test_fanout.py::test_a_workers_own_batch_is_dropped_as_it_comes_back_never_queued_again[postgres]"),
+    mutant("own-publish-decoded", "secure_link/fanout/backends/redis.py",
+           "            if self._echo is not None and data.startswith(self._echo):",
+           "            if False:",
+           "tests/fanout/test_fanout.py::test_a_workers_own_batch_is_dropped_as_it_comes_back_never_queued_again[redis]",
+           needs=("REDIS_URL",)),
+]
+# Issue 28: REST trusts a session validated within seconds; every end of one still reaches every worker.
+SESSION_CACHE = [
+    mutant("ended-sessions-not-published", "secure_link/accounts/sessions.py",
+           "            await fanout.publish(SESSIONS_CHANNEL, message)", "            pass",
+           "tests/accounts/test_session_cache.py::"
+           "test_a_session_revoked_on_one_worker_is_refused_on_the_other_at_once"),
+    mutant("session-cache-kept-after-a-gap", "secure_link/accounts/sessions.py",
+           "            return\n        self.clear()\n        if item is None:",
+           "            return\n        if item is None:\n            self.clear()",
+           "tests/accounts/test_session_cache.py::test_a_fan_out_gap_drops_every_cached_session"),
+    mutant("session-cache-never-ages", "secure_link/accounts/sessions.py",
+           "        if self._clock() - entry.at >= self._max_age:", "        if False:",
+           "tests/accounts/test_session_cache.py::test_a_cached_session_needs_no_query_until_its_max_age"),
+    mutant("validation-kept-across-an-ending", "secure_link/accounts/sessions.py",
+           "        if not self._hearing or epoch != self.epoch or self._size <= 0:",
+           "        if not self._hearing or self._size <= 0:",
+           "tests/accounts/test_session_cache.py::test_a_validation_that_began_before_an_ending_is_not_kept"),
+]
+# The bench's accounting (issue 28): what it reports as a cost must be counted, and each REST run must
+# measure new messages, not retries of an earlier run's.
+BENCH = [
+    mutant("bench-rest-reuses-client-ids", "bench/__main__.py",
+           'scenarios.rest_requests(kind, accounts, f"{self.tag}{key}{kind}{index}")',
+           'scenarios.rest_requests(kind, accounts, f"{self.tag}{key}{kind}")',
+           "tests/ops/test_bench_smoke.py::test_rest_runs_send_fresh_client_ids_and_weigh_their_costs"),
+    mutant("bench-batches-cumulative", "bench/costs.py",
+           "counts[_label(key[3:])] = int(cumulative - below)", "counts[_label(key[3:])] = int(cumulative)",
+           "tests/ops/test_bench_smoke.py::test_closed_loop_accounts_for_every_message_and_every_commit"),
+    mutant("bench-postgres-live-processes-only", "bench/costs.py",
+           "total = times.user + times.system + times.children_user + times.children_system",
+           "total = times.user + times.system",
+           "tests/ops/test_bench_smoke.py::test_postgres_cpu_counts_a_backend_that_has_ended"),
+]
 # Issue 28: the pipelined writer's invariants (chat/writer.py), each with its killer.
 PIPELINE = "tests/chat/test_writer_pipeline.py::"
 BESIDE = PIPELINE + "test_a_batch_beside_a_stalled_one_commits_first_and_everyone_hears_in_id_order"
@@ -302,7 +355,8 @@ WRITER_PIPELINE = [
     mutant("pipeline-beside-a-batch-of-the-same-user", "secure_link/chat/writer.py",
            "\n                    or pending.sender in users or pending.to in users):", "):", BESIDE),
 ]
-MUTANTS = SQL + ISSUE_15 + SECURITY_AND_FAULTS + RACES_AND_LOCKS + WHO_MAY_REACH_YOU + WRITER_PIPELINE
+MUTANTS = (SQL + ISSUE_15 + SECURITY_AND_FAULTS + RACES_AND_LOCKS + WHO_MAY_REACH_YOU + ENCODED_ONCE
+           + SESSION_CACHE + BENCH + WRITER_PIPELINE)
 
 
 def run(mutant: Mutant) -> bool:

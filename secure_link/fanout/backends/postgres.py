@@ -51,8 +51,14 @@ class PostgresBackend:
 
     name = "postgres"
 
-    def __init__(self, url: str, deliver: Deliver, probe_interval: float) -> None:
+    def __init__(self, url: str, deliver: Deliver, probe_interval: float, own: str = "") -> None:
+        """`own`: the tag this process's batches start with (core.backend_for); "" drops nothing."""
         self._url, self._deliver, self._probe_interval = url, deliver, probe_interval
+        # PostgreSQL hands a session every NOTIFY on a channel it LISTENs to, its own process's
+        # too (from the pool or the LISTEN connection alike): those are dropped in the callback
+        self._echo = INLINE + own if own else None
+        self.received = 0  # notifications queued in the inbox
+        self.echoes = 0  # this process's own, dropped on arrival
         self._idents: dict[str, str] = {}  # identifier LISTENed -> channel
         self._lock = asyncio.Lock()  # one command at a time on the LISTEN connection
         self._lost = asyncio.Event()
@@ -185,8 +191,14 @@ class PostgresBackend:
 
     def _on_notify(self, conn: object, pid: int, ident: str, payload: object) -> None:
         channel = self._idents.get(ident)
-        if channel is not None:
-            self._enqueue((channel, str(payload)))  # asyncpg hands NOTIFY payloads as str
+        if channel is None:
+            return
+        text = str(payload)  # asyncpg hands NOTIFY payloads as str
+        if self._echo is not None and text.startswith(self._echo):
+            self.echoes += 1  # delivered here when it was published (Fanout.publish_batch)
+            return
+        self.received += 1
+        self._enqueue((channel, text))
 
     def _enqueue(self, item: tuple[str, str] | Gap) -> None:
         try:

@@ -35,8 +35,13 @@ class RedisBackend:
 
     name = "redis"
 
-    def __init__(self, url: str, deliver: Deliver, probe_interval: float) -> None:
+    def __init__(self, url: str, deliver: Deliver, probe_interval: float, own: str = "") -> None:
+        """`own`: the tag this process's batches start with (core.backend_for); "" drops nothing."""
         self._url, self._deliver, self._probe_interval = url, deliver, probe_interval
+        # Redis sends a subscriber what its own process PUBLISHed too: dropped before it is decoded
+        self._echo = own.encode("utf-8") if own else None
+        self.received = 0  # messages handed on
+        self.echoes = 0  # this process's own, dropped on arrival
         self._channels: set[str] = set()
         self._lock = asyncio.Lock()  # one writer at a time on the pub/sub connection
         self._confirmations: dict[str, list[asyncio.Future[bool]]] = {}
@@ -188,6 +193,10 @@ class RedisBackend:
             return  # a PONG
         name = channel.decode("utf-8", "replace")
         if kind == "message" and isinstance(data, bytes):
+            if self._echo is not None and data.startswith(self._echo):
+                self.echoes += 1  # delivered here when it was published (Fanout.publish_batch)
+                return
+            self.received += 1
             self._deliver(name, data.decode("utf-8", "replace"))
         elif kind == "subscribe":
             for future in self._confirmations.get(name, ()):
