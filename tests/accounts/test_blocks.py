@@ -138,12 +138,13 @@ async def test_a_block_that_commits_while_a_send_waits_for_its_locks_refuses_it(
 
 async def test_a_batch_holding_a_blocked_draft_stores_the_others(server: Server, db: asyncpg.Connection) -> None:
     alice, bob = await pair(server)
-    carol, dave, eve = [await server.person(name).register() for name in ("carol", "dave", "eve")]
+    carol, dave = [await server.person(name).register() for name in ("carol", "dave")]
     await alice.api("PUT", f"/api/blocks/{bob.username}/")
     photo = await upload(dave, image_bytes(), "photo.png")
     async with _connection(server) as holder, holder.transaction():
         await holder.execute("SELECT 1 FROM files WHERE id = $1 FOR UPDATE", photo["id"])  # the writer's batch waits
-        first = asyncio.create_task(send(dave, eve, "first", attachment=photo["id"]))
+        # to Alice: the two sends to her then wait for this batch, not beside it (chat/writer.py)
+        first = asyncio.create_task(send(dave, alice, "first", attachment=photo["id"]))
         await eventually(lambda: waiting_for_a_lock(db, "WITH draft AS%"))
         blocked = asyncio.create_task(send(bob, alice, "refused"))
         neighbour = asyncio.create_task(send(carol, alice, "stored"))

@@ -356,7 +356,8 @@ async def test_sends_waiting_while_their_conversation_is_cleared_are_sealed_agai
     were sealed with is destroyed under them. They are sealed again with the new conversation's
     key and keep their places: in the order sent, ahead of Carol's send queued meanwhile.
     Carol's first send, ahead of them in the same batch, is stored as it was.
-    (The first batch, "first", holds the writer while the three queue behind it.)"""
+    (The first batch, "first", holds the writer while the three queue behind it: each shares
+    Alice with it, so none may start beside it on another connection.)"""
     alice, bob, carol, dave = [await server.person(name).register() for name in ("alice", "bob", "carol", "dave")]
     await alice.api("POST", "/api/send-message/", json={"to": bob.username, "message": "before"})
     holder = await taking_lock_of(database_url, alice)
@@ -364,7 +365,7 @@ async def test_sends_waiting_while_their_conversation_is_cleared_are_sealed_agai
         first = send(alice, bob.username, "first")
         await until_waiting(db, sends=1, holders=0)
         drafts = []
-        for sender, to, text in ((carol, dave, "unaffected"), (alice, bob, "one"), (alice, bob, "two")):
+        for sender, to, text in ((carol, alice, "unaffected"), (alice, bob, "one"), (alice, bob, "two")):
             drafts.append(send(sender, to.username, text))
             await until_queued(server, len(drafts))
         after = asyncio.create_task(taking_lock_of(database_url, alice))

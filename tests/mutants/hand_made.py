@@ -56,8 +56,8 @@ SQL = [
            "        SELECT user_id FROM (",
            "tests/chat/test_sync.py::test_an_uncommitted_earlier_id_holds_back_later_ones"),
     mutant("sql-batch-claims-a-file-twice", "secure_link/chat/writer.py",
-           "            if len(batch) >= self._max_batch or pending.attachment in claimed:",
-           "            if len(batch) >= self._max_batch:",
+           "            if (len(batch) >= self._max_batch or pending.attachment in claimed\n",
+           "            if (len(batch) >= self._max_batch\n",
            "tests/chat/test_group_commit.py::test_two_sends_of_one_file_in_a_batch_claim_it_once"),
     mutant("sql-seal-with-a-destroyed-key", "secure_link/queries/messages.sql",
            "     AND k.created_at = draft.key_born\n", "\n",
@@ -71,8 +71,8 @@ SQL = [
            "            if False:\n                return  # delivered here already",
            "tests/fanout/test_fanout.py::test_a_batch_arrives_once_here_at_once_and_in_order_on_another_worker[postgres]"),
     mutant("close-drops-the-queue", "secure_link/chat/writer.py",
-           "            if not self._queue:\n                if self._closing:",
-           "            if self._closing or not self._queue:\n                if self._closing:",
+           "        while self._queue or self._inserts or not self._closing:",
+           "        while self._inserts or not self._closing:",
            "tests/chat/test_group_commit.py::test_closing_the_writer_stores_what_is_queued_first"),
     Mutant("sql-widen-client-id-key", "tests/chat/test_chat.py::test_client_ids_are_per_sender", (
         Edit("sql/schema.sql", "CONSTRAINT messages_client_id_unique UNIQUE (sender_id, client_id)",
@@ -324,8 +324,39 @@ BENCH = [
            "total = times.user + times.system",
            "tests/ops/test_bench_smoke.py::test_postgres_cpu_counts_a_backend_that_has_ended"),
 ]
+# Issue 28: the pipelined writer's invariants (chat/writer.py), each with its killer.
+PIPELINE = "tests/chat/test_writer_pipeline.py::"
+BESIDE = PIPELINE + "test_a_batch_beside_a_stalled_one_commits_first_and_everyone_hears_in_id_order"
+SLOW_ANNOUNCE = PIPELINE + "test_batches_committed_during_a_slow_announcement_are_announced_together_in_id_order"
+WRITER_PIPELINE = [
+    Mutant("pipeline-announces-as-the-insert-begins", BESIDE, (
+        Edit("secure_link/chat/writer.py",
+             "        try:\n            committed = await self._write(insert.batch)\n",
+             "        early = _Committed()\n        self._committed.append(early)\n        self._ready.set()\n"
+             "        try:\n            committed = await self._write(insert.batch)\n"
+             "            early.messages, early.unstored = committed.messages, committed.unstored\n"),
+        Edit("secure_link/chat/writer.py",
+             "        self._committed.append(committed)  # before the insert leaves",
+             "        pass  # before the insert leaves"))),
+    Mutant("pipeline-acks-before-announce", SLOW_ANNOUNCE, (
+        Edit("secure_link/chat/writer.py",
+             "            await self._announce(messages)  # before the acks: an acknowledged message is on its way"
+             " to its receivers\n", ""),
+        Edit("secure_link/chat/writer.py",
+             "            for pending in (pending for each in done for pending in each.unstored):\n",
+             "            await self._announce(messages)\n"
+             "            for pending in (pending for each in done for pending in each.unstored):\n"))),
+    mutant("pipeline-announces-out-of-order", "secure_link/chat/writer.py",
+           'key=lambda m: m[1]["id"])', 'key=lambda m: -m[1]["id"])', SLOW_ANNOUNCE),
+    mutant("pipeline-drain-skips-in-flight", "secure_link/chat/writer.py",
+           "        while self._queue or self._inserts or not self._closing:",
+           "        while self._queue or not self._closing:",
+           PIPELINE + "test_closing_stores_and_answers_the_batches_in_flight_and_the_queue"),
+    mutant("pipeline-beside-a-batch-of-the-same-user", "secure_link/chat/writer.py",
+           "\n                    or pending.sender in users or pending.to in users):", "):", BESIDE),
+]
 MUTANTS = (SQL + ISSUE_15 + SECURITY_AND_FAULTS + RACES_AND_LOCKS + WHO_MAY_REACH_YOU + ENCODED_ONCE
-           + SESSION_CACHE + BENCH)
+           + SESSION_CACHE + BENCH + WRITER_PIPELINE)
 
 
 def run(mutant: Mutant) -> bool:
