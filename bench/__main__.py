@@ -52,7 +52,8 @@ class Profile:
     rest_duration: float = 3.0
     limit_duration: float = 3.0
     # 10 %: latency at light load; 80 %: the open-loop target (delivered share and p99)
-    fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 0.8, 1.0, 1.25)  # 75 % gave way to 80 %: the full run stays < 10 min
+    # 75 % gave way to 80 %, so the full run stays under 10 minutes
+    fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 0.8, 1.0, 1.25)
 
 
 FULL = Profile("full")

@@ -281,8 +281,9 @@ class Fanout:
 
     def _receive(self, channel: str | None, item: str | Gap) -> None:
         """Called by the backend: strip the origin tag, skip what this process delivered already
-        (the backends drop it on arrival; a parked one is known only once fetched), open the rest. One whose key must be loaded first waits in the backlog, and so does
-        everything received after it, so subscribers get all in the order it came."""
+        (the backends drop it on arrival; a parked one is known only once fetched), open the rest.
+        One whose key must be loaded first waits in the backlog, and so does everything received
+        after it, so subscribers get all in the order it came."""
         if not isinstance(item, Gap):
             origin, _, item = item.partition(ORIGIN_END)
             if origin == self._origin:
